@@ -1,0 +1,336 @@
+"""The ``hbgw`` command. Exit codes: 0 done, 1 the operation failed, 2 usage or configuration error."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import getpass
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway import __version__
+from gateway import config as cfgmod
+from gateway.config import Config, ConfigError
+from gateway.durations import format_duration, humanize, parse_duration
+from gateway.service import Service, ValidationError
+from gateway.store import Conflict, NotFound, Store, StoreError
+
+logger = logging.getLogger("hbgw")
+
+DEFAULT_CONFIG = Path(os.environ.get("HBGW_CONFIG", "/etc/hbgw/hbgw.toml"))
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _hostport(text: str) -> str:
+    try:
+        cfgmod.parse_hostport(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help=f"TOML config file (default {DEFAULT_CONFIG})")
+    p.add_argument("--data-dir", type=Path, help="data directory (overrides the config's data_dir)")
+    p.add_argument("--demo", action="store_true", help="use the demo configuration and data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hbgw", description="heartbeat-gateway: server heartbeats in, SMS alerts out.")
+    parser.add_argument("--version", action="version", version=f"hbgw {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("HBGW_LOG_LEVEL", "INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gateway")
+    _data_args(p)
+    p.add_argument("--http", type=_hostport, metavar="HOST:PORT", help="HTTP listen address")
+    p.add_argument("--smtp", type=_hostport, metavar="HOST:PORT", help="SMTP listen address")
+
+    p = sub.add_parser("init", help="write a config file with fresh secrets, set the admin password")
+    p.add_argument("--config", type=Path, default=None, help=f"where to write it (default {DEFAULT_CONFIG})")
+    p.add_argument("--data-dir", type=Path, default=Path("/var/lib/hbgw"))
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    p = sub.add_parser("check", help="add, list, show, remove, pause and resume checks")
+    csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = csub.add_parser("add", help="add a check; prints its ping URL and email address")
+    a.add_argument("name")
+    a.add_argument("--period", type=_duration, help="expected ping interval (e.g. 15m)")
+    a.add_argument("--grace", type=_duration, help="how late a ping may be before DOWN (e.g. 15m)")
+    a.add_argument("--cron", help='cron expression instead of a period, e.g. "*/15 * * * *"')
+    a.add_argument("--tz", help="time zone of the cron expression (e.g. Europe/Paris)")
+    _data_args(a)
+    a = csub.add_parser("list", help="all checks with their status")
+    a.add_argument("--json", action="store_true")
+    _data_args(a)
+    a = csub.add_parser("show", help="one check, with crontab and email snippets")
+    a.add_argument("name")
+    a.add_argument("--json", action="store_true")
+    _data_args(a)
+    for verb, text in (("rm", "remove a check and its history"), ("pause", "stop alerting"),
+                       ("resume", "resume a paused check")):
+        a = csub.add_parser(verb, help=text)
+        a.add_argument("name")
+        _data_args(a)
+
+    p = sub.add_parser("passwd", help="set the web admin password")
+    p.add_argument("--password-stdin", action="store_true", help="read the new password from stdin")
+    _data_args(p)
+
+    p = sub.add_parser("simulate-modem", help="run a simulated GSM modem on a pty or TCP port")
+    try:
+        from modem import simulator
+
+        simulator.add_cli_arguments(p)
+    except (ImportError, AttributeError):  # TODO(lead): tighten once the simulator lands
+        pass
+    return parser
+
+
+# --------------------------------------------------------------------------------- config
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """The config for a command: --config, else the default file if it exists, else --demo or
+    --data-dir defaults. Raises ConfigError / UsageError."""
+    path: Path | None = args.config
+    if path is None and DEFAULT_CONFIG.is_file() and not args.demo:
+        path = DEFAULT_CONFIG
+    if path is not None:
+        config = cfgmod.load(path)
+        if args.demo:
+            config = cfgmod.demo(config)
+    elif args.demo:
+        config = cfgmod.demo()
+    elif args.data_dir is not None:
+        config = Config(data_dir=args.data_dir)
+    else:
+        raise UsageError(f"no config file at {DEFAULT_CONFIG}: create one with `hbgw init`, or"
+                         " pass --config FILE, --data-dir DIR or --demo")
+    if args.data_dir is not None:
+        config = dataclasses.replace(config, data_dir=args.data_dir)
+    return config
+
+
+def _open(config: Config) -> tuple[Store, Service]:
+    store = Store(config.db_path).open()
+    return store, Service(store, config)
+
+
+def _poke_daemon(config: Config) -> None:
+    """Tell a running daemon on the same data dir to re-read deadlines (best effort)."""
+    from gateway.daemon import read_run_file
+
+    info = read_run_file(config.data_dir)
+    if not info or not isinstance(info.get("pid"), int):
+        return
+    pid = info["pid"]
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"hbgw" in cmdline or b"gateway" in cmdline:
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------------- commands
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.daemon import Daemon
+
+    config = resolve_config(args)
+    if args.http:
+        config = dataclasses.replace(config, http=dataclasses.replace(config.http, listen=args.http))
+    if args.smtp:
+        config = dataclasses.replace(config, smtp=dataclasses.replace(config.smtp, listen=args.smtp))
+    return asyncio.run(Daemon(config).run())
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from gateway.passwords import generate_password, hash_password
+
+    path: Path = args.config or DEFAULT_CONFIG
+    if path.exists() and not args.force:
+        print(f"hbgw: {path} exists; use --force to overwrite it", file=sys.stderr)
+        return EXIT_FAIL
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data_dir = args.data_dir.resolve()
+    text = cfgmod.render_template(data_dir, secrets.token_urlsafe(24))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    config = cfgmod.load(path)
+    password = generate_password()
+    store, _ = _open(config)
+    try:
+        store.set_setting("admin_password", hash_password(password))
+    finally:
+        store.close()
+    print(f"wrote {path} (mode 0600); data in {data_dir}")
+    print(f"web admin password (shown once; change it with `hbgw passwd`): {password}")
+    return EXIT_OK
+
+
+def _render_list(service: Service, rows: list[dict[str, Any]]) -> str:
+    header = ("NAME", "STATUS", "LAST PING", "SCHEDULE", "GRACE", "SMS")
+    now = service.clock()
+    lines = [header]
+    for r in rows:
+        last = "never"
+        if r["last_ping"]:
+            check = service.get_check(r["name"])
+            last = humanize(now - (check.last_ping or now)) + " ago"
+        schedule = f"cron {r['cron']} {r['tz']}" if r["cron"] else "every " + format_duration(r["period"])
+        lines.append((r["name"], r["status"], last, schedule, format_duration(r["grace"]),
+                      "on" if r["sms_enabled"] else "off"))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
+
+
+def snippets(service: Service, name: str) -> str:
+    check = service.get_check(name)
+    url = service.ping_url(check)
+    period = check.schedule.period
+    minutes = max(1, int(period // 60))
+    when = check.schedule.cron or (f"*/{minutes} * * * *" if minutes < 60 else "0 * * * *")
+    return "\n".join([
+        "crontab (curl):",
+        f"  {when} curl -fsS -m 10 --retry 3 -o /dev/null {url}",
+        "crontab (wget):",
+        f"  {when} wget -q -T 10 -t 3 -O /dev/null {url}",
+        "a job that reports its exit status:",
+        f"  {when} /usr/local/bin/job.sh; curl -fsS -m 10 --retry 3 -o /dev/null {url}/$?",
+        "email:",
+        f"  {when} echo ok | mail -s ok {service.email_address(check)}",
+    ])
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    store, service = _open(config)
+    try:
+        if args.action == "add":
+            check = service.add_check(args.name, period=args.period, grace=args.grace,
+                                      cron=args.cron, tz=args.tz)
+            _poke_daemon(config)
+            print(f"added {check.name}")
+            print(f"ping URL: {service.ping_url(check)}")
+            print(f"email:    {service.email_address(check)}")
+        elif args.action == "list":
+            rows = [service.describe(c) for c in service.list_checks()]
+            print(json.dumps(rows, indent=2) if args.json else _render_list(service, rows))
+        elif args.action == "show":
+            check = service.get_check(args.name)
+            d = service.describe(check)
+            if args.json:
+                print(json.dumps(d, indent=2))
+            else:
+                for k, v in d.items():
+                    print(f"{k + ':':16} {v}")
+                print()
+                print(snippets(service, check.name))
+        elif args.action == "rm":
+            service.remove_check(args.name)
+            _poke_daemon(config)
+            print(f"removed {args.name}")
+        elif args.action == "pause":
+            service.pause(args.name)
+            _poke_daemon(config)
+            print(f"paused {args.name}")
+        elif args.action == "resume":
+            service.resume(args.name)
+            _poke_daemon(config)
+            print(f"resumed {args.name}")
+        return EXIT_OK
+    finally:
+        store.close()
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    from gateway.passwords import hash_password
+
+    config = resolve_config(args)
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("new admin password: ")
+        if getpass.getpass("again: ") != password:
+            print("hbgw: the passwords differ", file=sys.stderr)
+            return EXIT_FAIL
+    if len(password) < 10:
+        print("hbgw: use at least 10 characters", file=sys.stderr)
+        return EXIT_FAIL
+    store = Store(config.db_path).open()
+    try:
+        store.set_setting("admin_password", hash_password(password))
+    finally:
+        store.close()
+    print("admin password changed")
+    return EXIT_OK
+
+
+def cmd_simulate_modem(args: argparse.Namespace) -> int:
+    from modem import simulator
+
+    return int(simulator.cli_main(args))
+
+
+COMMANDS = {"serve": cmd_serve, "init": cmd_init, "check": cmd_check, "passwd": cmd_passwd,
+            "simulate-modem": cmd_simulate_modem}
+
+
+def setup_logging(level: str) -> None:
+    under_systemd = "JOURNAL_STREAM" in os.environ
+    fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd else \
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" chatter
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, UsageError) as e:
+        print(f"hbgw: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValidationError as e:
+        print(f"hbgw: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except NotFound as e:
+        print(f"hbgw: no check named {e}", file=sys.stderr)
+        return EXIT_FAIL
+    except (Conflict, StoreError) as e:
+        print(f"hbgw: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130

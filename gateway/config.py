@@ -1,0 +1,428 @@
+"""Configuration: one TOML file read into frozen dataclasses.
+
+Unknown keys and bad values stop start-up with a message naming the file, the key and what is
+allowed (:class:`ConfigError`, exit code 2). Every key has a default, so ``--demo`` needs no file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.durations import parse_duration
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+class ConfigError(Exception):
+    """A configuration problem a person can fix; the message says where and how."""
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    listen: str = "0.0.0.0:8080"
+    base_url: str | None = None  # how servers reach us, for printed ping URLs
+    max_body: int = 100_000  # bytes accepted in a ping body; more is 413
+    threads: int = 8
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    listen: str | None = None  # None: no email heartbeats
+    domain: str = "hbgw.local"
+    max_size: int = 256_000
+    max_recipients: int = 50
+
+
+@dataclass(frozen=True)
+class ModemConfig:
+    backend: str = "none"  # "at" | "gammu" | "simulator" | "none"
+    device: str = "/dev/hbgw-modem"
+    baudrate: int = 115200
+    pin: str | None = None
+    smsc: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    sms_to: tuple[str, ...] = ()
+    email_to: tuple[str, ...] = ()
+    repeat: float = 900.0
+    coalesce: float = 3.0
+    max_sms_per_hour: int = 30
+    silent_summary_min: int = 3
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    host: str | None = None
+    port: int = 587
+    tls: str = "starttls"  # "starttls" | "ssl" | "none"
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sender: str = "hbgw@localhost"
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    ping_key: str | None = field(default=None, repr=False)
+    auto_create: bool = False
+    max_checks: int = 1000
+    sms_allow: tuple[str, ...] = ()
+    sms_pin: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class DefaultsConfig:
+    period: float = 900.0
+    grace: float = 900.0
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path = Path("/var/lib/hbgw")
+    http: HttpConfig = HttpConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    modem: ModemConfig = ModemConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    email: EmailConfig = EmailConfig()
+    security: SecurityConfig = SecurityConfig()
+    defaults: DefaultsConfig = DefaultsConfig()
+    demo: bool = False
+    source: Path | None = None  # the file it came from, for messages
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "hbgw.sqlite3"
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+
+def parse_hostport(text: str, *, what: str = "address") -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` → (host, port). Port 0 means "any free port"."""
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d{1,5})|([^:\s\[\]]+):(\d{1,5})", text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a HOST:PORT {what} (e.g. 127.0.0.1:8080)")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range 0-65535")
+    return host, port
+
+
+class _Reader:
+    """Pulls typed values out of one TOML table, remembering where they came from."""
+
+    def __init__(self, source: str, table: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: [{table}] must be a table")
+        self.source, self.table, self.data = source, table, dict(data)
+
+    def where(self, key: str) -> str:
+        return f"{self.source}: [{self.table}] {key}" if self.table else f"{self.source}: {key}"
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.where(key)}: {problem}")
+
+    def pop(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        if key not in self.data:
+            return default
+        value = self.data.pop(key)
+        # bool is an int in Python; config booleans and numbers stay apart.
+        if isinstance(value, bool) and kind is not bool:
+            raise self.fail(key, f"expected {_kind_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            raise self.fail(key, f"expected {_kind_name(kind)}, got {type(value).__name__}")
+        return value
+
+    def string(self, key: str, default: str | None) -> Any:
+        value = self.pop(key, str, default)
+        if isinstance(value, str) and not value.strip() and default is not None:
+            raise self.fail(key, "must not be empty")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        return bool(self.pop(key, bool, default))
+
+    def integer(self, key: str, default: int, lo: int, hi: int) -> int:
+        value = self.pop(key, int, default)
+        if not lo <= value <= hi:
+            raise self.fail(key, f"must be between {lo} and {hi}, got {value}")
+        return int(value)
+
+    def duration(self, key: str, default: float, lo: float = 0.0) -> float:
+        value = self.pop(key, (str, int, float), None)
+        if value is None:
+            return default
+        try:
+            seconds = parse_duration(value) if isinstance(value, str) else float(value)
+        except ValueError as e:
+            raise self.fail(key, str(e)) from None
+        if seconds < lo:
+            raise self.fail(key, f"must be at least {lo:g}s")
+        return seconds
+
+    def choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.pop(key, str, default)
+        if value not in allowed:
+            raise self.fail(key, f"{value!r} is not one of {', '.join(allowed)}")
+        return str(value)
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.pop(key, list, [])
+        if not all(isinstance(v, str) for v in value):
+            raise self.fail(key, "expected a list of strings")
+        return tuple(value)
+
+    def numbers(self, key: str) -> tuple[str, ...]:
+        out = self.strings(key)
+        for n in out:
+            if not E164.match(n):
+                raise self.fail(key, f"{n!r} is not an E.164 number (e.g. +15551234567)")
+        return out
+
+    def hostport(self, key: str, default: str | None) -> str | None:
+        value = self.string(key, default)
+        if value is not None:
+            try:
+                parse_hostport(value)
+            except ValueError as e:
+                raise self.fail(key, str(e)) from None
+        return value
+
+    def done(self) -> None:
+        if self.data:
+            key = sorted(self.data)[0]
+            raise self.fail(key, "unknown key")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", dict: "a table"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _section(src: str, top: dict[str, Any], name: str) -> _Reader:
+    return _Reader(src, name, top.pop(name, {}))
+
+
+def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Build a Config from parsed TOML. Raises ConfigError naming ``source`` and the key."""
+    top = dict(data)
+    d = Config()
+
+    r = _section(source, top, "http")
+    trusted = r.strings("trusted_proxies")
+    for p in trusted:
+        try:
+            ipaddress.ip_network(p, strict=False)
+        except ValueError:
+            raise r.fail("trusted_proxies", f"{p!r} is not an IP address or network") from None
+    http = HttpConfig(
+        listen=r.hostport("listen", d.http.listen) or d.http.listen,
+        base_url=r.string("base_url", None),
+        max_body=r.integer("max_body", d.http.max_body, 1024, 10_000_000),
+        threads=r.integer("threads", d.http.threads, 1, 64),
+        trusted_proxies=trusted,
+    )
+    if http.base_url is not None and not re.match(r"^https?://[^\s/]+", http.base_url):
+        raise r.fail("base_url", "must start with http:// or https://")
+    r.done()
+
+    r = _section(source, top, "smtp")
+    smtp = SmtpConfig(
+        listen=r.hostport("listen", None),
+        domain=r.string("domain", d.smtp.domain).lower(),
+        max_size=r.integer("max_size", d.smtp.max_size, 1024, 50_000_000),
+        max_recipients=r.integer("max_recipients", d.smtp.max_recipients, 1, 1000),
+    )
+    r.done()
+
+    r = _section(source, top, "modem")
+    modem = ModemConfig(
+        backend=r.choice("backend", d.modem.backend, ("at", "gammu", "simulator", "none")),
+        device=r.string("device", d.modem.device),
+        baudrate=r.integer("baudrate", d.modem.baudrate, 300, 4_000_000),
+        pin=r.string("pin", None),
+        smsc=r.string("smsc", None),
+    )
+    if modem.pin is not None and not re.fullmatch(r"\d{4,8}", modem.pin):
+        raise r.fail("pin", "a SIM PIN is 4 to 8 digits")
+    if modem.smsc is not None and not E164.match(modem.smsc):
+        raise r.fail("smsc", f"{modem.smsc!r} is not an E.164 number")
+    r.done()
+
+    r = _section(source, top, "alerts")
+    alerts = AlertsConfig(
+        sms_to=r.numbers("sms_to"),
+        email_to=r.strings("email_to"),
+        repeat=r.duration("repeat", d.alerts.repeat, lo=1.0),
+        coalesce=r.duration("coalesce", d.alerts.coalesce),
+        max_sms_per_hour=r.integer("max_sms_per_hour", d.alerts.max_sms_per_hour, 1, 10_000),
+        silent_summary_min=r.integer("silent_summary_min", d.alerts.silent_summary_min, 2, 10_000),
+    )
+    for addr in alerts.email_to:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+", addr):
+            raise r.fail("email_to", f"{addr!r} is not an email address")
+    r.done()
+
+    r = _section(source, top, "email")
+    email = EmailConfig(
+        host=r.string("host", None),
+        port=r.integer("port", d.email.port, 1, 65535),
+        tls=r.choice("tls", d.email.tls, ("starttls", "ssl", "none")),
+        user=r.string("user", None),
+        password=r.string("password", None),
+        sender=r.string("from", d.email.sender),
+    )
+    r.done()
+
+    r = _section(source, top, "security")
+    security = SecurityConfig(
+        ping_key=r.string("ping_key", None),
+        auto_create=r.boolean("auto_create", d.security.auto_create),
+        max_checks=r.integer("max_checks", d.security.max_checks, 1, 1_000_000),
+        sms_allow=r.numbers("sms_allow"),
+        sms_pin=r.string("sms_pin", None),
+    )
+    if security.ping_key is not None and not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", security.ping_key):
+        raise r.fail("ping_key", "must be 16-128 characters of A-Z a-z 0-9 _ - (hbgw init makes one)")
+    if security.sms_pin is not None and not re.fullmatch(r"\d{4,8}", security.sms_pin):
+        raise r.fail("sms_pin", "must be 4 to 8 digits")
+    r.done()
+
+    r = _section(source, top, "defaults")
+    defaults = DefaultsConfig(
+        period=r.duration("period", d.defaults.period, lo=1.0),
+        grace=r.duration("grace", d.defaults.grace),
+    )
+    r.done()
+
+    r = _Reader(source, "", top)
+    raw_dir = r.string("data_dir", None)
+    r.done()
+    data_dir = d.data_dir
+    if raw_dir is not None:
+        data_dir = Path(raw_dir).expanduser()
+        if not data_dir.is_absolute() and base_dir is not None:
+            data_dir = base_dir / data_dir
+    return Config(data_dir=data_dir, http=http, smtp=smtp, modem=modem, alerts=alerts,
+                  email=email, security=security, defaults=defaults,
+                  source=Path(source) if source != "<config>" else None)
+
+
+def load(path: Path) -> Config:
+    """Read and validate the TOML file at ``path``. Raises ConfigError (never a traceback)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (create one with: hbgw init)") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied reading the config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    return parse(data, str(path), base_dir=path.parent)
+
+
+DEMO_DATA_DIR = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "hbgw-demo"
+
+
+def demo(base: Config | None = None) -> Config:
+    """Demo mode: loopback only, simulated modem, email heartbeats on 2525, a data dir of its own."""
+    c = base or Config(data_dir=DEMO_DATA_DIR)
+    sec = c.security
+    return dataclasses.replace(
+        c,
+        demo=True,
+        http=dataclasses.replace(c.http, listen="127.0.0.1:8080") if base is None else c.http,
+        smtp=dataclasses.replace(c.smtp, listen=c.smtp.listen or "127.0.0.1:2525"),
+        modem=dataclasses.replace(c.modem, backend="simulator"),
+        alerts=dataclasses.replace(
+            c.alerts,
+            sms_to=c.alerts.sms_to or ("+15551230000",),
+        ),
+        security=dataclasses.replace(
+            sec,
+            auto_create=True if base is None else sec.auto_create,
+            sms_allow=sec.sms_allow or ("+15551230000",),
+        ),
+    )
+
+
+TEMPLATE = """\
+# heartbeat-gateway configuration (hbgw). Durations: "90s", "15m", "2h", "1d".
+# Unknown keys are an error, so a typo never goes unnoticed.
+
+# Where the SQLite database and runtime state live.
+data_dir = "{data_dir}"
+
+[http]
+# Servers ping http://<this box>:8080/ping/<token>. Put a TLS reverse proxy in front of it if
+# servers reach it over the internet (see README).
+listen = "0.0.0.0:8080"
+# base_url = "https://alarm.example.net"   # printed in ping URLs; defaults to this host's name
+# max_body = 100000                         # bytes accepted in a ping body (larger: 413)
+# trusted_proxies = ["127.0.0.1"]           # honour X-Forwarded-For only from these
+
+[smtp]
+# Email heartbeats: <token>@<domain>. Uncomment to listen (port 25 needs CAP_NET_BIND_SERVICE).
+# listen = "0.0.0.0:25"
+domain = "hbgw.local"
+
+[modem]
+# "at" (pyserial, most USB sticks), "gammu" (python-gammu), "simulator", or "none".
+backend = "none"
+device = "/dev/hbgw-modem"
+# pin = "1234"        # SIM PIN, if the SIM asks for one (never retried when wrong)
+# smsc = "+15550000000"
+
+[alerts]
+# Who gets SMS alerts (E.164). Email is the second channel and the fallback.
+sms_to = []
+email_to = []
+repeat = "15m"        # reminder interval while a server stays down
+coalesce = "3s"       # alerts this close together become one SMS
+max_sms_per_hour = 30
+
+[email]
+# Outbound relay for email alerts.
+# host = "smtp.example.net"
+# port = 587
+# tls = "starttls"    # "starttls" | "ssl" | "none"
+# user = "alarm@example.net"
+# password = "..."
+# from = "alarm@example.net"
+
+[security]
+# Name-based pings: /ping/<ping_key>/<name>. Keep it secret like a password.
+ping_key = "{ping_key}"
+auto_create = false   # true: a ping for an unknown name with the right key creates the check
+max_checks = 1000
+# Phones allowed to send SMS commands (STATUS, ACK web1, OFF web1, ...).
+sms_allow = []
+# sms_pin = "4321"    # if set, commands must start with it: "4321 STATUS"
+
+[defaults]
+period = "15m"
+grace = "15m"
+"""
+
+
+def render_template(data_dir: Path, ping_key: str) -> str:
+    return TEMPLATE.format(data_dir=str(data_dir).replace("\\", "\\\\").replace('"', '\\"'),
+                           ping_key=ping_key)

@@ -1,0 +1,165 @@
+"""``hbgw serve``: wires the store, the service, the watchdog and the listeners into one process.
+
+The main thread runs one asyncio loop (watchdog, SMTP, modem, alive ticker); the WSGI server runs
+in a thread this module owns and stops. SIGTERM/SIGINT stop it cleanly; SIGHUP re-reads deadlines
+(the ``hbgw check`` CLI sends it after changing checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import waitress
+import waitress.server
+
+from gateway.config import Config, parse_hostport
+from gateway.service import Service, iso
+from gateway.store import Store
+from gateway.watchdog import Watchdog
+from web.app import create_app
+
+logger = logging.getLogger(__name__)
+
+ALIVE_EVERY = 10.0  # seconds between "still running" marks (bounds the offline window's error)
+RUN_FILE = "run.json"
+
+
+class HttpServer:
+    """waitress in a thread we own: ``start()`` binds (port 0 allowed), ``stop()`` returns promptly."""
+
+    def __init__(self, app: Any, host: str, port: int, *, threads: int, max_body: int) -> None:
+        self._server = waitress.create_server(
+            app, host=host, port=port, threads=threads, ident="hbgw",
+            connection_limit=1000, channel_timeout=60, cleanup_interval=30,
+            max_request_body_size=max_body + 1024, asyncore_loop_timeout=0.5,
+            clear_untrusted_proxy_headers=False,
+        )
+        self._thread = threading.Thread(target=self._serve, name="hbgw-http", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        server: Any = self._server
+        return str(server.effective_host), int(server.effective_port)
+
+    def _serve(self) -> None:
+        try:
+            self._server.run()
+        except Exception:
+            logger.exception("HTTP server stopped with an error")
+
+    def start(self) -> HttpServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.close()
+        self._thread.join(timeout=5)
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) ``message``; a no-op outside systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.connect(addr)
+        s.sendall(message.encode())
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stopping = asyncio.Event()
+        self.http: HttpServer | None = None
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT. Returns the process exit code."""
+        cfg = self.config
+        store = Store(cfg.db_path).open()
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            service = Service(store, cfg)
+            last_alive = store.get_setting("last_alive")
+            service.fresh_start(float(last_alive) if last_alive else None)
+            store.set_setting("last_alive", repr(time.time()))
+            if cfg.demo:
+                from gateway import demo
+
+                demo.seed(service)
+
+            watchdog = Watchdog(service)
+            service.on_deadline(watchdog.nudge)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(signal.SIGHUP, watchdog.wake)
+
+            host, port = parse_hostport(cfg.http.listen)
+            self.http = HttpServer(create_app(service, cfg), host, port,
+                                   threads=cfg.http.threads, max_body=cfg.http.max_body).start()
+            bound = self.http.address
+            if not cfg.http.base_url:
+                service.base_url = service.base_url.rsplit(":", 1)[0] + f":{bound[1]}"
+            logger.info("HTTP heartbeats on http://%s:%d/ping/", *bound)
+
+            tasks.append(asyncio.create_task(watchdog.run(), name="watchdog"))
+            tasks.append(asyncio.create_task(self._alive(store), name="alive"))
+            if cfg.demo:
+                tasks.append(asyncio.create_task(demo.pinger(service), name="demo-pinger"))
+            self._write_run_file({"pid": os.getpid(), "http": f"{bound[0]}:{bound[1]}",
+                                  "base_url": service.base_url, "started": iso(time.time())})
+            sd_notify("READY=1\nSTATUS=serving")
+            logger.info("hbgw ready (data in %s)", cfg.data_dir)
+            await self.stopping.wait()
+            logger.info("stopping")
+            sd_notify("STOPPING=1")
+            return 0
+        finally:
+            if self.http is not None:
+                self.http.stop()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                store.set_setting("last_alive", repr(time.time()))
+            store.close()
+            with contextlib.suppress(OSError):
+                (cfg.data_dir / RUN_FILE).unlink()
+
+    async def _alive(self, store: Store) -> None:
+        """Record that the gateway is running, so a restart knows how long it was away; also
+        keeps the systemd watchdog fed from the event loop itself (a stalled loop misses it)."""
+        while True:
+            await asyncio.sleep(ALIVE_EVERY)
+            sd_notify("WATCHDOG=1")
+            try:
+                await asyncio.to_thread(store.set_setting, "last_alive", repr(time.time()))
+            except Exception as e:
+                logger.error("cannot record last-alive time: %s", e)
+
+    def _write_run_file(self, info: dict[str, Any]) -> None:
+        path: Path = self.config.data_dir / RUN_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info) + "\n")
+        tmp.replace(path)
+
+
+def read_run_file(data_dir: Path) -> dict[str, Any] | None:
+    """What a running daemon wrote about itself (pid, bound addresses), or None."""
+    try:
+        info: dict[str, Any] = json.loads((data_dir / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info

@@ -1,0 +1,113 @@
+"""Records that cross layers. Times are POSIX seconds (float, UTC) unless a name says otherwise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """A check's status. Declared once; templates, JSON and SQL use these values."""
+
+    NEW = "new"  # created, never pinged: it cannot be late yet
+    UP = "up"
+    LATE = "late"  # past the expected time, still within grace
+    DOWN = "down"  # past period + grace, or the last ping reported failure
+    PAUSED = "paused"  # manual; the next ping resumes it
+
+
+class PingKind(StrEnum):
+    SUCCESS = "success"
+    START = "start"
+    FAIL = "fail"
+    LOG = "log"  # recorded, changes nothing
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a check expects its pings: every ``period`` seconds, or on a cron expression in ``tz``.
+
+    ``grace`` is how long after the expected time it is only late, not yet down.
+    """
+
+    period: float
+    grace: float
+    cron: str | None = None
+    tz: str = "UTC"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One monitored server or job, as stored."""
+
+    id: int
+    name: str
+    token: str
+    schedule: Schedule
+    status: Status  # as last written by a ping or the watchdog; see status.evaluate for "now"
+    anchor: float | None  # deadlines count from here: last success ping, resume, or gateway restart
+    last_ping: float | None  # last ping of any kind, for display
+    last_start: float | None  # last /start not yet followed by a success or fail
+    last_failed: bool  # the last success-or-fail ping was a failure
+    last_exit_status: int | None
+    next_deadline: float | None  # when the status changes next without pings (late or down)
+    sms_enabled: bool
+    email_enabled: bool
+    created: float
+    n_pings: int
+    repeat: float | None = None  # per-check reminder interval; None = the global [alerts] repeat
+
+    @property
+    def period(self) -> float:
+        return self.schedule.period
+
+    @property
+    def grace(self) -> float:
+        return self.schedule.grace
+
+
+@dataclass(frozen=True)
+class Ping:
+    id: int
+    check_id: int
+    at: float
+    kind: PingKind
+    exit_status: int | None
+    source: str  # "http" | "email"
+    remote_addr: str | None
+    method: str | None
+    user_agent: str | None
+    body: str | None
+
+
+@dataclass(frozen=True)
+class Flip:
+    """A status change, stored as an event row in the same transaction as the new status."""
+
+    check_id: int
+    at: float
+    old: Status
+    new: Status
+    reason: str  # "deadline", "ping", "fail", "pause", "resume", "restart"
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    check_id: int | None
+    at: float
+    kind: str  # "flip" | "created" | "paused" | "resumed" | "note" | ...
+    old_status: str | None
+    new_status: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class PingMeta:
+    """What an edge knows about an incoming heartbeat besides the check and the kind."""
+
+    source: str = "http"
+    remote_addr: str | None = None
+    method: str | None = None
+    user_agent: str | None = None
+    body: str | None = None

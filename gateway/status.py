@@ -1,0 +1,103 @@
+"""A check's status at a given moment, and the transitions pings and the owner cause.
+
+Pure: every function takes ``now``; nothing here reads the clock or does I/O, so the watchdog,
+the ping handlers and the tests all agree on one definition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from gateway import schedule as sched
+from gateway.model import Check, PingKind, Status
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    status: Status
+    late_at: float | None  # when it was/will be late (None: not applicable)
+    down_at: float | None
+    next_change: float | None  # when the status changes next without any ping
+
+
+_QUIET = {Status.PAUSED, Status.DOWN}
+
+
+def evaluate(check: Check, now: float) -> Evaluation:
+    """The status of ``check`` at ``now`` from its stored facts.
+
+    paused stays paused; a failed last ping is down; otherwise the deadlines decide:
+    before ``late_at`` up (new if never pinged), then late until ``down_at``, then down.
+    """
+    if check.status is Status.PAUSED:
+        return Evaluation(Status.PAUSED, None, None, None)
+    if check.last_failed:
+        return Evaluation(Status.DOWN, None, None, None)
+    marks = sched.deadlines(check.schedule, check.anchor, check.last_start)
+    if marks is None:
+        return Evaluation(Status.NEW, None, None, None)
+    late_at, down_at = marks
+    if now >= down_at:
+        return Evaluation(Status.DOWN, late_at, down_at, None)
+    if now >= late_at:
+        return Evaluation(Status.LATE, late_at, down_at, down_at)
+    fresh = Status.NEW if check.anchor is None else Status.UP
+    return Evaluation(fresh, late_at, down_at, late_at)
+
+
+def refresh(check: Check, now: float) -> Check:
+    """``check`` with ``status`` and ``next_deadline`` brought up to ``now``."""
+    ev = evaluate(check, now)
+    if ev.status is check.status and ev.next_change == check.next_deadline:
+        return check
+    return dataclasses.replace(check, status=ev.status, next_deadline=ev.next_change)
+
+
+def apply_ping(check: Check, kind: PingKind, exit_status: int | None, now: float) -> Check:
+    """The check after a ping of ``kind`` at ``now`` (a non-zero exit status is a failure).
+
+    Any success or failure resumes a paused check ("pings resume it").
+    """
+    if kind is PingKind.SUCCESS and exit_status not in (None, 0):
+        kind = PingKind.FAIL
+    base = dataclasses.replace(check, last_ping=now, n_pings=check.n_pings + 1)
+    if kind is PingKind.LOG:
+        return base
+    if kind is PingKind.START:
+        return refresh(dataclasses.replace(base, last_start=now), now)
+    resumed = Status.NEW if check.status is Status.PAUSED else check.status
+    changed = dataclasses.replace(
+        base,
+        status=resumed,
+        anchor=now,
+        last_start=None,
+        last_failed=kind is PingKind.FAIL,
+        last_exit_status=exit_status,
+    )
+    return refresh(changed, now)
+
+
+def apply_pause(check: Check) -> Check:
+    return dataclasses.replace(check, status=Status.PAUSED, next_deadline=None, last_start=None)
+
+
+def apply_resume(check: Check, now: float) -> Check:
+    """Resume a paused check with a fresh period + grace from ``now``; never-pinged stays new."""
+    if check.status is not Status.PAUSED:
+        return check
+    anchor = now if check.last_ping is not None else None
+    return refresh(
+        dataclasses.replace(check, status=Status.NEW, anchor=anchor, last_failed=False), now
+    )
+
+
+def apply_fresh_start(check: Check, now: float) -> Check:
+    """After the gateway itself was offline: give the check a fresh period + grace from ``now``.
+
+    Only for checks that were not already down or paused; those keep what they had.
+    """
+    if check.status in _QUIET or check.last_failed or check.anchor is None:
+        return check
+    last_start = now if check.last_start is not None else None
+    return refresh(dataclasses.replace(check, anchor=now, last_start=last_start), now)
