@@ -1,0 +1,121 @@
+"""The SQLite store: migrations, group commit with per-job isolation, bounded ping history."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway import store as storemod
+from gateway.model import PingKind, PingMeta, Schedule, Status
+from gateway.store import Conflict, Store, StoreError
+
+T0 = 1_800_000_000.0
+S = Schedule(period=60, grace=60)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "hbgw.sqlite3").open()
+    yield s
+    s.close()
+
+
+def test_it_creates_the_schema_in_wal_mode_and_records_its_version(store: Store) -> None:
+    con = sqlite3.connect(store.path)
+    try:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == storemod.SCHEMA_VERSION
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        con.close()
+    assert {"checks", "pings", "events", "outbox", "inbox", "sessions", "settings"} <= tables
+
+
+def test_it_refuses_a_database_from_a_newer_version(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite3"
+    con = sqlite3.connect(path)
+    con.execute(f"PRAGMA user_version = {storemod.SCHEMA_VERSION + 1}")
+    con.close()
+    with pytest.raises(StoreError, match="newer than this hbgw"):
+        Store(path).open()
+
+
+def test_it_commits_many_concurrent_pings_and_isolates_a_failing_job(store: Store) -> None:
+    check = store.add_check("web1", "tok" * 8, S, T0)
+
+    def boom(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO settings (key, value) VALUES ('half', 'done')")
+        raise RuntimeError("job bug")
+
+    futures = [store.submit(storemod._tx_record_ping, check.token, None, PingKind.SUCCESS, None,
+                            PingMeta(), T0 + i, None) for i in range(200)]
+    bad = store.submit(boom)
+    futures += [store.submit(storemod._tx_record_ping, check.token, None, PingKind.SUCCESS, None,
+                             PingMeta(), T0 + 200 + i, None) for i in range(200)]
+    concurrent.futures.wait([*futures, bad])
+    assert all(f.result() is not None for f in futures)
+    with pytest.raises(RuntimeError, match="job bug"):
+        bad.result()
+    assert store.get_setting("half") is None  # the failing job left nothing behind
+    got = store.get_check("web1")
+    assert got is not None and got.n_pings == 400 and got.status is Status.UP
+
+
+def test_it_keeps_only_the_newest_pings_per_check(store: Store) -> None:
+    check = store.add_check("chatty", "tok" * 8, S, T0)
+    other = store.add_check("quiet", "tik" * 8, S, T0)
+    store.record_ping(other.token, PingKind.SUCCESS, None, PingMeta(), T0)
+    for i in range(storemod.PING_HISTORY + 120):
+        store.submit(storemod._tx_record_ping, check.token, None, PingKind.SUCCESS, None,
+                     PingMeta(body=str(i)), T0 + i, None)
+    store.record_ping(check.token, PingKind.LOG, None, PingMeta(body="last"), T0 + 5000)
+    n = store.count_pings(check.id)
+    assert storemod.PING_HISTORY <= n < storemod.PING_HISTORY + storemod._PRUNE_EVERY
+    assert store.list_pings(check.id, 1)[0].body == "last"
+    assert store.count_pings(other.id) == 1
+
+
+def test_it_rejects_duplicate_names_case_insensitively_and_enforces_the_cap(store: Store) -> None:
+    store.add_check("Web1", "a" * 24, S, T0)
+    with pytest.raises(Conflict, match="exists"):
+        store.add_check("web1", "b" * 24, S, T0)
+    store.add_check("web2", "c" * 24, S, T0, max_checks=2)
+    with pytest.raises(Conflict, match="limit of 2"):
+        store.add_check("web3", "d" * 24, S, T0, max_checks=2)
+
+
+def test_it_fails_writes_clearly_when_the_database_becomes_read_only(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        # root ignores file modes; use SQLite's own read-only switch on the writer instead
+        s = Store(tmp_path / "db.sqlite3").open()
+        s.add_check("web1", "a" * 24, S, T0)
+        s.write(lambda conn: conn.execute("PRAGMA query_only = ON"))
+    else:
+        s = Store(tmp_path / "db.sqlite3").open()
+        s.add_check("web1", "a" * 24, S, T0)
+        os.chmod(tmp_path / "db.sqlite3", 0o444)
+    try:
+        with pytest.raises(StoreError):
+            s.add_check("web2", "b" * 24, S, T0)
+        assert [c.name for c in s.list_checks()] == ["web1"]
+    finally:
+        s.close()
+
+
+def test_it_advances_only_checks_whose_deadline_passed(store: Store) -> None:
+    a = store.add_check("a", "a" * 24, Schedule(period=10, grace=10), T0)
+    b = store.add_check("b", "b" * 24, Schedule(period=100, grace=10), T0)
+    store.record_ping(a.token, PingKind.SUCCESS, None, PingMeta(), T0)
+    store.record_ping(b.token, PingKind.SUCCESS, None, PingMeta(), T0)
+    assert store.min_deadline() == T0 + 10
+    flips = store.advance(T0 + 15)
+    assert [(f.check_id, f.old, f.new) for f in flips] == [(a.id, Status.UP, Status.LATE)]
+    assert store.min_deadline() == T0 + 20
+    flips = store.advance(T0 + 25)
+    assert [(f.old, f.new) for f in flips] == [(Status.LATE, Status.DOWN)]
+    assert store.min_deadline() == T0 + 100

@@ -1,0 +1,144 @@
+"""The watchdog flips checks on time, the history survives restarts, and a gateway that was
+itself offline gives checks a fresh period instead of a false DOWN."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
+
+
+def events(data: Path, name: str) -> list[tuple[str, str, str, float]]:
+    con = sqlite3.connect(f"file:{data / 'hbgw.sqlite3'}?mode=ro", uri=True)
+    try:
+        return con.execute(
+            "SELECT e.old_status, e.new_status, e.detail, e.at FROM events e JOIN checks c"
+            " ON c.id = e.check_id WHERE c.name = ? AND e.kind = 'flip' ORDER BY e.id", (name,)
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def ping(d: Daemon, cfg: Path, name: str) -> None:
+    url = hbgw_json("check", "show", name, config=cfg)["ping_url"]
+    subprocess.run(["curl", "-fsS", "-m", "5", "-o", "/dev/null", url.replace(
+        url.split("/ping/")[0], d.url)], check=True, timeout=10)
+
+
+def test_it_goes_late_then_down_on_time(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "hbgw.toml", data)
+    hbgw("check", "add", "web1", "--period", "1s", "--grace", "1s", config=cfg)
+    with Daemon(data, config=cfg) as d:
+        ping(d, cfg, "web1")
+        assert hbgw_json("check", "show", "web1", config=cfg)["status"] == "up"
+        wait_for(lambda: len(events(data, "web1")) >= 3, timeout=10, what="late and down flips")
+        assert hbgw_json("check", "show", "web1", config=cfg)["status"] == "down"
+        listed = {c["name"]: c["status"] for c in hbgw_json("check", "list", config=cfg)}
+        assert listed == {"web1": "down"}
+    flips = events(data, "web1")
+    assert [(o, n, r) for o, n, r, _ in flips] == [
+        ("new", "up", "ping"), ("up", "late", "deadline"), ("late", "down", "deadline")]
+    pinged_at = flips[0][3]
+    # Each flip is recorded at (not before) its deadline and well within a second of it; the
+    # precise latency distribution is bench/detection_latency's job, not a test's.
+    assert 1.0 <= flips[1][3] - pinged_at < 2.0
+    assert 2.0 <= flips[2][3] - pinged_at < 3.0
+
+
+def test_it_recovers_on_the_next_ping(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "hbgw.toml", data)
+    hbgw("check", "add", "web1", "--period", "1s", "--grace", "0s", config=cfg)
+    with Daemon(data, config=cfg) as d:
+        ping(d, cfg, "web1")
+        wait_for(lambda: hbgw_json("check", "show", "web1", config=cfg)["status"] == "down",
+                 what="down")
+        ping(d, cfg, "web1")
+        assert hbgw_json("check", "show", "web1", config=cfg)["status"] == "up"
+        assert events(data, "web1")[-1][:3] == ("down", "up", "ping")
+
+
+def test_it_keeps_history_and_statuses_across_a_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "hbgw.toml", data)
+    hbgw("check", "add", "web1", "--period", "1h", config=cfg)
+    hbgw("check", "add", "web2", "--period", "1h", config=cfg)
+    d = Daemon(data, config=cfg).start()
+    try:
+        for _ in range(3):
+            ping(d, cfg, "web1")
+        url = hbgw_json("check", "show", "web2", config=cfg)["ping_url"]
+        subprocess.run(["curl", "-fsS", "-o", "/dev/null", d.url + "/ping/" + url.rsplit("/", 1)[1] + "/fail"],
+                       check=True, timeout=10)
+        before = hbgw_json("check", "list", config=cfg)
+    finally:
+        assert d.stop() == 0  # SIGTERM: clean exit
+    with Daemon(data, config=cfg) as d2:
+        after = hbgw_json("check", "list", config=cfg)
+        assert [(c["name"], c["status"], c["last_ping"], c["n_pings"]) for c in after] == \
+            [(c["name"], c["status"], c["last_ping"], c["n_pings"]) for c in before]
+        assert [c["status"] for c in after] == ["up", "down"]
+        assert d2.info["pid"] != d.info["pid"]
+
+
+def test_it_loses_no_acknowledged_ping_when_killed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "hbgw.toml", data)
+    hbgw("check", "add", "web1", config=cfg)
+    d = Daemon(data, config=cfg).start()
+    tok = hbgw_json("check", "show", "web1", config=cfg)["ping_url"].rsplit("/", 1)[1]
+    ok = 0
+    try:
+        for _ in range(20):
+            r = subprocess.run(["curl", "-fsS", "-o", "/dev/null", f"{d.url}/ping/{tok}"], timeout=10)
+            ok += r.returncode == 0
+    finally:
+        d.kill9()
+    assert ok == 20
+    assert hbgw_json("check", "show", "web1", config=cfg)["n_pings"] == 20
+
+
+def test_it_gives_a_fresh_period_after_the_gateway_was_offline(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "hbgw.toml", data)
+    hbgw("check", "add", "web1", "--period", "2s", "--grace", "1s", config=cfg)
+    hbgw("check", "add", "gone", "--period", "1s", "--grace", "0s", config=cfg)
+    d = Daemon(data, config=cfg).start()
+    ping(d, cfg, "web1")
+    ping(d, cfg, "gone")
+    url = hbgw_json("check", "show", "gone", config=cfg)["ping_url"]
+    subprocess.run(["curl", "-fsS", "-o", "/dev/null", d.url + "/ping/" + url.rsplit("/", 1)[1] + "/fail"],
+                   check=True, timeout=10)
+    assert d.stop() == 0
+    time.sleep(3.5)  # the gateway is off for longer than web1's period + grace
+    with Daemon(data, config=cfg):
+        web1 = hbgw_json("check", "show", "web1", config=cfg)
+        assert web1["status"] == "up"  # not a false DOWN
+        down_at = dt.datetime.fromisoformat(web1["down_at"])
+        assert down_at > dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)
+        assert hbgw_json("check", "show", "gone", config=cfg)["status"] == "down"  # stays down
+        con = sqlite3.connect(f"file:{data / 'hbgw.sqlite3'}?mode=ro", uri=True)
+        notes = con.execute("SELECT detail FROM events WHERE kind = 'note'").fetchall()
+        con.close()
+        assert len(notes) == 1 and notes[0][0].startswith("gateway was offline from ")
+    assert [(o, n) for o, n, _, _ in events(data, "web1")] == [("new", "up")]
+
+
+def test_it_notices_checks_changed_by_the_cli_while_running(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "hbgw.toml", data)
+    hbgw("check", "add", "web1", "--period", "1h", config=cfg)
+    with Daemon(data, config=cfg) as d:
+        ping(d, cfg, "web1")
+        hbgw("check", "pause", "web1", config=cfg)
+        assert hbgw_json("check", "show", "web1", config=cfg)["status"] == "paused"
+        hbgw("check", "add", "quick", "--period", "1s", "--grace", "0s", config=cfg)
+        ping(d, cfg, "quick")
+        hbgw("check", "pause", "quick", config=cfg)
+        hbgw("check", "resume", "quick", config=cfg)  # new deadline set by another process
+        wait_for(lambda: events(data, "quick")[-1][1] == "down", timeout=5, what="CLI-resumed check going down")
