@@ -56,6 +56,9 @@ class Check:
     created: float
     n_pings: int
     repeat: float | None = None  # per-check reminder interval; None = the global [alerts] repeat
+    muted_until: float | None = None  # no reminders before this time
+    acked: bool = False  # the owner acknowledged the current outage (cleared on recovery)
+    filters: str | None = None  # JSON: email keyword filters {"success": [...], "fail": [...], ...}
 
     @property
     def period(self) -> float:

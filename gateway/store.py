@@ -71,7 +71,10 @@ _MIGRATIONS: list[str] = [
         email_enabled INTEGER NOT NULL DEFAULT 1,
         repeat REAL,
         created REAL NOT NULL,
-        n_pings INTEGER NOT NULL DEFAULT 0
+        n_pings INTEGER NOT NULL DEFAULT 0,
+        muted_until REAL,
+        acked INTEGER NOT NULL DEFAULT 0,
+        filters TEXT
     );
     -- the watchdog's priority queue: only checks that will change status on their own
     CREATE INDEX checks_next_deadline ON checks(next_deadline) WHERE next_deadline IS NOT NULL;
@@ -141,6 +144,32 @@ _MIGRATIONS: list[str] = [
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
+
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        label TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL,
+        last_used REAL,
+        revoked REAL
+    );
+
+    CREATE TABLE login_attempts (
+        remote_addr TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX login_attempts_by_addr ON login_attempts(remote_addr, at);
+
+    CREATE TABLE modem_log (
+        at REAL NOT NULL,
+        connected INTEGER NOT NULL,
+        signal_dbm INTEGER,
+        registration TEXT,
+        operator TEXT,
+        error TEXT
+    );
+    CREATE INDEX modem_log_at ON modem_log(at);
     """,
 ]
 
@@ -149,7 +178,7 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 _CHECK_COLUMNS = (
     "id, name, token, period, grace, cron, tz, status, anchor, last_ping, last_start, "
     "last_failed, last_exit_status, next_deadline, sms_enabled, email_enabled, created, "
-    "n_pings, repeat"
+    "n_pings, repeat, muted_until, acked, filters"
 )
 
 
@@ -160,7 +189,7 @@ def _check_from_row(r: sqlite3.Row | tuple[Any, ...]) -> Check:
         status=Status(r[7]), anchor=r[8], last_ping=r[9], last_start=r[10],
         last_failed=bool(r[11]), last_exit_status=r[12], next_deadline=r[13],
         sms_enabled=bool(r[14]), email_enabled=bool(r[15]), created=r[16], n_pings=r[17],
-        repeat=r[18],
+        repeat=r[18], muted_until=r[19], acked=bool(r[20]), filters=r[21],
     )
 
 
@@ -168,11 +197,11 @@ def _save_check(conn: sqlite3.Connection, c: Check) -> None:
     conn.execute(
         "UPDATE checks SET status=?, anchor=?, last_ping=?, last_start=?, last_failed=?,"
         " last_exit_status=?, next_deadline=?, sms_enabled=?, email_enabled=?, n_pings=?,"
-        " period=?, grace=?, cron=?, tz=?, repeat=? WHERE id=?",
+        " period=?, grace=?, cron=?, tz=?, repeat=?, muted_until=?, acked=?, filters=? WHERE id=?",
         (c.status.value, c.anchor, c.last_ping, c.last_start, int(c.last_failed),
          c.last_exit_status, c.next_deadline, int(c.sms_enabled), int(c.email_enabled),
          c.n_pings, c.schedule.period, c.schedule.grace, c.schedule.cron, c.schedule.tz,
-         c.repeat, c.id),
+         c.repeat, c.muted_until, int(c.acked), c.filters, c.id),
     )
 
 
