@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("name")
     a.add_argument("--json", action="store_true")
     _data_args(a)
+    a = csub.add_parser("set", help="change a check: SMS/email alerts on or off, schedule")
+    a.add_argument("name")
+    a.add_argument("--sms", choices=["on", "off"], help="SMS alerts for this check")
+    a.add_argument("--email", choices=["on", "off"], help="email alerts for this check")
+    a.add_argument("--period", type=_duration)
+    a.add_argument("--grace", type=_duration)
+    a.add_argument("--cron")
+    a.add_argument("--tz")
+    _data_args(a)
     for verb, text in (("rm", "remove a check and its history"), ("pause", "stop alerting"),
                        ("resume", "resume a paused check")):
         a = csub.add_parser(verb, help=text)
@@ -99,12 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
 
     p = sub.add_parser("simulate-modem", help="run a simulated GSM modem on a pty or TCP port")
-    try:
-        from modem import simulator
+    from modem import simulator
 
-        simulator.add_cli_arguments(p)
-    except (ImportError, AttributeError):  # TODO(lead): tighten once the simulator lands
-        pass
+    simulator.add_cli_arguments(p)
     return parser
 
 
@@ -256,6 +262,21 @@ def cmd_check(args: argparse.Namespace) -> int:
                     print(f"{k + ':':16} {v}")
                 print()
                 print(snippets(service, check.name))
+        elif args.action == "set":
+            check = service.get_check(args.name)
+            if args.sms:
+                service.set_sms_enabled(check.name, args.sms == "on")
+            if args.email:
+                service.set_email_enabled(check.name, args.email == "on")
+            if any(v is not None for v in (args.period, args.grace, args.cron, args.tz)):
+                s = check.schedule
+                service.set_schedule(
+                    check.name, period=args.period if args.period is not None else s.period,
+                    grace=args.grace if args.grace is not None else s.grace,
+                    cron=args.cron if args.cron is not None else s.cron,
+                    tz=args.tz if args.tz is not None else s.tz)
+            _poke_daemon(config)
+            print(f"updated {check.name}")
         elif args.action == "rm":
             service.remove_check(args.name)
             _poke_daemon(config)

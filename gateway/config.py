@@ -48,6 +48,7 @@ class ModemConfig:
     baudrate: int = 115200
     pin: str | None = None
     smsc: str | None = None
+    country_code: str | None = None  # e.g. "33": turns national numbers from the modem into E.164
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class AlertsConfig:
     coalesce: float = 3.0
     max_sms_per_hour: int = 30
     silent_summary_min: int = 3
+    quiet_hours: tuple[int, int] | None = None  # minutes after midnight (start, end)
+    tz: str = "UTC"  # for times in messages and quiet hours
+    fallback_after: int = 3  # failed SMS attempts before the alert goes by email too
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,54 @@ class _Reader:
             raise self.fail(key, "unknown key")
 
 
+def _quiet(r: _Reader) -> tuple[int, int] | None:
+    from gateway.policy import parse_quiet_hours
+
+    text = r.string("quiet_hours", None)
+    if text is None:
+        return None
+    try:
+        return parse_quiet_hours(text)
+    except ValueError as e:
+        raise r.fail("quiet_hours", str(e)) from None
+
+
+def _zone(r: _Reader, key: str, default: str) -> str:
+    import zoneinfo
+
+    name = r.string(key, default)
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise r.fail(key, f"unknown time zone {name!r} (use an IANA name such as Europe/Paris)") from None
+    return str(name)
+
+
+def local_zone() -> str:
+    """This machine's IANA time zone name (TZ, /etc/timezone, /etc/localtime), else UTC."""
+    import zoneinfo
+
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    except OSError:
+        pass
+    try:
+        link = os.readlink("/etc/localtime")
+        if "zoneinfo/" in link:
+            candidates.append(link.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    for name in candidates:
+        if name:
+            try:
+                zoneinfo.ZoneInfo(name)
+                return name
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                continue
+    return "UTC"
+
+
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
              list: "a list", dict: "a table"}
@@ -255,7 +307,10 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         baudrate=r.integer("baudrate", d.modem.baudrate, 300, 4_000_000),
         pin=r.string("pin", None),
         smsc=r.string("smsc", None),
+        country_code=r.string("country_code", None),
     )
+    if modem.country_code is not None and not re.fullmatch(r"[1-9]\d{0,2}", modem.country_code):
+        raise r.fail("country_code", "the country calling code without + (e.g. 33, 1, 49)")
     if modem.pin is not None and not re.fullmatch(r"\d{4,8}", modem.pin):
         raise r.fail("pin", "a SIM PIN is 4 to 8 digits")
     if modem.smsc is not None and not E164.match(modem.smsc):
@@ -270,6 +325,9 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         coalesce=r.duration("coalesce", d.alerts.coalesce),
         max_sms_per_hour=r.integer("max_sms_per_hour", d.alerts.max_sms_per_hour, 1, 10_000),
         silent_summary_min=r.integer("silent_summary_min", d.alerts.silent_summary_min, 2, 10_000),
+        quiet_hours=_quiet(r),
+        tz=_zone(r, "tz", local_zone()),
+        fallback_after=r.integer("fallback_after", d.alerts.fallback_after, 1, 100),
     )
     for addr in alerts.email_to:
         if not re.fullmatch(r"[^@\s]+@[^@\s]+", addr):
@@ -397,7 +455,9 @@ sms_to = []
 email_to = []
 repeat = "15m"        # reminder interval while a server stays down
 coalesce = "3s"       # alerts this close together become one SMS
-max_sms_per_hour = 30
+max_sms_per_hour = 30 # beyond it: one summary SMS, the rest by email
+# quiet_hours = "22:00-07:00"  # reminders wait until the end (a first DOWN still goes out)
+# tz = "Europe/Paris"          # for times in messages; defaults to this machine's zone
 
 [email]
 # Outbound relay for email alerts.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
 import os
@@ -22,10 +24,14 @@ from typing import Any
 import waitress
 import waitress.server
 
+from gateway.channels import Channel, EmailChannel, SmsChannel
 from gateway.config import Config, parse_hostport
+from gateway.dispatch import Dispatcher
+from gateway.inbox import Inbox
 from gateway.service import Service, iso
 from gateway.store import Store
 from gateway.watchdog import Watchdog
+from modem.driver import ModemKeeper, create_modem
 from web.app import create_app
 
 logger = logging.getLogger(__name__)
@@ -66,6 +72,31 @@ class HttpServer:
         self._thread.join(timeout=5)
 
 
+@dataclasses.dataclass
+class ModemParts:
+    keeper: ModemKeeper
+    network: Any  # modem.simulator.Network in demo mode: the simulated phone network
+    transport: Any  # the simulator's pty, in demo mode
+    backend: str
+    device: str
+
+    def describe(self) -> dict[str, Any]:
+        h = self.keeper.health
+        st = h.status
+        out: dict[str, Any] = {"backend": self.backend, "port": self.device,
+                               "connected": h.connected, "last_error": h.last_error,
+                               "since": h.since.isoformat(), "retrying": h.retrying}
+        for key in ("manufacturer", "model", "imei", "sim", "registration", "operator",
+                    "signal_dbm", "smsc"):
+            out[key] = getattr(st, key) if st is not None else None
+        return out
+
+    async def close(self) -> None:
+        await self.keeper.stop()
+        if self.transport is not None:
+            await asyncio.to_thread(self.transport.stop)
+
+
 def sd_notify(message: str) -> None:
     """Tell systemd (Type=notify) ``message``; a no-op outside systemd."""
     addr = os.environ.get("NOTIFY_SOCKET")
@@ -83,12 +114,59 @@ class Daemon:
         self.config = config
         self.stopping = asyncio.Event()
         self.http: HttpServer | None = None
+        self.modem: ModemParts | None = None
+
+    def _start_modem(self, service: Service, tasks: list[asyncio.Task[Any]]) -> ModemParts | None:
+        """Open the configured modem backend (in demo mode a simulated modem on a pty)."""
+        m = self.config.modem
+        if m.backend == "none":
+            return None
+        network = transport = None
+        if m.backend == "simulator":
+            from modem.simulator import Network, PtyModem, SimOptions, Simulator
+
+            network = Network()
+            transport = PtyModem(Simulator(network, SimOptions(operator="HBGW Demo"))).start()
+            device, backend = transport.device, "at"
+        else:
+            device, backend = m.device, m.backend
+        factory = functools.partial(create_modem, backend, device, baudrate=m.baudrate, pin=m.pin,
+                                    smsc=m.smsc)
+        keeper = ModemKeeper(factory, Inbox(service, run_command=self._command_runner(service)))
+        self.modem = ModemParts(keeper, network, transport, backend, device)
+        service.modem_status_source = self.modem.describe
+        tasks.append(asyncio.create_task(keeper.run(), name="modem"))
+        tasks.append(asyncio.create_task(self._modem_log(service, keeper), name="modem-log"))
+        return self.modem
+
+    def _command_runner(self, service: Service) -> Any:
+        try:
+            from gateway.smscommands import CommandRunner
+        except ImportError:
+            return None
+        return CommandRunner(service)
+
+    async def _modem_log(self, service: Service, keeper: ModemKeeper) -> None:
+        """Record modem health every minute (for the web page's 24 h signal graph)."""
+        while True:
+            h = keeper.health
+            st = h.status
+            try:
+                await asyncio.to_thread(
+                    service.store.log_modem, time.time(), h.connected,
+                    st.signal_dbm if st else None, st.registration if st else None,
+                    st.operator if st else None, h.last_error)
+            except Exception as e:
+                logger.error("cannot record modem health: %s", e)
+            await asyncio.sleep(60)
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT. Returns the process exit code."""
         cfg = self.config
         store = Store(cfg.db_path).open()
         tasks: list[asyncio.Task[Any]] = []
+        dispatcher: Dispatcher | None = None
+        dispatch_task: asyncio.Task[None] | None = None
         try:
             service = Service(store, cfg)
             last_alive = store.get_setting("last_alive")
@@ -114,6 +192,16 @@ class Daemon:
                 service.base_url = service.base_url.rsplit(":", 1)[0] + f":{bound[1]}"
             logger.info("HTTP heartbeats on http://%s:%d/ping/", *bound)
 
+            modem_parts = self._start_modem(service, tasks)
+            channels: dict[str, Channel] = {}
+            if cfg.email.host:
+                channels["email"] = EmailChannel(cfg.email)
+            if modem_parts is not None:
+                channels["sms"] = SmsChannel(modem_parts.keeper)
+            dispatcher = Dispatcher(service, channels, cfg)
+            service.on_outbox(dispatcher.nudge)
+            dispatch_task = asyncio.create_task(dispatcher.run(), name="dispatch")
+
             tasks.append(asyncio.create_task(watchdog.run(), name="watchdog"))
             tasks.append(asyncio.create_task(self._alive(store), name="alive"))
             if cfg.demo:
@@ -129,6 +217,16 @@ class Daemon:
         finally:
             if self.http is not None:
                 self.http.stop()
+            if dispatcher is not None and dispatch_task is not None:
+                # finish the SMS in flight (bounded: systemd allows 10 s in all)
+                dispatcher.request_stop()
+                try:
+                    await asyncio.wait_for(asyncio.shield(dispatch_task), timeout=7)
+                except (TimeoutError, Exception):
+                    dispatch_task.cancel()
+                    await asyncio.gather(dispatch_task, return_exceptions=True)
+            if self.modem is not None:
+                await self.modem.close()
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -59,6 +59,9 @@ class Check:
     muted_until: float | None = None  # no reminders before this time
     acked: bool = False  # the owner acknowledged the current outage (cleared on recovery)
     filters: str | None = None  # JSON: email keyword filters {"success": [...], "fail": [...], ...}
+    down_since: float | None = None  # when the current outage began
+    last_alert: float | None = None  # when the last DOWN or reminder was decided
+    alert_at: float | None = None  # when the next reminder is due (precomputed, indexed)
 
     @property
     def period(self) -> float:

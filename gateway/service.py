@@ -12,10 +12,11 @@ import secrets
 import socket
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
 
+from gateway import keywords, policy
 from gateway import schedule as sched
 from gateway import status as st
 from gateway.config import Config, parse_hostport
@@ -80,6 +81,14 @@ class Service:
         )
         self._deadline_listeners: list[Callable[[float], None]] = []
         self._flip_listeners: list[Callable[[list[Flip]], None]] = []
+        self._outbox_listeners: list[Callable[[], None]] = []
+        a = config.alerts
+        self.alerts = policy.AlertSettings(
+            sms_to=a.sms_to, email_to=a.email_to, repeat=a.repeat, quiet_hours=a.quiet_hours,
+            tz=a.tz, silent_summary_min=a.silent_summary_min, coalesce=a.coalesce)
+        store.alerts = self.alerts
+        # Set by the daemon: a callable giving the modem's current status for pages and probes.
+        self.modem_status_source: Callable[[], dict[str, Any] | None] | None = None
 
     # ------------------------------------------------------------------ wiring
 
@@ -90,13 +99,23 @@ class Service:
     def on_flips(self, listener: Callable[[list[Flip]], None]) -> None:
         self._flip_listeners.append(listener)
 
+    def on_outbox(self, listener: Callable[[], None]) -> None:
+        """``listener()`` is told when new outbox rows may be waiting (from any thread)."""
+        self._outbox_listeners.append(listener)
+
     def _changed(self, check: Check, flips: list[Flip]) -> None:
-        if check.next_deadline is not None:
-            for f in self._deadline_listeners:
-                f(check.next_deadline)
+        for t in (check.next_deadline, check.alert_at):
+            if t is not None:
+                for f in self._deadline_listeners:
+                    f(t)
         if flips:
             for g in self._flip_listeners:
                 g(flips)
+            self._outbox_changed()
+
+    def _outbox_changed(self) -> None:
+        for h in self._outbox_listeners:
+            h()
 
     # ------------------------------------------------------------------ checks
 
@@ -211,6 +230,8 @@ class Service:
         if flips:
             for g in self._flip_listeners:
                 g(flips)
+        # reminders may have been queued even without flips
+        self._outbox_changed()
         return flips
 
     def next_deadline(self) -> float | None:
@@ -219,14 +240,63 @@ class Service:
     def fresh_start(self, offline_since: float | None) -> list[Check]:
         """On start-up: checks whose deadline passed while the gateway was not running get a fresh
         period + grace from now instead of a false DOWN (see DESIGN §5)."""
-        now = self.clock()
-        reset = self.store.fresh_start(now, offline_since)
+        reset = self.store.fresh_start(self.clock(), offline_since)
         if reset:
-            self.store.add_event(None, now, "note",
-                                 f"gateway was offline from {iso(offline_since)} to {iso(now)};"
-                                 f" {len(reset)} check(s) given a fresh period")
             logger.info("gateway was offline; %d check(s) given a fresh period", len(reset))
         return reset
+
+    # ------------------------------------------------------------------ owner actions (web, SMS, CLI)
+
+    def ack(self, name: str) -> Check:
+        """Acknowledge a check's outage: no more reminders until it recovers."""
+        return self._update(name, lambda c: dataclasses.replace(c, acked=True)
+                            if c.status is Status.DOWN else c, "acked")
+
+    def last_alerted_check(self) -> Check | None:
+        """The check of the most recent DOWN/FAIL/reminder alert that is still down."""
+        for name in self.store.recent_alerted_names(20):
+            check = self.store.get_check(name)
+            if check is not None and check.status is Status.DOWN and not check.acked:
+                return check
+        return None
+
+    def mute(self, name: str, seconds: float) -> Check:
+        until = self.clock() + seconds
+        return self._update(name, lambda c: dataclasses.replace(c, muted_until=until), "muted")
+
+    def unmute(self, name: str) -> Check:
+        return self._update(name, lambda c: dataclasses.replace(c, muted_until=None), "unmuted")
+
+    def send_test_sms(self, number: str, text: str) -> int:
+        """Queue a test SMS to ``number`` (E.164). Returns the outbox id."""
+        from gateway.config import E164
+
+        if not E164.match(number):
+            raise ValidationError("number", "use the international format, e.g. +15551234567")
+        text = text.strip() or "hbgw test message"
+        if len(text) > 1000:
+            raise ValidationError("text", "at most 1000 characters")
+        oid = self.store.queue_message("test", "sms", number, text, self.clock())
+        self._outbox_changed()
+        return oid
+
+    def send_reply(self, number: str, text: str) -> int:
+        """Queue an SMS reply to an owner's command (no coalescing delay)."""
+        oid = self.store.queue_message("reply", "sms", number, text, self.clock())
+        self._outbox_changed()
+        return oid
+
+    def list_outbox(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [_outbox_json(r) for r in self.store.list_outbox(limit)]
+
+    def list_inbox(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [{"id": r["id"], "received": iso(r["received"]), "from": r["sender"],
+                 "text": r["text"], "allowed": bool(r["allowed"]), "handled": bool(r["handled"]),
+                 "reply": r["reply"]} for r in self.store.list_inbox(limit)]
+
+    def modem_status(self) -> dict[str, Any] | None:
+        src = self.modem_status_source
+        return src() if src is not None else None
 
     # ------------------------------------------------------------------ views
 
@@ -261,6 +331,359 @@ class Service:
             "n_pings": check.n_pings,
             "created": iso(check.created),
         }
+    # ---- email heartbeats ----
+
+    def find_check_by_token(self, token: str) -> Check | None:
+        """The check with ping token ``token``, or None (an unknown token is ordinary input)."""
+        return self.store.get_check_by_token(token)
+
+    def accepts_named_ping(self, key: str, name: str) -> tuple[bool, Check | None]:
+        """Whether a heartbeat for (``key``, ``name``) would be recorded, checked before
+        recording it (an SMTP listener refuses the recipient at RCPT).
+
+        Returns (accepted, check): ``check`` is the existing check, or None when the first ping
+        will create it (``auto_create``). A wrong key is (False, None) whatever the name, and the
+        names are not looked up then, so the answer never reveals which names exist. The same
+        rules as :meth:`record_named_ping`, which still decides (the check cap is only known there).
+        """
+        if not self.check_ping_key(key):
+            return False, None
+        check = self.store.get_check(name)
+        if check is not None:
+            return True, check
+        return bool(self.config.security.auto_create and AUTO_NAME.fullmatch(name)), None
+
+    def set_filters(self, name: str, filters: Mapping[str, Any] | None) -> Check:
+        """Set the keyword filters of the check ``name`` (shape and meaning: :mod:`gateway.keywords`);
+        None or an empty mapping removes them (every email is then a success).
+
+        Raises ValidationError (field ``filters``) for invalid filters, NotFound for no such check.
+        """
+        if filters:
+            try:
+                stored = keywords.dumps(keywords.parse_filters(filters))
+            except keywords.FilterError as e:
+                raise ValidationError("filters", str(e)) from None
+        else:
+            stored = None
+        return self._update(name, lambda c: dataclasses.replace(c, filters=stored), "filters")
+
+    # ---- web admin (sessions, API keys, settings, listings) ----
+
+    def login(self, password: str, remote_addr: str | None) -> WebSession:
+        """A new session if ``password`` is the admin password (``token`` is its cookie value).
+
+        Raises LoginRefused: a wrong password, no password set, or too many failures from this
+        address within LOGIN_WINDOW (then ``retry_after`` is set and the password is not even
+        checked, so throttled guessing costs us no scrypt time).
+        """
+        now = self.clock()
+        addr = remote_addr or "unknown"
+        failures, oldest = self.store.login_failures(addr, now - LOGIN_WINDOW)
+        if failures >= LOGIN_MAX_FAILURES:
+            wait = max(1.0, (oldest or now) + LOGIN_WINDOW - now)
+            raise LoginRefused("too many failed attempts", retry_after=wait)
+        stored = self.store.get_setting("admin_password")
+        if stored is None or not verify_password(password, stored):
+            self.store.add_login_failure(addr, now, now - LOGIN_WINDOW)
+            logger.warning("failed web login from %s", addr)
+            raise LoginRefused("no admin password is set" if stored is None else "wrong password")
+        self.store.clear_login_failures(addr)
+        token = secrets.token_urlsafe(32)
+        session = WebSession(key=_digest(token), csrf=secrets.token_urlsafe(32),
+                             expires=now + SESSION_TTL, token=token)
+        self.store.add_session(session.key, session.csrf, now, session.expires, remote_addr)
+        logger.info("web login from %s", addr)
+        return session
+
+    def web_session(self, token: str | None) -> WebSession | None:
+        """The live session whose cookie value is ``token``; extends it when in use (at most
+        once an hour, to keep reads read-only)."""
+        if not token or len(token) > 100:
+            return None
+        key = _digest(token)
+        row = self.store.get_session(key)
+        if row is None:
+            return None
+        csrf, _, expires = row
+        now = self.clock()
+        if expires <= now:
+            return None
+        if expires < now + SESSION_TTL - 3600:
+            expires = now + SESSION_TTL
+            self.store.extend_session(key, expires)
+        return WebSession(key=key, csrf=csrf, expires=expires)
+
+    def logout(self, session: WebSession) -> None:
+        self.store.delete_session(session.key)
+
+    def change_password(self, session: WebSession, current: str, new: str, again: str) -> None:
+        """Set a new admin password; every other session is logged out.
+
+        Raises ValidationError on "current" (wrong), "new" (too short), "again" (differs).
+        """
+        stored = self.store.get_setting("admin_password")
+        if stored is None or not verify_password(current, stored):
+            raise ValidationError("current", "this is not the current password")
+        if len(new) < PASSWORD_MIN:
+            raise ValidationError("new", f"use at least {PASSWORD_MIN} characters")
+        if new != again:
+            raise ValidationError("again", "the two new passwords differ")
+        self.store.set_settings({"admin_password": hash_password(new), "demo_password": ""})
+        dropped = self.store.delete_sessions(keep=session.key)
+        logger.info("admin password changed; %d other session(s) logged out", dropped)
+
+    def ensure_demo_password(self) -> str | None:
+        """Demo mode only: the demo's admin password, made on first use and shown on the login
+        page (the demo listens on loopback). None outside demo mode, or when the owner has set
+        a password of their own."""
+        if not self.config.demo:
+            return None
+        stored = self.store.get_setting("admin_password")
+        shown = self.store.get_setting("demo_password")
+        if stored is not None:
+            return shown if shown and verify_password(shown, stored) else None
+        password = generate_password()
+        self.store.set_settings({"admin_password": hash_password(password), "demo_password": password})
+        return password
+
+    def create_api_key(self, label: str) -> tuple[dict[str, Any], str]:
+        """A new API key: its stored description and the key itself, which is not kept (only its
+        SHA-256) and so can be shown only now. Raises ValidationError("label")."""
+        label = label.strip()
+        if not label or len(label) > 100:
+            raise ValidationError("label", "give the key a name of 1 to 100 characters")
+        secret = API_KEY_PREFIX + secrets.token_urlsafe(30)
+        prefix = secret[: len(API_KEY_PREFIX) + 6]
+        key_id = self.store.add_api_key(label, prefix, _digest(secret), self.clock())
+        logger.info("API key %d (%s) created", key_id, prefix)
+        return {"id": key_id, "label": label, "prefix": prefix}, secret
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        return self.store.list_api_keys()
+
+    def revoke_api_key(self, key_id: int) -> None:
+        """Raises NotFound when there is no live key with that id."""
+        if not self.store.revoke_api_key(key_id, self.clock()):
+            raise NotFound(str(key_id))
+        logger.info("API key %d revoked", key_id)
+
+    def authenticate_api_key(self, secret: str) -> dict[str, Any] | None:
+        """The live key ``secret`` is, or None. Records its last use (at most once a minute)."""
+        if not secret.startswith(API_KEY_PREFIX) or len(secret) > 200:
+            return None
+        key = self.store.find_api_key(_digest(secret))
+        if key is not None:
+            now = self.clock()
+            if key["last_used"] is None or now - key["last_used"] > 60:
+                self.store.touch_api_key(key["id"], now)
+        return key
+
+    def owner_settings(self) -> OwnerSettings:
+        """Alerting settings in force: those saved on the settings page, else the config file's."""
+        a, s = self.config.alerts, self.config.security
+        base = OwnerSettings(sms_to=a.sms_to, email_to=a.email_to, sms_allow=s.sms_allow,
+                             sms_pin=s.sms_pin, repeat=a.repeat, quiet_hours=a.quiet_hours,
+                             max_sms_per_hour=a.max_sms_per_hour, saved=False)
+        raw = self.store.get_setting(OWNER_SETTINGS_KEY)
+        if not raw:
+            return base
+        try:
+            saved = json.loads(raw)
+            return dataclasses.replace(
+                base, sms_to=tuple(saved["sms_to"]), email_to=tuple(saved["email_to"]),
+                sms_allow=tuple(saved["sms_allow"]), sms_pin=saved["sms_pin"] or None,
+                repeat=float(saved["repeat"]),
+                quiet_hours=tuple(saved["quiet_hours"]) if saved["quiet_hours"] else None,
+                max_sms_per_hour=int(saved["max_sms_per_hour"]), saved=True)
+        except (ValueError, KeyError, TypeError):
+            logger.error("saved alert settings are unreadable; using the config file's")
+            return base
+
+    def load_owner_settings(self) -> OwnerSettings:
+        """Put the saved settings in force (start-up); returns them."""
+        owner = self.owner_settings()
+        self.alerts = dataclasses.replace(self.alerts, sms_to=owner.sms_to, email_to=owner.email_to,
+                                          repeat=owner.repeat, quiet_hours=owner.quiet_hours)
+        self.store.alerts = self.alerts
+        return owner
+
+    def update_owner_settings(self, *, sms_to: Sequence[str], email_to: Sequence[str],
+                              sms_allow: Sequence[str], sms_pin: str, repeat: str,
+                              quiet_hours: str, max_sms_per_hour: str) -> OwnerSettings:
+        """Validate, save and put in force the owner's alerting settings. Numbers are normalized
+        to E.164. Raises ValidationError naming the first bad field."""
+        pin = sms_pin.strip()
+        if pin and not re.fullmatch(r"\d{4,8}", pin):
+            raise ValidationError("sms_pin", "a PIN is 4 to 8 digits (or leave it empty)")
+        every = parse_duration_field("repeat", repeat)
+        if every is None or every < 60:
+            raise ValidationError("repeat", "at least 1m (e.g. 15m, 1h)")
+        quiet = None
+        if quiet_hours.strip():
+            try:
+                quiet = policy.parse_quiet_hours(quiet_hours)
+            except ValueError as e:
+                raise ValidationError("quiet_hours", str(e)) from None
+        try:
+            budget = int(max_sms_per_hour.strip())
+        except ValueError:
+            raise ValidationError("max_sms_per_hour", "a whole number of messages") from None
+        if not 1 <= budget <= 10_000:
+            raise ValidationError("max_sms_per_hour", "between 1 and 10000")
+        owner = OwnerSettings(
+            sms_to=_numbers("sms_to", sms_to), email_to=_emails("email_to", email_to),
+            sms_allow=_numbers("sms_allow", sms_allow), sms_pin=pin or None, repeat=every,
+            quiet_hours=quiet, max_sms_per_hour=budget, saved=True)
+        self.store.set_setting(OWNER_SETTINGS_KEY, json.dumps({
+            "sms_to": owner.sms_to, "email_to": owner.email_to, "sms_allow": owner.sms_allow,
+            "sms_pin": owner.sms_pin, "repeat": owner.repeat, "quiet_hours": owner.quiet_hours,
+            "max_sms_per_hour": owner.max_sms_per_hour}))
+        self.store.add_event(None, self.clock(), "note", "alert settings changed on the web page")
+        logger.info("alert settings changed")
+        return self.load_owner_settings()
+
+    def edit_check(self, name: str, *, period: float | None, grace: float | None, cron: str | None,
+                   tz: str | None, repeat: float | None, sms_enabled: bool, email_enabled: bool,
+                   filters: Mapping[str, Any]) -> Check:
+        """Change a check's schedule, reminder interval, channels and email keyword filters in
+        one transaction. ``repeat`` None = the global interval; ``filters`` as in
+        :mod:`gateway.keywords` (no keywords = none stored). Raises ValidationError, NotFound."""
+        schedule = self.make_schedule(period, grace, cron, tz)
+        if repeat is not None and not 60 <= repeat <= sched.MAX_PERIOD:
+            raise ValidationError("repeat", "between 1m and 365d, or empty for the default")
+        try:
+            parsed = keywords.parse_filters(filters)
+        except keywords.FilterError as e:
+            raise ValidationError("filters", str(e)) from None
+        stored_filters = keywords.dumps(parsed) if (parsed.success or parsed.fail or parsed.start) else None
+        now = self.clock()
+
+        def change(c: Check) -> Check:
+            return st.refresh(dataclasses.replace(
+                c, schedule=schedule, repeat=repeat, sms_enabled=sms_enabled,
+                email_enabled=email_enabled, filters=stored_filters), now)
+
+        return self._update(name, change, "edited")
+
+    def overview(self) -> Overview:
+        """Every check for the status page, problems first (down, late, up, new, paused; then by
+        name), with a 24-hour ping histogram in hourly slots (oldest first)."""
+        now = self.clock()
+        since = now - SPARK_SLOTS * SPARK_SLOT
+        hist = self.store.ping_histogram(since, SPARK_SLOT)
+        rows = []
+        for check in self.store.list_checks():
+            ev = st.evaluate(check, now)
+            slots = hist.get(check.id, {})
+            spark = tuple(slots.get(i, (0, 0)) for i in range(SPARK_SLOTS))
+            rows.append(CheckRow(check, ev.status, _down_since(check, ev), spark))
+        rows.sort(key=lambda r: (STATUS_ORDER[r.status], r.check.name.casefold()))
+        counts = {s: 0 for s in STATUS_ORDER}
+        for r in rows:
+            counts[r.status] += 1
+        return Overview(now=now, rows=rows, counts=counts, modem=self._modem_summary())
+
+    def check_page(self, name: str, *, pings: int = 50, events: int = 100) -> CheckPage:
+        """One check with its ping log, timeline (events and the alerts sent for it, newest
+        first) and copy-paste snippets. Raises NotFound."""
+        check = self.get_check(name)
+        now = self.clock()
+        ev = st.evaluate(check, now)
+        timeline = [TimelineEntry(e.at, e.kind, e.old_status, e.new_status, e.detail)
+                    for e in self.store.list_events(check.id, events)]
+        timeline += [TimelineEntry(r["created"], "alert", None, None, r["text"], channel=r["channel"],
+                                   recipient=r["recipient"], state=r["state"], error=r["error"],
+                                   sent_at=r["sent_at"], alert_kind=r["kind"])
+                     for r in self.store.list_outbox_for_check(check.id, events)]
+        timeline.sort(key=lambda t: t.at, reverse=True)
+        try:
+            filters = keywords.loads(check.filters) or keywords.Filters()
+        except keywords.FilterError:
+            filters = keywords.Filters()
+        return CheckPage(now=now, check=check, status=ev.status, down_since=_down_since(check, ev),
+                         late_at=ev.late_at, down_at=ev.down_at,
+                         pings=self.store.list_pings(check.id, pings), timeline=timeline[:events],
+                         snippets=self.snippets(check), filters=filters,
+                         default_repeat=self.alerts.repeat)
+
+    def snippets(self, check: Check) -> list[Snippet]:
+        """Copy-paste ways to ping ``check``: crontab with curl or wget, a systemd timer, email."""
+        url = self.ping_url(check)
+        s = check.schedule
+        if s.cron:
+            when = s.cron if s.tz == "UTC" else f"CRON_TZ={s.tz}\n{s.cron}"
+        else:
+            when = _cron_for_period(s.period)
+        curl = f"curl -fsS -m 10 --retry 3 -o /dev/null {url}"
+        unit = "hbgw-ping-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", check.name).strip("-.")[:60] or "check")
+        desc = check.name.replace("%", "%%").replace("\\", "\\\\")
+        timer = (f"OnCalendar=  # {s.cron} ({s.tz}) as a calendar event, see systemd.time(7)"
+                 if s.cron else f"OnBootSec=1min\nOnUnitActiveSec={format_duration(s.period)}")
+        systemd = (f"# /etc/systemd/system/{unit}.service\n[Unit]\nDescription=heartbeat for {desc}\n"
+                   "Wants=network-online.target\nAfter=network-online.target\n\n[Service]\n"
+                   f"Type=oneshot\nExecStart=/usr/bin/{curl}\n\n"
+                   f"# /etc/systemd/system/{unit}.timer\n[Unit]\nDescription=heartbeat for {desc}\n\n"
+                   f"[Timer]\n{timer}\n\n[Install]\nWantedBy=timers.target\n\n"
+                   f"# then: systemctl daemon-reload && systemctl enable --now {unit}.timer")
+        email = self.email_address(check)
+        return [
+            Snippet("curl", "crontab, curl", f"{when} {curl}"),
+            Snippet("wget", "crontab, wget", f"{when} wget -q -T 10 -t 3 -O /dev/null {url}"),
+            Snippet("exit", "crontab, report the job's exit status",
+                    f"{when} /usr/local/bin/job.sh; curl -fsS -m 10 --retry 3 -o /dev/null {url}/$?"),
+            Snippet("systemd", "systemd timer", systemd),
+            Snippet("email", "email", f"{email}\n\n# e.g. from cron:\n{when} echo ok | mail -s ok {email}"),
+        ]
+
+    def modem_page(self) -> ModemPage:
+        """What the modem page shows: status now, 24 h history, outbox, inbox, SMS budget."""
+        now = self.clock()
+        status = self.modem_status()
+        owner = self.owner_settings()
+        return ModemPage(
+            now=now, backend=self.config.modem.backend, device=self.config.modem.device,
+            status=status, bars=signal_bars(status.get("signal_dbm")) if status else None,
+            history=self.store.modem_history(now - 86400),
+            outbox=self.list_outbox(50), inbox=self.list_inbox(50),
+            sms_last_hour=self.store.sms_sent_since(now - 3600),
+            max_sms_per_hour=owner.max_sms_per_hour, owner_numbers=owner.sms_to,
+        )
+
+    def ping_log(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest pings of a check in their JSON form. Raises NotFound."""
+        check = self.get_check(name)
+        return [{"at": iso(p.at), "kind": p.kind.value, "exit_status": p.exit_status,
+                 "source": p.source, "remote_addr": p.remote_addr, "method": p.method,
+                 "user_agent": p.user_agent, "body": p.body}
+                for p in self.store.list_pings(check.id, max(1, min(limit, 1000)))]
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters and gauges for /metrics: checks by status, pings received, messages by
+        channel and state, modem signal."""
+        now = self.clock()
+        counts = {s: 0 for s in STATUS_ORDER}
+        for check in self.store.list_checks():
+            counts[st.evaluate(check, now).status] += 1
+        status = self.modem_status()
+        return {"checks": counts, "pings": self.store.total_pings(),
+                "outbox": self.store.count_outbox(), "modem": status}
+
+    def _modem_summary(self) -> ModemSummary | None:
+        if self.config.modem.backend == "none":
+            return None
+        status = self.modem_status()
+        if status is None:
+            return ModemSummary(connected=False, operator=None, bars=None)
+        return ModemSummary(connected=bool(status.get("connected")), operator=status.get("operator"),
+                            bars=signal_bars(status.get("signal_dbm")))
+
+
+def _outbox_json(r: dict[str, Any]) -> dict[str, Any]:
+    return {"id": r["id"], "to": r["recipient"], "channel": r["channel"], "text": r["text"],
+            "state": r["state"], "attempts": r["attempts"], "error": r["error"],
+            "kind": r["kind"], "check": r["check_name"], "created": iso(r["created"]),
+            "sent_at": iso(r["sent_at"]), "refs": r["refs"]}
 
 
 def _base_url(config: Config) -> str:
@@ -272,3 +695,203 @@ def _base_url(config: Config) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+# ---- web admin (sessions, API keys, settings, listings) ----
+# Imported here, inside this section, so that edits to the header by others never clash.
+import hashlib  # noqa: E402
+import json  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from gateway.config import E164  # noqa: E402
+from gateway.durations import format_duration, parse_duration  # noqa: E402
+from gateway.model import Ping  # noqa: E402
+from gateway.passwords import generate_password, hash_password, verify_password  # noqa: E402
+
+SESSION_TTL = 7 * 86400.0
+LOGIN_WINDOW = 15 * 60.0
+LOGIN_MAX_FAILURES = 5  # per address within LOGIN_WINDOW
+PASSWORD_MIN = 10
+API_KEY_PREFIX = "hbgw_"
+OWNER_SETTINGS_KEY = "owner_settings"
+SPARK_SLOTS, SPARK_SLOT = 24, 3600.0
+STATUS_ORDER = {Status.DOWN: 0, Status.LATE: 1, Status.UP: 2, Status.NEW: 3, Status.PAUSED: 4}
+
+
+class LoginRefused(Exception):
+    """A login that did not succeed; ``retry_after`` (seconds) when the address is throttled."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclasses.dataclass(frozen=True)
+class WebSession:
+    key: str  # SHA-256 of the cookie value: what the sessions table stores
+    csrf: str
+    expires: float
+    token: str | None = dataclasses.field(default=None, repr=False)  # the cookie value, at login only
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnerSettings:
+    sms_to: tuple[str, ...]
+    email_to: tuple[str, ...]
+    sms_allow: tuple[str, ...]
+    sms_pin: str | None = dataclasses.field(repr=False)
+    repeat: float
+    quiet_hours: tuple[int, int] | None
+    max_sms_per_hour: int
+    saved: bool  # saved on the settings page (else all from the config file)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModemSummary:
+    connected: bool
+    operator: str | None
+    bars: int | None  # 0-5
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckRow:
+    check: Check
+    status: Status  # evaluated at the overview's ``now``
+    down_since: float | None
+    spark: tuple[tuple[int, int], ...]  # (pings, failures) per hourly slot, oldest first
+
+
+@dataclasses.dataclass(frozen=True)
+class Overview:
+    now: float
+    rows: list[CheckRow]
+    counts: dict[Status, int]
+    modem: ModemSummary | None  # None: no modem configured
+
+
+@dataclasses.dataclass(frozen=True)
+class TimelineEntry:
+    at: float
+    kind: str  # an event kind ("flip", "created", "command", ...) or "alert" (an outbox row)
+    old_status: str | None
+    new_status: str | None
+    detail: str | None
+    channel: str | None = None
+    recipient: str | None = None
+    state: str | None = None
+    error: str | None = None
+    sent_at: float | None = None
+    alert_kind: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Snippet:
+    key: str
+    title: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckPage:
+    now: float
+    check: Check
+    status: Status
+    down_since: float | None
+    late_at: float | None
+    down_at: float | None
+    pings: list[Ping]
+    timeline: list[TimelineEntry]
+    snippets: list[Snippet]
+    filters: keywords.Filters
+    default_repeat: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ModemPage:
+    now: float
+    backend: str
+    device: str
+    status: dict[str, Any] | None
+    bars: int | None
+    history: list[dict[str, Any]]
+    outbox: list[dict[str, Any]]
+    inbox: list[dict[str, Any]]
+    sms_last_hour: int
+    max_sms_per_hour: int
+    owner_numbers: tuple[str, ...]
+
+
+def signal_bars(dbm: int | None) -> int | None:
+    """Signal strength in dBm → 0-5 bars, as phones show it (None: unknown)."""
+    if dbm is None:
+        return None
+    for bars, floor in ((5, -73), (4, -83), (3, -93), (2, -103), (1, -111)):
+        if dbm >= floor:
+            return bars
+    return 0
+
+
+def parse_duration_field(field: str, value: str | float | int | None) -> float | None:
+    """A duration from a form or JSON ("15m", 900); None when empty. Raises ValidationError."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValidationError(field, "a duration such as 15m, 2h or 1d")
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValidationError(field, "a duration such as 90s, 15m, 2h or 1d") from None
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _down_since(check: Check, ev: st.Evaluation) -> float | None:
+    if ev.status is not Status.DOWN:
+        return None
+    if check.down_since is not None:
+        return check.down_since
+    return ev.down_at if ev.down_at is not None else check.last_ping
+
+
+def _numbers(field: str, values: Sequence[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for raw in values:
+        number = re.sub(r"[\s().-]", "", raw)
+        if not number:
+            continue
+        if number.startswith("00"):
+            number = "+" + number[2:]
+        if not E164.match(number):
+            raise ValidationError(field, f"{raw.strip()!r} is not an international number"
+                                  " (e.g. +15551234567)")
+        if number not in out:
+            out.append(number)
+    return tuple(out)
+
+
+def _emails(field: str, values: Sequence[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for raw in values:
+        addr = raw.strip()
+        if not addr:
+            continue
+        if len(addr) > 254 or not re.fullmatch(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+", addr):
+            raise ValidationError(field, f"{addr!r} is not an email address")
+        if addr not in out:
+            out.append(addr)
+    return tuple(out)
+
+
+def _cron_for_period(period: float) -> str:
+    """A crontab schedule that pings at least every ``period`` seconds."""
+    minutes = max(1, int(period // 60))
+    if minutes < 60:
+        return f"*/{minutes} * * * *"
+    hours = minutes // 60
+    if hours < 24:
+        return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
+    return "0 0 * * *"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import datetime as dt
 import logging
 import queue
 import sqlite3
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway import policy
 from gateway import status as st
 from gateway.model import Check, Event, Flip, Ping, PingKind, PingMeta, Schedule, Status
 
@@ -74,8 +76,13 @@ _MIGRATIONS: list[str] = [
         n_pings INTEGER NOT NULL DEFAULT 0,
         muted_until REAL,
         acked INTEGER NOT NULL DEFAULT 0,
-        filters TEXT
+        filters TEXT,
+        down_since REAL,
+        last_alert REAL,
+        alert_at REAL
     );
+    -- reminders due, the watchdog's second queue
+    CREATE INDEX checks_alert_at ON checks(alert_at) WHERE alert_at IS NOT NULL;
     -- the watchdog's priority queue: only checks that will change status on their own
     CREATE INDEX checks_next_deadline ON checks(next_deadline) WHERE next_deadline IS NOT NULL;
 
@@ -118,7 +125,10 @@ _MIGRATIONS: list[str] = [
         refs TEXT,
         sent_at REAL,
         check_id INTEGER REFERENCES checks(id) ON DELETE SET NULL,
-        dedupe_key TEXT UNIQUE
+        dedupe_key TEXT UNIQUE,
+        kind TEXT NOT NULL DEFAULT 'alert',
+        check_name TEXT,
+        fallback_of INTEGER
     );
     CREATE INDEX outbox_due ON outbox(not_before) WHERE state IN ('pending', 'sending');
 
@@ -178,7 +188,7 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 _CHECK_COLUMNS = (
     "id, name, token, period, grace, cron, tz, status, anchor, last_ping, last_start, "
     "last_failed, last_exit_status, next_deadline, sms_enabled, email_enabled, created, "
-    "n_pings, repeat, muted_until, acked, filters"
+    "n_pings, repeat, muted_until, acked, filters, down_since, last_alert, alert_at"
 )
 
 
@@ -190,6 +200,7 @@ def _check_from_row(r: sqlite3.Row | tuple[Any, ...]) -> Check:
         last_failed=bool(r[11]), last_exit_status=r[12], next_deadline=r[13],
         sms_enabled=bool(r[14]), email_enabled=bool(r[15]), created=r[16], n_pings=r[17],
         repeat=r[18], muted_until=r[19], acked=bool(r[20]), filters=r[21],
+        down_since=r[22], last_alert=r[23], alert_at=r[24],
     )
 
 
@@ -197,11 +208,13 @@ def _save_check(conn: sqlite3.Connection, c: Check) -> None:
     conn.execute(
         "UPDATE checks SET status=?, anchor=?, last_ping=?, last_start=?, last_failed=?,"
         " last_exit_status=?, next_deadline=?, sms_enabled=?, email_enabled=?, n_pings=?,"
-        " period=?, grace=?, cron=?, tz=?, repeat=?, muted_until=?, acked=?, filters=? WHERE id=?",
+        " period=?, grace=?, cron=?, tz=?, repeat=?, muted_until=?, acked=?, filters=?,"
+        " down_since=?, last_alert=?, alert_at=? WHERE id=?",
         (c.status.value, c.anchor, c.last_ping, c.last_start, int(c.last_failed),
          c.last_exit_status, c.next_deadline, int(c.sms_enabled), int(c.email_enabled),
          c.n_pings, c.schedule.period, c.schedule.grace, c.schedule.cron, c.schedule.tz,
-         c.repeat, c.muted_until, int(c.acked), c.filters, c.id),
+         c.repeat, c.muted_until, int(c.acked), c.filters, c.down_since, c.last_alert,
+         c.alert_at, c.id),
     )
 
 
@@ -214,12 +227,46 @@ def _add_event(conn: sqlite3.Connection, check_id: int | None, at: float, kind: 
     )
 
 
-def _flip(conn: sqlite3.Connection, before: Check, after: Check, at: float, reason: str) -> Flip | None:
-    """Record a status change as an event row; the caller saves ``after`` in the same transaction."""
+def _transition(conn: sqlite3.Connection, before: Check, after: Check, now: float, reason: str,
+                alerts: policy.AlertSettings | None, body: str | None = None) -> tuple[Check, Flip | None]:
+    """Save ``after``; record a status change as a flip event and, in the same transaction, the
+    alert rows it causes; keep the outage bookkeeping (down_since, ack, next reminder) right."""
+    went_down = after.status is Status.DOWN and before.status is not Status.DOWN
+    recovered = before.status is Status.DOWN and after.status is not Status.DOWN
+    if went_down:
+        after = dataclasses.replace(after, down_since=now, last_alert=now, acked=False)
+    elif recovered:
+        after = dataclasses.replace(after, down_since=None, acked=False, muted_until=None)
+    alert_at = None
+    if alerts is not None and after.status is Status.DOWN:
+        alert_at = policy.next_reminder(after, after.last_alert or now, alerts)
+    after = dataclasses.replace(after, alert_at=alert_at)
+    _save_check(conn, after)
     if before.status is after.status:
-        return None
-    _add_event(conn, after.id, at, "flip", before.status.value, after.status.value, reason)
-    return Flip(check_id=after.id, at=at, old=before.status, new=after.status, reason=reason)
+        return after, None
+    cur = conn.execute(
+        "INSERT INTO events (check_id, at, kind, old_status, new_status, detail)"
+        " VALUES (?, ?, 'flip', ?, ?, ?)", (after.id, now, before.status.value, after.status.value, reason))
+    flip = Flip(check_id=after.id, at=now, old=before.status, new=after.status, reason=reason)
+    if alerts is not None:
+        down_since = before.down_since if recovered else now
+        _queue(conn, policy.alerts_for_flip(before, after, flip, flip_id=cur.lastrowid or 0,
+                                            down_since=down_since, body=body, s=alerts, now=now),
+               now, alerts.coalesce)
+    return after, flip
+
+
+def _queue(conn: sqlite3.Connection, rows: list[policy.Outgoing], now: float, wait: float) -> int:
+    """Insert outbox rows (a row whose dedupe key exists is skipped); returns how many."""
+    n = 0
+    for r in rows:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO outbox (created, channel, recipient, text, not_before, check_id,"
+            " dedupe_key, kind, check_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (now, r.channel, r.recipient, r.text, now + wait, r.check_id, r.dedupe, r.kind,
+             r.check_name))
+        n += cur.rowcount
+    return n
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,6 +298,8 @@ class Store:
         self._readers_lock = threading.Lock()
         self._local = threading.local()
         self._closed = False
+        # Alert settings; None means "record flips, decide no alerts" (CLI, tests).
+        self.alerts: policy.AlertSettings | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -441,9 +490,10 @@ class Store:
     def min_deadline(self) -> float | None:
         """The earliest moment any check changes status on its own (uses the partial index)."""
         r = self._reader().execute(
-            "SELECT min(next_deadline) FROM checks WHERE next_deadline IS NOT NULL"
-        ).fetchone()
-        return r[0] if r else None
+            "SELECT (SELECT min(next_deadline) FROM checks WHERE next_deadline IS NOT NULL),"
+            " (SELECT min(alert_at) FROM checks WHERE alert_at IS NOT NULL)").fetchone()
+        times = [t for t in r if t is not None]
+        return min(times) if times else None
 
     def list_pings(self, check_id: int, limit: int = 100) -> list[Ping]:
         rows = self._reader().execute(
@@ -486,12 +536,13 @@ class Store:
     def update_check(self, name: str, change: Callable[[Check], Check], now: float,
                      event: str | None = None) -> tuple[Check, Flip | None]:
         """Apply a pure ``change`` to the named check atomically; raises NotFound."""
-        return self.write(_tx_update_check, name, change, now, event, durable=True)
+        return self.write(_tx_update_check, name, change, now, event, self.alerts, durable=True)
 
     def record_ping(self, token: str, kind: PingKind, exit_status: int | None, meta: PingMeta,
                     now: float) -> PingResult | None:
         """Store a ping for the check with ``token``; None when no check has that token."""
-        return self.write(_tx_record_ping, token, None, kind, exit_status, meta, now, None)
+        return self.write(_tx_record_ping, token, None, kind, exit_status, meta, now, None,
+                          self.alerts)
 
     def record_named_ping(self, name: str, kind: PingKind, exit_status: int | None,
                           meta: PingMeta, now: float,
@@ -499,15 +550,16 @@ class Store:
         """Store a ping for the check called ``name``, creating it when ``create`` =
         (token, schedule, max_checks) is given and it does not exist. Raises Conflict when
         the cap is reached."""
-        return self.write(_tx_record_ping, None, name, kind, exit_status, meta, now, create)
+        return self.write(_tx_record_ping, None, name, kind, exit_status, meta, now, create,
+                          self.alerts)
 
     def advance(self, now: float) -> list[Flip]:
         """Bring every check whose deadline has passed up to ``now``; returns the flips."""
-        return self.write(_tx_advance, now, durable=True)
+        return self.write(_tx_advance, now, self.alerts, durable=True)
 
     def fresh_start(self, now: float, offline_since: float | None) -> list[Check]:
         """Give checks whose deadline passed while the gateway was offline a fresh period."""
-        return self.write(_tx_fresh_start, now, offline_since, durable=True)
+        return self.write(_tx_fresh_start, now, offline_since, self.alerts, durable=True)
 
     def set_setting(self, key: str, value: str) -> None:
         self.write(_tx_set_setting, key, value)
@@ -518,6 +570,198 @@ class Store:
 
     def add_event(self, check_id: int | None, at: float, kind: str, detail: str | None = None) -> None:
         self.write(_add_event, check_id, at, kind, None, None, detail)
+
+    # ---------------------------------------------------------------- outbox and inbox
+
+    def queue_message(self, kind: str, channel: str, recipient: str, text: str, now: float,
+                      check_id: int | None = None) -> int:
+        """Queue one message to send as soon as possible; returns its outbox id."""
+        return self.write(_tx_queue_message, kind, channel, recipient, text, now, check_id,
+                          durable=True)
+
+    def claim_due(self, now: float, lease: float) -> list[list[dict[str, Any]]]:
+        """Claim every due message, grouped by (channel, recipient): each group is sent as one
+        message. Claimed rows are 'sending' until ``now + lease``; a crash before they are
+        marked sent makes them due again then (at-least-once)."""
+        return self.write(_tx_claim_due, now, lease, durable=True)
+
+    def mark_sent(self, ids: list[int], refs: str, now: float) -> None:
+        self.write(_tx_mark_sent, ids, refs, now, durable=True)
+
+    def mark_retry(self, ids: list[int], error: str, not_before: float) -> None:
+        self.write(_tx_mark_retry, ids, error, not_before, durable=True)
+
+    def mark_failed(self, ids: list[int], error: str, fallback_to: tuple[str, ...], now: float) -> int:
+        """Give up on ``ids``; queue the same texts by email to ``fallback_to``. Returns the number
+        of fallback rows queued."""
+        return self.write(_tx_mark_failed, ids, error, fallback_to, now, durable=True)
+
+    def release_leases(self) -> int:
+        """At start-up: messages a previous run was sending are due again now."""
+        return self.write(_tx_release_leases, durable=True)
+
+    def next_due_message(self) -> float | None:
+        r = self._reader().execute(
+            "SELECT min(CASE WHEN state = 'sending' THEN lease_until ELSE not_before END)"
+            " FROM outbox WHERE state IN ('pending', 'sending')").fetchone()
+        return r[0] if r else None
+
+    def sms_sent_since(self, since: float) -> int:
+        """SMS messages sent since ``since`` (rows merged into one message count once)."""
+        r = self._reader().execute(
+            "SELECT count(DISTINCT sent_at) FROM outbox WHERE channel = 'sms' AND state = 'sent'"
+            " AND sent_at >= ?", (since,)).fetchone()
+        return int(r[0])
+
+    def count_outbox(self) -> dict[str, int]:
+        rows = self._reader().execute(
+            "SELECT channel || ':' || state, count(*) FROM outbox GROUP BY channel, state").fetchall()
+        return {k: n for k, n in rows}
+
+    def list_outbox(self, limit: int = 100) -> list[dict[str, Any]]:
+        cols = ("id", "created", "channel", "recipient", "text", "state", "attempts", "error",
+                "sent_at", "refs", "kind", "check_name", "check_id")
+        rows = self._reader().execute(
+            f"SELECT {', '.join(cols)} FROM outbox ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def recent_alerted_names(self, limit: int) -> list[str]:
+        rows = self._reader().execute(
+            "SELECT check_name FROM outbox WHERE kind IN ('down', 'fail', 'reminder')"
+            " AND check_name IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return list(dict.fromkeys(r[0] for r in rows))
+
+    def add_inbox(self, sender: str, text: str, received: float, allowed: bool) -> int:
+        return self.write(_tx_add_inbox, sender, text, received, allowed, durable=True)
+
+    def mark_inbox_handled(self, inbox_id: int, reply: str | None) -> None:
+        self.write(_tx_mark_inbox, inbox_id, reply)
+
+    def list_inbox(self, limit: int = 100) -> list[dict[str, Any]]:
+        cols = ("id", "received", "sender", "text", "allowed", "handled", "reply")
+        rows = self._reader().execute(
+            f"SELECT {', '.join(cols)} FROM inbox ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def log_modem(self, at: float, connected: bool, signal_dbm: int | None,
+                  registration: str | None, operator: str | None, error: str | None) -> None:
+        self.write(_tx_log_modem, at, connected, signal_dbm, registration, operator, error)
+
+    # ---- email heartbeats ----
+
+    def get_check_by_token(self, token: str) -> Check | None:
+        """The check whose ping token is ``token`` (exact, case-sensitive), or None."""
+        r = self._reader().execute(
+            f"SELECT {_CHECK_COLUMNS} FROM checks WHERE token = ?", (token,)
+        ).fetchone()
+        return _check_from_row(r) if r else None
+
+    # ---- web admin (sessions, API keys, settings, listings) ----
+
+    def add_session(self, sid_hash: str, csrf: str, created: float, expires: float,
+                    remote_addr: str | None) -> None:
+        """Store a session under the hash of its cookie value (the cookie itself is never stored)."""
+        self.write(_tx_add_session, sid_hash, csrf, created, expires, remote_addr)
+
+    def get_session(self, sid_hash: str) -> tuple[str, float, float] | None:
+        """``(csrf, created, expires)`` of a stored session, expired or not; None if unknown."""
+        r = self._reader().execute(
+            "SELECT csrf, created, expires FROM sessions WHERE id = ?", (sid_hash,)).fetchone()
+        return (str(r[0]), float(r[1]), float(r[2])) if r else None
+
+    def extend_session(self, sid_hash: str, expires: float) -> None:
+        self.write(_tx_exec, "UPDATE sessions SET expires = ? WHERE id = ?", (expires, sid_hash))
+
+    def delete_session(self, sid_hash: str) -> None:
+        self.write(_tx_exec, "DELETE FROM sessions WHERE id = ?", (sid_hash,))
+
+    def delete_sessions(self, keep: str | None = None) -> int:
+        """Remove every session but ``keep`` (a hash); returns how many went."""
+        return self.write(_tx_exec, "DELETE FROM sessions WHERE id IS NOT ?", (keep,))
+
+    def purge_sessions(self, now: float) -> int:
+        return self.write(_tx_exec, "DELETE FROM sessions WHERE expires <= ?", (now,))
+
+    def login_failures(self, remote_addr: str, since: float) -> tuple[int, float | None]:
+        """How many failed logins came from ``remote_addr`` since ``since``, and the oldest one."""
+        r = self._reader().execute(
+            "SELECT count(*), min(at) FROM login_attempts WHERE remote_addr = ? AND at >= ?",
+            (remote_addr, since)).fetchone()
+        return int(r[0]), r[1]
+
+    def add_login_failure(self, remote_addr: str, at: float, forget_before: float) -> None:
+        """Record a failed login; rows older than ``forget_before`` (any address) are dropped."""
+        self.write(_tx_add_login_failure, remote_addr, at, forget_before)
+
+    def clear_login_failures(self, remote_addr: str) -> None:
+        self.write(_tx_exec, "DELETE FROM login_attempts WHERE remote_addr = ?", (remote_addr,))
+
+    def add_api_key(self, label: str, prefix: str, digest: str, created: float) -> int:
+        """Store an API key by its hash; returns its id."""
+        return self.write(_tx_insert, "INSERT INTO api_keys (label, prefix, hash, created)"
+                          " VALUES (?, ?, ?, ?)", (label, prefix, digest, created))
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        cols = ("id", "label", "prefix", "created", "last_used", "revoked")
+        rows = self._reader().execute(
+            f"SELECT {', '.join(cols)} FROM api_keys ORDER BY revoked IS NOT NULL, id DESC").fetchall()
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def find_api_key(self, digest: str) -> dict[str, Any] | None:
+        """The live (not revoked) key with this hash, or None."""
+        cols = ("id", "label", "prefix", "created", "last_used", "revoked")
+        r = self._reader().execute(
+            f"SELECT {', '.join(cols)} FROM api_keys WHERE hash = ? AND revoked IS NULL",
+            (digest,)).fetchone()
+        return dict(zip(cols, r, strict=True)) if r else None
+
+    def revoke_api_key(self, key_id: int, at: float) -> bool:
+        """Revoke a key; False when there is no live key with that id."""
+        return bool(self.write(_tx_exec, "UPDATE api_keys SET revoked = ? WHERE id = ?"
+                               " AND revoked IS NULL", (at, key_id)))
+
+    def touch_api_key(self, key_id: int, at: float) -> None:
+        self.write(_tx_exec, "UPDATE api_keys SET last_used = ? WHERE id = ?", (at, key_id))
+
+    def set_settings(self, values: dict[str, str]) -> None:
+        """Store several settings in one transaction."""
+        self.write(_tx_set_settings, values)
+
+    def ping_histogram(self, since: float, bucket: float) -> dict[int, dict[int, tuple[int, int]]]:
+        """Pings since ``since`` per check and per ``bucket``-second slot:
+        ``{check_id: {slot: (pings, failures)}}`` (slot 0 starts at ``since``)."""
+        conn = self._reader()
+        first = _first_ping_id_at(conn, since)
+        if first is None:
+            return {}
+        rows = conn.execute(
+            "SELECT check_id, CAST((at - ?) / ? AS INTEGER), count(*),"
+            " sum(kind = 'fail' OR coalesce(exit_status, 0) != 0)"
+            " FROM pings WHERE id >= ? AND at >= ? AND kind != 'log' GROUP BY 1, 2",
+            (since, bucket, first, since)).fetchall()
+        out: dict[int, dict[int, tuple[int, int]]] = {}
+        for check_id, slot, n, fails in rows:
+            out.setdefault(check_id, {})[slot] = (int(n), int(fails or 0))
+        return out
+
+    def list_outbox_for_check(self, check_id: int, limit: int = 100) -> list[dict[str, Any]]:
+        cols = ("id", "created", "channel", "recipient", "text", "state", "attempts", "error",
+                "sent_at", "kind")
+        rows = self._reader().execute(
+            f"SELECT {', '.join(cols)} FROM outbox WHERE check_id = ? ORDER BY id DESC LIMIT ?",
+            (check_id, limit)).fetchall()
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def modem_history(self, since: float) -> list[dict[str, Any]]:
+        cols = ("at", "connected", "signal_dbm", "registration", "operator", "error")
+        rows = self._reader().execute(
+            f"SELECT {', '.join(cols)} FROM modem_log WHERE at >= ? ORDER BY at", (since,)).fetchall()
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def total_pings(self) -> int:
+        """Pings received over the checks' lifetimes (kept counters, not the pruned log)."""
+        return int(self._reader().execute(
+            "SELECT coalesce(sum(n_pings), 0) FROM checks").fetchone()[0])
 
 
 # -------------------------------------------------------------------- transactions
@@ -557,21 +801,23 @@ def _tx_remove_check(conn: sqlite3.Connection, name: str) -> Check:
 
 
 def _tx_update_check(conn: sqlite3.Connection, name: str, change: Callable[[Check], Check],
-                     now: float, event: str | None) -> tuple[Check, Flip | None]:
+                     now: float, event: str | None,
+                     alerts: policy.AlertSettings | None = None) -> tuple[Check, Flip | None]:
     before = _load(conn, "name = ?", name)
     if before is None:
         raise NotFound(name)
     after = change(before)
-    if after != before:
-        _save_check(conn, after)
-        if event:
-            _add_event(conn, after.id, now, event)
-    return after, _flip(conn, before, after, now, event or "update")
+    if after == before:
+        return before, None
+    if event:
+        _add_event(conn, after.id, now, event)
+    return _transition(conn, before, after, now, event or "update", alerts)
 
 
 def _tx_record_ping(conn: sqlite3.Connection, token: str | None, name: str | None,
                     kind: PingKind, exit_status: int | None, meta: PingMeta, now: float,
-                    create: tuple[str, Schedule, int] | None) -> PingResult | None:
+                    create: tuple[str, Schedule, int] | None,
+                    alerts: policy.AlertSettings | None = None) -> PingResult | None:
     created = False
     if token is not None:
         before = _load(conn, "token = ?", token)
@@ -582,9 +828,10 @@ def _tx_record_ping(conn: sqlite3.Connection, token: str | None, name: str | Non
             created = True
     if before is None:
         return None
-    after = st.apply_ping(before, kind, exit_status, now)
-    _save_check(conn, after)
     body = meta.body[:BODY_EXCERPT] if meta.body else None
+    reason = "fail" if kind is PingKind.FAIL or exit_status not in (None, 0) else "ping"
+    after, flip = _transition(conn, before, st.apply_ping(before, kind, exit_status, now), now,
+                              reason, alerts, body)
     conn.execute(
         "INSERT INTO pings (check_id, at, kind, exit_status, source, remote_addr, method,"
         " user_agent, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -597,34 +844,43 @@ def _tx_record_ping(conn: sqlite3.Connection, token: str | None, name: str | Non
             " WHERE check_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
             (after.id, after.id, PING_HISTORY),
         )
-    reason = "fail" if after.last_failed else "ping"
-    return PingResult(after, _flip(conn, before, after, now, reason), created)
+    return PingResult(after, flip, created)
 
 
-def _tx_advance(conn: sqlite3.Connection, now: float) -> list[Flip]:
+def _tx_advance(conn: sqlite3.Connection, now: float,
+                alerts: policy.AlertSettings | None = None) -> list[Flip]:
     flips = []
     rows = conn.execute(
-        f"SELECT {_CHECK_COLUMNS} FROM checks WHERE next_deadline IS NOT NULL"
-        " AND next_deadline <= ?", (now,)).fetchall()
+        f"SELECT {_CHECK_COLUMNS} FROM checks WHERE next_deadline <= ? OR alert_at <= ?",
+        (now, now)).fetchall()
     for row in rows:
         before = _check_from_row(row)
         try:
-            after = st.refresh(before, now)
+            after, flip = _transition(conn, before, st.refresh(before, now), now, "deadline", alerts)
+            if flip:
+                flips.append(flip)
+            if alerts is not None and after.alert_at is not None and after.alert_at <= now:
+                _queue(conn, policy.reminders(after, down_since=after.down_since or now, s=alerts,
+                                              now=now), now, alerts.coalesce)
+                after = dataclasses.replace(after, last_alert=now)
+                after = dataclasses.replace(after, alert_at=policy.next_reminder(after, now, alerts))
         except Exception:
             # A poison row (say, a cron expression a library upgrade no longer accepts) must not
-            # crash-loop the watchdog: log it, push its deadline an hour out, go on.
+            # crash-loop the watchdog: log it, push it an hour out, go on.
             logger.exception("cannot evaluate check id=%d; retrying in an hour", before.id)
-            after = dataclasses.replace(before, next_deadline=now + 3600)
+            after = dataclasses.replace(before, next_deadline=now + 3600,
+                                        alert_at=now + 3600 if before.alert_at else None)
+        # never spin on one row
         if after.next_deadline is not None and after.next_deadline <= now:
-            after = dataclasses.replace(after, next_deadline=now + 1)  # never spin on one row
+            after = dataclasses.replace(after, next_deadline=now + 1)
+        if after.alert_at is not None and after.alert_at <= now:
+            after = dataclasses.replace(after, alert_at=now + 1)
         _save_check(conn, after)
-        flip = _flip(conn, before, after, now, "deadline")
-        if flip:
-            flips.append(flip)
     return flips
 
 
-def _tx_fresh_start(conn: sqlite3.Connection, now: float, offline_since: float | None) -> list[Check]:
+def _tx_fresh_start(conn: sqlite3.Connection, now: float, offline_since: float | None,
+                    alerts: policy.AlertSettings | None = None) -> list[Check]:
     reset = []
     rows = conn.execute(
         f"SELECT {_CHECK_COLUMNS} FROM checks WHERE next_deadline IS NOT NULL"
@@ -638,7 +894,106 @@ def _tx_fresh_start(conn: sqlite3.Connection, now: float, offline_since: float |
         if after != before:
             _save_check(conn, after)
             reset.append(after)
+    if reset:
+        detail = (f"gateway was offline from {_iso(offline_since)} to {_iso(now)};"
+                  f" {len(reset)} check(s) given a fresh period")
+        _add_event(conn, None, now, "note", detail=detail)
+        if alerts is not None:
+            _queue(conn, policy.offline_note(offline_since, now, len(reset), alerts), now, 0.0)
     return reset
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return "?"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _tx_queue_message(conn: sqlite3.Connection, kind: str, channel: str, recipient: str,
+                      text: str, now: float, check_id: int | None) -> int:
+    cur = conn.execute(
+        "INSERT INTO outbox (created, channel, recipient, text, not_before, check_id, kind)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)", (now, channel, recipient, text, now, check_id, kind))
+    return int(cur.lastrowid or 0)
+
+
+_OUTBOX_COLS = ("id", "created", "channel", "recipient", "text", "attempts", "kind", "check_name",
+                "check_id")
+
+
+def _tx_claim_due(conn: sqlite3.Connection, now: float, lease: float) -> list[list[dict[str, Any]]]:
+    heads = conn.execute(
+        "SELECT DISTINCT channel, recipient FROM outbox WHERE (state = 'pending' AND not_before <= ?)"
+        " OR (state = 'sending' AND lease_until <= ?)", (now, now)).fetchall()
+    groups = []
+    for channel, recipient in heads:
+        # Everything waiting for this recipient goes in one message: alerts decided close
+        # together are merged (coalescing), and nothing waits longer than the first one's window.
+        rows = conn.execute(
+            f"SELECT {', '.join(_OUTBOX_COLS)} FROM outbox WHERE channel = ? AND recipient = ?"
+            " AND (state = 'pending' OR (state = 'sending' AND lease_until <= ?)) ORDER BY id",
+            (channel, recipient, now)).fetchall()
+        ids = [r[0] for r in rows]
+        conn.executemany("UPDATE outbox SET state = 'sending', lease_until = ?,"
+                         " attempts = attempts + 1 WHERE id = ?", [(now + lease, i) for i in ids])
+        groups.append([dict(zip(_OUTBOX_COLS, r, strict=True)) for r in rows])
+    return groups
+
+
+def _tx_mark_sent(conn: sqlite3.Connection, ids: list[int], refs: str, now: float) -> None:
+    conn.executemany("UPDATE outbox SET state = 'sent', sent_at = ?, refs = ?, error = NULL,"
+                     " lease_until = NULL WHERE id = ? AND state = 'sending'",
+                     [(now, refs, i) for i in ids])
+
+
+def _tx_mark_retry(conn: sqlite3.Connection, ids: list[int], error: str, not_before: float) -> None:
+    conn.executemany("UPDATE outbox SET state = 'pending', error = ?, not_before = ?,"
+                     " lease_until = NULL WHERE id = ? AND state = 'sending'",
+                     [(error, not_before, i) for i in ids])
+
+
+def _tx_mark_failed(conn: sqlite3.Connection, ids: list[int], error: str,
+                    fallback_to: tuple[str, ...], now: float) -> int:
+    n = 0
+    for i in ids:
+        cur = conn.execute("UPDATE outbox SET state = 'failed', error = ?, lease_until = NULL"
+                           " WHERE id = ? AND state = 'sending'", (error, i))
+        if not cur.rowcount:
+            continue
+        row = conn.execute("SELECT text, kind, check_id, check_name, channel FROM outbox WHERE id = ?",
+                           (i,)).fetchone()
+        if row[4] == "email":
+            continue  # email is the last resort; the failure is visible in the outbox
+        for addr in fallback_to:
+            n += conn.execute(
+                "INSERT OR IGNORE INTO outbox (created, channel, recipient, text, not_before,"
+                " check_id, dedupe_key, kind, check_name, fallback_of)"
+                " VALUES (?, 'email', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (now, addr, row[0], now, row[2], f"fallback:{i}:{addr}", row[1], row[3], i)).rowcount
+    return n
+
+
+def _tx_release_leases(conn: sqlite3.Connection) -> int:
+    return conn.execute("UPDATE outbox SET state = 'pending', lease_until = NULL, not_before = 0"
+                        " WHERE state = 'sending'").rowcount
+
+
+def _tx_add_inbox(conn: sqlite3.Connection, sender: str, text: str, received: float,
+                  allowed: bool) -> int:
+    cur = conn.execute("INSERT INTO inbox (received, sender, text, allowed) VALUES (?, ?, ?, ?)",
+                       (received, sender, text, int(allowed)))
+    return int(cur.lastrowid or 0)
+
+
+def _tx_mark_inbox(conn: sqlite3.Connection, inbox_id: int, reply: str | None) -> None:
+    conn.execute("UPDATE inbox SET handled = 1, reply = ? WHERE id = ?", (reply, inbox_id))
+
+
+def _tx_log_modem(conn: sqlite3.Connection, at: float, connected: bool, signal_dbm: int | None,
+                  registration: str | None, operator: str | None, error: str | None) -> None:
+    conn.execute("INSERT INTO modem_log (at, connected, signal_dbm, registration, operator, error)"
+                 " VALUES (?, ?, ?, ?, ?, ?)", (at, int(connected), signal_dbm, registration, operator, error))
+    conn.execute("DELETE FROM modem_log WHERE at < ?", (at - 7 * 86400,))
 
 
 def _tx_set_setting(conn: sqlite3.Connection, key: str, value: str) -> None:
@@ -653,3 +1008,60 @@ def _tx_setting_or_create(conn: sqlite3.Connection, key: str, make: Callable[[],
     value = make()
     conn.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (key, value))
     return value
+
+
+# ---- web admin (sessions, API keys, settings, listings) ----
+
+
+def _tx_exec(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
+    """One statement; returns the number of rows it changed."""
+    return int(conn.execute(sql, args).rowcount)
+
+
+def _tx_insert(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
+    return int(conn.execute(sql, args).lastrowid or 0)
+
+
+def _tx_add_session(conn: sqlite3.Connection, sid_hash: str, csrf: str, created: float,
+                    expires: float, remote_addr: str | None) -> None:
+    conn.execute("DELETE FROM sessions WHERE expires <= ?", (created,))
+    conn.execute("INSERT INTO sessions (id, csrf, created, expires, remote_addr) VALUES (?, ?, ?, ?, ?)",
+                 (sid_hash, csrf, created, expires, remote_addr))
+
+
+def _tx_add_login_failure(conn: sqlite3.Connection, remote_addr: str, at: float,
+                          forget_before: float) -> None:
+    conn.execute("DELETE FROM login_attempts WHERE at < ?", (forget_before,))
+    conn.execute("INSERT INTO login_attempts (remote_addr, at) VALUES (?, ?)", (remote_addr, at))
+
+
+def _tx_set_settings(conn: sqlite3.Connection, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        _tx_set_setting(conn, key, value)
+
+
+def _first_ping_id_at(conn: sqlite3.Connection, since: float) -> int | None:
+    """The smallest ping id stored at or after ``since``, by binary search on the rowid.
+
+    There is no index on ``pings.at``, but one writer inserts pings with the wall clock, so
+    ``at`` grows with ``id``; a search over ids costs ~20 rowid lookups instead of a scan of
+    up to a million rows. A clock step backwards only moves the window's edge by that step,
+    and callers still filter on ``at``.
+    """
+    lo, hi = conn.execute("SELECT min(id), max(id) FROM pings").fetchone()
+    if hi is None:
+        return None
+
+    def at_or_after(i: int) -> float:
+        r = conn.execute("SELECT at FROM pings WHERE id >= ? ORDER BY id LIMIT 1", (i,)).fetchone()
+        return float(r[0])
+
+    if at_or_after(hi) < since:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if at_or_after(mid) >= since:
+            hi = mid
+        else:
+            lo = mid + 1
+    return int(lo)

@@ -1,0 +1,105 @@
+"""Ways an alert leaves the box: SMS through the modem, email through an SMTP relay.
+
+``send`` returns a delivery reference and raises :class:`ChannelError` whose ``permanent``
+says whether retrying the same message can help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Protocol
+
+from gateway.config import EmailConfig
+from modem.driver import ModemKeeper
+from modem.errors import ModemError
+
+logger = logging.getLogger(__name__)
+
+
+class ChannelError(Exception):
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Channel(Protocol):
+    name: str
+
+    async def send(self, recipient: str, text: str) -> str: ...
+
+
+class SmsChannel:
+    """SMS through the modem the keeper holds (AT or gammu backend)."""
+
+    name = "sms"
+
+    def __init__(self, keeper: ModemKeeper, *, wait: float = 20.0) -> None:
+        self.keeper = keeper
+        self.wait = wait
+
+    async def send(self, recipient: str, text: str) -> str:
+        try:
+            refs = await self.keeper.send_sms(recipient, text, wait=self.wait)
+        except ModemError as e:
+            raise ChannelError(str(e), permanent=e.permanent) from None
+        return ",".join(str(r) for r in refs)
+
+
+class EmailChannel:
+    """Email through the configured relay (STARTTLS, SSL or plain; optional login)."""
+
+    name = "email"
+
+    def __init__(self, cfg: EmailConfig, *, timeout: float = 30.0) -> None:
+        self.cfg = cfg
+        self.timeout = timeout
+
+    async def send(self, recipient: str, text: str) -> str:
+        if not self.cfg.host:
+            raise ChannelError("no email relay configured ([email] host)", permanent=True)
+        return await asyncio.to_thread(self._send, recipient, text)
+
+    def _send(self, recipient: str, text: str) -> str:
+        cfg = self.cfg
+        msg = EmailMessage()
+        msg["From"] = cfg.sender
+        msg["To"] = recipient
+        msg["Subject"] = "[hbgw] " + text.split(". ")[0][:90]
+        msg["Date"] = formatdate(localtime=True)
+        msg["Message-ID"] = mid = make_msgid(domain="hbgw")
+        msg.set_content(text + "\n\n-- \nheartbeat-gateway\n")
+        try:
+            client: smtplib.SMTP
+            if cfg.tls == "ssl":
+                client = smtplib.SMTP_SSL(cfg.host or "", cfg.port, timeout=self.timeout,
+                                          context=ssl.create_default_context())
+            else:
+                client = smtplib.SMTP(cfg.host or "", cfg.port, timeout=self.timeout)
+            with client:
+                if cfg.tls == "starttls":
+                    client.starttls(context=ssl.create_default_context())
+                if cfg.user:
+                    client.login(cfg.user, cfg.password or "")
+                client.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as e:
+            raise ChannelError(f"recipient refused: {_first_code(e)}", permanent=True) from None
+        except smtplib.SMTPAuthenticationError as e:
+            raise ChannelError(f"relay refused the login ({e.smtp_code})", permanent=True) from None
+        except smtplib.SMTPResponseException as e:
+            # A relay's 5xx may be a passing policy (greylisting, rate limits) as often as a
+            # permanent refusal; retries are bounded by the dispatcher either way.
+            raise ChannelError(f"relay answered {e.smtp_code}") from None
+        except (smtplib.SMTPException, OSError) as e:
+            raise ChannelError(f"relay unreachable: {e.__class__.__name__}") from None
+        return mid
+
+
+def _first_code(e: smtplib.SMTPRecipientsRefused) -> str:
+    for code, _ in e.recipients.values():
+        return str(code)
+    return "?"

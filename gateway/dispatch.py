@@ -1,0 +1,170 @@
+"""Sends what the outbox holds: claims due rows, merges those for one recipient into one message,
+sends, and marks them sent only after the channel confirmed (the modem's ``+CMGS``).
+
+At-least-once: a row is claimed with a lease; if the process dies before marking it sent, the
+next start releases the lease and sends it again (one duplicate at most, the one in flight).
+Retries back off; after ``fallback_after`` failed attempts, or at once on a permanent error, an
+SMS goes by email instead and the owner is told by email that SMS is failing. At most
+``max_sms_per_hour`` SMS leave per hour; beyond that one notice SMS, the rest by email.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway import policy
+from gateway.channels import Channel, ChannelError
+from gateway.config import Config
+from gateway.model import Status
+from gateway.service import Service
+
+logger = logging.getLogger(__name__)
+
+LEASE = 300.0  # longer than any send (modem wait + 60 s per part)
+MAX_BACKOFF = 300.0
+HOUR = 3600.0
+
+
+class Dispatcher:
+    def __init__(self, service: Service, channels: dict[str, Channel], config: Config, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.service = service
+        self.store = service.store
+        self.channels = channels
+        self.config = config
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._budget_notice_at = -HOUR
+        self._modem_alert_at = -HOUR
+        self._stopping = False
+
+    def nudge(self) -> None:
+        """New rows may be due. Safe to call from any thread."""
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:
+                pass
+
+    def request_stop(self) -> None:
+        """Finish the sends in flight, claim nothing new, then return from run()."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        released = await asyncio.to_thread(self.store.release_leases)
+        if released:
+            logger.warning("%d message(s) were being sent when the gateway stopped: sending again",
+                           released)
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                groups = await asyncio.to_thread(self.store.claim_due, self.clock(), LEASE)
+            except Exception:
+                logger.exception("cannot read the outbox; retrying in 1 s")
+                await asyncio.sleep(1)
+                continue
+            if groups:
+                await asyncio.gather(*(self._send_group(g) for g in groups))
+                continue
+            nxt = self.store.next_due_message()
+            timeout = 60.0 if nxt is None else max(0.0, min(60.0, nxt - self.clock()))
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            except TimeoutError:
+                pass
+
+    async def _send_group(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            await self._send(rows)
+        except Exception:
+            # Our own bug, not the channel's: keep the rows (they come back after the lease)
+            logger.exception("dispatch failed for outbox rows %s", [r["id"] for r in rows])
+
+    async def _send(self, rows: list[dict[str, Any]]) -> None:
+        now = self.clock()
+        channel_name, recipient = rows[0]["channel"], rows[0]["recipient"]
+        ids = [r["id"] for r in rows]
+        alerts = self.config.alerts
+        email_to = alerts.email_to
+        exempt = {"test", "budget", "reply"}
+        if channel_name == "sms" and not all(r["kind"] in exempt for r in rows) \
+                and self._over_budget(now):
+            await self._budget_notice(recipient, now)
+            n = await asyncio.to_thread(self.store.mark_failed, ids,
+                                        f"SMS budget of {alerts.max_sms_per_hour}/h reached",
+                                        email_to, now)
+            logger.warning("SMS budget reached: %d message(s) to email instead", n)
+            self.nudge()
+            return
+        text = self._text(rows)
+        channel = self.channels.get(channel_name)
+        try:
+            if channel is None:
+                raise ChannelError(f"no {channel_name} channel configured", permanent=True)
+            ref = await channel.send(recipient, text)
+        except ChannelError as e:
+            attempts = max(r["attempts"] for r in rows) + 1
+            error = str(e)
+            if e.permanent or attempts >= alerts.fallback_after:
+                n = await asyncio.to_thread(self.store.mark_failed, ids, error, email_to, self.clock())
+                logger.error("%s to %s failed for good after %d attempt(s): %s; %d by email",
+                             channel_name, _mask(recipient), attempts, error, n)
+                if channel_name == "sms" and not e.permanent:
+                    await self._modem_failing(error)
+                self.nudge()
+            else:
+                delay = min(MAX_BACKOFF, 5.0 * 2 ** (attempts - 1))
+                await asyncio.to_thread(self.store.mark_retry, ids, error, self.clock() + delay)
+                logger.warning("%s to %s failed (attempt %d, retry in %.0f s): %s",
+                               channel_name, _mask(recipient), attempts, delay, error)
+            return
+        await asyncio.to_thread(self.store.mark_sent, ids, ref, self.clock())
+        logger.info("sent %s to %s (%d alert(s) in one message)", channel_name, _mask(recipient),
+                    len(rows))
+
+    def _text(self, rows: list[dict[str, Any]]) -> str:
+        pending = [policy.Pending(r["kind"], r["check_name"], r["text"], r["created"]) for r in rows]
+        watched = 0
+        if len(rows) > 1:
+            watched = sum(1 for c in self.store.list_checks()
+                          if c.status not in (Status.PAUSED, Status.NEW))
+        return policy.merge(pending, watched=watched, s=self.service.alerts)
+
+    def _over_budget(self, now: float) -> bool:
+        return self.store.sms_sent_since(now - HOUR) >= self.config.alerts.max_sms_per_hour
+
+    async def _budget_notice(self, recipient: str, now: float) -> None:
+        """Queue one SMS per hour saying the budget is used up (it is exempt from the budget)."""
+        if now - self._budget_notice_at < HOUR:
+            return
+        self._budget_notice_at = now
+        until = policy.clock(now + HOUR, self.service.alerts)
+        text = (f"hbgw: SMS budget of {self.config.alerts.max_sms_per_hour}/h reached; further"
+                f" alerts by email until {until}. Send STATUS for a summary.")
+        await asyncio.to_thread(self.store.queue_message, "budget", "sms", recipient, text, now)
+
+    async def _modem_failing(self, error: str) -> None:
+        now = self.clock()
+        if now - self._modem_alert_at < HOUR or not self.config.alerts.email_to:
+            return
+        self._modem_alert_at = now
+        text = (f"hbgw: sending SMS is failing ({error}). Alerts are going by email until the"
+                f" modem works again; check the modem page.")
+        for addr in self.config.alerts.email_to:
+            await asyncio.to_thread(self.store.queue_message, "modem", "email", addr, text, now)
+
+
+def _mask(number: str) -> str:
+    """Enough of a recipient to tell them apart in logs, not enough to leak it."""
+    if "@" in number:
+        user, _, domain = number.partition("@")
+        return user[:2] + "***@" + domain
+    return number[:4] + "***" + number[-2:] if len(number) > 6 else "***"

@@ -1,0 +1,247 @@
+"""Alert decisions: what to send, to whom, and when the next reminder is due.
+
+Pure: every function takes the stored facts and ``now``; no clock, no I/O. The store calls these
+inside the transaction that records a flip, so a flip and the alerts it causes are written (or
+not) together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.durations import humanize
+from gateway.model import Check, Flip, Status
+
+SMS_CHARS = 160
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    sms_to: tuple[str, ...] = ()
+    email_to: tuple[str, ...] = ()
+    repeat: float = 900.0
+    quiet_hours: tuple[int, int] | None = None  # minutes after midnight: (start, end), local time
+    tz: str = "UTC"
+    silent_summary_min: int = 3
+    coalesce: float = 3.0  # seconds an alert waits for others to the same recipient
+
+    @property
+    def zone(self) -> dt.tzinfo:
+        try:
+            return zoneinfo.ZoneInfo(self.tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return dt.UTC
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One outbox row to write: a message for one recipient on one channel."""
+
+    kind: str  # down | fail | up | reminder | note | test | reply | budget | modem
+    channel: str  # sms | email
+    recipient: str
+    text: str
+    check_id: int | None
+    dedupe: str  # unique per alert and recipient: a retried decision never doubles a row
+    check_name: str | None = None
+
+
+def parse_quiet_hours(text: str) -> tuple[int, int]:
+    """``"22:00-07:00"`` → (1320, 420). Raises ValueError."""
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
+    if not m:
+        raise ValueError(f"{text!r} is not a time range like 22:00-07:00")
+    h1, m1, h2, m2 = (int(x) for x in m.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+        raise ValueError(f"{text!r} has an invalid time")
+    return h1 * 60 + m1, h2 * 60 + m2
+
+
+def quiet_until(t: float, s: AlertSettings) -> float | None:
+    """If ``t`` falls in quiet hours, the moment they end; else None."""
+    if s.quiet_hours is None:
+        return None
+    start, end = s.quiet_hours
+    if start == end:
+        return None
+    local = dt.datetime.fromtimestamp(t, s.zone)
+    minute = local.hour * 60 + local.minute
+    inside = start <= minute < end if start < end else (minute >= start or minute < end)
+    if not inside:
+        return None
+    end_day = local.date() if minute < end else local.date() + dt.timedelta(days=1)
+    end_at = dt.datetime.combine(end_day, dt.time(end // 60, end % 60), tzinfo=s.zone)
+    return end_at.timestamp()
+
+
+def clock(t: float, s: AlertSettings) -> str:
+    return dt.datetime.fromtimestamp(t, s.zone).strftime("%H:%M")
+
+
+def excerpt(body: str | None, n: int = 60) -> str:
+    """A one-line excerpt of a ping body, safe for an SMS."""
+    if not body:
+        return ""
+    text = " ".join(body.replace("\xa0", " ").split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+# ------------------------------------------------------------------------------ texts
+
+
+def down_text(check: Check, s: AlertSettings, now: float) -> str:
+    if check.last_ping is None:
+        return f"DOWN {check.name}: no heartbeat yet. Reply ACK {check.name} to silence."
+    return (f"DOWN {check.name}: no heartbeat since {clock(check.last_ping, s)}"
+            f" ({humanize(now - check.last_ping)}). Reply ACK {check.name} to silence.")
+
+
+def fail_text(check: Check, body: str | None, s: AlertSettings, now: float) -> str:
+    what = f"exit status {check.last_exit_status}" if check.last_exit_status else "failure reported"
+    tail = excerpt(body)
+    return f"FAIL {check.name}: {what} at {clock(now, s)}" + (f": {tail}" if tail else "") + \
+        f". Reply ACK {check.name} to silence."
+
+
+def reminder_text(check: Check, down_since: float, s: AlertSettings, now: float) -> str:
+    return (f"STILL DOWN {check.name} for {humanize(now - down_since)} (since {clock(down_since, s)})."
+            f" Reply ACK {check.name} to silence.")
+
+
+def up_text(check: Check, down_since: float | None, now: float) -> str:
+    if down_since is None:
+        return f"UP {check.name}"
+    return f"UP {check.name} after {humanize(now - down_since)}"
+
+
+def offline_note_text(since: float | None, until: float, n: int, s: AlertSettings) -> str:
+    start = clock(since, s) if since is not None else "?"
+    return (f"hbgw was offline from {start} to {clock(until, s)}; {n} server(s) given a fresh"
+            f" period, no alerts for that time.")
+
+
+# ------------------------------------------------------------------------------ decisions
+
+
+def _fan_out(kind: str, check: Check | None, text: str, key: str, s: AlertSettings, *,
+             sms: bool = True, email: bool = True) -> list[Outgoing]:
+    cid, name = (check.id, check.name) if check else (None, None)
+    out = [Outgoing(kind, "sms", n, text, cid, f"{key}:sms:{n}", name) for n in s.sms_to if sms]
+    out += [Outgoing(kind, "email", a, text, cid, f"{key}:email:{a}", name)
+            for a in s.email_to if email]
+    return out
+
+
+def _silenced(check: Check, now: float) -> bool:
+    return check.muted_until is not None and check.muted_until > now
+
+
+def alerts_for_flip(before: Check, after: Check, flip: Flip, *, flip_id: int,
+                    down_since: float | None, body: str | None, s: AlertSettings,
+                    now: float) -> list[Outgoing]:
+    """What a status change sends: DOWN (or FAIL with the exit status and body excerpt) when a
+    check goes down, UP with the downtime when it comes back, nothing otherwise. Respects the
+    check's SMS and email toggles and a mute; never alerts for a paused check."""
+    if after.status is Status.PAUSED or before.status is Status.PAUSED:
+        return []
+    key = f"flip{flip_id}"
+    sms, email = after.sms_enabled, after.email_enabled
+    if _silenced(after, now):
+        return []
+    if after.status is Status.DOWN and before.status is not Status.DOWN:
+        text = fail_text(after, body, s, now) if flip.reason == "fail" else down_text(after, s, now)
+        return _fan_out("fail" if flip.reason == "fail" else "down", after, text, key, s,
+                        sms=sms, email=email)
+    if before.status is Status.DOWN and after.status in (Status.UP, Status.NEW):
+        return _fan_out("up", after, up_text(after, down_since, now), key, s, sms=sms, email=email)
+    return []
+
+
+def next_reminder(check: Check, last_alert: float, s: AlertSettings) -> float | None:
+    """When the next reminder for a down check is due, or None when none will be: recovered,
+    paused, acknowledged, or both its channels off. A mute or quiet hours push it later."""
+    if check.status is not Status.DOWN or check.acked:
+        return None
+    if not (check.sms_enabled and s.sms_to) and not (check.email_enabled and s.email_to):
+        return None
+    due = last_alert + (check.repeat or s.repeat)
+    if check.muted_until is not None and check.muted_until > due:
+        due = check.muted_until
+    return quiet_until(due, s) or due
+
+
+def reminders(check: Check, *, down_since: float, s: AlertSettings, now: float) -> list[Outgoing]:
+    """The reminder due now for a check that is still down (the caller checked ``next_reminder``)."""
+    if check.status is not Status.DOWN or check.acked or _silenced(check, now):
+        return []
+    key = f"rem{check.id}@{int(now)}"
+    return _fan_out("reminder", check, reminder_text(check, down_since, s, now), key, s,
+                    sms=check.sms_enabled, email=check.email_enabled)
+
+
+def offline_note(since: float | None, until: float, n: int, s: AlertSettings) -> list[Outgoing]:
+    return _fan_out("note", None, offline_note_text(since, until, n, s), f"offline@{int(until)}", s)
+
+
+# ------------------------------------------------------------------------------ coalescing
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An outbox row waiting to be merged with others for the same recipient."""
+
+    kind: str
+    check_name: str | None
+    text: str
+    created: float
+
+
+def merge(rows: Sequence[Pending], *, watched: int, s: AlertSettings) -> str:
+    """One message for alerts decided close together for the same recipient.
+
+    One row: its own text. Several checks going silent together (``silent_summary_min`` or more
+    DOWNs): one line saying so, which points at the network or power rather than N servers.
+    Otherwise the short forms joined, kept within one SMS where possible.
+    """
+    if len(rows) == 1:
+        return rows[0].text
+    downs = [r for r in rows if r.kind == "down"]
+    others = [r for r in rows if r.kind != "down"]
+    parts: list[str] = []
+    if len(downs) >= s.silent_summary_min:
+        since = clock(min(r.created for r in downs), s)
+        names = _names([r.check_name or "?" for r in downs], 60)
+        parts.append(f"{len(downs)} of {max(watched, len(downs))} servers silent since {since}:"
+                     f" network or power? {names}")
+    else:
+        parts += [_short(r) for r in downs]
+    parts += [_short(r) for r in others]
+    text = ". ".join(parts)
+    if len(text) > SMS_CHARS:
+        # Too long for one SMS even in short form: keep the headline and count the rest.
+        head, rest = parts[0], len(parts) - 1
+        text = head + (f". +{rest} more, send STATUS" if rest else "")
+    return text
+
+
+def _short(r: Pending) -> str:
+    word = {"down": "DOWN", "fail": "FAIL", "up": "UP", "reminder": "STILL DOWN"}.get(r.kind)
+    if word and r.check_name:
+        if r.kind == "up":
+            return r.text  # "UP web1 after 47 min" is already short
+        return f"{word} {r.check_name}"
+    return r.text
+
+
+def _names(names: list[str], limit: int) -> str:
+    out = ""
+    for i, n in enumerate(names):
+        piece = n if not out else ", " + n
+        if len(out) + len(piece) > limit:
+            return out + f" +{len(names) - i}"
+        out += piece
+    return out
