@@ -103,6 +103,24 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("name")
         _data_args(a)
 
+    p = sub.add_parser("sms", help="send an SMS through the modem; show the outbox and inbox")
+    ssub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = ssub.add_parser("send", help="send an SMS now, straight through the modem (prints message references)")
+    a.add_argument("number")
+    a.add_argument("text")
+    _data_args(a)
+    for verb, text in (("outbox", "messages queued, sent and failed"), ("inbox", "messages received")):
+        a = ssub.add_parser(verb, help=text)
+        a.add_argument("--json", action="store_true")
+        a.add_argument("--limit", type=int, default=50)
+        _data_args(a)
+
+    p = sub.add_parser("modem", help="talk to the modem directly")
+    msub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = msub.add_parser("probe", help="model, SIM, registration, operator, signal, SMSC")
+    a.add_argument("--json", action="store_true")
+    _data_args(a)
+
     p = sub.add_parser("passwd", help="set the web admin password")
     p.add_argument("--password-stdin", action="store_true", help="read the new password from stdin")
     _data_args(p)
@@ -317,6 +335,73 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _with_modem(config: Config, action: Any) -> Any:
+    """Open the configured modem directly (stop the daemon first: one owner per port)."""
+    from modem.driver import create_modem
+
+    m = config.modem
+    if m.backend in ("none", "simulator"):
+        raise UsageError(f"[modem] backend is {m.backend!r}: configure 'at' or 'gammu' and a device")
+    modem = create_modem(m.backend, m.device, baudrate=m.baudrate, pin=m.pin, smsc=m.smsc)
+    await modem.open()
+    try:
+        return await action(modem)
+    finally:
+        await modem.close()
+
+
+def cmd_sms(args: argparse.Namespace) -> int:
+    from modem.errors import ModemError
+
+    config = resolve_config(args)
+    if args.action == "send":
+        if not cfgmod.E164.match(args.number):
+            raise UsageError(f"{args.number!r} is not an E.164 number (e.g. +15551234567)")
+        try:
+            refs = asyncio.run(_with_modem(config, lambda m: m.send_sms(args.number, args.text)))
+        except ModemError as e:
+            print(f"hbgw: sending failed: {e}{'' if e.permanent else ' (a retry may help)'}",
+                  file=sys.stderr)
+            return EXIT_FAIL
+        print("sent; message reference(s): " + " ".join(str(r) for r in refs))
+        return EXIT_OK
+    store, service = _open(config)
+    try:
+        rows = service.list_outbox(args.limit) if args.action == "outbox" else service.list_inbox(args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for r in rows:
+        if args.action == "outbox":
+            err = f"  ({r['error']})" if r["error"] else ""
+            print(f"{r['id']:>5} {r['created']} {r['channel']:5} {r['to']:18} {r['state']:8}"
+                  f" x{r['attempts']} {r['text'][:60]}{err}")
+        else:
+            flag = "" if r["allowed"] else "  [not allow-listed]"
+            print(f"{r['id']:>5} {r['received']} {r['from']:18} {r['text'][:60]}{flag}")
+    return EXIT_OK
+
+
+def cmd_modem(args: argparse.Namespace) -> int:
+    from modem.errors import ModemError
+
+    config = resolve_config(args)
+    try:
+        status = asyncio.run(_with_modem(config, lambda m: m.status()))
+    except ModemError as e:
+        print(f"hbgw: modem not usable: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    d = dataclasses.asdict(status)
+    if args.json:
+        print(json.dumps(d, indent=2))
+    else:
+        for k, v in d.items():
+            print(f"{k + ':':14} {v if v is not None else '-'}")
+    return EXIT_OK
+
+
 def cmd_simulate_modem(args: argparse.Namespace) -> int:
     from modem import simulator
 
@@ -324,7 +409,7 @@ def cmd_simulate_modem(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "init": cmd_init, "check": cmd_check, "passwd": cmd_passwd,
-            "simulate-modem": cmd_simulate_modem}
+            "sms": cmd_sms, "modem": cmd_modem, "simulate-modem": cmd_simulate_modem}
 
 
 def setup_logging(level: str) -> None:

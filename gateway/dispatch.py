@@ -104,7 +104,7 @@ class Dispatcher:
             logger.warning("SMS budget reached: %d message(s) to email instead", n)
             self.nudge()
             return
-        text = self._text(rows)
+        text = self._text(rows, full=channel_name == "email")
         channel = self.channels.get(channel_name)
         try:
             if channel is None:
@@ -130,13 +130,17 @@ class Dispatcher:
         logger.info("sent %s to %s (%d alert(s) in one message)", channel_name, _mask(recipient),
                     len(rows))
 
-    def _text(self, rows: list[dict[str, Any]]) -> str:
+    def _text(self, rows: list[dict[str, Any]], *, full: bool) -> str:
+        """One message for the rows; ``full`` (email) adds every alert's own text below the
+        summary line, since an email has no 160-character limit."""
         pending = [policy.Pending(r["kind"], r["check_name"], r["text"], r["created"]) for r in rows]
-        watched = 0
-        if len(rows) > 1:
-            watched = sum(1 for c in self.store.list_checks()
-                          if c.status not in (Status.PAUSED, Status.NEW))
-        return policy.merge(pending, watched=watched, s=self.service.alerts)
+        if len(rows) == 1:
+            return pending[0].text
+        watched = sum(1 for c in self.store.list_checks() if c.status not in (Status.PAUSED, Status.NEW))
+        headline = policy.merge(pending, watched=watched, s=self.service.alerts)
+        if not full:
+            return headline
+        return headline + "\n\n" + "\n".join(r.text for r in pending)
 
     def _over_budget(self, now: float) -> bool:
         return self.store.sms_sent_since(now - HOUR) >= self.config.alerts.max_sms_per_hour
