@@ -23,6 +23,7 @@ from typing import Any
 
 import waitress
 import waitress.server
+from waitress import wasyncore
 
 from gateway.channels import Channel, EmailChannel, SmsChannel
 from gateway.config import Config, parse_hostport
@@ -68,8 +69,13 @@ class HttpServer:
         return self
 
     def stop(self) -> None:
-        self._server.close()
-        self._thread.join(timeout=5)
+        """Close every socket from inside waitress's own loop thread (closing them from here
+        would pull file descriptors out from under its select()), then stop the workers."""
+        server: Any = self._server
+        if self._thread.is_alive():
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            self._thread.join(timeout=5)
+        server.task_dispatcher.shutdown()
 
 
 @dataclasses.dataclass
@@ -206,8 +212,16 @@ class Daemon:
             tasks.append(asyncio.create_task(self._alive(store), name="alive"))
             if cfg.demo:
                 tasks.append(asyncio.create_task(demo.pinger(service), name="demo-pinger"))
-            self._write_run_file({"pid": os.getpid(), "http": f"{bound[0]}:{bound[1]}",
-                                  "base_url": service.base_url, "started": iso(time.time())})
+            run_info: dict[str, Any] = {"pid": os.getpid(), "http": f"{bound[0]}:{bound[1]}",
+                                        "base_url": service.base_url, "started": iso(time.time())}
+            if cfg.smtp.listen:
+                from gateway.mail import start_smtp
+
+                smtp = await start_smtp(service, cfg)
+                # serve() closes the listener when the finally block below cancels the tasks
+                tasks.append(asyncio.create_task(smtp.serve(), name="smtp"))
+                run_info["smtp"] = "{}:{}".format(*smtp.address)
+            self._write_run_file(run_info)
             sd_notify("READY=1\nSTATUS=serving")
             logger.info("hbgw ready (data in %s)", cfg.data_dir)
             await self.stopping.wait()
