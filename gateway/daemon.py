@@ -190,15 +190,17 @@ class Daemon:
                 loop.add_signal_handler(sig, self.stopping.set)
             loop.add_signal_handler(signal.SIGHUP, watchdog.wake)
 
+            modem_parts = self._start_modem(service, tasks)
+            demo_phone = modem_parts.network if modem_parts is not None and cfg.demo else None
+
             host, port = parse_hostport(cfg.http.listen)
-            self.http = HttpServer(create_app(service, cfg), host, port,
-                                   threads=cfg.http.threads, max_body=cfg.http.max_body).start()
+            app = create_app(service, cfg, demo_phone=demo_phone)
+            self.http = HttpServer(app, host, port, threads=cfg.http.threads,
+                                   max_body=cfg.http.max_body).start()
             bound = self.http.address
             if not cfg.http.base_url:
                 service.base_url = service.base_url.rsplit(":", 1)[0] + f":{bound[1]}"
             logger.info("HTTP heartbeats on http://%s:%d/ping/", *bound)
-
-            modem_parts = self._start_modem(service, tasks)
             channels: dict[str, Channel] = {}
             if cfg.email.host:
                 channels["email"] = EmailChannel(cfg.email)
@@ -210,6 +212,9 @@ class Daemon:
 
             tasks.append(asyncio.create_task(watchdog.run(), name="watchdog"))
             tasks.append(asyncio.create_task(self._alive(store), name="alive"))
+            from gateway import peer  # peer heartbeat, daily summary SMS (when configured)
+
+            tasks.extend(peer.start_tasks(service, cfg, dispatcher.nudge))
             if cfg.demo:
                 tasks.append(asyncio.create_task(demo.pinger(service), name="demo-pinger"))
             run_info: dict[str, Any] = {"pid": os.getpid(), "http": f"{bound[0]}:{bound[1]}",
@@ -253,8 +258,12 @@ class Daemon:
     async def _alive(self, store: Store) -> None:
         """Record that the gateway is running, so a restart knows how long it was away; also
         keeps the systemd watchdog fed from the event loop itself (a stalled loop misses it)."""
+        every = ALIVE_EVERY
+        usec = os.environ.get("WATCHDOG_USEC", "")
+        if usec.isdigit() and int(usec) > 0 and os.environ.get("WATCHDOG_PID") in (None, str(os.getpid())):
+            every = min(every, int(usec) / 2e6)  # WatchdogSec=: feed it twice per period
         while True:
-            await asyncio.sleep(ALIVE_EVERY)
+            await asyncio.sleep(every)
             sd_notify("WATCHDOG=1")
             try:
                 await asyncio.to_thread(store.set_setting, "last_alive", repr(time.time()))

@@ -267,6 +267,11 @@ class Service:
     def unmute(self, name: str) -> Check:
         return self._update(name, lambda c: dataclasses.replace(c, muted_until=None), "unmuted")
 
+    def record_command(self, check_name: str | None, detail: str) -> None:
+        """An event row for an owner's command (who and what; never the PIN or the raw text)."""
+        check = self.store.get_check(check_name) if check_name else None
+        self.store.add_event(check.id if check else None, self.clock(), "command", detail)
+
     def send_test_sms(self, number: str, text: str) -> int:
         """Queue a test SMS to ``number`` (E.164). Returns the outbox id."""
         from gateway.config import E164
@@ -889,6 +894,8 @@ def _emails(field: str, values: Sequence[str]) -> tuple[str, ...]:
 def _cron_for_period(period: float) -> str:
     """A crontab schedule that pings at least every ``period`` seconds."""
     minutes = max(1, int(period // 60))
+    if minutes == 1:
+        return "* * * * *"
     if minutes < 60:
         return f"*/{minutes} * * * *"
     hours = minutes // 60

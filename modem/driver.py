@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -182,6 +183,7 @@ class AtModem(Modem):
     its missing parts before it is handed over with ``complete=False``;
     ``sim_busy_timeout`` how long "SIM busy" answers are waited out during :meth:`open`;
     ``poll_interval`` how often storage is listed when the modem refuses ``AT+CNMI``.
+    Raises ValueError for a PIN that is not 4-8 digits or an SMSC that is not a number.
 
     One asyncio lock serialises everything that talks to the modem (sends, inbound
     processing, status), so those interleave safely. Inbound messages are processed by
@@ -204,6 +206,10 @@ class AtModem(Modem):
         sim_busy_timeout: float = 30.0,
         poll_interval: float = 60.0,
     ) -> None:
+        if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
+            raise ValueError("the SIM PIN must be 4 to 8 digits")  # never echo the value
+        if smsc is not None and not re.fullmatch(r"\+?\d{3,20}", smsc):
+            raise ValueError("the SMSC must be a phone number (digits, optional leading +)")
         self.url = url
         self._baudrate = baudrate
         self._pin = pin
@@ -792,7 +798,13 @@ class ModemKeeper:
         loop = asyncio.get_running_loop()
         try:
             while not self._stopping.is_set():
-                modem = self._factory()
+                try:
+                    modem = self._factory()
+                except Exception as exc:  # a configuration error (bad PIN format, ...)
+                    logger.error("modem cannot be created: %s. Not retrying.", exc)
+                    self._set_down(exc, retrying=False)
+                    await self._stopping.wait()
+                    break
                 modem.set_inbound_handler(self._handler)
                 try:
                     await modem.open()

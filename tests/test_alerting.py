@@ -3,85 +3,11 @@ subprocess), and a real SMTP server on loopback receiving the email channel."""
 
 from __future__ import annotations
 
-import sqlite3
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from modem.simulator import SimulatorControl
-from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
-from tests.support.sim import SimProcess
-from tests.support.smtp_sink import SmtpSink
-
-OWNER = "+15551230000"
-EMAIL = "owner@example.test"
-
-
-@dataclass
-class Rig:
-    daemon: Daemon
-    sim: SimulatorControl
-    sink: SmtpSink
-    cfg: Path
-    data: Path
-
-    def ping(self, *names: str, suffix: str = "") -> None:
-        urls = [f"{self.daemon.url}/ping/{self.token(n)}{suffix}" for n in names]
-        subprocess.run(["curl", "-fsS", "-o", "/dev/null", *urls], check=True, timeout=20)
-
-    def token(self, name: str) -> str:
-        return str(hbgw_json("check", "show", name, config=self.cfg)["ping_url"].rsplit("/", 1)[1])
-
-    def texts(self) -> list[str]:
-        return [s["text"] for s in self.sim.sent()]
-
-    def outbox(self) -> list[tuple]:
-        con = sqlite3.connect(f"file:{self.data / 'hbgw.sqlite3'}?mode=ro", uri=True)
-        try:
-            return con.execute("SELECT channel, state, kind, attempts, error FROM outbox ORDER BY id").fetchall()
-        finally:
-            con.close()
-
-
-def config_text(link: Path, sink: SmtpSink, alerts: str) -> str:
-    return f"""
-[modem]
-backend = "at"
-device = "{link}"
-
-[alerts]
-sms_to = ["{OWNER}"]
-email_to = ["{EMAIL}"]
-tz = "UTC"
-{alerts}
-
-[email]
-host = "127.0.0.1"
-port = {sink.port}
-tls = "none"
-from = "hbgw@example.test"
-"""
-
-
-@contextmanager
-def rig(tmp_path: Path, checks: list[tuple[str, str, str]], alerts: str = 'coalesce = "0s"',
-        start: bool = True) -> Iterator[Rig]:
-    data = tmp_path / "data"
-    with SmtpSink() as sink, SimProcess(tmp_path / "modem") as sim:
-        cfg = write_config(tmp_path / "hbgw.toml", data,
-                           extra=config_text(tmp_path / "modem", sink, alerts))
-        for name, period, grace in checks:
-            hbgw("check", "add", name, "--period", period, "--grace", grace, config=cfg)
-        d = Daemon(data, config=cfg)
-        if start:
-            d.start()
-        try:
-            yield Rig(d, sim, sink, cfg, data)
-        finally:
-            d.stop()
+from tests.support.daemon import hbgw, hbgw_json, wait_for
+from tests.support.rig import EMAIL, OWNER, rig
 
 
 def test_it_sends_one_down_sms_then_reminders_then_up(tmp_path: Path) -> None:
@@ -149,12 +75,12 @@ def test_it_retries_a_failing_modem_then_falls_back_to_email(tmp_path: Path) -> 
 
 def test_it_delivers_an_alert_in_flight_when_killed_at_most_once_more(tmp_path: Path) -> None:
     with rig(tmp_path, [("web1", "1s", "0s")], alerts='coalesce = "0s"\nrepeat = "1h"') as r:
-        r.sim.latency(4.0, command="CMGS")  # the modem is slow to take the SMS
+        r.sim.latency(4.0, command="+CMGS")  # the modem is slow to take the SMS
         r.ping("web1")
         wait_for(lambda: ("sms", "sending") in {(c, s) for c, s, *_ in r.outbox()}, timeout=10,
                  what="SMS in flight")
         r.daemon.kill9()
-        r.sim.latency(0.0, command="CMGS")
+        r.sim.latency(0.0, command="+CMGS")
         r.daemon.start()
         wait_for(lambda: any(t.startswith("DOWN web1") for t in r.texts()), timeout=20,
                  what="DOWN SMS after restart")
