@@ -62,6 +62,8 @@ class AlertsConfig:
     quiet_hours: tuple[int, int] | None = None  # minutes after midnight (start, end)
     tz: str = "UTC"  # for times in messages and quiet hours
     fallback_after: int = 3  # failed SMS attempts before the alert goes by email too
+    modem_alert_after: float = 600.0  # modem gone / SIM or registration problem this long → email
+    daily_summary: int | None = None  # minutes after midnight (in tz) of the "all is well" SMS
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,15 @@ class DefaultsConfig:
 
 
 @dataclass(frozen=True)
+class PeerConfig:
+    """Watching the watcher: ping another gateway (or any Healthchecks-style URL) every interval."""
+
+    url: str | None = field(default=None, repr=False)  # holds a ping token: never logged
+    interval: float = 60.0
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path = Path("/var/lib/hbgw")
     http: HttpConfig = HttpConfig()
@@ -99,6 +110,7 @@ class Config:
     email: EmailConfig = EmailConfig()
     security: SecurityConfig = SecurityConfig()
     defaults: DefaultsConfig = DefaultsConfig()
+    peer: PeerConfig = PeerConfig()
     demo: bool = False
     source: Path | None = None  # the file it came from, for messages
 
@@ -221,6 +233,18 @@ def _quiet(r: _Reader) -> tuple[int, int] | None:
         raise r.fail("quiet_hours", str(e)) from None
 
 
+def _clock(r: _Reader, key: str) -> int | None:
+    from gateway.summary import parse_clock
+
+    text = r.string(key, None)
+    if text is None:
+        return None
+    try:
+        return parse_clock(text)
+    except ValueError as e:
+        raise r.fail(key, str(e)) from None
+
+
 def _zone(r: _Reader, key: str, default: str) -> str:
     import zoneinfo
 
@@ -328,6 +352,8 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         quiet_hours=_quiet(r),
         tz=_zone(r, "tz", local_zone()),
         fallback_after=r.integer("fallback_after", d.alerts.fallback_after, 1, 100),
+        modem_alert_after=r.duration("modem_alert_after", d.alerts.modem_alert_after, lo=1.0),
+        daily_summary=_clock(r, "daily_summary"),
     )
     for addr in alerts.email_to:
         if not re.fullmatch(r"[^@\s]+@[^@\s]+", addr):
@@ -366,6 +392,16 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
     )
     r.done()
 
+    r = _section(source, top, "peer")
+    peer = PeerConfig(
+        url=r.string("url", None),
+        interval=r.duration("interval", d.peer.interval, lo=1.0),
+        timeout=r.duration("timeout", d.peer.timeout, lo=1.0),
+    )
+    if peer.url is not None and not re.match(r"^https?://[^\s/]+/\S*$", peer.url):
+        raise r.fail("url", "must be an http:// or https:// URL, e.g. https://other-gateway:8080/ping/<token>")
+    r.done()
+
     r = _Reader(source, "", top)
     raw_dir = r.string("data_dir", None)
     r.done()
@@ -375,7 +411,7 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         if not data_dir.is_absolute() and base_dir is not None:
             data_dir = base_dir / data_dir
     return Config(data_dir=data_dir, http=http, smtp=smtp, modem=modem, alerts=alerts,
-                  email=email, security=security, defaults=defaults,
+                  email=email, security=security, defaults=defaults, peer=peer,
                   source=Path(source) if source != "<config>" else None)
 
 
@@ -458,6 +494,7 @@ coalesce = "3s"       # alerts this close together become one SMS
 max_sms_per_hour = 30 # beyond it: one summary SMS, the rest by email
 # quiet_hours = "22:00-07:00"  # reminders wait until the end (a first DOWN still goes out)
 # tz = "Europe/Paris"          # for times in messages; defaults to this machine's zone
+# daily_summary = "08:00"      # an "all is well" SMS every day at this time (in tz)
 
 [email]
 # Outbound relay for email alerts.
@@ -480,6 +517,11 @@ sms_allow = []
 [defaults]
 period = "15m"
 grace = "15m"
+
+# [peer]
+# Watching the watcher: ping a second gateway (a check there goes DOWN if this box dies).
+# url = "https://other-gateway:8080/ping/<token>"
+# interval = "1m"
 """
 
 

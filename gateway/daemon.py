@@ -25,6 +25,7 @@ import waitress
 import waitress.server
 from waitress import wasyncore
 
+from gateway import policy
 from gateway.channels import Channel, EmailChannel, SmsChannel
 from gateway.config import Config, parse_hostport
 from gateway.dispatch import Dispatcher
@@ -153,18 +154,43 @@ class Daemon:
         return CommandRunner(service)
 
     async def _modem_log(self, service: Service, keeper: ModemKeeper) -> None:
-        """Record modem health every minute (for the web page's 24 h signal graph)."""
+        """Record modem health every minute (the web page's 24 h signal graph), and email the
+        owner when the modem has been unusable for ``[alerts] modem_alert_after``."""
+        after = self.config.alerts.modem_alert_after
+        interval = max(0.5, min(60.0, after / 4))
+        trouble_since: float | None = None
+        alerted = False
+        last_log = 0.0
         while True:
             h = keeper.health
             st = h.status
-            try:
+            now = time.time()
+            trouble = policy.modem_trouble(h.connected, st.sim if st else None,
+                                           st.registration if st else None)
+            if trouble is None:
+                if alerted:
+                    await asyncio.to_thread(service.notify_owner_by_email,
+                                            "hbgw: the modem works again; SMS alerts resumed.")
+                trouble_since, alerted = None, False
+            elif trouble_since is None:
+                trouble_since = now
+            if policy.modem_alert_due(trouble_since, alerted, now, after):
+                alerted = True
+                detail = f"{trouble}; last error: {h.last_error}" if h.last_error else trouble
+                logger.error("modem unusable for %.0f s: %s", now - (trouble_since or now), trouble)
                 await asyncio.to_thread(
-                    service.store.log_modem, time.time(), h.connected,
-                    st.signal_dbm if st else None, st.registration if st else None,
-                    st.operator if st else None, h.last_error)
-            except Exception as e:
-                logger.error("cannot record modem health: %s", e)
-            await asyncio.sleep(60)
+                    service.notify_owner_by_email,
+                    f"hbgw: cannot send SMS for {int(now - (trouble_since or now))} s: {detail}."
+                    " Alerts go by email meanwhile; check the modem page.")
+            if now - last_log >= 60:
+                last_log = now
+                try:
+                    await asyncio.to_thread(
+                        service.store.log_modem, now, h.connected, st.signal_dbm if st else None,
+                        st.registration if st else None, st.operator if st else None, h.last_error)
+                except Exception as e:
+                    logger.error("cannot record modem health: %s", e)
+            await asyncio.sleep(interval)
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT. Returns the process exit code."""

@@ -187,6 +187,22 @@ def offline_note(since: float | None, until: float, n: int, s: AlertSettings) ->
     return _fan_out("note", None, offline_note_text(since, until, n, s), f"offline@{int(until)}", s)
 
 
+def modem_trouble(connected: bool, sim: str | None, registration: str | None) -> str | None:
+    """What is wrong with the modem, in a few words, or None when it can send SMS."""
+    if not connected:
+        return "modem not connected"
+    if sim not in (None, "READY"):
+        return f"SIM problem ({sim})"
+    if registration not in (None, "home", "roaming"):
+        return f"not registered on the network ({registration})"
+    return None
+
+
+def modem_alert_due(trouble_since: float | None, alerted: bool, now: float, after: float) -> bool:
+    """Whether to email about a modem problem that started at ``trouble_since`` (once per spell)."""
+    return trouble_since is not None and not alerted and now - trouble_since >= after
+
+
 # ------------------------------------------------------------------------------ coalescing
 
 

@@ -285,6 +285,12 @@ class Service:
         self._outbox_changed()
         return oid
 
+    def notify_owner_by_email(self, text: str) -> None:
+        """Queue a note about the gateway itself to every ``email_to`` address."""
+        for addr in self.config.alerts.email_to:
+            self.store.queue_message("modem", "email", addr, text, self.clock())
+        self._outbox_changed()
+
     def send_reply(self, number: str, text: str) -> int:
         """Queue an SMS reply to an owner's command (no coalescing delay)."""
         oid = self.store.queue_message("reply", "sms", number, text, self.clock())

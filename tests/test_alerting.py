@@ -127,3 +127,15 @@ def test_it_keeps_to_the_sms_budget_and_emails_the_rest(tmp_path: Path) -> None:
         downs = [t for t in texts if t.startswith("DOWN")]
         assert len(downs) == 2
         assert sum("budget of 2/h reached" in t for t in texts) == 1
+
+
+def test_it_emails_the_owner_when_the_modem_stays_unusable(tmp_path: Path) -> None:
+    with rig(tmp_path, [("web1", "1h", "1h")], alerts='modem_alert_after = "2s"') as r:
+        wait_for(lambda: "modem connected" in r.daemon.log(), what="modem up")
+        r.sim.unplug()  # like pulling the USB stick
+        _, mail = r.sink.wait(1, timeout=20)[0]
+        assert "cannot send SMS" in str(mail.get_payload())
+        r.sim.replug()
+        wait_for(lambda: len(r.sink.messages) >= 2, timeout=30, what="modem-back email")
+        assert "works again" in str(r.sink.messages[1][1].get_payload())
+        assert len(r.sink.messages) == 2  # one email per spell, not one per minute
