@@ -435,15 +435,22 @@ def decode_timestamp(data: bytes) -> dt.datetime:
 
     The zone is in quarter hours with the sign in bit 3 of the first semi-octet. Years are
     taken as 2000-2099 (23.040 carries two digits only). Raises PduError for non-decimal
-    digits or an impossible date.
+    date digits or an impossible date; an unreadable zone octet is taken as UTC.
     """
     if len(data) != 7:
         raise PduError(f"a timestamp is 7 octets, got {len(data)}")
     year, month, day, hour, minute, second = (_semi(data[i], "timestamp") for i in range(6))
     tz = data[6]
-    quarters = _semi(tz & 0xF7, "timestamp zone")
+    try:
+        quarters = _semi(tz & 0xF7, "timestamp zone")
+    except PduError:
+        # Some modems and SMSCs put garbage in the zone octet (seen in the wild on status
+        # reports). The zone is informational; dropping the owner's message over it is worse.
+        quarters = 0
     if tz & 0x08:
         quarters = -quarters
+    if abs(quarters) > 95:  # 24 h or more is not a zone
+        quarters = 0
     try:
         zone = dt.timezone(dt.timedelta(minutes=15 * quarters))
         return dt.datetime(2000 + year, month, day, hour, minute, second, tzinfo=zone)

@@ -795,7 +795,6 @@ GOOD = encode_deliver("+15551234567", "hello", timestamp=WHEN)[0]
         (raw_deliver(udh=b"\x00", payload=b"x"), "runs past the UDH"),
         (raw_deliver(payload=b"\x00\x41\x00", dcs=0x08), "odd number of octets"),
         (raw_deliver(payload=b"abc", dcs=0x24), "compressed"),
-        (GOOD.replace("42506070809080", "425060708090A0"), "timestamp zone"),
         (GOOD.replace("42506070809080", "4A506070809080"), "not two decimal digits"),
         (GOOD.replace("42506070809080", "42316070809080"), "invalid timestamp: month"),
         (GOOD.replace("0B915155214365F7", "0B915155F14365F7"), "filler nibble"),
@@ -806,6 +805,13 @@ def test_it_rejects_malformed_pdus_with_a_clear_message(data: str, match: str) -
         decode_pdu(data)
     assert isinstance(info.value, ModemError) and isinstance(info.value, ValueError)
     assert info.value.permanent
+
+
+def test_it_reads_an_unreadable_zone_as_utc_and_keeps_the_message() -> None:
+    # A garbled zone octet is informational: the message must not be lost over it.
+    msg = decode_pdu(GOOD.replace("42506070809080", "425060708090A0"))
+    assert isinstance(msg, Deliver) and msg.text
+    assert msg.timestamp.utcoffset() == dt.timedelta(0)
 
 
 GOOD_HEAD = GOOD[: GOOD.index("42506070809080") + 14]  # GOOD up to TP-UDL
