@@ -553,10 +553,10 @@ def test_it_decodes_stored_status_reports(ident: str, corpus_dir: Path) -> None:
     sent = dt.datetime.fromisoformat(expected["sent"])
     delivered = dt.datetime.fromisoformat(expected["delivered"])
     if ident == "cmgr-pdu-status-report-issue15":
-        # Its zone octets (0x2C, 0x2A) are not BCD. python-gsmmodem turns them into +08:00 /
-        # +07:00 by its own arithmetic; the codec takes an unreadable zone as UTC rather than
+        # The SMSC timestamp's zone octet (0x2C) is not BCD. python-gsmmodem turns it into
+        # +08:00 by its own arithmetic; the codec takes an unreadable zone as UTC rather than
         # guess, and keeps the message. The wall-clock fields agree.
-        sent, delivered = sent.replace(tzinfo=dt.UTC), delivered.replace(tzinfo=dt.UTC)
+        sent = sent.replace(tzinfo=dt.UTC)
     assert report.sc_timestamp == sent
     assert report.discharge_time == delivered
     assert report.delivered
