@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,7 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     msub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = msub.add_parser("probe", help="model, SIM, registration, operator, signal, SMSC")
     a.add_argument("--json", action="store_true")
+    a.add_argument("--device", help="try this port (e.g. /dev/ttyUSB2) with the AT driver instead of"
+                   " the configured modem")
     _data_args(a)
+
+    p = sub.add_parser("backup", help="copy the database to FILE (safe while the gateway runs)")
+    p.add_argument("file", type=Path)
+    _data_args(p)
+    p = sub.add_parser("restore", help="replace the database with the backup FILE (stop the gateway"
+                       " first); the old one is kept as hbgw.sqlite3.bak")
+    p.add_argument("file", type=Path)
+    _data_args(p)
 
     p = sub.add_parser("passwd", help="set the web admin password")
     p.add_argument("--password-stdin", action="store_true", help="read the new password from stdin")
@@ -192,7 +203,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, http=dataclasses.replace(config.http, listen=args.http))
     if args.smtp:
         config = dataclasses.replace(config, smtp=dataclasses.replace(config.smtp, listen=args.smtp))
-    return asyncio.run(Daemon(config).run())
+    try:
+        return asyncio.run(Daemon(config).run())
+    except (StoreError, sqlite3.Error, OSError) as e:
+        # Exit 1 with one clear line (systemd logs it and restarts with backoff), no traceback.
+        print(f"hbgw: cannot start: {e}{_data_dir_hint(config)}", file=sys.stderr)
+        return EXIT_FAIL
+
+
+def _data_dir_hint(config: Config) -> str:
+    """Why the data dir may be unusable: read-only, not writable by this user, or a full disk."""
+    d, db = config.data_dir, config.db_path
+    try:
+        fs = os.statvfs(d)
+    except OSError:
+        return ""
+    if fs.f_flag & os.ST_RDONLY:
+        return f" ({d} is on a read-only file system)"
+    if not os.access(d, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+        return f" ({d} or {db.name} is not writable by uid {os.geteuid()})"
+    if fs.f_bavail * fs.f_frsize < 1024 * 1024:
+        return f" (the disk holding {d} is full)"
+    return ""
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -244,6 +276,7 @@ def snippets(service: Service, name: str) -> str:
     period = check.schedule.period
     minutes = max(1, int(period // 60))
     when = check.schedule.cron or (f"*/{minutes} * * * *" if minutes < 60 else "0 * * * *")
+    unit = "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "-" for c in check.name)
     return "\n".join([
         "crontab (curl):",
         f"  {when} curl -fsS -m 10 --retry 3 -o /dev/null {url}",
@@ -251,6 +284,9 @@ def snippets(service: Service, name: str) -> str:
         f"  {when} wget -q -T 10 -t 3 -O /dev/null {url}",
         "a job that reports its exit status:",
         f"  {when} /usr/local/bin/job.sh; curl -fsS -m 10 --retry 3 -o /dev/null {url}/$?",
+        "systemd timer, every 5 min (hbgw-ping@.service and .timer from hbgw's systemd/ folder):",
+        f"  mkdir -p /etc/hbgw-ping && (umask 077; echo {url} > /etc/hbgw-ping/{unit}.url)",
+        f"  systemctl enable --now hbgw-ping@{unit}.timer",
         "email:",
         f"  {when} echo ok | mail -s ok {service.email_address(check)}",
     ])
@@ -388,6 +424,10 @@ def cmd_modem(args: argparse.Namespace) -> int:
     from modem.errors import ModemError
 
     config = resolve_config(args)
+    if args.device:
+        backend = config.modem.backend if config.modem.backend in ("at", "gammu") else "at"
+        config = dataclasses.replace(config, modem=dataclasses.replace(
+            config.modem, backend=backend, device=args.device))
     try:
         status = asyncio.run(_with_modem(config, lambda m: m.status()))
     except ModemError as e:
@@ -402,6 +442,45 @@ def cmd_modem(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _running_daemon(config: Config) -> int | None:
+    """The PID of an ``hbgw serve`` running on this data dir, or None (a stale run.json is ignored)."""
+    from gateway.daemon import read_run_file
+
+    info = read_run_file(config.data_dir)
+    pid = info.get("pid") if info else None
+    if not isinstance(pid, int):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if b"hbgw" in cmdline or b"gateway" in cmdline else None
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from gateway.store import backup_database
+
+    info = backup_database(resolve_config(args).db_path, args.file)
+    print(f"backed up to {info.path} ({info.checks} checks, schema v{info.schema}, {info.size} bytes)")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from gateway.store import restore_database
+
+    config = resolve_config(args)
+    pid = _running_daemon(config)
+    if pid is not None:
+        print(f"hbgw: the gateway is running on {config.data_dir} (pid {pid}): stop it first"
+              " (systemctl stop hbgw)", file=sys.stderr)
+        return EXIT_FAIL
+    info, bak = restore_database(args.file, config.db_path)
+    print(f"restored {args.file} into {info.path} ({info.checks} checks, schema v{info.schema})")
+    if bak is not None:
+        print(f"the previous database is kept as {bak}")
+    return EXIT_OK
+
+
 def cmd_simulate_modem(args: argparse.Namespace) -> int:
     from modem import simulator
 
@@ -409,7 +488,8 @@ def cmd_simulate_modem(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "init": cmd_init, "check": cmd_check, "passwd": cmd_passwd,
-            "sms": cmd_sms, "modem": cmd_modem, "simulate-modem": cmd_simulate_modem}
+            "sms": cmd_sms, "modem": cmd_modem, "simulate-modem": cmd_simulate_modem,
+            "backup": cmd_backup, "restore": cmd_restore}
 
 
 def setup_logging(level: str) -> None:

@@ -49,7 +49,10 @@ class HttpServer:
         self._server = waitress.create_server(
             app, host=host, port=port, threads=threads, ident="hbgw",
             connection_limit=1000, channel_timeout=60, cleanup_interval=30,
-            max_request_body_size=max_body + 1024, asyncore_loop_timeout=0.5,
+            # waitress casts asyncore_loop_timeout with int(): 0.5 became 0, a select() that never
+            # blocks, so the HTTP thread spun at 100% of a core even when idle and fought the
+            # worker and store threads for the GIL under load. 1 s bounds how long stop() waits.
+            max_request_body_size=max_body + 1024, asyncore_loop_timeout=1,
             clear_untrusted_proxy_headers=False,
         )
         self._thread = threading.Thread(target=self._serve, name="hbgw-http", daemon=True)

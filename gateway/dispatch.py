@@ -93,13 +93,14 @@ class Dispatcher:
         channel_name, recipient = rows[0]["channel"], rows[0]["recipient"]
         ids = [r["id"] for r in rows]
         alerts = self.config.alerts
-        email_to = alerts.email_to
+        email_to = self.service.alerts.email_to  # as saved on the settings page, else config
+        budget = self.service.owner_settings().max_sms_per_hour
         exempt = {"test", "budget", "reply"}
         if channel_name == "sms" and not all(r["kind"] in exempt for r in rows) \
-                and self._over_budget(now):
-            await self._budget_notice(recipient, now)
+                and self._over_budget(now, budget):
+            await self._budget_notice(recipient, now, budget)
             n = await asyncio.to_thread(self.store.mark_failed, ids,
-                                        f"SMS budget of {alerts.max_sms_per_hour}/h reached",
+                                        f"SMS budget of {budget}/h reached",
                                         email_to, now)
             logger.warning("SMS budget reached: %d message(s) to email instead", n)
             self.nudge()
@@ -142,27 +143,27 @@ class Dispatcher:
             return headline
         return headline + "\n\n" + "\n".join(r.text for r in pending)
 
-    def _over_budget(self, now: float) -> bool:
-        return self.store.sms_sent_since(now - HOUR) >= self.config.alerts.max_sms_per_hour
+    def _over_budget(self, now: float, budget: int) -> bool:
+        return self.store.sms_sent_since(now - HOUR) >= budget
 
-    async def _budget_notice(self, recipient: str, now: float) -> None:
+    async def _budget_notice(self, recipient: str, now: float, budget: int) -> None:
         """Queue one SMS per hour saying the budget is used up (it is exempt from the budget)."""
         if now - self._budget_notice_at < HOUR:
             return
         self._budget_notice_at = now
         until = policy.clock(now + HOUR, self.service.alerts)
-        text = (f"hbgw: SMS budget of {self.config.alerts.max_sms_per_hour}/h reached; further"
+        text = (f"hbgw: SMS budget of {budget}/h reached; further"
                 f" alerts by email until {until}. Send STATUS for a summary.")
         await asyncio.to_thread(self.store.queue_message, "budget", "sms", recipient, text, now)
 
     async def _modem_failing(self, error: str) -> None:
         now = self.clock()
-        if now - self._modem_alert_at < HOUR or not self.config.alerts.email_to:
+        if now - self._modem_alert_at < HOUR or not self.service.alerts.email_to:
             return
         self._modem_alert_at = now
         text = (f"hbgw: sending SMS is failing ({error}). Alerts are going by email until the"
                 f" modem works again; check the modem page.")
-        for addr in self.config.alerts.email_to:
+        for addr in self.service.alerts.email_to:
             await asyncio.to_thread(self.store.queue_message, "modem", "email", addr, text, now)
 
 

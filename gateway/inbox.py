@@ -39,14 +39,14 @@ class Inbox:
     def __init__(self, service: Service, *, run_command: CommandRunner | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.service = service
-        self.allow = set(service.config.security.sms_allow)
         self.country = service.config.modem.country_code
         self.run_command = run_command
         self.clock = clock
 
     async def __call__(self, sms: InboundSms) -> None:
         sender = normalize_number(sms.sender, self.country)
-        allowed = sender in self.allow
+        # read per message: the owner may change the allow-list on the settings page
+        allowed = sender in self.service.owner_settings().sms_allow
         text = sms.text if sms.complete else sms.text + " [incomplete]"
         inbox_id = await asyncio.to_thread(self.service.store.add_inbox, sender, text,
                                            self.clock(), allowed)

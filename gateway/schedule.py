@@ -32,11 +32,11 @@ def validate(schedule: Schedule) -> Schedule:
     if not 0.0 <= schedule.grace <= MAX_PERIOD:
         raise ScheduleError("grace must be between 0s and 365d")
     _zone(schedule.tz)
-    if schedule.cron is not None:
-        if len(schedule.cron.split()) != 5 or not croniter.is_valid(schedule.cron):
-            raise ScheduleError(
-                f"{schedule.cron!r} is not a 5-field cron expression (e.g. '*/15 * * * *')"
-            )
+    if schedule.cron is not None and (
+            len(schedule.cron.split()) != 5 or not croniter.is_valid(schedule.cron)):
+        raise ScheduleError(
+            f"{schedule.cron!r} is not a 5-field cron expression (e.g. '*/15 * * * *')"
+        )
     return schedule
 
 

@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
 import socket
 import time
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Any
 
 from gateway import keywords, policy
 from gateway import schedule as sched
 from gateway import status as st
-from gateway.config import Config, parse_hostport
-from gateway.model import Check, Flip, PingKind, PingMeta, Schedule, Status
+from gateway.config import E164, Config, parse_hostport
+from gateway.durations import format_duration, parse_duration
+from gateway.model import Check, Flip, Ping, PingKind, PingMeta, Schedule, Status
+from gateway.passwords import generate_password, hash_password, verify_password
 from gateway.store import Conflict, NotFound, PingResult, Store
 
 logger = logging.getLogger(__name__)
@@ -58,6 +62,8 @@ def validate_name(name: str) -> str:
         raise ValidationError("name", f"a name has at most {NAME_MAX} characters")
     if "/" in name or any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
         raise ValidationError("name", "a name cannot contain '/' or control characters")
+    if set(name) == {"."}:  # "." and ".." vanish from URLs
+        raise ValidationError("name", "a name cannot be only dots")
     return name
 
 
@@ -87,6 +93,7 @@ class Service:
             sms_to=a.sms_to, email_to=a.email_to, repeat=a.repeat, quiet_hours=a.quiet_hours,
             tz=a.tz, silent_summary_min=a.silent_summary_min, coalesce=a.coalesce)
         store.alerts = self.alerts
+        self.load_owner_settings()  # what the owner saved on the settings page wins
         # Set by the daemon: a callable giving the modem's current status for pages and probes.
         self.modem_status_source: Callable[[], dict[str, Any] | None] | None = None
 
@@ -274,8 +281,6 @@ class Service:
 
     def send_test_sms(self, number: str, text: str) -> int:
         """Queue a test SMS to ``number`` (E.164). Returns the outbox id."""
-        from gateway.config import E164
-
         if not E164.match(number):
             raise ValidationError("number", "use the international format, e.g. +15551234567")
         text = text.strip() or "hbgw test message"
@@ -287,7 +292,7 @@ class Service:
 
     def notify_owner_by_email(self, text: str) -> None:
         """Queue a note about the gateway itself to every ``email_to`` address."""
-        for addr in self.config.alerts.email_to:
+        for addr in self.alerts.email_to:
             self.store.queue_message("modem", "email", addr, text, self.clock())
         self._outbox_changed()
 
@@ -579,21 +584,36 @@ class Service:
 
     def overview(self) -> Overview:
         """Every check for the status page, problems first (down, late, up, new, paused; then by
-        name), with a 24-hour ping histogram in hourly slots (oldest first)."""
+        name), with a ping histogram of the last 24 clock hours (oldest first, this hour last)."""
         now = self.clock()
-        since = now - SPARK_SLOTS * SPARK_SLOT
-        hist = self.store.ping_histogram(since, SPARK_SLOT)
+        hour = now // SPARK_SLOT * SPARK_SLOT  # slots are clock hours; the last one is this hour
+        past = self._past_hours(hour)
+        current = self.store.ping_histogram(hour, SPARK_SLOT)
         rows = []
         for check in self.store.list_checks():
             ev = st.evaluate(check, now)
-            slots = hist.get(check.id, {})
-            spark = tuple(slots.get(i, (0, 0)) for i in range(SPARK_SLOTS))
+            done = past.get(check.id, {})
+            # (a deleted check's id can be reused: nothing from before this one was created)
+            born = (check.created - (hour - (SPARK_SLOTS - 1) * SPARK_SLOT)) // SPARK_SLOT
+            spark = tuple(done.get(i, (0, 0)) if i >= born else (0, 0) for i in range(SPARK_SLOTS - 1))
+            spark += (current.get(check.id, {}).get(0, (0, 0)),)
             rows.append(CheckRow(check, ev.status, _down_since(check, ev), spark))
         rows.sort(key=lambda r: (STATUS_ORDER[r.status], r.check.name.casefold()))
         counts = {s: 0 for s in STATUS_ORDER}
         for r in rows:
             counts[r.status] += 1
         return Overview(now=now, rows=rows, counts=counts, modem=self._modem_summary())
+
+    def _past_hours(self, hour: float) -> dict[int, dict[int, tuple[int, int]]]:
+        """The ping histogram of the 23 whole hours before ``hour``. Those hours are over, so it
+        is computed once an hour and kept (a cache: the pings table is the truth)."""
+        cached: tuple[float, dict[int, dict[int, tuple[int, int]]]] | None = \
+            getattr(self, "_spark_cache", None)
+        if cached is None or cached[0] != hour:
+            start = hour - (SPARK_SLOTS - 1) * SPARK_SLOT
+            cached = (hour, self.store.ping_histogram(start, SPARK_SLOT, until=hour))
+            self._spark_cache = cached
+        return cached[1]
 
     def check_page(self, name: str, *, pings: int = 50, events: int = 100) -> CheckPage:
         """One check with its ping log, timeline (events and the alerts sent for it, newest
@@ -710,14 +730,7 @@ def _base_url(config: Config) -> str:
 
 # ---- web admin (sessions, API keys, settings, listings) ----
 # Imported here, inside this section, so that edits to the header by others never clash.
-import hashlib  # noqa: E402
-import json  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
 
-from gateway.config import E164  # noqa: E402
-from gateway.durations import format_duration, parse_duration  # noqa: E402
-from gateway.model import Ping  # noqa: E402
-from gateway.passwords import generate_password, hash_password, verify_password  # noqa: E402
 
 SESSION_TTL = 7 * 86400.0
 LOGIN_WINDOW = 15 * 60.0

@@ -35,7 +35,8 @@ class CommandRunner:
         None when nothing is answered (wrong PIN, reply rate limit)."""
         service = self.service
         names = [c.name for c in service.list_checks()]
-        result = cmds.parse(text, names=names, pin=service.config.security.sms_pin)
+        pin = service.owner_settings().sms_pin
+        result = cmds.parse(text, names=names, pin=pin)
         who = _mask(sender)
         if isinstance(result, PinRejected):
             service.record_command(None, f"SMS from {who} rejected: PIN missing or wrong")
@@ -55,7 +56,7 @@ class CommandRunner:
 
     def _execute(self, c: Command) -> tuple[str, str | None]:
         s = self.service
-        pin_required = s.config.security.sms_pin is not None
+        pin_required = s.owner_settings().sms_pin is not None
         if c.verb is Verb.HELP:
             return cmds.render_help(pin_required=pin_required), None
         if c.verb is Verb.STATUS:

@@ -1,0 +1,568 @@
+"""Email heartbeats: an aiosmtpd listener on the daemon's own asyncio loop.
+
+Addresses (``domain`` is ``[smtp] domain``):
+
+- ``<token>@<domain>``: the check with that ping token;
+- ``<ping-key>+<name>@<domain>``: the check called ``name``, created by its first mail when
+  ``[security] auto_create`` is on (the same rules as ``/ping/<ping-key>/<name>``).
+
+Anything else is refused at RCPT with one and the same ``550 5.1.1`` (wrong domain, unknown
+token, wrong key, unknown name), so the box is never a relay, a typo bounces at once, and the
+reply does not tell which part was wrong. Several recipients in one mail are one heartbeat each.
+
+The check's keyword filters (:mod:`gateway.keywords`) decide whether a mail is a success, a
+failure or a start; without filters every mail is a success. What is stored with the heartbeat
+(:class:`~gateway.model.PingMeta`): ``source="email"``, ``remote_addr`` the SMTP client's IP,
+``method="SMTP"``, ``user_agent`` the header From (the envelope sender if there is none), and
+``body`` a text excerpt: ``Subject: ...``, a blank line, then the plain-text body (HTML-only
+mails reduced to text), at most :data:`gateway.store.BODY_EXCERPT` characters.
+
+Limits: message size (``[smtp] max_size``, 552), recipients per message (``[smtp]
+max_recipients``, 452 beyond), header section size and field count (552 5.3.4), line length
+(500), concurrent connections (421 beyond :data:`MAX_CONNECTIONS`), invalid recipients per
+connection (421 and close), idle timeout. A bug answers ``451`` and never sends exception text
+to the client (aiosmtpd's default handler does).
+
+Privacy: recipients carry tokens and ping keys, so aiosmtpd's own logger (``mail.log``, which
+logs every command line and recipient at INFO and message lines at DEBUG) is capped at WARNING,
+and this module logs check names and client IPs, never addresses or bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import logging
+import re
+import traceback
+import weakref
+from dataclasses import dataclass
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesParser
+from functools import partial
+from html.parser import HTMLParser
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway import keywords
+from gateway.config import Config, parse_hostport
+from gateway.model import Check, PingMeta
+from gateway.service import PingOutcome, Service
+from gateway.store import BODY_EXCERPT, StoreError
+
+logger = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 100  # concurrent SMTP sessions; more are answered 421 and closed
+IDLE_TIMEOUT = 60.0  # seconds without a command (or to send all of DATA) before we hang up
+LINE_LIMIT = 8192  # bytes per line. RFC 5321 says 1000, but msmtp passes a cron job's long
+# output lines through unfolded, and a heartbeat lost to a pedantic limit is a false alarm.
+HEADER_LIMIT = 64 * 1024  # bytes of header section
+MAX_HEADER_FIELDS = 500
+MAX_MIME_BOUNDARIES = 50  # more boundary lines in a multipart mail: its body is kept as raw text
+BAD_RCPT_LIMIT = 20  # refused recipients per connection before we hang up (no address guessing)
+COMMAND_LIMITS = {"*": 10_000, "NOOP": 50, "HELP": 20, "VRFY": 20, "EXPN": 20}
+SENDER_MAX = 200  # characters of the From header kept as the heartbeat's user agent
+
+# Replies. The refusal of a recipient is one string whatever was wrong with it (no oracle).
+NO_SUCH_ADDRESS = "550 5.1.1 No such heartbeat address"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+RECIPIENT_OK = "250 2.1.5 OK"
+RECORDED = "250 2.0.0 OK: heartbeat recorded"
+CHECK_LIMIT = "550 5.7.1 Check limit reached"
+HEADER_TOO_LARGE = "552 5.3.4 Message header too large"
+MALFORMED = "554 5.6.0 Malformed message"
+STORAGE_FAILED = "451 4.3.0 Temporary storage failure, try again later"
+INTERNAL_ERROR = "451 4.3.0 Internal error, try again later"
+TOO_MANY_BAD = "421 4.7.0 Too many invalid recipients, closing connection"
+BUSY = b"421 4.7.0 Too many connections, try again later\r\n"
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{8,128}")
+_KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
+# A name in an address: dot-atom characters (RFC 5322 atext and "."), minus "/" which names
+# cannot contain. Names with spaces are reached through their token address.
+_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+=?^_`{|}~.-]{1,200}")
+_HEADER_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
+# Characters never stored: C0 controls but tab and newline, DEL, C1 controls, and lone
+# surrogates (left by undecodable bytes; SQLite cannot store them).
+_UNSTORABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+# ------------------------------------------------------------------------------ pure helpers
+
+
+@dataclass(frozen=True)
+class Address:
+    """A recipient we may accept: by ``token``, or by ``key`` and ``name``."""
+
+    token: str | None = None
+    key: str | None = None
+    name: str | None = None
+
+
+def parse_address(address: str, domain: str) -> Address | None:
+    """The heartbeat ``address`` names, or None if it cannot be one of ours.
+
+    ``domain`` is compared case-insensitively (a trailing dot allowed); the local part is
+    case-sensitive, as tokens are. Only the syntax is checked here, not the token or key.
+    """
+    local, at, dom = address.rpartition("@")
+    if not at or dom.lower().rstrip(".") != domain.lower():
+        return None
+    key, plus, name = local.partition("+")
+    if plus:
+        if _KEY.fullmatch(key) and _NAME.fullmatch(name):
+            return Address(key=key, name=name)
+        return None
+    if _TOKEN.fullmatch(local):
+        return Address(token=local)
+    return None
+
+
+@dataclass(frozen=True)
+class MailText:
+    """What a message says, as text: decoded subject, From header, and the body as plain text."""
+
+    subject: str
+    sender: str
+    body: str
+
+    def excerpt(self, limit: int = BODY_EXCERPT) -> str | None:
+        """The text stored with the heartbeat: the subject line, a blank line, the body."""
+        text = (f"Subject: {self.subject}\n\n" if self.subject else "") + self.body
+        return text[:limit] or None
+
+
+class MailRejected(Exception):
+    """A message we refuse; ``reply`` is the SMTP reply line."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+def check_header_section(content: bytes) -> None:
+    """Raise MailRejected when the header section is over :data:`HEADER_LIMIT` bytes or
+    :data:`MAX_HEADER_FIELDS` fields. The section ends at the first line that is empty or is
+    neither a header field nor a continuation (as the parser sees it)."""
+    size = fields = 0
+    pos = 0
+    while pos < len(content):
+        end = content.find(b"\n", pos)
+        end = len(content) if end < 0 else end + 1
+        line = content[pos:end]
+        if line in (b"\r\n", b"\n"):
+            return
+        if line[:1] in (b" ", b"\t"):
+            pass
+        elif _HEADER_FIELD.match(line):
+            fields += 1
+        else:
+            return
+        size += len(line)
+        if size > HEADER_LIMIT or fields > MAX_HEADER_FIELDS:
+            raise MailRejected(HEADER_TOO_LARGE)
+        pos = end
+
+
+def read_message(content: bytes) -> MailText:
+    """Parse a message (bytes as received after DATA) into :class:`MailText`.
+
+    Lenient on purpose: a heartbeat that arrives should count. Undecodable bytes, unknown
+    charsets, broken MIME, a missing header/body separator (``echo ok | msmtp addr``) and
+    multipart mails with more than :data:`MAX_MIME_BOUNDARIES` boundary lines (kept as raw text,
+    not parsed) all give some text. Raises MailRejected only for an oversized header section
+    (552) or a message the parser cannot handle at all (554).
+    """
+    check_header_section(content)
+    # The compat32 policy: the modern one parses every header into objects, ten times slower
+    # (about 2 ms for a cron mail), and its get_body()/get_content() add as much again.
+    many = content.count(b"\n--") > MAX_MIME_BOUNDARIES
+    try:
+        msg = BytesParser(policy=email.policy.compat32).parsebytes(content, headersonly=many)
+        if many and msg.get_content_maintype() == "multipart":
+            # MIME parsing time grows faster than linearly with the number of parts (5,000
+            # parts: seconds of CPU). No heartbeat needs that many: keep the raw text.
+            payload = msg.get_payload()
+            body = _clean(payload).strip() if isinstance(payload, str) else ""
+        else:
+            body = _body(msg)
+    except Exception:  # the stdlib parser on hostile input
+        raise MailRejected(MALFORMED) from None
+    return MailText(subject=_header(msg, "subject"), sender=_header(msg, "from")[:SENDER_MAX],
+                    body=body)
+
+
+def _clean(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _UNSTORABLE.sub(lambda m: "" if m.group() < "\x20" else "\ufffd", text)
+
+
+def _decode(payload: bytes, charset: str | None) -> str:
+    """Text from ``payload`` in ``charset``; unlabelled (or "ASCII") 8-bit text, common in cron
+    mail, is read as UTF-8, else Latin-1; an unknown charset as UTF-8 with replacements."""
+    charset = (charset or "").lower()
+    if charset in ("", "us-ascii", "ascii"):
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return payload.decode("latin-1")
+    try:
+        return payload.decode(charset, "replace")
+    except LookupError:
+        return payload.decode("utf-8", "replace")
+
+
+def _header(msg: Message, name: str) -> str:
+    """A header decoded (RFC 2047 encoded words, 8-bit bytes), unfolded, one line."""
+    raw = msg.get(name)
+    if raw is None:
+        return ""
+    try:
+        value = str(make_header(decode_header(raw)))
+    except Exception:  # bad encoded words, unknown charsets: use it as it came
+        value = str(raw)
+    return " ".join(_clean(value).split())
+
+
+def _body(msg: Message) -> str:
+    """The first text/plain part that is not an attachment, else the first text/html part as
+    text, else ""."""
+    plain: Message | None = None
+    html: Message | None = None
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        if str(part.get("content-disposition", "")).strip().lower().startswith("attachment"):
+            continue
+        ctype = part.get_content_type()
+        if ctype == "text/plain" and plain is None:
+            plain = part
+        elif ctype == "text/html" and html is None:
+            html = part
+    chosen = plain or html
+    if chosen is None:
+        return ""
+    payload = chosen.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    text = _decode(payload, chosen.get_content_charset())
+    if chosen is html:
+        text = html_to_text(text)
+    return _clean(text).strip()
+
+
+class _TextExtractor(HTMLParser):
+    _BLOCK = frozenset((
+        "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "fieldset",
+        "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
+        "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody", "td", "tfoot",
+        "th", "thead", "tr", "ul",
+    ))
+    _HIDDEN = frozenset(("script", "style", "head", "title", "template"))
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._HIDDEN:
+            self._hidden += 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """The visible text of an HTML document: tags dropped, entities decoded, script/style
+    skipped, one line per block element, runs of spaces and blank lines collapsed."""
+    parser = _TextExtractor()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # HTMLParser is lenient, but never let markup fail a heartbeat
+        return re.sub(r"<[^>]*>", " ", html)
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+# ------------------------------------------------------------------------------ the SMTP side
+
+
+@dataclass(frozen=True)
+class _Target:
+    """An accepted recipient: what to record and with which filters."""
+
+    address: Address
+    check: Check | None  # None: a named check its first ping will create
+
+    @property
+    def key(self) -> tuple[str, str]:
+        if self.check is not None:
+            return ("id", str(self.check.id))
+        return ("name", (self.address.name or "").casefold())
+
+
+class _Session(Session):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.bad_recipients = 0
+
+
+class _Envelope(Envelope):
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: list[_Target] = []
+
+
+class _SMTP(SMTP):
+    """aiosmtpd's SMTP with our session/envelope records and a hook to count connections."""
+
+    line_length_limit = LINE_LIMIT
+
+    def __init__(self, handler: _Handler, on_lost: Any, **kw: Any) -> None:
+        super().__init__(handler, **kw)
+        self._on_lost = on_lost
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
+
+    def _create_envelope(self) -> Envelope:
+        return _Envelope()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        try:
+            super().connection_lost(error)
+        finally:
+            self._on_lost(self)
+
+    @property
+    def handler_task(self) -> asyncio.Task[None] | None:
+        task: asyncio.Task[None] | None = getattr(self, "_handler_coroutine", None)
+        return task
+
+
+class _Busy(asyncio.Protocol):
+    """Answers a connection over the cap with 421 and hangs up."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(BUSY)
+        transport.close()
+
+
+def _peer_ip(session: Session) -> str | None:
+    peer: Any = session.peer  # typed str by aiosmtpd; a (host, port, ...) tuple for TCP
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return None
+
+
+class _Handler:
+    """The aiosmtpd hooks: validate at RCPT, record at DATA. Store calls run in worker threads."""
+
+    def __init__(self, service: Service, domain: str, max_recipients: int) -> None:
+        self.service = service
+        self.domain = domain
+        self.max_recipients = max_recipients
+        self.in_flight = 0  # DATA deliveries being recorded right now
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        assert isinstance(envelope, _Envelope) and isinstance(session, _Session)
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return TOO_MANY_RECIPIENTS
+        parsed = parse_address(address, self.domain)
+        target = None if parsed is None else await asyncio.to_thread(self._resolve, parsed)
+        if target is None:
+            session.bad_recipients += 1
+            logger.debug("refused a recipient from %s", _peer_ip(session))
+            if session.bad_recipients >= BAD_RCPT_LIMIT:
+                logger.info("closing SMTP connection from %s: too many invalid recipients",
+                            _peer_ip(session))
+                transport = server.transport
+                if transport is not None:
+                    server.loop.call_soon(transport.close)  # after the reply is written
+                return TOO_MANY_BAD
+            return NO_SUCH_ADDRESS
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        if all(t.key != target.key for t in envelope.targets):  # the same check twice: one ping
+            envelope.targets.append(target)
+        return RECIPIENT_OK
+
+    def _resolve(self, addr: Address) -> _Target | None:
+        if addr.token is not None:
+            check = self.service.find_check_by_token(addr.token)
+            return None if check is None else _Target(addr, check)
+        assert addr.key is not None and addr.name is not None
+        ok, check = self.service.accepts_named_ping(addr.key, addr.name)
+        return _Target(addr, check) if ok else None
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope, _Envelope)
+        content = envelope.original_content or b""
+        sender = envelope.mail_from or ""
+        self.in_flight += 1
+        self.idle.clear()
+        try:
+            return await asyncio.to_thread(self._deliver, list(envelope.targets), content,
+                                           _peer_ip(session), sender)
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self.idle.set()
+
+    def _deliver(self, targets: list[_Target], content: bytes, peer: str | None,
+                 envelope_sender: str) -> str:
+        """Parse the message and record one heartbeat per target (a worker thread)."""
+        try:
+            text = read_message(content)
+        except MailRejected as e:
+            logger.info("refused a message from %s: %s", peer, e.reply)
+            return e.reply
+        sender = text.sender or envelope_sender.strip("<>")
+        meta = PingMeta(source="email", remote_addr=peer, method="SMTP",
+                        user_agent=sender[:SENDER_MAX] or None, body=text.excerpt())
+        outcomes = []
+        try:
+            for t in targets:
+                kind = keywords.classify(_filters(t.check), text.subject, text.body)
+                if t.address.token is not None:
+                    outcome = self.service.record_ping(t.address.token, kind, None, meta)
+                else:
+                    assert t.address.key is not None and t.address.name is not None
+                    outcome = self.service.record_named_ping(t.address.key, t.address.name, kind,
+                                                             None, meta)
+                outcomes.append(outcome)
+                logger.debug("email heartbeat (%s) for %r from %s: %s", kind.value,
+                             t.check.name if t.check else t.address.name, peer, outcome.value)
+        except StoreError as e:
+            logger.error("cannot store an email heartbeat: %s", e)
+            return STORAGE_FAILED
+        if PingOutcome.OK in outcomes:
+            return RECORDED
+        if PingOutcome.LIMIT in outcomes:
+            return CHECK_LIMIT
+        return NO_SUCH_ADDRESS  # every check went away between RCPT and DATA
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A bug: log where (the type and the stack, not the message, which could quote an
+        address), answer a transient error, keep serving."""
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        logger.error("unexpected %s in the SMTP listener:\n%s", type(error).__name__, frames)
+        return INTERNAL_ERROR
+
+
+def _filters(check: Check | None) -> keywords.Filters | None:
+    if check is None:
+        return None
+    try:
+        return keywords.loads(check.filters)
+    except keywords.FilterError as e:
+        logger.warning("ignoring the unusable keyword filters of check %r: %s", check.name, e)
+        return None
+
+
+class SmtpListener:
+    """The listening socket and its sessions. Create it with :func:`start_smtp`."""
+
+    def __init__(self, handler: _Handler, config: Config, *, timeout: float,
+                 max_connections: int) -> None:
+        self._handler = handler
+        self._config = config
+        self._timeout = timeout
+        self._max_connections = max_connections
+        self._sessions: weakref.WeakSet[_SMTP] = weakref.WeakSet()
+        self._server: asyncio.Server | None = None
+        self._closed = False
+
+    async def _listen(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._make = partial(
+            _SMTP, self._handler, self._sessions.discard,
+            data_size_limit=self._config.smtp.max_size, hostname=self._config.smtp.domain,
+            ident="hbgw", timeout=self._timeout, enable_SMTPUTF8=False, decode_data=False,
+            command_call_limit=COMMAND_LIMITS, loop=loop,
+        )
+        self._server = await loop.create_server(self._protocol, host, port, reuse_address=True,
+                                                backlog=128)
+
+    def _protocol(self) -> asyncio.BaseProtocol:
+        if self._closed or len(self._sessions) >= self._max_connections:
+            return _Busy()
+        session = self._make()
+        self._sessions.add(session)
+        return session
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port): the real port when started on port 0."""
+        assert self._server is not None and self._server.sockets
+        name = self._server.sockets[0].getsockname()
+        return str(name[0]), int(name[1])
+
+    @property
+    def connections(self) -> int:
+        return len(self._sessions)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop accepting; let messages being recorded finish (up to ``grace`` seconds); hang
+        up on every session and wait for them to end. Idempotent."""
+        if self._server is None or self._closed:
+            return
+        self._closed = True
+        self._server.close()
+        try:
+            await asyncio.wait_for(self._handler.idle.wait(), grace)
+        except TimeoutError:
+            logger.warning("closing SMTP with %d message(s) still being stored",
+                           self._handler.in_flight)
+        tasks = []
+        for s in list(self._sessions):
+            if s.transport is not None:
+                s.transport.close()
+            if s.handler_task is not None:
+                tasks.append(s.handler_task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        await self._server.wait_closed()
+
+    async def serve(self) -> None:
+        """Serve until cancelled, then close: the daemon runs this as a task and cancels its
+        tasks on shutdown (before it closes the store)."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
+
+
+async def start_smtp(service: Service, config: Config, *, timeout: float = IDLE_TIMEOUT,
+                     max_connections: int = MAX_CONNECTIONS) -> SmtpListener:
+    """Listen for email heartbeats on ``config.smtp.listen`` (port 0: any free port) on the
+    running loop. Raises OSError when the address cannot be bound, ValueError when
+    ``config.smtp.listen`` is unset."""
+    if not config.smtp.listen:
+        raise ValueError("[smtp] listen is not set")
+    # aiosmtpd logs recipients (tokens, ping keys) at INFO and message lines at DEBUG.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    host, port = parse_hostport(config.smtp.listen)
+    handler = _Handler(service, config.smtp.domain, config.smtp.max_recipients)
+    listener = SmtpListener(handler, config, timeout=timeout, max_connections=max_connections)
+    await listener._listen(host, port)
+    logger.info("email heartbeats on smtp://%s:%d for <token>@%s", *listener.address,
+                config.smtp.domain)
+    return listener

@@ -1,0 +1,119 @@
+"""Watching the watcher: the gateway's own heartbeat to a second gateway.
+
+With ``[peer] url = "https://other-gateway:8080/ping/<token>"`` this gateway GETs that URL every
+``interval``; the other gateway has a check for this one and alerts its owner when the pings stop
+(power cut, dead SD card, crashed box). Two gateways can watch each other. Any
+Healthchecks-compatible ping URL works too.
+
+One attempt per interval, never a retry storm: a failed ping is simply the peer's missed
+heartbeat. The URL holds a secret token, so logs name only the scheme, host and port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from gateway import __version__
+
+if TYPE_CHECKING:
+    from gateway.config import Config, PeerConfig
+    from gateway.service import Service
+
+logger = logging.getLogger(__name__)
+
+_READ_LIMIT = 4096  # bytes of the reply read: it is "OK\n"
+
+
+class PeerError(Exception):
+    """A peer ping failed; the message never contains the URL's path (its token)."""
+
+
+def public_part(url: str) -> str:
+    """``https://host:8080/ping/<token>`` → ``https://host:8080``: what logs may show."""
+    u = urllib.parse.urlsplit(url)
+    host = u.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{u.scheme}://{host}" + (f":{u.port}" if u.port else "")
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` with the secret parts of ``url`` (path, query, user info) replaced."""
+    u = urllib.parse.urlsplit(url)
+    for secret in sorted({url, u.path, u.query, u.username or "", u.password or ""}, key=len,
+                         reverse=True):
+        if len(secret) > 1:
+            text = text.replace(secret, "<hidden>")
+    return text
+
+
+def ping_once(url: str, timeout: float) -> int:
+    """GET ``url`` once; returns the HTTP status (2xx). Raises PeerError on anything else."""
+    req = urllib.request.Request(url, method="GET", headers={"User-Agent": f"hbgw/{__version__} (peer)"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            resp.read(_READ_LIMIT)
+            status = int(resp.status)
+    except urllib.error.HTTPError as e:
+        raise PeerError(f"HTTP {e.code}") from None
+    except urllib.error.URLError as e:
+        raise PeerError(_scrub(str(e.reason), url)) from None
+    except (OSError, ssl.SSLError, ValueError) as e:  # timeouts, resets, a malformed reply
+        raise PeerError(_scrub(f"{type(e).__name__}: {e}", url)) from None
+    if not 200 <= status < 300:
+        raise PeerError(f"HTTP {status}")
+    return status
+
+
+async def run(peer: PeerConfig, *, ping: Callable[[str, float], Any] = ping_once) -> None:
+    """Ping ``peer.url`` now and then every ``peer.interval`` (fixed cadence, no drift). Logs
+    when the peer stops answering and when it answers again, not every failure."""
+    if not peer.url:
+        return
+    url, where = peer.url, public_part(peer.url)
+    loop = asyncio.get_running_loop()
+    timeout = min(peer.timeout, peer.interval)
+    healthy: bool | None = None
+    due = loop.time()
+    logger.info("peer heartbeat to %s every %gs", where, peer.interval)
+    while True:
+        try:
+            await asyncio.to_thread(ping, url, timeout)
+        except PeerError as e:
+            if healthy is not False:
+                logger.warning("peer heartbeat to %s failed: %s (trying again every %gs; logged"
+                               " again when it works)", where, e, peer.interval)
+            healthy = False
+        except Exception:
+            logger.exception("peer heartbeat to %s: unexpected error", where)
+            healthy = False
+        else:
+            if healthy is False:
+                logger.info("peer heartbeat to %s works again", where)
+            healthy = True
+        due += peer.interval
+        now = loop.time()
+        if due < now:  # the ping took longer than an interval: skip the missed slots
+            due = now + peer.interval - (now - due) % peer.interval
+        await asyncio.sleep(due - now)
+
+
+def start_tasks(service: Service, config: Config,
+                nudge: Callable[[], None] | None = None) -> list[asyncio.Task[None]]:
+    """The daemon's appliance tasks that are configured: the peer heartbeat and the daily
+    summary SMS. ``nudge`` wakes the dispatcher after a message is queued."""
+    from gateway import summary
+
+    tasks: list[asyncio.Task[None]] = []
+    if config.peer.url:
+        tasks.append(asyncio.create_task(run(config.peer), name="peer"))
+    if config.alerts.daily_summary is not None:
+        tasks.append(asyncio.create_task(summary.run(service, config, nudge), name="daily-summary"))
+    return tasks

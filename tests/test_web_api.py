@@ -1,0 +1,178 @@
+"""The JSON API and /metrics over real HTTP against ``hbgw serve``, with keys made on the
+settings page."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.browser import WebClient
+from tests.support.daemon import Daemon, hbgw, hbgw_json, write_config
+
+PASSWORD = "api-test-password-1"
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    root = tmp_path_factory.mktemp("api")
+    data = root / "data"
+    cfg = write_config(root / "hbgw.toml", data)
+    hbgw("passwd", "--password-stdin", config=cfg, input=PASSWORD + "\n")
+    hbgw("check", "add", "web1", "--period", "1h", config=cfg)
+    with Daemon(data, config=cfg) as d:
+        d.cfg = cfg  # type: ignore[attr-defined]
+        yield d
+
+
+@pytest.fixture(scope="module")
+def admin(gw: Daemon) -> WebClient:
+    c = WebClient(gw.url)
+    assert c.login(PASSWORD).status == 303
+    return c
+
+
+def new_key(admin: WebClient, label: str) -> str:
+    r = admin.post("/settings/api-keys", {"csrf": admin.csrf(), "label": label})
+    m = re.search(r'<pre id="new-key">([^<]+)</pre>', r.text)
+    assert m, r.text
+    return m.group(1)
+
+
+@pytest.fixture(scope="module")
+def key(admin: WebClient) -> str:
+    return new_key(admin, "tests")
+
+
+class Api:
+    def __init__(self, gw: Daemon, key: str | None) -> None:
+        self.client = WebClient(gw.url)
+        self.key = key
+
+    def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        r = self.client.request(method, path, data=data, headers=headers)
+        ctype = r.header("Content-Type") or ""
+        return r.status, (r.json() if ctype.startswith("application/json") else r.text)
+
+
+@pytest.fixture(scope="module")
+def api(gw: Daemon, key: str) -> Api:
+    return Api(gw, key)
+
+
+ENDPOINTS = [("GET", "/api/v1/checks"), ("POST", "/api/v1/checks"), ("GET", "/api/v1/checks/web1"),
+             ("PATCH", "/api/v1/checks/web1"), ("POST", "/api/v1/checks/web1"),
+             ("DELETE", "/api/v1/checks/web1"), ("POST", "/api/v1/checks/web1/pause"),
+             ("POST", "/api/v1/checks/web1/resume"), ("GET", "/api/v1/checks/web1/pings"),
+             ("GET", "/metrics")]
+
+
+@pytest.mark.parametrize("credential", ["none", "wrong", "revoked", "session cookie"])
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+def test_it_needs_a_valid_api_key(gw: Daemon, admin: WebClient, method: str, path: str,
+                                  credential: str) -> None:
+    if credential == "revoked":
+        secret = new_key(admin, "to-revoke")
+        con = sqlite3.connect(f"file:{gw.data_dir / 'hbgw.sqlite3'}?mode=ro", uri=True)
+        key_id = con.execute("SELECT max(id) FROM api_keys").fetchone()[0]
+        con.close()
+        assert admin.post(f"/settings/api-keys/{key_id}/revoke", {"csrf": admin.csrf()}).status == 303
+        call = Api(gw, secret)
+    elif credential == "wrong":
+        call = Api(gw, "hbgw_" + "A" * 40)
+    elif credential == "session cookie":  # a logged-in browser is not an API client
+        call = Api(gw, None)
+        call.client.jar = dict(admin.jar)
+    else:
+        call = Api(gw, None)
+    status, body = call(method, path, {"name": "sneaky"} if method != "GET" else None)
+    assert status == 401
+    if path.startswith("/api"):
+        assert "API key" in body["error"]
+    assert checks(gw) == {"web1": ("new", 1)}  # nothing created, changed or deleted
+
+
+def checks(gw: Daemon) -> dict[str, tuple[str, int]]:
+    con = sqlite3.connect(f"file:{gw.data_dir / 'hbgw.sqlite3'}?mode=ro", uri=True)
+    try:
+        return {n: (s, e) for n, s, e in con.execute("SELECT name, status, sms_enabled FROM checks")}
+    finally:
+        con.close()
+
+
+def test_it_manages_checks(gw: Daemon, api: Api) -> None:
+    status, check = api("POST", "/api/v1/checks", {"name": "api-box", "period": "5m", "grace": 60})
+    assert status == 201
+    assert (check["name"], check["period"], check["grace"], check["status"]) == ("api-box", 300, 60, "new")
+    assert api("POST", "/api/v1/checks", {"name": "api-box"})[0] == 409
+    status, err = api("POST", "/api/v1/checks", {"name": "bad", "period": "soon"})
+    assert status == 400 and err["field"] == "period"
+    assert api("POST", "/api/v1/checks", {"name": ""})[1]["field"] == "name"
+    assert api("POST", "/api/v1/checks", [1, 2])[0] == 400
+
+    assert api("GET", "/api/v1/checks/api-box")[1]["ping_url"] == check["ping_url"]
+    names = [c["name"] for c in api("GET", "/api/v1/checks")[1]["checks"]]
+    assert "api-box" in names and "web1" in names
+
+    status, changed = api("PATCH", "/api/v1/checks/api-box", {"sms_enabled": False, "period": "10m"})
+    assert status == 200 and changed["sms_enabled"] is False and changed["period"] == 600
+    assert changed["grace"] == 60  # left out: unchanged
+    assert api("PATCH", "/api/v1/checks/api-box", {"colour": "red"})[1]["field"] == "colour"
+    assert api("PATCH", "/api/v1/checks/api-box", {"cron": "61 * * * *"})[1]["field"] == "cron"
+    shown = hbgw_json("check", "show", "api-box", config=gw.cfg)  # type: ignore[attr-defined]
+    assert shown["sms_enabled"] is False and shown["period"] == 600
+
+    assert api("POST", "/api/v1/checks/api-box/pause")[1]["status"] == "paused"
+    assert api("POST", "/api/v1/checks/api-box/resume")[1]["status"] == "new"
+
+    ping = WebClient(gw.url).request("POST", "/ping/" + check["ping_url"].rsplit("/", 1)[1] + "/fail",
+                                     data=b"disk full", headers={"User-Agent": "api-test"})
+    assert ping.status == 200
+    status, pings = api("GET", "/api/v1/checks/api-box/pings?limit=5")
+    assert status == 200
+    assert pings["pings"][0] | {"at": None} == {
+        "at": None, "kind": "fail", "exit_status": None, "source": "http", "remote_addr": "127.0.0.1",
+        "method": "POST", "user_agent": "api-test", "body": "disk full"}
+    assert api("GET", "/api/v1/checks/api-box/pings?limit=x")[0] == 400
+
+    assert api("DELETE", "/api/v1/checks/api-box") == (200, {"deleted": "api-box"})
+    assert api("GET", "/api/v1/checks/api-box") == (404, {"error": "no such check"})
+    assert api("DELETE", "/api/v1/checks/api-box")[0] == 404
+    assert api("GET", "/api/v1/nothing")[0] == 404
+
+
+def test_it_toggles_sms_like_the_page_does(gw: Daemon, api: Api, admin: WebClient) -> None:
+    """The page, the API (and SMS commands) make the same service call: same effect, same event."""
+    assert api("PATCH", "/api/v1/checks/web1", {"sms_enabled": False})[1]["sms_enabled"] is False
+    assert admin.post("/sms", {"csrf": admin.csrf(), "on": "web1"}).status == 303
+    assert api("GET", "/api/v1/checks/web1")[1]["sms_enabled"] is True
+
+
+def test_it_exports_prometheus_metrics(gw: Daemon, api: Api) -> None:
+    status, text = api("GET", "/metrics")
+    assert status == 200
+    lines = text.splitlines()
+    for status_name in ("up", "late", "down", "new", "paused"):
+        assert any(re.fullmatch(rf'hbgw_checks\{{status="{status_name}"\}} \d+', line) for line in lines)
+    assert re.search(r"^hbgw_pings_received_total \d+$", text, re.M)
+    assert re.search(r"^hbgw_sms_sent_total \d+$", text, re.M)
+    assert re.search(r"^hbgw_sms_failed_total \d+$", text, re.M)
+    assert re.search(r"^hbgw_modem_connected [01]$", text, re.M)
+    assert "# TYPE hbgw_checks gauge" in text
+    sample = re.compile(r'[a-z_]+(\{[a-z_]+="[a-z]+"(,[a-z_]+="[a-z]+")*\})? -?\d+')
+    for line in lines:  # every sample line is "name{labels} value"
+        assert line.startswith("#") or sample.fullmatch(line)
+
+
+def test_it_answers_healthz_without_a_key(gw: Daemon) -> None:
+    r = WebClient(gw.url).get("/healthz")
+    assert (r.status, r.text) == (200, "ok\n")

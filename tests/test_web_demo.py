@@ -1,0 +1,86 @@
+"""Demo mode in a real Chromium: the login page shows the demo password, the modem page shows the
+simulated modem and a phone that receives the gateway's SMS and replies as the owner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.browser import SCREENSHOTS, chromium_path, launch
+from tests.support.daemon import Daemon, write_config
+
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Chromium (Debian: chromium)")
+
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+OWNER = "+15551230000"  # the demo's owner phone (config.demo)
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    root = tmp_path_factory.mktemp("demo")
+    data = root / "data"
+    cfg = write_config(root / "hbgw.toml", data, extra='[smtp]\nlisten = "127.0.0.1:0"\n')
+    with Daemon(data, config=cfg, args=["--demo"]) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def page(gw: Daemon) -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        browser = launch(p)
+        try:
+            ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+            yield ctx.new_page()
+        finally:
+            browser.close()
+
+
+def test_it_shows_the_demo_password_and_logs_in_with_it(page: Any, gw: Daemon) -> None:
+    page.goto(gw.url + "/")
+    password = page.locator("code.pw").inner_text()
+    assert len(password) >= 20
+    page.get_by_label("Admin password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(gw.url + "/")
+    expect(page.locator(".summary")).to_contain_text("signal")
+
+
+def test_it_sends_a_test_sms_to_the_simulated_phone_and_takes_a_reply(page: Any, gw: Daemon) -> None:
+    page.goto(gw.url + "/modem")
+    expect(page.locator(".facts")).to_contain_text("connected")
+    page.get_by_label("To").fill(OWNER)
+    page.get_by_label("Text").fill("hello from the test")
+    page.get_by_role("button", name="Send test SMS").click()
+    expect(page.get_by_role("status")).to_contain_text("Queued")
+    bubble = page.locator(".phone .bubble.in", has_text="hello from the test")
+    sent = page.locator("#outbox tr", has_text="hello from the test").locator(".state")
+    for _ in range(100):  # the outbox sends it through the simulated modem: reload until shown
+        if bubble.count() and sent.inner_text() == "sent":
+            break
+        page.wait_for_timeout(100)
+        page.reload()
+    expect(bubble).to_have_count(1)
+    expect(sent).to_have_text("sent")
+
+    page.get_by_label("Reply").fill("STATUS")
+    page.locator(".phone").get_by_role("button", name="Send").click()
+    expect(page).to_have_url(gw.url + "/modem#phone")
+    inbox = page.locator("#inbox tr", has_text="STATUS")
+    for _ in range(100):  # the gateway reads it from the modem, runs it and answers
+        if inbox.count() and page.locator(".phone .bubble.in").count() >= 2:
+            break
+        page.wait_for_timeout(100)
+        page.reload()
+    expect(inbox).to_have_count(1)
+    expect(page.locator(".phone .bubble.out", has_text="STATUS")).to_have_count(1)
+    expect(page.locator(".phone .bubble.in").last).not_to_contain_text("hello from the test")
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "modem-demo-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 360, "height": 800})
+    page.reload()
+    page.screenshot(path=str(SCREENSHOTS / "modem-demo-360.png"), full_page=True)

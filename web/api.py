@@ -1,0 +1,221 @@
+"""The JSON API (``/api/v1``) and ``/metrics`` (Prometheus text), both behind an API key.
+
+``Authorization: Bearer <key>``; keys are made on the settings page and stored as hashes. A check
+is always its stable JSON form, :meth:`Service.describe`. Errors are ``{"error": message}`` with
+``field`` for invalid input (400), 401 without a valid key, 404 for an unknown check, 409 for a
+name that exists.
+
+    GET    /api/v1/checks                   {"checks": [check, ...]}
+    POST   /api/v1/checks                   {"name", "period"?, "grace"?, "cron"?, "tz"?} → 201 check
+    GET    /api/v1/checks/<name>            check
+    POST   /api/v1/checks/<name>            {"period"?, "grace"?, "cron"?, "tz"?, "sms_enabled"?,
+    PATCH  /api/v1/checks/<name>             "email_enabled"?} → check (fields left out stay)
+    DELETE /api/v1/checks/<name>            {"deleted": name}
+    POST   /api/v1/checks/<name>/pause      check
+    POST   /api/v1/checks/<name>/resume     check
+    GET    /api/v1/checks/<name>/pings      {"pings": [...]}, newest first (?limit=1-1000)
+
+Durations are seconds or strings such as "15m".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import bottle
+
+from gateway import service as svc
+from gateway.service import Service, ValidationError
+from gateway.store import Conflict, NotFound
+
+logger = logging.getLogger(__name__)
+
+MAX_JSON = 16 * 1024
+
+
+def reply(status: int, data: Any) -> str:
+    bottle.response.status = status
+    bottle.response.content_type = "application/json"
+    bottle.response.set_header("Cache-Control", "no-store")
+    return json.dumps(data, ensure_ascii=False) + "\n"
+
+
+def unauthorized() -> str:
+    bottle.response.set_header("WWW-Authenticate", 'Bearer realm="hbgw"')
+    return reply(401, {"error": "a valid API key is required (Authorization: Bearer <key>)"})
+
+
+class BadJson(Exception):
+    pass
+
+
+def body() -> dict[str, Any]:
+    """The request's JSON object (empty body: {}). Raises BadJson."""
+    length = int(bottle.request.content_length or 0)
+    if length > MAX_JSON:
+        raise BadJson(f"body over {MAX_JSON} bytes")
+    raw = bottle.request.body.read(MAX_JSON + 1) if length else b""
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise BadJson("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadJson("the body must be a JSON object")
+    return data
+
+
+def _text(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(key, "must be a string")
+    return value
+
+
+def _flag(data: dict[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ValidationError(key, "must be true or false")
+    return value
+
+
+def install(app: bottle.Bottle, service: Service) -> None:
+    """Add the API routes and /metrics to ``app`` (authentication: the ``auth="api"`` option)."""
+
+    def handled(fn: Callable[..., str]) -> Callable[..., str]:
+        def run(*args: Any, **kwargs: Any) -> str:
+            try:
+                return fn(*args, **kwargs)
+            except BadJson as e:
+                return reply(400, {"error": str(e)})
+            except ValidationError as e:
+                return reply(400, {"error": str(e), "field": e.field})
+            except NotFound:
+                return reply(404, {"error": "no such check"})
+            except Conflict as e:
+                return reply(409, {"error": str(e)})
+        return run
+
+    def route(path: str, method: str | list[str], fn: Callable[..., str]) -> None:
+        app.route(path, method, handled(fn), auth="api")
+
+    def list_checks() -> str:
+        now = service.clock()
+        return reply(200, {"checks": [service.describe(c, now) for c in service.list_checks()]})
+
+    def create() -> str:
+        data = body()
+        check = service.add_check(
+            _text(data, "name") or "",
+            period=svc.parse_duration_field("period", data.get("period")),
+            grace=svc.parse_duration_field("grace", data.get("grace")),
+            cron=_text(data, "cron"), tz=_text(data, "tz"))
+        return reply(201, service.describe(check))
+
+    def get(name: str) -> str:
+        return reply(200, service.describe(service.get_check(name)))
+
+    def update(name: str) -> str:
+        data = body()
+        allowed = {"period", "grace", "cron", "tz", "sms_enabled", "email_enabled", "repeat"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValidationError(unknown[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
+        check = service.get_check(name)
+        s = check.schedule
+        repeat = data.get("repeat", check.repeat)
+        service.edit_check(
+            name,
+            period=svc.parse_duration_field("period", data.get("period", s.period)),
+            grace=svc.parse_duration_field("grace", data.get("grace", s.grace)),
+            cron=_text(data, "cron") if "cron" in data else s.cron,
+            tz=_text(data, "tz") if "tz" in data else s.tz,
+            repeat=svc.parse_duration_field("repeat", repeat),
+            sms_enabled=_flag(data, "sms_enabled", check.sms_enabled),
+            email_enabled=_flag(data, "email_enabled", check.email_enabled),
+            filters=_filters(check.filters))
+        return reply(200, service.describe(service.get_check(name)))
+
+    def delete(name: str) -> str:
+        check = service.remove_check(name)
+        return reply(200, {"deleted": check.name})
+
+    def pause(name: str) -> str:
+        return reply(200, service.describe(service.pause(name)))
+
+    def resume(name: str) -> str:
+        return reply(200, service.describe(service.resume(name)))
+
+    def pings(name: str) -> str:
+        try:
+            limit = int(bottle.request.query.get("limit") or 100)
+        except ValueError:
+            raise ValidationError("limit", "a number from 1 to 1000") from None
+        return reply(200, {"pings": service.ping_log(name, limit)})
+
+    route("/api/v1/checks", "GET", list_checks)
+    route("/api/v1/checks", "POST", create)
+    route("/api/v1/checks/<name>", "GET", get)
+    route("/api/v1/checks/<name>", ["POST", "PATCH"], update)
+    route("/api/v1/checks/<name>", "DELETE", delete)
+    route("/api/v1/checks/<name>/pause", "POST", pause)
+    route("/api/v1/checks/<name>/resume", "POST", resume)
+    route("/api/v1/checks/<name>/pings", "GET", pings)
+    app.route("/metrics", "GET", lambda: metrics(service), auth="api")
+
+    def unknown(rest: str) -> str:
+        return reply(404, {"error": "no such API endpoint"})
+
+    app.route("/api/<rest:path>", ["GET", "POST", "PATCH", "PUT", "DELETE"], unknown)
+
+
+def _filters(stored: str | None) -> dict[str, Any]:
+    """A check's stored keyword filters as the mapping edit_check takes (kept unchanged)."""
+    from gateway import keywords
+
+    try:
+        parsed = keywords.loads(stored)
+    except keywords.FilterError:
+        return {}
+    return parsed.to_dict() if parsed else {}
+
+
+def metrics(service: Service) -> str:
+    """Prometheus text exposition format 0.0.4."""
+    m = service.metrics()
+    out = ["# HELP hbgw_checks Checks by current status.", "# TYPE hbgw_checks gauge"]
+    out += [f'hbgw_checks{{status="{s.value}"}} {n}' for s, n in m["checks"].items()]
+    out += ["# HELP hbgw_pings_received_total Heartbeats received (all checks, all kinds).",
+            "# TYPE hbgw_pings_received_total counter", f"hbgw_pings_received_total {m['pings']}"]
+    by_state: dict[tuple[str, str], int] = {}
+    for key, n in m["outbox"].items():
+        channel, _, state = key.partition(":")
+        by_state[(channel, state)] = n
+    out += ["# HELP hbgw_messages Outgoing messages by channel and state.",
+            "# TYPE hbgw_messages gauge"]
+    for channel in ("sms", "email"):
+        for state in ("pending", "sending", "sent", "failed"):
+            out.append(f'hbgw_messages{{channel="{channel}",state="{state}"}} '
+                       f'{by_state.get((channel, state), 0)}')
+    out += ["# HELP hbgw_sms_sent_total SMS messages sent.", "# TYPE hbgw_sms_sent_total counter",
+            f"hbgw_sms_sent_total {by_state.get(('sms', 'sent'), 0)}",
+            "# HELP hbgw_sms_failed_total SMS messages given up on.",
+            "# TYPE hbgw_sms_failed_total counter",
+            f"hbgw_sms_failed_total {by_state.get(('sms', 'failed'), 0)}"]
+    modem = m["modem"]
+    out += ["# HELP hbgw_modem_connected Whether the modem is connected (1) or not (0).",
+            "# TYPE hbgw_modem_connected gauge",
+            f"hbgw_modem_connected {1 if modem and modem.get('connected') else 0}"]
+    if modem and modem.get("signal_dbm") is not None:
+        out += ["# HELP hbgw_modem_signal_dbm Modem signal strength in dBm.",
+                "# TYPE hbgw_modem_signal_dbm gauge", f"hbgw_modem_signal_dbm {int(modem['signal_dbm'])}",
+                "# HELP hbgw_modem_signal_bars Modem signal strength in bars (0-5).",
+                "# TYPE hbgw_modem_signal_bars gauge",
+                f"hbgw_modem_signal_bars {svc.signal_bars(int(modem['signal_dbm']))}"]
+    bottle.response.content_type = "text/plain; version=0.0.4; charset=utf-8"
+    bottle.response.set_header("Cache-Control", "no-store")
+    return "\n".join(out) + "\n"
