@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--grace", type=_duration)
     a.add_argument("--cron")
     a.add_argument("--tz")
+    a.add_argument("--filters", metavar="JSON",
+                   help='email keyword filters, e.g. \'{"subject": true, "fail": ["FAIL"]}\' ("{}" clears)')
     _data_args(a)
     for verb, text in (("rm", "remove a check and its history"), ("pause", "stop alerting"),
                        ("resume", "resume a paused check")):
@@ -322,6 +324,14 @@ def cmd_check(args: argparse.Namespace) -> int:
                 service.set_sms_enabled(check.name, args.sms == "on")
             if args.email:
                 service.set_email_enabled(check.name, args.email == "on")
+            if args.filters is not None:
+                try:
+                    filters = json.loads(args.filters)
+                except ValueError:
+                    raise ValidationError("filters", "--filters takes a JSON object") from None
+                if not isinstance(filters, dict):
+                    raise ValidationError("filters", "--filters takes a JSON object")
+                service.set_filters(check.name, filters)
             if any(v is not None for v in (args.period, args.grace, args.cron, args.tz)):
                 s = check.schedule
                 service.set_schedule(

@@ -125,6 +125,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.http: HttpServer | None = None
         self.modem: ModemParts | None = None
+        self.smtp: Any = None
 
     def _start_modem(self, service: Service, tasks: list[asyncio.Task[Any]]) -> ModemParts | None:
         """Open the configured modem backend (in demo mode a simulated modem on a pty)."""
@@ -251,8 +252,8 @@ class Daemon:
             if cfg.smtp.listen:
                 from gateway.mail import start_smtp
 
-                smtp = await start_smtp(service, cfg)
-                # serve() closes the listener when the finally block below cancels the tasks
+                smtp = self.smtp = await start_smtp(service, cfg)
+                # serve() also closes the listener when the finally block cancels the tasks
                 tasks.append(asyncio.create_task(smtp.serve(), name="smtp"))
                 run_info["smtp"] = "{}:{}".format(*smtp.address)
             self._write_run_file(run_info)
@@ -265,6 +266,9 @@ class Daemon:
         finally:
             if self.http is not None:
                 self.http.stop()
+            if self.smtp is not None:  # stop accepting before finishing the SMS in flight
+                with contextlib.suppress(Exception):
+                    await self.smtp.close()
             if dispatcher is not None and dispatch_task is not None:
                 # finish the SMS in flight (bounded: systemd allows 10 s in all)
                 dispatcher.request_stop()

@@ -346,6 +346,7 @@ class Service:
             "last_exit_status": check.last_exit_status,
             "n_pings": check.n_pings,
             "created": iso(check.created),
+            "filters": json.loads(check.filters) if check.filters else None,
         }
     # ---- email heartbeats ----
 

@@ -924,14 +924,18 @@ _OUTBOX_COLS = ("id", "created", "channel", "recipient", "text", "attempts", "ki
 
 def _tx_claim_due(conn: sqlite3.Connection, now: float, lease: float) -> list[list[dict[str, Any]]]:
     heads = conn.execute(
-        "SELECT DISTINCT channel, recipient FROM outbox WHERE (state = 'pending' AND not_before <= ?)"
-        " OR (state = 'sending' AND lease_until <= ?)", (now, now)).fetchall()
+        # The redundant state IN (...) lets SQLite use the partial index outbox_due instead of
+        # scanning every sent/failed row of the outbox's history on each claim.
+        "SELECT DISTINCT channel, recipient FROM outbox WHERE state IN ('pending', 'sending')"
+        " AND ((state = 'pending' AND not_before <= ?) OR (state = 'sending' AND lease_until <= ?))",
+        (now, now)).fetchall()
     groups = []
     for channel, recipient in heads:
         # Everything waiting for this recipient goes in one message: alerts decided close
         # together are merged (coalescing), and nothing waits longer than the first one's window.
         rows = conn.execute(
             f"SELECT {', '.join(_OUTBOX_COLS)} FROM outbox WHERE channel = ? AND recipient = ?"
+            " AND state IN ('pending', 'sending')"  # partial index, as above
             " AND (state = 'pending' OR (state = 'sending' AND lease_until <= ?)) ORDER BY id",
             (channel, recipient, now)).fetchall()
         ids = [r[0] for r in rows]
