@@ -331,13 +331,15 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        if self._writer is not None:
-            self._queue.put(_STOP)
-            self._writer.join(timeout=30)
+        # Readers first: the writer's connection, closing last, then checkpoints the WAL into
+        # the main file (a read-only connection left open would prevent that).
         with self._readers_lock:
             for c in self._readers:
                 c.close()
             self._readers.clear()
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            self._writer.join(timeout=30)
 
     def __enter__(self) -> Store:
         return self.open()
@@ -935,8 +937,10 @@ def _tx_claim_due(conn: sqlite3.Connection, now: float, lease: float) -> list[li
         # together are merged (coalescing), and nothing waits longer than the first one's window.
         rows = conn.execute(
             f"SELECT {', '.join(_OUTBOX_COLS)} FROM outbox WHERE channel = ? AND recipient = ?"
-            " AND state IN ('pending', 'sending')"  # partial index, as above
-            " AND (state = 'pending' OR (state = 'sending' AND lease_until <= ?)) ORDER BY id",
+            # state IN (...): the partial index, as above; "+id": sort the few rows it yields
+            # rather than walk the whole table in rowid order (SQLite's choice without stats)
+            " AND state IN ('pending', 'sending')"
+            " AND (state = 'pending' OR (state = 'sending' AND lease_until <= ?)) ORDER BY +id",
             (channel, recipient, now)).fetchall()
         ids = [r[0] for r in rows]
         conn.executemany("UPDATE outbox SET state = 'sending', lease_until = ?,"
