@@ -471,8 +471,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from gateway.store import backup_database
 
     info = backup_database(resolve_config(args).db_path, args.file)
-    print(f"backed up to {info.path} ({info.checks} checks, schema v{info.schema}, {info.size} bytes)")
+    print(f"backed up to {info.path} ({_n_checks(info.checks)}, schema v{info.schema}, {info.size} bytes)")
     return EXIT_OK
+
+
+def _n_checks(n: int) -> str:
+    return f"{n} check" + ("" if n == 1 else "s")
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -485,7 +489,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
               " (systemctl stop hbgw)", file=sys.stderr)
         return EXIT_FAIL
     info, bak = restore_database(args.file, config.db_path)
-    print(f"restored {args.file} into {info.path} ({info.checks} checks, schema v{info.schema})")
+    print(f"restored {args.file} into {info.path} ({_n_checks(info.checks)}, schema v{info.schema})")
     if bak is not None:
         print(f"the previous database is kept as {bak}")
     return EXIT_OK
