@@ -4,7 +4,7 @@ Pure: no I/O, no clock. The inbound-SMS handler authenticates the sender (allow-
 :func:`parse` with the current check names and the PIN, runs the :class:`Command` through the
 service, and sends the text one of the ``render_*`` functions gives.
 
-Grammar (case-insensitive; ``[x]`` optional; the full reference is docs/sms-commands.md)::
+Grammar (case-insensitive; ``[x]`` optional; the full reference is the README)::
 
     [PIN] STATUS [name]         [PIN] ACK [name]          [PIN] HELP
     [PIN] ON name               [PIN] OFF name

@@ -197,7 +197,7 @@ def test_it_records_a_mail_sent_by_swaks(gw: Daemon) -> None:
 @pytest.mark.skipif(not shutil.which("msmtp"), reason="needs msmtp (installed by .ci/run)")
 @pytest.mark.parametrize("how", ["config-file", "flags", "cron"])
 def test_it_records_a_mail_sent_by_msmtp(gw: Daemon, tmp_path: Path, how: str) -> None:
-    """As docs/email-heartbeats.md shows: ``echo ... | msmtp ADDRESS`` with an msmtprc or with
+    """As the README shows: ``echo ... | msmtp ADDRESS`` with an msmtprc or with
     flags (no auth, no TLS), and as cron's MAILTO= sends through msmtp as sendmail."""
     host, port = smtp_addr(gw)
     name = {"config-file": "msmtp1", "flags": "msmtp2", "cron": "msmtp3"}[how]
