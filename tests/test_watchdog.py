@@ -46,8 +46,10 @@ def test_it_goes_late_then_down_on_time(tmp_path: Path) -> None:
     pinged_at = flips[0][3]
     # Each flip is recorded at (not before) its deadline and well within a second of it; the
     # precise latency distribution is bench/detection_latency's job, not a test's.
-    assert 1.0 <= flips[1][3] - pinged_at < 2.0
-    assert 2.0 <= flips[2][3] - pinged_at < 3.0
+    # (the generous upper bounds only catch a watchdog that waits for something else, such as
+    # its 30 s re-check, on a CI machine that may be busy)
+    assert 1.0 <= flips[1][3] - pinged_at < 2.5
+    assert 2.0 <= flips[2][3] - pinged_at < 3.5
 
 
 def test_it_recovers_on_the_next_ping(tmp_path: Path) -> None:
