@@ -33,6 +33,7 @@ from gateway.model import PingKind
 from gateway.service import Service, ValidationError
 from gateway.store import Store
 from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
+from tests.support.db import pings_of
 from tests.support.smtp_client import InProcessSmtp, RawSmtp
 
 PING_KEY = "k" * 8 + "-mail-ping-key-0123"
@@ -88,14 +89,7 @@ def show(gw: Daemon, name: str) -> dict[str, Any]:
 
 
 def pings(gw: Daemon, name: str) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(f"file:{gw.data_dir / 'hbgw.sqlite3'}?mode=ro", uri=True)
-    try:
-        return con.execute(
-            "SELECT kind, exit_status, source, remote_addr, method, user_agent, body FROM pings"
-            " JOIN checks ON checks.id = pings.check_id WHERE checks.name = ? ORDER BY pings.id",
-            (name,)).fetchall()
-    finally:
-        con.close()
+    return pings_of(gw.data_dir, name)
 
 
 def all_ping_count(gw: Daemon) -> int:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.daemon import Daemon, hbgw, hbgw_json, write_config
+from tests.support.db import pings_of
 
 pytestmark = pytest.mark.skipif(not shutil.which("curl") or not shutil.which("wget"),
                                 reason="needs curl and wget (installed by .ci/run)")
@@ -47,15 +48,8 @@ def curl(*args: str) -> tuple[int, str]:
     return int(code), body
 
 
-def pings(gw: Daemon, name: str) -> list[tuple]:
-    con = sqlite3.connect(f"file:{gw.data_dir / 'hbgw.sqlite3'}?mode=ro", uri=True)
-    try:
-        return con.execute(
-            "SELECT kind, exit_status, source, remote_addr, method, user_agent, body FROM pings"
-            " JOIN checks ON checks.id = pings.check_id WHERE checks.name = ? ORDER BY pings.id",
-            (name,)).fetchall()
-    finally:
-        con.close()
+def pings(gw: Daemon, name: str) -> list[tuple[Any, ...]]:
+    return pings_of(gw.data_dir, name)
 
 
 def test_it_records_a_curl_ping_exactly_as_the_crontab_line_sends_it(gw: Daemon) -> None:
