@@ -74,7 +74,7 @@ class Dispatcher:
             if groups:
                 await asyncio.gather(*(self._send_group(g) for g in groups))
                 continue
-            nxt = self.store.next_due_message()
+            nxt = await asyncio.to_thread(self.store.next_due_message)
             timeout = 60.0 if nxt is None else max(0.0, min(60.0, nxt - self.clock()))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
@@ -94,10 +94,10 @@ class Dispatcher:
         ids = [r["id"] for r in rows]
         alerts = self.config.alerts
         email_to = self.service.alerts.email_to  # as saved on the settings page, else config
-        budget = self.service.owner_settings().max_sms_per_hour
+        budget = (await asyncio.to_thread(self.service.owner_settings)).max_sms_per_hour
         exempt = {"test", "budget", "reply"}
         if channel_name == "sms" and not all(r["kind"] in exempt for r in rows) \
-                and self._over_budget(now, budget):
+                and await asyncio.to_thread(self._over_budget, now, budget):
             await self._budget_notice(recipient, now, budget)
             n = await asyncio.to_thread(self.store.mark_failed, ids,
                                         f"SMS budget of {budget}/h reached",
@@ -105,7 +105,8 @@ class Dispatcher:
             logger.warning("SMS budget reached: %d message(s) to email instead", n)
             self.nudge()
             return
-        text = self._text(rows, full=channel_name == "email")
+        # _text reads the checks (to say "5 of 6 servers"): off the loop, which the watchdog shares
+        text = await asyncio.to_thread(self._text, rows, full=channel_name == "email")
         channel = self.channels.get(channel_name)
         try:
             if channel is None:
