@@ -31,6 +31,7 @@ from gateway.config import Config, parse_hostport
 from gateway.dispatch import Dispatcher
 from gateway.inbox import Inbox
 from gateway.service import Service, iso
+from gateway.smscommands import CommandRunner
 from gateway.store import Store
 from gateway.watchdog import Watchdog
 from modem.driver import ModemKeeper, create_modem
@@ -161,19 +162,12 @@ class Daemon:
             device, backend = m.device, m.backend
         factory = functools.partial(create_modem, backend, device, baudrate=m.baudrate, pin=m.pin,
                                     smsc=m.smsc)
-        keeper = ModemKeeper(factory, Inbox(service, run_command=self._command_runner(service)))
+        keeper = ModemKeeper(factory, Inbox(service, run_command=CommandRunner(service)))
         self.modem = ModemParts(keeper, network, transport, backend, device)
         service.modem_status_source = self.modem.describe
         tasks.append(asyncio.create_task(keeper.run(), name="modem"))
         tasks.append(asyncio.create_task(self._modem_log(service, keeper), name="modem-log"))
         return self.modem
-
-    def _command_runner(self, service: Service) -> Any:
-        try:
-            from gateway.smscommands import CommandRunner
-        except ImportError:
-            return None
-        return CommandRunner(service)
 
     async def _modem_log(self, service: Service, keeper: ModemKeeper) -> None:
         """Record modem health every minute (the web page's 24 h signal graph), and email the

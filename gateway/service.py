@@ -86,7 +86,6 @@ class Service:
             "ping_key", lambda: secrets.token_urlsafe(16)
         )
         self._deadline_listeners: list[Callable[[float], None]] = []
-        self._flip_listeners: list[Callable[[list[Flip]], None]] = []
         self._outbox_listeners: list[Callable[[], None]] = []
         a = config.alerts
         self.alerts = policy.AlertSettings(
@@ -103,9 +102,6 @@ class Service:
         """``listener(t)`` is told of every new deadline ``t``, from whichever thread set it."""
         self._deadline_listeners.append(listener)
 
-    def on_flips(self, listener: Callable[[list[Flip]], None]) -> None:
-        self._flip_listeners.append(listener)
-
     def on_outbox(self, listener: Callable[[], None]) -> None:
         """``listener()`` is told when new outbox rows may be waiting (from any thread)."""
         self._outbox_listeners.append(listener)
@@ -116,8 +112,6 @@ class Service:
                 for f in self._deadline_listeners:
                     f(t)
         if flips:
-            for g in self._flip_listeners:
-                g(flips)
             self._outbox_changed()
 
     def _outbox_changed(self) -> None:
@@ -234,11 +228,7 @@ class Service:
     def advance(self) -> list[Flip]:
         """Flip every check whose deadline has passed (blocking; the watchdog runs it)."""
         flips = self.store.advance(self.clock())
-        if flips:
-            for g in self._flip_listeners:
-                g(flips)
-        # reminders may have been queued even without flips
-        self._outbox_changed()
+        self._outbox_changed()  # flips may have queued alerts, and reminders come without flips
         return flips
 
     def next_deadline(self) -> float | None:

@@ -481,15 +481,6 @@ class Store:
         ).fetchone()
         return _check_from_row(r) if r else None
 
-    def get_check_by_id(self, check_id: int) -> Check | None:
-        r = self._reader().execute(
-            f"SELECT {_CHECK_COLUMNS} FROM checks WHERE id = ?", (check_id,)
-        ).fetchone()
-        return _check_from_row(r) if r else None
-
-    def count_checks(self) -> int:
-        return int(self._reader().execute("SELECT count(*) FROM checks").fetchone()[0])
-
     def min_deadline(self) -> float | None:
         """The earliest moment any check changes status on its own (uses the partial index)."""
         r = self._reader().execute(
