@@ -511,7 +511,8 @@ def setup_logging(level: str) -> None:
     fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd else \
         "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" chatter
+    if logging.getLogger().level > logging.DEBUG:  # uvicorn's start/stop lines repeat ours
+        logging.getLogger("uvicorn").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,8 +29,9 @@ class HttpConfig:
     listen: str = "0.0.0.0:8080"
     base_url: str | None = None  # how servers reach us, for printed ping URLs
     max_body: int = 100_000  # bytes accepted in a ping body; more is 413
-    threads: int = 8
+    threads: int = 8  # worker threads for the web pages and JSON API (pings need none)
     trusted_proxies: tuple[str, ...] = ()
+    idle_timeout: float = 30.0  # seconds a client gets to send a request head (and a ping body)
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class _Reader:
         return out
 
     def hostport(self, key: str, default: str | None) -> str | None:
-        value = self.string(key, default)
+        value: str | None = self.string(key, default)
         if value is not None:
             try:
                 parse_hostport(value)
@@ -310,6 +311,7 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         max_body=r.integer("max_body", d.http.max_body, 1024, 10_000_000),
         threads=r.integer("threads", d.http.threads, 1, 64),
         trusted_proxies=trusted,
+        idle_timeout=r.duration("idle_timeout", d.http.idle_timeout, 1.0),
     )
     if http.base_url is not None and not re.match(r"^https?://[^\s/]+", http.base_url):
         raise r.fail("base_url", "must start with http:// or https://")
@@ -472,6 +474,7 @@ listen = "0.0.0.0:8080"
 # base_url = "https://alarm.example.net"   # printed in ping URLs; defaults to this host's name
 # max_body = 100000                         # bytes accepted in a ping body (larger: 413)
 # trusted_proxies = ["127.0.0.1"]           # honour X-Forwarded-For only from these
+# idle_timeout = "30s"                      # time a client gets to send a request; then cut off
 
 [smtp]
 # Email heartbeats: <token>@<domain>. Uncomment to listen (port 25 needs CAP_NET_BIND_SERVICE).

@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import waitress
-import waitress.server
-from waitress import wasyncore
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway import policy
 from gateway.channels import Channel, EmailChannel, SmsChannel
@@ -35,7 +34,7 @@ from gateway.smscommands import CommandRunner
 from gateway.store import Store
 from gateway.watchdog import Watchdog
 from modem.driver import ModemKeeper, create_modem
-from web.app import create_app
+from web.app import Site
 
 logger = logging.getLogger(__name__)
 
@@ -43,62 +42,103 @@ ALIVE_EVERY = 10.0  # seconds between "still running" marks (bounds the offline 
 RUN_FILE = "run.json"
 
 
+class _HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for each request head. uvicorn arms its
+    keep-alive timer only after a response, so a client that connects and sends nothing, or
+    trickles a request line byte by byte, would hold a connection slot forever (slowloris).
+    Here a connection waiting for a request head gets ``timeout_keep_alive`` seconds in all."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def on_headers_complete(self) -> None:
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _await_head(self) -> None:
+        if self._head_timer is None and not self.transport.is_closing():
+            self._head_timer = self.loop.call_later(self.timeout_keep_alive, self._head_timeout)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+            self.transport.close()
+
+
 class HttpServer:
-    """waitress in a thread we own: ``start()`` binds (port 0 allowed), ``stop()`` returns promptly."""
+    """uvicorn (httptools parser) on its own event loop, in a thread we own. The socket is bound
+    here (port 0 allowed), so a busy port fails in the constructor with OSError; ``start()``
+    returns once it serves; ``stop()`` returns within a few seconds."""
 
-    class _Channel(waitress.channel.HTTPChannel):  # type: ignore[misc]
-        """waitress's channel, minus a busy loop. A worker writes its response to the socket
-        itself, holding ``outbuf_lock``; while it does, the stock ``writable()`` says yes, so
-        select() returns at once and the loop thread spins on a flush it cannot take (the lock
-        is busy), holding the GIL the worker needs to finish. With 64 keep-alive clients that
-        collapsed ingest to ~250 pings/s at 4 ms CPU per ping (bench/ping_throughput.py). Here
-        such a channel waits: the worker flushes, or pulls the trigger when it leaves output."""
-
-        def writable(self) -> bool:
-            if not super().writable():
-                return False
-            if self.requests and not (self.will_close or self.close_when_flushed):
-                if not self.outbuf_lock.acquire(False):
-                    return False
-                self.outbuf_lock.release()
-            return True
-
-    def __init__(self, app: Any, host: str, port: int, *, threads: int, max_body: int) -> None:
-        self._server = waitress.create_server(
-            app, host=host, port=port, threads=threads, ident="hbgw",
-            connection_limit=1000, channel_timeout=60, cleanup_interval=30,
-            # waitress casts asyncore_loop_timeout with int(): 0.5 became 0, a select() that never
-            # blocks, so the HTTP thread spun at 100% of a core even when idle and fought the
-            # worker and store threads for the GIL under load. 1 s bounds how long stop() waits.
-            max_request_body_size=max_body + 1024, asyncore_loop_timeout=1,
-            clear_untrusted_proxy_headers=False,
+    def __init__(self, app: Any, host: str, port: int, *, idle_timeout: float = 30.0,
+                 max_connections: int = 1000) -> None:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        self._sock = socket.socket(family, kind, proto)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and host in ("::", ""):
+                self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            self._sock.bind(addr)
+            self._sock.listen(2048)
+        except OSError:
+            self._sock.close()
+            raise
+        config = uvicorn.Config(
+            app, http=_HttpProtocol, loop="asyncio", lifespan="off", interface="asgi3",
+            log_config=None, access_log=False, server_header=False,
+            proxy_headers=False,  # X-Forwarded-For is judged by [http] trusted_proxies (web.app)
+            limit_concurrency=max_connections,
+            timeout_keep_alive=idle_timeout,  # type: ignore[arg-type]  # call_later takes a float
+            timeout_graceful_shutdown=2,
         )
-        self._server.channel_class = HttpServer._Channel
+        self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="hbgw-http", daemon=True)
+        self._error: BaseException | None = None
 
     @property
     def address(self) -> tuple[str, int]:
-        server: Any = self._server
-        return str(server.effective_host), int(server.effective_port)
+        host, port = self._sock.getsockname()[:2]
+        return str(host), int(port)
 
     def _serve(self) -> None:
         try:
-            self._server.run()
-        except Exception:
+            asyncio.run(self._server.serve(sockets=[self._sock]))
+        except BaseException as e:  # uvicorn may sys.exit() on a start-up failure
+            self._error = e
             logger.exception("HTTP server stopped with an error")
 
     def start(self) -> HttpServer:
         self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise OSError(f"the HTTP server did not start: {self._error or 'timeout'}")
+            time.sleep(0.005)
         return self
 
     def stop(self) -> None:
-        """Close every socket from inside waitress's own loop thread (closing them from here
-        would pull file descriptors out from under its select()), then stop the workers."""
-        server: Any = self._server
+        """Stop accepting, let the requests in flight answer (2 s at most), close the rest."""
+        self._server.should_exit = True
         if self._thread.is_alive():
-            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
             self._thread.join(timeout=5)
-        server.task_dispatcher.shutdown()
+        self._sock.close()
 
 
 @dataclasses.dataclass
@@ -215,6 +255,7 @@ class Daemon:
         tasks: list[asyncio.Task[Any]] = []
         dispatcher: Dispatcher | None = None
         dispatch_task: asyncio.Task[None] | None = None
+        site: Site | None = None
         try:
             service = Service(store, cfg)
             last_alive = store.get_setting("last_alive")
@@ -236,9 +277,8 @@ class Daemon:
             demo_phone = modem_parts.network if modem_parts is not None and cfg.demo else None
 
             host, port = parse_hostport(cfg.http.listen)
-            app = create_app(service, cfg, demo_phone=demo_phone)
-            self.http = HttpServer(app, host, port, threads=cfg.http.threads,
-                                   max_body=cfg.http.max_body).start()
+            site = Site(service, cfg, demo_phone=demo_phone)
+            self.http = HttpServer(site.app, host, port, idle_timeout=cfg.http.idle_timeout).start()
             bound = self.http.address
             if not cfg.http.base_url:
                 service.base_url = service.base_url.rsplit(":", 1)[0] + f":{bound[1]}"
@@ -278,6 +318,8 @@ class Daemon:
         finally:
             if self.http is not None:
                 self.http.stop()
+            if site is not None:
+                site.close()
             if self.smtp is not None:  # stop accepting before finishing the SMS in flight
                 with contextlib.suppress(Exception):
                     await self.smtp.close()

@@ -3,6 +3,7 @@ then makes one call here. Nothing in this module knows about HTTP or SQL."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import hashlib
@@ -192,8 +193,7 @@ class Service:
     def record_ping(self, token: str, kind: PingKind, exit_status: int | None = None,
                     meta: PingMeta | None = None) -> PingOutcome:
         """A heartbeat for the check with ``token``. Stored (committed) before this returns."""
-        result = self.store.record_ping(token, kind, exit_status, meta or PingMeta(), self.clock())
-        return self._pinged(result)
+        return self.submit_ping(token, None, kind, exit_status, meta).result()
 
     def check_ping_key(self, key: str) -> bool:
         return hmac.compare_digest(key.encode(), self.ping_key.encode())
@@ -202,20 +202,47 @@ class Service:
                           meta: PingMeta | None = None) -> PingOutcome:
         """A heartbeat by site ping key and check name. A wrong key answers NOT_FOUND, exactly
         like an unknown name, so the reply never reveals which names exist."""
-        if not self.check_ping_key(key):
-            return PingOutcome.NOT_FOUND
-        create = None
-        sec = self.config.security
-        if sec.auto_create and AUTO_NAME.fullmatch(name):
-            create = (new_token(), self.make_schedule(), sec.max_checks)
-        try:
-            result = self.store.record_named_ping(name, kind, exit_status, meta or PingMeta(),
-                                                  self.clock(), create)
-        except Conflict:
-            return PingOutcome.LIMIT
-        if result is not None and result.created:
-            logger.info("check %r created by its first ping", result.check.name)
-        return self._pinged(result)
+        return self.submit_ping(key, name, kind, exit_status, meta).result()
+
+    def submit_ping(self, key: str, name: str | None, kind: PingKind, exit_status: int | None = None,
+                    meta: PingMeta | None = None) -> concurrent.futures.Future[PingOutcome]:
+        """Queue a heartbeat without waiting: by token (``name`` None) or by site ping key and
+        check name. The future resolves once the ping is committed (or raises StoreError); an
+        event loop awaits it with ``asyncio.wrap_future`` instead of parking a thread on it."""
+        meta = meta or PingMeta()
+        if name is None:
+            stored = self.store.submit_ping(key, None, kind, exit_status, meta, self.clock())
+        elif not self.check_ping_key(key):
+            done: concurrent.futures.Future[PingOutcome] = concurrent.futures.Future()
+            done.set_result(PingOutcome.NOT_FOUND)
+            return done
+        else:
+            sec = self.config.security
+            create = None
+            if sec.auto_create and AUTO_NAME.fullmatch(name):
+                create = (new_token(), self.make_schedule(), sec.max_checks)
+            stored = self.store.submit_ping(None, name, kind, exit_status, meta, self.clock(), create)
+        outcome: concurrent.futures.Future[PingOutcome] = concurrent.futures.Future()
+
+        def finish(f: concurrent.futures.Future[PingResult | None]) -> None:
+            # Runs on the store's writer thread right after COMMIT: cheap, and only thread-safe calls.
+            try:
+                result = f.result()
+            except Conflict:
+                outcome.set_result(PingOutcome.LIMIT)
+                return
+            except BaseException as e:
+                outcome.set_exception(e)
+                return
+            if result is not None and result.created:
+                logger.info("check %r created by its first ping", result.check.name)
+            try:
+                outcome.set_result(self._pinged(result))
+            except BaseException as e:
+                outcome.set_exception(e)
+
+        stored.add_done_callback(finish)
+        return outcome
 
     def _pinged(self, result: PingResult | None) -> PingOutcome:
         if result is None:
@@ -633,7 +660,7 @@ class Service:
         """Copy-paste ways to ping ``check``: crontab with curl or wget, a systemd timer, email."""
         url = self.ping_url(check)
         s = check.schedule
-        if s.cron:
+        if s.cron:  # noqa: SIM108  (two lines read better than one ternary here)
             when = s.cron if s.tz == "UTC" else f"CRON_TZ={s.tz}\n{s.cron}"
         else:
             when = _cron_for_period(s.period)

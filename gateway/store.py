@@ -532,20 +532,20 @@ class Store:
         """Apply a pure ``change`` to the named check atomically; raises NotFound."""
         return self.write(_tx_update_check, name, change, now, event, self.alerts, durable=True)
 
+    def submit_ping(self, token: str | None, name: str | None, kind: PingKind, exit_status: int | None,
+                    meta: PingMeta, now: float, create: tuple[str, Schedule, int] | None = None,
+                    ) -> concurrent.futures.Future[PingResult | None]:
+        """Queue a ping for the check with ``token``, or else the one called ``name`` (created
+        when ``create`` = (token, schedule, max_checks) is given and it does not exist). The
+        future resolves after COMMIT: None when there is no such check; Conflict when creating
+        it would pass the cap."""
+        return self.submit(_tx_record_ping, token, name, kind, exit_status, meta, now, create,
+                           self.alerts)
+
     def record_ping(self, token: str, kind: PingKind, exit_status: int | None, meta: PingMeta,
                     now: float) -> PingResult | None:
         """Store a ping for the check with ``token``; None when no check has that token."""
-        return self.write(_tx_record_ping, token, None, kind, exit_status, meta, now, None,
-                          self.alerts)
-
-    def record_named_ping(self, name: str, kind: PingKind, exit_status: int | None,
-                          meta: PingMeta, now: float,
-                          create: tuple[str, Schedule, int] | None = None) -> PingResult | None:
-        """Store a ping for the check called ``name``, creating it when ``create`` =
-        (token, schedule, max_checks) is given and it does not exist. Raises Conflict when
-        the cap is reached."""
-        return self.write(_tx_record_ping, None, name, kind, exit_status, meta, now, create,
-                          self.alerts)
+        return self.submit_ping(token, None, kind, exit_status, meta, now).result()
 
     def advance(self, now: float) -> list[Flip]:
         """Bring every check whose deadline has passed up to ``now``; returns the flips."""

@@ -1,17 +1,21 @@
-"""The WSGI application: ``create_app(service, config)`` returns a ``bottle.Bottle``.
+"""The HTTP surface. :class:`Site` is the ASGI application the server runs: the ping API
+(:mod:`web.ping`, the hot path, served on the event loop) in front of the Bottle app that
+``create_app(service, config)`` builds: the admin pages (:mod:`web.pages`), the JSON API and
+/metrics (:mod:`web.api`) and /healthz, run in a thread pool through a2wsgi.
 
-It carries the ping API (:mod:`web.ping`), the admin pages (:mod:`web.pages`), the JSON API and
-/metrics (:mod:`web.api`) and /healthz. Debug is off; every error answers a short text (or a
-small page) without internals, and tracebacks go to the log only. Every response carries the
-security headers of :mod:`web.auth`.
+Debug is off; every error answers a short text (or a small page) without internals, and
+tracebacks go to the log only. Every response carries the security headers of :mod:`web.auth`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import sys
+from collections.abc import Callable
 from typing import Any
 
+import a2wsgi
 import bottle
 
 from gateway.config import Config
@@ -23,9 +27,10 @@ logger = logging.getLogger(__name__)
 bottle.BaseRequest.MEMFILE_MAX = 64 * 1024
 
 
-def client_address(trusted: tuple[str, ...]) -> Any:
-    """A function giving the request's client IP. ``X-Forwarded-For`` is honoured only when the
-    direct peer is one of the ``trusted`` proxies (then its right-most untrusted entry wins)."""
+def client_address(trusted: tuple[str, ...]) -> Callable[[str | None, str], str | None]:
+    """A function ``(peer, x_forwarded_for) -> client IP``. ``X-Forwarded-For`` is honoured only
+    when the direct peer is one of the ``trusted`` proxies (then its right-most untrusted entry
+    wins)."""
     nets = [ipaddress.ip_network(t, strict=False) for t in trusted]
 
     def is_trusted(addr: str) -> bool:
@@ -35,19 +40,16 @@ def client_address(trusted: tuple[str, ...]) -> Any:
             return False
         return any(ip in n for n in nets)
 
-    def get() -> str | None:
-        env = bottle.request.environ
-        peer: str | None = env.get("REMOTE_ADDR")
+    def resolve(peer: str | None, forwarded: str) -> str | None:
         if not nets or peer is None or not is_trusted(peer):
             return peer
-        forwarded: str = env.get("HTTP_X_FORWARDED_FOR", "")
         hops = [h.strip() for h in forwarded.split(",") if h.strip()]
         for hop in reversed(hops):
             if not is_trusted(hop):
                 return hop
         return hops[0] if hops else peer
 
-    return get
+    return resolve
 
 
 def create_app(service: Service, config: Config, *, demo_phone: Any = None) -> bottle.Bottle:
@@ -58,8 +60,12 @@ def create_app(service: Service, config: Config, *, demo_phone: Any = None) -> b
     """
     app = bottle.Bottle(catchall=True, autojson=False)
     app.config["hbgw.service"] = service
-    client = client_address(config.http.trusted_proxies)
-    ping.install(app, service, config.http.max_body, client)
+    resolve = client_address(config.http.trusted_proxies)
+
+    def client() -> str | None:
+        env = bottle.request.environ
+        return resolve(env.get("REMOTE_ADDR"), env.get("HTTP_X_FORWARDED_FOR", ""))
+
     service.load_owner_settings()
 
     def headers() -> None:
@@ -93,3 +99,74 @@ def create_app(service: Service, config: Config, *, demo_phone: Any = None) -> b
     for code in (400, 403, 404, 405, 413, 500):
         app.error(code)(plain_error)
     return app
+
+
+class Site:
+    """The ASGI app of one gateway (``site.app``); ``close()`` stops its WSGI threads."""
+
+    def __init__(self, service: Service, config: Config, *, demo_phone: Any = None) -> None:
+        self.wsgi = create_app(service, config, demo_phone=demo_phone)
+        # Request bodies for the Bottle side (forms, JSON) are small; a ping body has its own limit.
+        self.max_body = config.http.max_body + 1024
+        self._bridge: Any = a2wsgi.WSGIMiddleware(self._wsgi_entry,  # type: ignore[arg-type]
+                                                  workers=config.http.threads)
+        self.app = ping.PingApi(service, config.http.max_body,
+                                client_address(config.http.trusted_proxies), self._admin,
+                                body_timeout=config.http.idle_timeout)
+
+    def _wsgi_entry(self, environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.errors"] = sys.stderr  # a2wsgi says stdout; Bottle writes tracebacks there
+        return self.wsgi(environ, start_response)
+
+    async def _admin(self, scope: ping.Scope, receive: ping.Receive, send: ping.Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._bridge(scope, receive, send)
+            return  # websockets: not here
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        chunked = any(k == b"transfer-encoding" for k, _ in scope["headers"])
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _plain(send, 413 if length.isdigit() else 400,
+                         "body too large" if length.isdigit() else "bad request")
+            return
+        if chunked and length is None:
+            # No length up front: take the body here (up to the limit), then hand it on.
+            body, size = [], 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body.append(message.get("body", b""))
+                size += len(body[-1])
+                if size > self.max_body:
+                    await _plain(send, 413, "body too large")
+                    return
+                if not message.get("more_body"):
+                    break
+            receive = _replay(b"".join(body), receive)
+        await self._bridge(scope, receive, send)
+
+    def close(self) -> None:
+        self._bridge.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _replay(body: bytes, receive: ping.Receive) -> ping.Receive:
+    sent = False
+
+    async def again() -> ping.Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: the disconnect, whenever it comes
+
+    return again
+
+
+async def _plain(send: ping.Send, status: int, text: str) -> None:
+    body = (text + "\n").encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store"),
+               (b"content-length", str(len(body)).encode()),
+               *((k.lower().encode(), v.encode()) for k, v in auth.SECURITY_HEADERS.items())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -2,29 +2,60 @@
 
 ``/ping/<token>[/start|/fail|/log|/<exit status 0-255>]`` and
 ``/ping/<ping-key>/<name>[/<action>]``. Replies are one short line of text.
+
+This is the hot path (DESIGN §8: thousands of pings/s), so it is served as ASGI straight on the
+HTTP server's event loop, in front of the Bottle app: no worker thread, no framework objects; the
+handler awaits the store's commit (``Service.submit_ping``) instead of parking a thread on it.
+:func:`route` is the pure part; :class:`PingApi` is the I/O around it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import re
-from collections.abc import Callable
-
-import bottle
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from gateway.model import PingKind, PingMeta
 from gateway.service import PingOutcome, Service
 from gateway.store import StoreError
+from web.auth import SECURITY_HEADERS
 
 logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{8,128}")
 ALLOWED_METHODS = ("GET", "POST", "HEAD")
 _ACTIONS = {"start": PingKind.START, "fail": PingKind.FAIL, "log": PingKind.LOG}
+USER_AGENT_MAX = 200
 
 
 class BadRequest(Exception):
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    status: int
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PingRequest:
+    key: str  # the check's token, or the site ping key when ``name`` is given
+    name: str | None
+    kind: PingKind
+    exit_status: int | None
+
+
+NOT_FOUND = Reply(404, "not found")
 
 
 def parse_action(action: str | None) -> tuple[PingKind, int | None] | None:
@@ -44,66 +75,146 @@ def parse_action(action: str | None) -> tuple[PingKind, int | None] | None:
     return None
 
 
-def install(app: bottle.Bottle, service: Service, max_body: int,
-            client_addr: Callable[[], str | None]) -> None:
-    """Add the ping routes to ``app``."""
+def is_ping_path(path: str) -> bool:
+    return path == "/ping" or path.startswith("/ping/")
 
-    def reply(status: int, text: str) -> str:
-        bottle.response.status = status
-        bottle.response.content_type = "text/plain; charset=utf-8"
-        bottle.response.set_header("Ping-Body-Limit", str(max_body))
-        bottle.response.set_header("Cache-Control", "no-store")
-        return text + "\n"
 
-    def handle(a: str, b: str | None = None, c: str | None = None) -> str:
-        req = bottle.request
-        if req.method not in ALLOWED_METHODS:
-            return reply(400, "bad request: use GET, POST or HEAD")
+def route(method: str, path: str, is_ping_key: Callable[[str], bool]) -> Reply | PingRequest:
+    """What ``method path`` (the decoded path, under /ping) asks for, or the reply refusing it.
+
+    A wrong site key on ``/ping/<key>/<name>`` answers exactly like an unknown token (404), so a
+    reply never tells whether a key or a name exists.
+    """
+    parts = path[len("/ping/"):].split("/") if path.startswith("/ping/") else []
+    if not 1 <= len(parts) <= 3 or "" in parts:
+        return NOT_FOUND
+    if method not in ALLOWED_METHODS:
+        return Reply(400, "bad request: use GET, POST or HEAD")
+    a = parts[0]
+    b = parts[1] if len(parts) > 1 else None
+    c = parts[2] if len(parts) > 2 else None
+    try:
+        if b is not None and is_ping_key(a):
+            act = parse_action(c)
+            if act is None:
+                return Reply(400, "bad request: unknown action")
+            return PingRequest(a, b, *act)
+        if not TOKEN.fullmatch(a):
+            return Reply(400, "bad request: malformed token")
+        if c is not None:
+            return NOT_FOUND  # /ping/<wrong key>/<name>/<action>
+        act = parse_action(b)
+        if act is None:
+            return NOT_FOUND  # /ping/<wrong key>/<name>
+        return PingRequest(a, None, *act)
+    except BadRequest as e:
+        return Reply(400, f"bad request: {e}")
+
+
+class _Gone(Exception):
+    """The client went away before we could answer."""
+
+
+class PingApi:
+    """ASGI app: answers every path under ``/ping``; any other request goes to ``other``.
+
+    ``client_addr(peer, x_forwarded_for)`` gives the address to store (see web.app); a body must
+    arrive within ``body_timeout`` seconds.
+    """
+
+    def __init__(self, service: Service, max_body: int,
+                 client_addr: Callable[[str | None, str], str | None], other: ASGIApp,
+                 body_timeout: float = 30.0) -> None:
+        self.service = service
+        self.max_body = max_body
+        self.body_timeout = body_timeout
+        self.client_addr = client_addr
+        self.other = other
+        self._headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"ping-body-limit", str(max_body).encode()),
+            (b"cache-control", b"no-store"),
+            *((k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_ping_path(scope["path"]):
+            await self.other(scope, receive, send)
+            return
         try:
-            length = int(req.environ.get("CONTENT_LENGTH") or 0)
+            status, text = await self._handle(scope, receive)
+        except _Gone:
+            return
+        except Exception:
+            logger.exception("internal error on %s %s", scope["method"], scope["path"][:80])
+            status, text = 500, "internal error"
+        body = (text + "\n").encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*self._headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, str]:
+        method: str = scope["method"]
+        req = route(method, scope["path"], self.service.check_ping_key)
+        if isinstance(req, Reply):
+            return req.status, req.text
+        length_header = user_agent = forwarded = ""
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length_header = value.decode("latin-1")
+            elif name == b"user-agent":
+                user_agent = user_agent or value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded = f"{forwarded},{value.decode('latin-1')}" if forwarded else value.decode("latin-1")
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+        try:
+            length = int(length_header or 0)
         except ValueError:
-            return reply(400, "bad request: invalid Content-Length")
-        if length > max_body:
-            return reply(413, f"body too large (limit {max_body} bytes)")
-        try:
-            if b is not None and service.check_ping_key(a):
-                act = parse_action(c)
-                if act is None:
-                    return reply(400, "bad request: unknown action")
-                target: tuple[str, str] = ("name", b)
-            else:
-                if not TOKEN.fullmatch(a):
-                    return reply(400, "bad request: malformed token")
-                if c is not None:
-                    return reply(404, "not found")  # /ping/<wrong key>/<name>/<action>
-                act = parse_action(b)
-                if act is None:
-                    return reply(404, "not found")  # /ping/<wrong key>/<name>
-                target = ("token", a)
-        except BadRequest as e:
-            return reply(400, f"bad request: {e}")
+            return 400, "bad request: invalid Content-Length"
+        too_large = 413, f"body too large (limit {self.max_body} bytes)"
+        if length > self.max_body:
+            return too_large
         body = None
-        if length or req.environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
-            raw = req.environ["wsgi.input"].read(max_body + 1)
-            if len(raw) > max_body:
-                return reply(413, f"body too large (limit {max_body} bytes)")
+        if length or chunked:
+            raw = await self._read_body(receive)
+            if raw is None:
+                return too_large
+            if isinstance(raw, Reply):
+                return raw.status, raw.text
             body = raw.decode("utf-8", "replace") or None
-        meta = PingMeta(source="http", remote_addr=client_addr(), method=req.method,
-                        user_agent=(req.environ.get("HTTP_USER_AGENT") or "")[:200] or None,
-                        body=body)
-        kind, exit_status = act
+        client = scope.get("client")
+        meta = PingMeta(source="http", remote_addr=self.client_addr(client[0] if client else None, forwarded),
+                        method=method, user_agent=user_agent[:USER_AGENT_MAX] or None, body=body)
         try:
-            if target[0] == "name":
-                outcome = service.record_named_ping(a, target[1], kind, exit_status, meta)
-            else:
-                outcome = service.record_ping(target[1], kind, exit_status, meta)
+            outcome = await asyncio.wrap_future(
+                self.service.submit_ping(req.key, req.name, req.kind, req.exit_status, meta))
         except StoreError:
-            return reply(503, "storage unavailable, try again")
+            return 503, "storage unavailable, try again"
         if outcome is PingOutcome.OK:
-            return reply(200, "OK")
+            return 200, "OK"
         if outcome is PingOutcome.LIMIT:
-            return reply(403, "check limit reached")
-        return reply(404, "not found")
+            return 403, "check limit reached"
+        return NOT_FOUND.status, NOT_FOUND.text
 
-    for path in ("/ping/<a>", "/ping/<a>/<b>", "/ping/<a>/<b>/<c>"):
-        app.route(path, method="ANY", callback=handle)
+    async def _read_body(self, receive: Receive) -> bytes | Reply | None:
+        """The request body; None when it passes ``max_body`` (the rest is not read); a 408
+        reply when the client stalls mid-body."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _Gone
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body:
+                        return None
+                    chunks.append(chunk)
+                    if not message.get("more_body"):
+                        return b"".join(chunks)
+        except TimeoutError:
+            return Reply(408, "request timeout: the body took too long")
