@@ -8,7 +8,7 @@ For each size it creates the checks directly in a temporary data dir, then start
 -> first ``/healthz`` 200 ("ready"). On the last start it reads ``VmRSS`` from
 ``/proc/<pid>/status`` right after ready and after ``--idle`` seconds with no traffic (the
 figure the target is about), then pings every check once over HTTP and reads it again after
-another idle period ("in service": the WSGI threads, the store's connections and caches have
+another idle period ("in service": the web-page threads, the store's connections and caches have
 been used), with the peak (``VmHWM``). It also reports the CPU the daemon used while idle (an
 idle gateway should use ~0%) and how long SIGTERM takes to stop it.
 """

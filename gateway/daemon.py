@@ -1,7 +1,7 @@
 """``hbgw serve``: wires the store, the service, the watchdog and the listeners into one process.
 
-The main thread runs one asyncio loop (watchdog, SMTP, modem, alive ticker); the WSGI server runs
-in a thread this module owns and stops. SIGTERM/SIGINT stop it cleanly; SIGHUP re-reads deadlines
+The main thread runs one asyncio loop (watchdog, SMTP, modem, alive ticker); the HTTP server
+(uvicorn, its own loop) runs in a thread this module owns and stops. SIGTERM/SIGINT stop it cleanly; SIGHUP re-reads deadlines
 (the ``hbgw check`` CLI sends it after changing checks).
 """
 

@@ -4,6 +4,7 @@ then makes one call here. Nothing in this module knows about HTTP or SQL."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -227,19 +228,19 @@ class Service:
         def finish(f: concurrent.futures.Future[PingResult | None]) -> None:
             # Runs on the store's writer thread right after COMMIT: cheap, and only thread-safe calls.
             try:
-                result = f.result()
-            except Conflict:
-                outcome.set_result(PingOutcome.LIMIT)
-                return
-            except BaseException as e:
-                outcome.set_exception(e)
-                return
-            if result is not None and result.created:
-                logger.info("check %r created by its first ping", result.check.name)
-            try:
+                try:
+                    result = f.result()
+                except Conflict:
+                    outcome.set_result(PingOutcome.LIMIT)
+                    return
+                if result is not None and result.created:
+                    logger.info("check %r created by its first ping", result.check.name)
                 outcome.set_result(self._pinged(result))
+            except concurrent.futures.InvalidStateError:
+                pass  # the waiter was cancelled (shutdown); the ping is stored all the same
             except BaseException as e:
-                outcome.set_exception(e)
+                with contextlib.suppress(concurrent.futures.InvalidStateError):
+                    outcome.set_exception(e)
 
         stored.add_done_callback(finish)
         return outcome

@@ -3,7 +3,7 @@
 The priority queue is the partial index on ``checks.next_deadline`` (every heartbeat precomputes
 its check's next deadline in the same transaction that stores it), so memory holds only the one
 moment to wake up at. The task sleeps until that moment; a ping that sets an earlier deadline
-wakes it from the WSGI thread through ``call_soon_threadsafe``. It never polls for deadlines; it
+wakes it from the store's writer thread through ``call_soon_threadsafe``. It never polls for deadlines; it
 does re-read the earliest deadline every ``recheck`` seconds, to notice changes made by another
 process (the ``hbgw check`` CLI), which also sends SIGHUP to wake it at once.
 """

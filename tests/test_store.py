@@ -119,3 +119,40 @@ def test_it_advances_only_checks_whose_deadline_passed(store: Store) -> None:
     flips = store.advance(T0 + 25)
     assert [(f.old, f.new) for f in flips] == [(Status.LATE, Status.DOWN)]
     assert store.min_deadline() == T0 + 100
+
+
+def test_a_ping_submitted_from_an_event_loop_is_awaited_not_blocked_on(tmp_path: Path) -> None:
+    """Service.submit_ping: what the HTTP loop awaits. The outcome arrives after COMMIT; a waiter
+    that gives up (cancelled) neither loses the ping nor breaks the writer."""
+    import asyncio
+    import dataclasses
+
+    from gateway.config import Config
+    from gateway.service import PingOutcome, Service
+
+    config = Config(data_dir=tmp_path)
+    config = dataclasses.replace(config, security=dataclasses.replace(
+        config.security, ping_key="site-key-0123456789", auto_create=True, max_checks=2))
+    with Store(tmp_path / "db.sqlite3") as store:
+        service = Service(store, config)
+        check = service.add_check("web1")
+
+        async def main() -> list[PingOutcome]:
+            got = [await asyncio.wrap_future(service.submit_ping(check.token, None, PingKind.SUCCESS))]
+            for key, name in (("site-key-0123456789", "web1"), ("wrong-key-0123456789", "web1"),
+                              ("site-key-0123456789", "newbox"), ("site-key-0123456789", "third")):
+                got.append(await asyncio.wrap_future(service.submit_ping(key, name, PingKind.SUCCESS)))
+            waiter = asyncio.ensure_future(asyncio.wrap_future(
+                service.submit_ping(check.token, None, PingKind.LOG)))
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            return got
+
+        outcomes = asyncio.run(main())
+        assert outcomes == [PingOutcome.OK, PingOutcome.OK, PingOutcome.NOT_FOUND, PingOutcome.OK,
+                            PingOutcome.LIMIT]
+        assert store.record_ping(check.token, PingKind.SUCCESS, None, PingMeta(), 1e9) is not None  # writer alive
+        kinds = [p.kind for p in store.list_pings(check.id)]
+        assert kinds[:2] == [PingKind.SUCCESS, PingKind.LOG]  # the cancelled waiter's ping was stored
+        assert len(kinds) == 4
