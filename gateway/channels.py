@@ -90,6 +90,11 @@ class EmailChannel:
             raise ChannelError(f"recipient refused: {_first_code(e)}", permanent=True) from None
         except smtplib.SMTPAuthenticationError as e:
             raise ChannelError(f"relay refused the login ({e.smtp_code})", permanent=True) from None
+        except smtplib.SMTPNotSupportedError:
+            raise ChannelError("relay offers no login on this connection (does it need [email] tls?)",
+                               permanent=True) from None
+        except ssl.SSLCertVerificationError as e:
+            raise ChannelError(f"relay's TLS certificate is not trusted: {e.verify_message}") from None
         except smtplib.SMTPResponseException as e:
             # A relay's 5xx may be a passing policy (greylisting, rate limits) as often as a
             # permanent refusal; retries are bounded by the dispatcher either way.

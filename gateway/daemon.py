@@ -1,8 +1,8 @@
 """``hbgw serve``: wires the store, the service, the watchdog and the listeners into one process.
 
-The main thread runs one asyncio loop (watchdog, SMTP, modem, alive ticker); the HTTP server
-(uvicorn, its own loop) runs in a thread this module owns and stops. SIGTERM/SIGINT stop it cleanly; SIGHUP re-reads deadlines
-(the ``hbgw check`` CLI sends it after changing checks).
+The main thread runs one asyncio loop (watchdog, SMTP, modem, alive ticker, pruning); the HTTP
+server (uvicorn, its own loop) runs in a thread this module owns and stops. SIGTERM/SIGINT stop
+it cleanly; SIGHUP re-reads deadlines (the ``hbgw check`` CLI sends it after changing checks).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from web.app import Site
 logger = logging.getLogger(__name__)
 
 ALIVE_EVERY = 10.0  # seconds between "still running" marks (bounds the offline window's error)
+PRUNE_EVERY = 6 * 3600.0  # seconds between history clean-ups (the first comes a minute after start)
 RUN_FILE = "run.json"
 
 
@@ -294,6 +295,7 @@ class Daemon:
 
             tasks.append(asyncio.create_task(watchdog.run(), name="watchdog"))
             tasks.append(asyncio.create_task(self._alive(store), name="alive"))
+            tasks.append(asyncio.create_task(self._prune(store), name="prune"))
             from gateway import peer  # peer heartbeat, daily summary SMS (when configured)
 
             tasks.extend(peer.start_tasks(service, cfg, dispatcher.nudge))
@@ -356,6 +358,20 @@ class Daemon:
                 await asyncio.to_thread(store.set_setting, "last_alive", repr(time.time()))
             except Exception as e:
                 logger.error("cannot record last-alive time: %s", e)
+
+    async def _prune(self, store: Store, first: float = 60.0) -> None:
+        """Forget old events, finished messages and received SMS, so the file stays small on a
+        box that runs for years (Store.prune says how old)."""
+        await asyncio.sleep(first)
+        while True:
+            try:
+                removed = await asyncio.to_thread(store.prune, time.time())
+                if any(removed.values()):
+                    logger.info("pruned old history: %s",
+                                ", ".join(f"{n} {t} rows" for t, n in removed.items() if n))
+            except Exception as e:
+                logger.error("cannot prune old history: %s", e)
+            await asyncio.sleep(PRUNE_EVERY)
 
     def _write_run_file(self, info: dict[str, Any]) -> None:
         path: Path = self.config.data_dir / RUN_FILE

@@ -37,6 +37,11 @@ T = TypeVar("T")
 PING_HISTORY = 1000  # newest pings kept per check
 _PRUNE_EVERY = 50  # prune in batches: at most PING_HISTORY + _PRUNE_EVERY - 1 rows stay
 BODY_EXCERPT = 10_000  # characters of a ping body that are stored
+# History kept by prune(): events (flips, owner actions) for 400 days; finished outbox rows and
+# received SMS for 90 days. Pending or in-flight messages are never pruned.
+KEEP_EVENTS = 400 * 86400
+KEEP_MESSAGES = 90 * 86400
+_PRUNE_BATCH = 2000  # rows per write transaction, so pings keep flowing while it runs
 
 
 class StoreError(Exception):
@@ -637,6 +642,20 @@ class Store:
             f"SELECT {', '.join(cols)} FROM inbox ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
+    def prune(self, now: float) -> dict[str, int]:
+        """Forget old history (see KEEP_EVENTS, KEEP_MESSAGES), a batch per transaction.
+        Returns the rows removed per table."""
+        removed = {}
+        for table, sql in _PRUNE.items():
+            removed[table] = 0
+            while True:
+                n = self.write(_tx_exec, sql, (now - (KEEP_EVENTS if table == "events" else KEEP_MESSAGES),
+                                               _PRUNE_BATCH))
+                removed[table] += n
+                if n < _PRUNE_BATCH:
+                    break
+        return removed
+
     def log_modem(self, at: float, connected: bool, signal_dbm: int | None,
                   registration: str | None, operator: str | None, error: str | None) -> None:
         self.write(_tx_log_modem, at, connected, signal_dbm, registration, operator, error)
@@ -1012,6 +1031,17 @@ def _tx_setting_or_create(conn: sqlite3.Connection, key: str, make: Callable[[],
 
 
 # ---- web admin (sessions, API keys, settings, listings) ----
+
+
+# The newest row of events and outbox always stays, so their ids never restart (outbox dedupe keys
+# are built from event ids).
+_PRUNE = {
+    "events": "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?"
+              " AND id < (SELECT max(id) FROM events) ORDER BY id LIMIT ?)",
+    "outbox": "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE created < ?"
+              " AND state IN ('sent', 'failed') AND id < (SELECT max(id) FROM outbox) ORDER BY id LIMIT ?)",
+    "inbox": "DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE received < ? ORDER BY id LIMIT ?)",
+}
 
 
 def _tx_exec(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:

@@ -156,3 +156,49 @@ def test_a_ping_submitted_from_an_event_loop_is_awaited_not_blocked_on(tmp_path:
         kinds = [p.kind for p in store.list_pings(check.id)]
         assert kinds[:2] == [PingKind.SUCCESS, PingKind.LOG]  # the cancelled waiter's ping was stored
         assert len(kinds) == 4
+
+
+def test_prune_forgets_old_history_but_never_pending_messages_or_the_newest_ids(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storemod, "_PRUNE_BATCH", 2)  # several batches per table
+    day = 86400.0
+    now = 1_000 * day
+    check = store.add_check("web1", "tok-prune-0001", Schedule(60, 60), now - 500 * day)
+    for i in range(5):
+        store.add_event(check.id, now - (500 - i) * day, "note")
+    store.add_event(check.id, now - 10 * day, "recent")
+    # outbox: old sent, old failed, old pending (never sent: must stay), recent sent
+    ids = {k: store.queue_message("note", "sms", "+33600000001", k, t)
+           for k, t in (("old-sent", now - 200 * day), ("old-failed", now - 200 * day),
+                        ("old-pending", now - 200 * day), ("new-sent", now - day))}
+    claimed = [r["id"] for g in store.claim_due(now, 60) for r in g]
+    assert sorted(claimed) == sorted(ids.values())
+    store.mark_sent([ids["old-sent"], ids["new-sent"]], "1", now)
+    store.mark_failed([ids["old-failed"]], "CMS 500", (), now)
+    store.mark_retry([ids["old-pending"]], "busy", now + 60)
+    store.add_inbox("+33600000001", "STATUS", now - 100 * day, True)
+    store.add_inbox("+33600000001", "ACK web1", now - day, True)
+
+    removed = store.prune(now)
+
+    assert removed == {"events": 6, "outbox": 2, "inbox": 1}  # "created" event + 5 old notes
+    kinds = [e.kind for e in store.list_events(check.id)]
+    assert kinds == ["recent"]
+    left = {r[0] for r in storemod_rows(store, "SELECT text FROM outbox")}
+    assert left == {"old-pending", "new-sent"}
+    assert [r[0] for r in storemod_rows(store, "SELECT text FROM inbox")] == ["ACK web1"]
+    assert store.prune(now) == {"events": 0, "outbox": 0, "inbox": 0}
+    # everything old: the newest event and outbox row still stay, so ids never restart
+    assert store.prune(now + 1_000 * day) == {"events": 0, "outbox": 0, "inbox": 1}
+    assert len(store.list_events(check.id)) == 1
+    assert {r[0] for r in storemod_rows(store, "SELECT text FROM outbox")} == {"old-pending", "new-sent"}
+
+
+def storemod_rows(store: Store, sql: str) -> list[tuple[object, ...]]:
+    import sqlite3 as sq
+
+    con = sq.connect(f"file:{store.path}?mode=ro", uri=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
