@@ -144,6 +144,15 @@ def test_an_oversized_body_to_the_web_pages_is_refused_before_the_app_sees_it(gw
     assert b"Traceback" not in reply
 
 
+def test_a_stalled_body_to_the_web_pages_gets_408_without_holding_a_page_thread(gw: Daemon) -> None:
+    with connect(gw) as s:
+        s.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                  b"Content-Length: 100\r\n\r\npassword=")
+        s.settimeout(10)
+        reply = s.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 408 ")
+
+
 def test_garbage_gets_400_and_the_server_keeps_serving(gw: Daemon) -> None:
     with connect(gw) as s:
         s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n")

@@ -108,6 +108,7 @@ class Site:
         self.wsgi = create_app(service, config, demo_phone=demo_phone)
         # Request bodies for the Bottle side (forms, JSON) are small; a ping body has its own limit.
         self.max_body = config.http.max_body + 1024
+        self.body_timeout = config.http.idle_timeout
         self._bridge: Any = a2wsgi.WSGIMiddleware(self._wsgi_entry,  # type: ignore[arg-type]
                                                   workers=config.http.threads)
         self.app = ping.PingApi(service, config.http.max_body,
@@ -120,30 +121,27 @@ class Site:
 
     async def _admin(self, scope: ping.Scope, receive: ping.Receive, send: ping.Send) -> None:
         if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                await self._bridge(scope, receive, send)
-            return  # websockets: not here
+            return  # no websockets here
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         chunked = any(k == b"transfer-encoding" for k, _ in scope["headers"])
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await _plain(send, 413 if length.isdigit() else 400,
                          "body too large" if length.isdigit() else "bad request")
             return
-        if chunked and length is None:
-            # No length up front: take the body here (up to the limit), then hand it on.
-            body, size = [], 0
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                body.append(message.get("body", b""))
-                size += len(body[-1])
-                if size > self.max_body:
-                    await _plain(send, 413, "body too large")
-                    return
-                if not message.get("more_body"):
-                    break
-            receive = _replay(b"".join(body), receive)
+        if chunked or (length is not None and int(length) > 0):
+            # Take the (small) body here, bounded in size and time, so a slow or oversized upload
+            # never ties up a page thread; the app then reads it from memory.
+            try:
+                body = await ping.read_body(receive, self.max_body, self.body_timeout)
+            except ping.Gone:
+                return
+            if body is None:
+                await _plain(send, 413, "body too large")
+                return
+            if isinstance(body, ping.Reply):
+                await _plain(send, body.status, body.text)
+                return
+            receive = _replay(body, receive)
         await self._bridge(scope, receive, send)
 
     def close(self) -> None:

@@ -111,7 +111,7 @@ def route(method: str, path: str, is_ping_key: Callable[[str], bool]) -> Reply |
         return Reply(400, f"bad request: {e}")
 
 
-class _Gone(Exception):
+class Gone(Exception):
     """The client went away before we could answer."""
 
 
@@ -143,7 +143,7 @@ class PingApi:
             return
         try:
             status, text = await self._handle(scope, receive)
-        except _Gone:
+        except Gone:
             return
         except Exception:
             logger.exception("internal error on %s %s", scope["method"], scope["path"][:80])
@@ -178,7 +178,7 @@ class PingApi:
             return too_large
         body = None
         if length or chunked:
-            raw = await self._read_body(receive)
+            raw = await read_body(receive, self.max_body, self.body_timeout)
             if raw is None:
                 return too_large
             if isinstance(raw, Reply):
@@ -198,23 +198,24 @@ class PingApi:
             return 403, "check limit reached"
         return NOT_FOUND.status, NOT_FOUND.text
 
-    async def _read_body(self, receive: Receive) -> bytes | Reply | None:
-        """The request body; None when it passes ``max_body`` (the rest is not read); a 408
-        reply when the client stalls mid-body."""
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise _Gone
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > self.max_body:
-                        return None
-                    chunks.append(chunk)
-                    if not message.get("more_body"):
-                        return b"".join(chunks)
-        except TimeoutError:
-            return Reply(408, "request timeout: the body took too long")
+
+async def read_body(receive: Receive, limit: int, timeout: float) -> bytes | Reply | None:
+    """A request body: None when it passes ``limit`` bytes (the rest is not read), a 408 reply
+    when the client stalls for ``timeout`` seconds; raises Gone when the client disconnects."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise Gone
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+                if not message.get("more_body"):
+                    return b"".join(chunks)
+    except TimeoutError:
+        return Reply(408, "request timeout: the body took too long")
