@@ -165,6 +165,6 @@ async def _plain(send: ping.Send, status: int, text: str) -> None:
     body = (text + "\n").encode()
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store"),
                (b"content-length", str(len(body)).encode()),
-               *((k.lower().encode(), v.encode()) for k, v in auth.SECURITY_HEADERS.items())]
+               *auth.SECURITY_HEADER_PAIRS]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -48,6 +48,10 @@ SECURITY_HEADERS = {
 }
 
 
+# The same, as ASGI header pairs (the ping API and the server's own refusals answer without Bottle).
+SECURITY_HEADER_PAIRS = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+
 def add_security_headers(response: bottle.BaseResponse) -> None:
     for name, value in SECURITY_HEADERS.items():
         response.set_header(name, value)

@@ -21,7 +21,7 @@ from typing import Any
 from gateway.model import PingKind, PingMeta
 from gateway.service import PingOutcome, Service
 from gateway.store import StoreError
-from web.auth import SECURITY_HEADERS
+from web.auth import SECURITY_HEADER_PAIRS
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class PingApi:
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"ping-body-limit", str(max_body).encode()),
             (b"cache-control", b"no-store"),
-            *((k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()),
+            *SECURITY_HEADER_PAIRS,
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
