@@ -9,7 +9,6 @@ import getpass
 import json
 import logging
 import os
-import secrets
 import signal
 import sqlite3
 import sys
@@ -21,7 +20,7 @@ from gateway import __version__
 from gateway import config as cfgmod
 from gateway.config import Config, ConfigError
 from gateway.durations import format_duration, humanize, parse_duration
-from gateway.service import Service, ValidationError
+from gateway.service import Service, ValidationError, url_secret
 from gateway.store import Conflict, NotFound, Store, StoreError
 
 logger = logging.getLogger("hbgw")
@@ -238,7 +237,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     path.parent.mkdir(parents=True, exist_ok=True)
     data_dir = args.data_dir.resolve()
-    text = cfgmod.render_template(data_dir, secrets.token_urlsafe(24))
+    text = cfgmod.render_template(data_dir, url_secret(24))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)

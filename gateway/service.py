@@ -51,8 +51,21 @@ class PingOutcome(Enum):
     LIMIT = "check limit reached"
 
 
+def url_secret(nbytes: int) -> str:
+    """A random URL-safe secret that never starts with ``-``.
+
+    Tokens and ping keys become email addresses (``<token>@box``, ``<key>+<name>@box``) that
+    people pass to msmtp, mail and sendmail on a command line, where a leading ``-`` reads as an
+    option. Redrawing the 1 in 64 that would start with one costs under 0.03 bits.
+    """
+    while True:
+        secret = secrets.token_urlsafe(nbytes)
+        if not secret.startswith("-"):
+            return secret
+
+
 def new_token() -> str:
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    return url_secret(TOKEN_BYTES)
 
 
 def validate_name(name: str) -> str:
@@ -85,7 +98,7 @@ class Service:
         self.clock = clock
         self.base_url = _base_url(config)
         self.ping_key = config.security.ping_key or store.setting_or_create(
-            "ping_key", lambda: secrets.token_urlsafe(16)
+            "ping_key", lambda: url_secret(16)
         )
         self._deadline_listeners: list[Callable[[float], None]] = []
         self._outbox_listeners: list[Callable[[], None]] = []

@@ -30,7 +30,7 @@ from gateway.mail import (
     read_message,
 )
 from gateway.model import PingKind
-from gateway.service import Service, ValidationError
+from gateway.service import Service, ValidationError, new_token, url_secret
 from gateway.store import Store
 from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
 from tests.support.db import pings_of
@@ -235,6 +235,15 @@ def test_it_bounces_a_typo_in_msmtp_at_once(gw: Daemon) -> None:
 
 
 # ---------------------------------------------------------------------------- addresses
+
+
+def test_tokens_and_keys_never_start_with_a_dash() -> None:
+    """They become addresses on mail commands' command lines (msmtp, mail, sendmail), where a
+    leading '-' reads as an option: 1 in 64 raw draws would, so 4,000 draws would catch it."""
+    drawn = [new_token() for _ in range(2000)] + [url_secret(16) for _ in range(2000)]
+    assert not [t for t in drawn if t.startswith("-")]
+    assert len(set(drawn)) == len(drawn)
+    assert all(len(t) == 24 for t in drawn[:2000])  # 18 bytes, unchanged
 
 
 def test_it_pings_by_key_and_name_and_creates_unknown_names(gw: Daemon) -> None:
