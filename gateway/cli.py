@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=Path("/var/lib/hbgw"))
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-    p = sub.add_parser("check", help="add, list, show, remove, pause and resume checks")
+    p = sub.add_parser("check", help="add, list, show, change, pause, resume and remove checks")
     csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = csub.add_parser("add", help="add a check; prints its ping URL and email address")
     a.add_argument("name")
@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='email keyword filters, e.g. \'{"subject": true, "fail": ["FAIL"]}\' ("{}" clears)')
     _data_args(a)
     for verb, text in (("rm", "remove a check and its history"), ("pause", "stop alerting"),
-                       ("resume", "resume a paused check")):
+                       ("resume", "resume a paused check"),
+                       ("new-url", "replace a check's ping URL and email address (the old ones"
+                        " stop working at once)")):
         a = csub.add_parser(verb, help=text)
         a.add_argument("name")
         _data_args(a)
@@ -352,6 +354,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             service.resume(args.name)
             _poke_daemon(config)
             print(f"resumed {args.name}")
+        elif args.action == "new-url":
+            check = service.replace_token(args.name)
+            print(f"replaced the ping URL of {check.name}; the old URL and address now answer 404")
+            print(f"ping URL: {service.ping_url(check)}")
+            print(f"email:    {service.email_address(check)}")
         return EXIT_OK
     finally:
         store.close()

@@ -185,6 +185,12 @@ class Service:
         now = self.clock()
         return self._update(name, lambda c: st.apply_resume(c, now), "resumed")
 
+    def replace_token(self, name: str) -> Check:
+        """Give the check a new ping token: its old URL and token address answer 404 from now
+        on (for a URL or address that leaked, e.g. in a shared crontab). History is kept."""
+        return self._update(name, lambda c: dataclasses.replace(c, token=new_token()),
+                            "ping URL replaced")
+
     def set_sms_enabled(self, name: str, enabled: bool) -> Check:
         return self._update(name, lambda c: dataclasses.replace(c, sms_enabled=enabled),
                             "sms on" if enabled else "sms off")

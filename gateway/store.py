@@ -214,12 +214,12 @@ def _save_check(conn: sqlite3.Connection, c: Check) -> None:
         "UPDATE checks SET status=?, anchor=?, last_ping=?, last_start=?, last_failed=?,"
         " last_exit_status=?, next_deadline=?, sms_enabled=?, email_enabled=?, n_pings=?,"
         " period=?, grace=?, cron=?, tz=?, repeat=?, muted_until=?, acked=?, filters=?,"
-        " down_since=?, last_alert=?, alert_at=? WHERE id=?",
+        " down_since=?, last_alert=?, alert_at=?, token=? WHERE id=?",
         (c.status.value, c.anchor, c.last_ping, c.last_start, int(c.last_failed),
          c.last_exit_status, c.next_deadline, int(c.sms_enabled), int(c.email_enabled),
          c.n_pings, c.schedule.period, c.schedule.grace, c.schedule.cron, c.schedule.tz,
          c.repeat, c.muted_until, int(c.acked), c.filters, c.down_since, c.last_alert,
-         c.alert_at, c.id),
+         c.alert_at, c.token, c.id),
     )
 
 

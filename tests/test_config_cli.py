@@ -107,6 +107,11 @@ def test_it_adds_lists_shows_pauses_resumes_and_removes_checks(tmp_path: Path) -
     hbgw("check", "resume", "web1", config=cfg)
     assert hbgw_json("check", "show", "web1", config=cfg)["status"] == "new"
     assert "web1" in hbgw("check", "list", config=cfg).stdout
+    out = hbgw("check", "new-url", "web1", config=cfg).stdout
+    renewed = hbgw_json("check", "show", "web1", config=cfg)
+    assert renewed["ping_url"] != web1["ping_url"] and renewed["email"] != web1["email"]
+    assert renewed["ping_url"] in out and renewed["email"] in out and "404" in out
+    assert renewed["status"] == "new" and renewed["period"] == 900  # nothing else changed
     hbgw("check", "rm", "web1", config=cfg)
     assert [c["name"] for c in hbgw_json("check", "list", config=cfg)] == ["nightly"]
 
@@ -123,6 +128,7 @@ def test_it_adds_lists_shows_pauses_resumes_and_removes_checks(tmp_path: Path) -
         (("check", "show", "ghost"), 1, "no check named"),
         (("check", "rm", "ghost"), 1, "no check named"),
         (("check", "pause", "ghost"), 1, "no check named"),
+        (("check", "new-url", "ghost"), 1, "no check named"),
     ],
 )
 def test_it_explains_cli_mistakes(tmp_path: Path, args: tuple[str, ...], code: int, message: str) -> None:

@@ -72,7 +72,8 @@ def api(gw: Daemon, key: str) -> Api:
 ENDPOINTS = [("GET", "/api/v1/checks"), ("POST", "/api/v1/checks"), ("GET", "/api/v1/checks/web1"),
              ("PATCH", "/api/v1/checks/web1"), ("POST", "/api/v1/checks/web1"),
              ("DELETE", "/api/v1/checks/web1"), ("POST", "/api/v1/checks/web1/pause"),
-             ("POST", "/api/v1/checks/web1/resume"), ("GET", "/api/v1/checks/web1/pings"),
+             ("POST", "/api/v1/checks/web1/resume"), ("POST", "/api/v1/checks/web1/new-url"),
+             ("GET", "/api/v1/checks/web1/pings"),
              ("GET", "/metrics")]
 
 
@@ -143,6 +144,15 @@ def test_it_manages_checks(gw: Daemon, api: Api) -> None:
         "at": None, "kind": "fail", "exit_status": None, "source": "http", "remote_addr": "127.0.0.1",
         "method": "POST", "user_agent": "api-test", "body": "disk full"}
     assert api("GET", "/api/v1/checks/api-box/pings?limit=x")[0] == 400
+
+    old_url, old_email = check["ping_url"], check["email"]
+    status, renewed = api("POST", "/api/v1/checks/api-box/new-url")
+    assert status == 200 and renewed["name"] == "api-box" and renewed["n_pings"] == 1
+    assert renewed["ping_url"] != old_url and renewed["email"] != old_email
+    token_path = "/ping/" + old_url.rsplit("/", 1)[1]
+    assert WebClient(gw.url).request("GET", token_path).status == 404
+    assert WebClient(gw.url).request("GET", "/ping/" + renewed["ping_url"].rsplit("/", 1)[1]).status == 200
+    assert api("POST", "/api/v1/checks/no-such/new-url") == (404, {"error": "no such check"})
 
     assert api("DELETE", "/api/v1/checks/api-box") == (200, {"deleted": "api-box"})
     assert api("GET", "/api/v1/checks/api-box") == (404, {"error": "no such check"})

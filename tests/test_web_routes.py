@@ -141,6 +141,10 @@ MUTATIONS = {
     "resume": Mutation("/checks/{name}/resume", lambda n: {},
                        lambda gw, n: check_row(gw, n)["status"] != "paused",  # type: ignore[index]
                        prepare=_paused),
+    "new ping url": Mutation(
+        "/checks/{name}/new-url", lambda n: {},
+        lambda gw, n: bool(query(gw, "SELECT 1 FROM events e JOIN checks c ON c.id = e.check_id"
+                                     " WHERE c.name = ? AND e.kind = 'ping URL replaced'", n))),
     "test sms": Mutation("/modem/test-sms", lambda n: {"number": "+15551230077", "text": n},
                          lambda gw, n: bool(query(gw, "SELECT 1 FROM outbox WHERE text = ?", n)),
                          prepare=lambda c, gw, n: None),
@@ -374,6 +378,22 @@ def test_it_shows_the_form_again_with_the_error_next_to_the_field(gw: Daemon, ad
     assert r.status == 400 and 'id="e-sms_to"' in r.text
     r = admin.post("/modem/test-sms", {"csrf": admin.csrf(), "number": "not a number", "text": "x"})
     assert r.status == 400 and 'id="e-number"' in r.text
+
+
+def test_it_replaces_a_leaked_ping_url(gw: Daemon, admin: WebClient) -> None:
+    add_check(admin, "leaked")
+    old = query(gw, "SELECT token FROM checks WHERE name = 'leaked'")[0][0]
+    assert WebClient(gw.url).get(f"/ping/{old}").status == 200
+    r = admin.post("/checks/leaked/new-url", {"csrf": admin.csrf()})
+    assert r.status == 303 and r.header("Location").endswith("/checks/leaked?new-url=1#snip-h")
+    new = query(gw, "SELECT token FROM checks WHERE name = 'leaked'")[0][0]
+    assert new != old
+    assert WebClient(gw.url).get(f"/ping/{old}").status == 404
+    page = admin.get("/checks/leaked?new-url=1")
+    assert f"/ping/{new}<" in page.text and f"{new}@" in page.text and old not in page.text
+    assert "The old ones answer 404 now" in page.text and "ping URL replaced" in page.text
+    assert "1 shown of 1" in page.text  # the history stays
+    assert admin.post("/checks/no-such-check/new-url", {"csrf": admin.csrf()}).status == 404
 
 
 def test_it_shows_a_new_api_key_once(gw: Daemon, admin: WebClient) -> None:

@@ -13,6 +13,8 @@ name that exists.
     DELETE /api/v1/checks/<name>            {"deleted": name}
     POST   /api/v1/checks/<name>/pause      check
     POST   /api/v1/checks/<name>/resume     check
+    POST   /api/v1/checks/<name>/new-url    check with a new ping URL and email address (the old
+                                            ones answer 404 from now on)
     GET    /api/v1/checks/<name>/pings      {"pings": [...]}, newest first (?limit=1-1000)
 
 Durations are seconds or strings such as "15m".
@@ -150,6 +152,9 @@ def install(app: bottle.Bottle, service: Service) -> None:
     def resume(name: str) -> str:
         return reply(200, service.describe(service.resume(name)))
 
+    def new_url(name: str) -> str:
+        return reply(200, service.describe(service.replace_token(name)))
+
     def pings(name: str) -> str:
         try:
             limit = int(bottle.request.query.get("limit") or 100)
@@ -164,6 +169,7 @@ def install(app: bottle.Bottle, service: Service) -> None:
     route("/api/v1/checks/<name>", "DELETE", delete)
     route("/api/v1/checks/<name>/pause", "POST", pause)
     route("/api/v1/checks/<name>/resume", "POST", resume)
+    route("/api/v1/checks/<name>/new-url", "POST", new_url)
     route("/api/v1/checks/<name>/pings", "GET", pings)
     app.route("/metrics", "GET", lambda: metrics(service), auth="api")
 

@@ -221,6 +221,7 @@ class Pages:
         r("/checks/<name>/delete", ["GET", "POST"], self.delete, auth="page")
         r("/checks/<name>/pause", "POST", self.pause, auth="page")
         r("/checks/<name>/resume", "POST", self.resume, auth="page")
+        r("/checks/<name>/new-url", "POST", self.new_url, auth="page")
         r("/modem", "GET", self.modem, auth="page")
         r("/modem/test-sms", "POST", self.test_sms, auth="page")
         r("/modem/phone", "POST", self.phone_reply, auth="page")
@@ -345,7 +346,8 @@ class Pages:
                     status: int = 200) -> bytes:
         return self.render("check.html", status, page=page, values=values, errors=errors,
                            ping_url=self.service.ping_url(page.check),
-                           saved=bool(bottle.request.query.get("saved")) and not errors)
+                           saved=bool(bottle.request.query.get("saved")) and not errors,
+                           new_url=bool(bottle.request.query.get("new-url")))
 
     def _check_values(self, page: svc.CheckPage) -> dict[str, Any]:
         c, fl = page.check, page.filters
@@ -375,6 +377,13 @@ class Pages:
 
     def resume(self, name: str) -> bytes:
         return self._pause_resume(name, self.service.resume)
+
+    def new_url(self, name: str) -> bytes:
+        try:
+            self.service.replace_token(name)
+        except NotFound:
+            return self.not_found(name)
+        self.redirect(f"/checks/{quote(name)}?new-url=1#snip-h")
 
     def _pause_resume(self, name: str, action: Callable[[str], Any]) -> bytes:
         try:
