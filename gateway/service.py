@@ -696,13 +696,15 @@ class Service:
                    f"[Timer]\n{timer}\n\n[Install]\nWantedBy=timers.target\n\n"
                    f"# then: systemctl daemon-reload && systemctl enable --now {unit}.timer")
         email = self.email_address(check)
+        # Tokens made before url_secret() may start with "-": end mail's options before it.
+        to = f"-- {email}" if email.startswith("-") else email
         return [
             Snippet("curl", "crontab, curl", f"{when} {curl}"),
             Snippet("wget", "crontab, wget", f"{when} wget -q -T 10 -t 3 -O /dev/null {url}"),
             Snippet("exit", "crontab, report the job's exit status",
                     f"{when} /usr/local/bin/job.sh; curl -fsS -m 10 --retry 3 -o /dev/null {url}/$?"),
             Snippet("systemd", "systemd timer", systemd),
-            Snippet("email", "email", f"{email}\n\n# e.g. from cron:\n{when} echo ok | mail -s ok {email}"),
+            Snippet("email", "email", f"{email}\n\n# e.g. from cron:\n{when} echo ok | mail -s ok {to}"),
         ]
 
     def modem_page(self) -> ModemPage:

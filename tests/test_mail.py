@@ -64,6 +64,9 @@ max_checks = 30
     with Store(config.db_path) as store:  # in-process: 15 CLI runs would cost seconds
         service = Service(store, config)
         tokens = {n: service.add_check(n, period=3600, grace=3600).token for n in CHECKS}
+        # As made before tokens stopped starting with "-" (a database from an older version).
+        tokens["dashed"] = store.add_check("dashed", "-" + "d" * 23, service.make_schedule(3600, 3600),
+                                           time.time()).token
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HBGW_LOG_LEVEL", "DEBUG")  # so the no-secrets-in-the-log test sees everything
         d = Daemon(data, config=cfg).start()
@@ -220,6 +223,24 @@ def test_it_records_a_mail_sent_by_msmtp(gw: Daemon, tmp_path: Path, how: str) -
     kind, _, source, _, method, ua, stored = pings(gw, name)[-1]
     assert (kind, source, method, ua, stored) == ("success", "email", "SMTP", sender, body)
     assert show(gw, name)["status"] == "up"
+
+
+@pytest.mark.skipif(not shutil.which("msmtp"), reason="needs msmtp (installed by .ci/run)")
+def test_an_older_token_starting_with_a_dash_works_as_its_snippet_shows(gw: Daemon) -> None:
+    config = cfgmod.load(gw.cfg)  # type: ignore[attr-defined]
+    with Store(config.db_path) as store:
+        service = Service(store, config)
+        snippet = {s.key: s.text for s in service.snippets(service.get_check("dashed"))}["email"]
+        plain = {s.key: s.text for s in service.snippets(service.get_check("web1"))}["email"]
+    assert f"| mail -s ok -- {addr(gw, 'dashed')}" in snippet
+    assert f"| mail -s ok {addr(gw, 'web1')}" in plain
+    # msmtp, like mail and sendmail, reads what follows "--" as recipients, not options.
+    host, port = smtp_addr(gw)
+    out = subprocess.run(["msmtp", f"--host={host}", f"--port={port}", "--from=c@client.example",
+                          "--auth=off", "--tls=off", "--", addr(gw, "dashed")],
+                         input="Subject: ok\n\nok\n", capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert show(gw, "dashed")["status"] == "up"
 
 
 @pytest.mark.skipif(not shutil.which("msmtp"), reason="needs msmtp (installed by .ci/run)")
