@@ -188,6 +188,24 @@ def test_it_opens_a_check_page(page: Any, gw: Daemon) -> None:
     assert show(gw, "db1")["period"] == 1800
 
 
+
+def test_it_replaces_a_leaked_ping_url(page: Any, gw: Daemon) -> None:
+    page.get_by_role("link", name="backup", exact=True).click()
+    old = show(gw, "backup")["ping_url"].rsplit("/", 1)[1]
+    button = page.get_by_role("button", name="Make a new ping URL")
+    expect(button).to_be_hidden()  # folded away: not a button to press by accident
+    page.get_by_text("Replace the ping URL…").click()
+    button.click()
+    expect(page.get_by_role("status")).to_contain_text("The old ones answer 404 now")
+    new = show(gw, "backup")["ping_url"].rsplit("/", 1)[1]
+    assert new != old
+    expect(page.locator("#snip-url")).to_have_text(f"{gw.url}/ping/{new}")
+    expect(page.locator("#snip-curl")).to_contain_text(f"{gw.url}/ping/{new}")
+    expect(page.locator(".timeline")).to_contain_text("ping URL replaced")
+    assert WebClient(gw.url).get(f"/ping/{old}").status == 404
+    assert WebClient(gw.url).get(f"/ping/{new}").status == 200
+
+
 @pytest.mark.parametrize("name", XSS)
 def test_it_shows_hostile_names_as_text(page: Any, gw: Daemon, name: str) -> None:
     link = page.get_by_role("link", name=name, exact=True)
