@@ -7,10 +7,12 @@ allowed (:class:`ConfigError`, exit code 2). Every key has a default, so ``--dem
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,10 +141,11 @@ def parse_hostport(text: str, *, what: str = "address") -> tuple[str, int]:
 class _Reader:
     """Pulls typed values out of one TOML table, remembering where they came from."""
 
-    def __init__(self, source: str, table: str, data: Any) -> None:
+    def __init__(self, source: str, table: str, data: Any, known: Sequence[str] = ()) -> None:
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: [{table}] must be a table")
         self.source, self.table, self.data = source, table, dict(data)
+        self.known = list(known)  # every key asked for, for the "unknown key" message
 
     def where(self, key: str) -> str:
         return f"{self.source}: [{self.table}] {key}" if self.table else f"{self.source}: {key}"
@@ -151,6 +154,7 @@ class _Reader:
         return ConfigError(f"{self.where(key)}: {problem}")
 
     def pop(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.known.append(key)
         if key not in self.data:
             return default
         value = self.data.pop(key)
@@ -217,9 +221,13 @@ class _Reader:
         return value
 
     def done(self) -> None:
+        """Refuse what is left: a key nobody asked for is a typo or a setting we do not have."""
         if self.data:
             key = sorted(self.data)[0]
-            raise self.fail(key, "unknown key")
+            close = difflib.get_close_matches(key, self.known, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            where = f"[{self.table}]" if self.table else "the top level"
+            raise self.fail(key, f"unknown key{hint}; {where} takes {', '.join(self.known)}")
 
 
 def _quiet(r: _Reader) -> tuple[int, int] | None:
@@ -289,7 +297,11 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+TABLES = ("http", "smtp", "modem", "alerts", "email", "security", "defaults", "peer")
+
+
 def _section(src: str, top: dict[str, Any], name: str) -> _Reader:
+    assert name in TABLES
     return _Reader(src, name, top.pop(name, {}))
 
 
@@ -404,7 +416,7 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         raise r.fail("url", "must be an http:// or https:// URL, e.g. https://other-gateway:8080/ping/<token>")
     r.done()
 
-    r = _Reader(source, "", top)
+    r = _Reader(source, "", top, known=[f"[{t}]" for t in TABLES])
     raw_dir = r.string("data_dir", None)
     r.done()
     data_dir = d.data_dir

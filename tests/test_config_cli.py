@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,33 @@ def test_it_names_the_file_and_key_of_a_bad_config(tmp_path: Path, toml: str, me
         cfgmod.load(path)
     assert str(e.value).startswith(f"{path}: ")
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[http]\nlisen = '127.0.0.1:8080'\n", "[http] lisen: unknown key (did you mean 'listen'?); "
+         "[http] takes trusted_proxies, listen, base_url, max_body, threads, idle_timeout"),
+        ("[htp]\n", "htp: unknown key (did you mean '[http]'?); the top level takes [http], [smtp],"),
+        ("datadir = '/x'\n", "(did you mean 'data_dir'?)"),
+        ("[alerts]\nzzz = 1\n", "[alerts] zzz: unknown key; [alerts] takes sms_to,"),
+    ],
+)
+def test_it_suggests_the_key_that_was_meant(toml: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        cfgmod.parse(tomllib.loads(toml), "hbgw.toml")
+    assert str(e.value).startswith("hbgw.toml: ") and message in str(e.value)
+
+
+@pytest.mark.parametrize("table", cfgmod.TABLES)
+def test_it_lists_every_setting_of_a_table_when_a_key_is_unknown(table: str) -> None:
+    """The list comes from the keys the parser asked for: none may be read only sometimes."""
+    with pytest.raises(ConfigError) as e:
+        cfgmod.parse({table: {"no_such_setting": 1}})
+    listed = str(e.value).split(" takes ")[1].split(", ")
+    fields = {f.name for f in dataclasses.fields(getattr(cfgmod.Config(), table))}
+    assert {"from" if k == "sender" else k for k in fields} == set(listed)
+    assert len(listed) == len(set(listed))
 
 
 def test_it_exits_2_with_a_clear_message_for_a_bad_or_missing_config(tmp_path: Path) -> None:
