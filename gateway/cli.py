@@ -273,26 +273,31 @@ def _render_list(service: Service, rows: list[dict[str, Any]]) -> str:
                      for line in lines)
 
 
+def _render_show(d: dict[str, Any]) -> str:
+    """One check for people: the ``--json`` fields, with durations, switches and empties in words."""
+    schedule = f"cron {d['cron']} ({d['tz']})" if d["cron"] else "every " + format_duration(d["period"])
+    rows = [
+        ("name", d["name"]), ("status", d["status"]), ("last ping", d["last_ping"] or "never"),
+        ("schedule", f"{schedule}, grace {format_duration(d['grace'])}"),
+        ("late at", d["late_at"] or "-"), ("down at", d["down_at"] or "-"),
+        ("last exit status", "-" if d["last_exit_status"] is None else d["last_exit_status"]),
+        ("SMS alerts", "on" if d["sms_enabled"] else "off"),
+        ("email alerts", "on" if d["email_enabled"] else "off"),
+        ("pings", d["n_pings"]), ("created", d["created"]),
+        ("email filters", json.dumps(d["filters"]) if d["filters"] else "none"),
+        ("ping URL", d["ping_url"]), ("email", d["email"]),
+    ]
+    width = max(len(k) for k, _ in rows) + 2
+    return "\n".join(f"{k + ':':{width}}{v}" for k, v in rows)
+
+
 def snippets(service: Service, name: str) -> str:
-    check = service.get_check(name)
-    url = service.ping_url(check)
-    period = check.schedule.period
-    minutes = max(1, int(period // 60))
-    when = check.schedule.cron or (f"*/{minutes} * * * *" if minutes < 60 else "0 * * * *")
-    unit = "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "-" for c in check.name)
-    return "\n".join([
-        "crontab (curl):",
-        f"  {when} curl -fsS -m 10 --retry 3 -o /dev/null {url}",
-        "crontab (wget):",
-        f"  {when} wget -q -T 10 -t 3 -O /dev/null {url}",
-        "a job that reports its exit status:",
-        f"  {when} /usr/local/bin/job.sh; curl -fsS -m 10 --retry 3 -o /dev/null {url}/$?",
-        "systemd timer, every 5 min (hbgw-ping@.service and .timer from hbgw's systemd/ folder):",
-        f"  mkdir -p /etc/hbgw-ping && (umask 077; echo {url} > /etc/hbgw-ping/{unit}.url)",
-        f"  systemctl enable --now hbgw-ping@{unit}.timer",
-        "email:",
-        f"  {when} echo ok | mail -s ok {service.email_address(check)}",
-    ])
+    """The check page's copy-paste snippets, as text: a title, then the lines indented."""
+    out = []
+    for snippet in service.snippets(service.get_check(name)):
+        out.append(snippet.title + ":")
+        out.extend(f"  {line}" if line else "" for line in snippet.text.splitlines())
+    return "\n".join(out)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -315,8 +320,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(d, indent=2))
             else:
-                for k, v in d.items():
-                    print(f"{k + ':':16} {v}")
+                print(_render_show(d))
                 print()
                 print(snippets(service, check.name))
         elif args.action == "set":

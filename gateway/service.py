@@ -685,16 +685,7 @@ class Service:
         else:
             when = _cron_for_period(s.period)
         curl = f"curl -fsS -m 10 --retry 3 -o /dev/null {url}"
-        unit = "hbgw-ping-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", check.name).strip("-.")[:60] or "check")
-        desc = check.name.replace("%", "%%").replace("\\", "\\\\")
-        timer = (f"OnCalendar=  # {s.cron} ({s.tz}) as a calendar event, see systemd.time(7)"
-                 if s.cron else f"OnBootSec=1min\nOnUnitActiveSec={format_duration(s.period)}")
-        systemd = (f"# /etc/systemd/system/{unit}.service\n[Unit]\nDescription=heartbeat for {desc}\n"
-                   "Wants=network-online.target\nAfter=network-online.target\n\n[Service]\n"
-                   f"Type=oneshot\nExecStart=/usr/bin/{curl}\n\n"
-                   f"# /etc/systemd/system/{unit}.timer\n[Unit]\nDescription=heartbeat for {desc}\n\n"
-                   f"[Timer]\n{timer}\n\n[Install]\nWantedBy=timers.target\n\n"
-                   f"# then: systemctl daemon-reload && systemctl enable --now {unit}.timer")
+        systemd = _systemd_snippet(check, url)
         email = self.email_address(check)
         # Tokens made before url_secret() may start with "-": end mail's options before it.
         to = f"-- {email}" if email.startswith("-") else email
@@ -948,6 +939,31 @@ def _emails(field: str, values: Sequence[str]) -> tuple[str, ...]:
         if addr not in out:
             out.append(addr)
     return tuple(out)
+
+
+SYSTEMD_TIMER_EVERY = 300.0  # what systemd/hbgw-ping@.timer ships with
+
+
+def _systemd_snippet(check: Check, url: str) -> str:
+    """How to ping ``check`` with the hbgw-ping@ template units from systemd/: the URL goes in a
+    root-only file handed to curl as a credential (never on a command line or in a unit file that
+    every local user can read); a drop-in sets this check's interval."""
+    unit = re.sub(r"[^A-Za-z0-9_.]+", "-", check.name).strip("-.")[:60] or "check"
+    s = check.schedule
+    lines = ["# with hbgw-ping@.service and hbgw-ping@.timer from heartbeat-gateway's systemd/ folder",
+             "install -m 0644 hbgw-ping@.service hbgw-ping@.timer /etc/systemd/system/",
+             f"mkdir -p /etc/hbgw-ping && (umask 077; echo '{url}' > /etc/hbgw-ping/{unit}.url)"]
+    if s.cron:
+        lines += [f"# a cron schedule ({s.cron}, {s.tz}): `systemctl edit hbgw-ping@{unit}.timer`,",
+                  "# empty OnBootSec= and OnUnitActiveSec=, and the matching OnCalendar= (see",
+                  "# systemd.time(7)); or let the job ping when it ends (the exit-status line)"]
+    elif s.period != SYSTEMD_TIMER_EVERY:
+        dropin = f"/etc/systemd/system/hbgw-ping@{unit}.timer.d"
+        lines += [f"# every {format_duration(s.period)} instead of the timer's 5 minutes",
+                  f"mkdir -p {dropin} && printf '[Timer]\\nOnUnitActiveSec=\\n"
+                  f"OnUnitActiveSec={format_duration(s.period)}\\n' > {dropin}/interval.conf"]
+    lines.append(f"systemctl daemon-reload && systemctl enable --now hbgw-ping@{unit}.timer")
+    return "\n".join(lines)
 
 
 def _cron_for_period(period: float) -> str:

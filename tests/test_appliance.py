@@ -137,6 +137,45 @@ def test_it_scores_ok_in_systemd_analyze_security(units_here: Path, variant: str
     assert exposure(unit) <= 3.9  # "OK" or better
 
 
+@needs_analyze
+@pytest.mark.parametrize(("name", "period", "dropin"), [("web 1", 60.0, "OnUnitActiveSec=1m"),
+                                                       ("db1", 300.0, None),
+                                                       ("backup", 5400.0, "OnUnitActiveSec=1h30m")])
+def test_the_systemd_snippet_runs_and_gives_units_that_verify(
+        tmp_path: Path, name: str, period: float, dropin: str | None) -> None:
+    """The check page's "systemd timer" lines, run as they are with /etc moved into a temp dir:
+    the URL lands in a 0600 file, the interval drop-in (when one is needed) is read by systemd."""
+    root = tmp_path / "root"
+    config = Config(data_dir=tmp_path / "data")
+    with Store(config.db_path) as store:
+        service = Service(store, config)
+        check = service.add_check(name, period=period, grace=60)
+        text = {s.key: s.text for s in service.snippets(check)}["systemd"]
+        url = service.ping_url(check)
+    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    assert lines[-1].startswith("systemctl daemon-reload && systemctl enable --now hbgw-ping@")
+    instance = lines[-1].rsplit("hbgw-ping@", 1)[1].removesuffix(".timer")
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", instance)
+    script = "\n".join(["set -e", f"mkdir -p {root}/etc/systemd/system",
+                        *(ln.replace("/etc/", f"{root}/etc/") for ln in lines[:-1])])
+    r = subprocess.run(["sh", "-c", script], cwd=UNITS, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    url_file = root / "etc" / "hbgw-ping" / f"{instance}.url"
+    assert url_file.read_text() == url + "\n"
+    assert url_file.stat().st_mode & 0o077 == 0
+    conf = list((root / "etc/systemd/system").glob(f"hbgw-ping@{instance}.timer.d/*.conf"))
+    if dropin is None:
+        assert conf == []
+    else:
+        assert [c.read_text() for c in conf] == [f"[Timer]\nOnUnitActiveSec=\n{dropin}\n"]
+    units = root / "etc" / "systemd" / "system"
+    env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"}
+    r = subprocess.run([str(ANALYZE), "verify", f"hbgw-ping@{instance}.timer",
+                        f"hbgw-ping@{instance}.service"], capture_output=True, text=True,
+                       timeout=60, cwd=units, env=env)
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+
+
 def test_it_ships_a_udev_rule_that_names_the_modem_and_keeps_modemmanager_off() -> None:
     text = (UNITS / "90-hbgw-modem.rules").read_text()
     token = r'(?:[A-Z_]+(?:\{[A-Za-z_.]+\})?)\s*(?:==|!=|\+=|:=|=)\s*"[^"]*"'

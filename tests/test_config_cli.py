@@ -131,6 +131,13 @@ def test_it_adds_lists_shows_pauses_resumes_and_removes_checks(tmp_path: Path) -
     assert (nightly["cron"], nightly["tz"]) == ("30 2 * * *", "Europe/Paris")
     text = hbgw("check", "show", "web1", config=cfg).stdout
     assert "curl -fsS" in text and "wget -q" in text and web1["email"] in text
+    for row in ("status:           new", "last ping:        never",
+                "schedule:         every 15m, grace 5m", "last exit status: -", "SMS alerts:       on",
+                f"ping URL:         {web1['ping_url']}", "hbgw-ping@web1.timer.d/interval.conf"):
+        assert row in text, row
+    text = hbgw("check", "show", "nightly", config=cfg).stdout
+    assert "schedule:         cron 30 2 * * * (Europe/Paris), grace " in text
+    assert "CRON_TZ=Europe/Paris\n  30 2 * * * curl -fsS" in text
     hbgw("check", "pause", "web1", config=cfg)
     assert hbgw_json("check", "show", "web1", config=cfg)["status"] == "paused"
     hbgw("check", "resume", "web1", config=cfg)
