@@ -187,6 +187,15 @@ def offline_note(since: float | None, until: float, n: int, s: AlertSettings) ->
     return _fan_out("note", None, offline_note_text(since, until, n, s), f"offline@{int(until)}", s)
 
 
+def clock_note_text(before: float, after: float, n: int, s: AlertSettings) -> str:
+    return (f"hbgw's clock jumped from {clock(before, s)} to {clock(after, s)}; {n} server(s)"
+            f" given a fresh period, no alerts for the skipped time.")
+
+
+def clock_note(before: float, after: float, n: int, s: AlertSettings) -> list[Outgoing]:
+    return _fan_out("note", None, clock_note_text(before, after, n, s), f"clock@{int(after)}", s)
+
+
 def modem_trouble(connected: bool, sim: str | None, registration: str | None) -> str | None:
     """What is wrong with the modem, in a few words, or None when it can send SMS."""
     if not connected:

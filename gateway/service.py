@@ -272,9 +272,10 @@ class Service:
 
     # ------------------------------------------------------------------ watchdog
 
-    def advance(self) -> list[Flip]:
-        """Flip every check whose deadline has passed (blocking; the watchdog runs it)."""
-        flips = self.store.advance(self.clock())
+    def advance(self, now: float | None = None) -> list[Flip]:
+        """Flip every check whose deadline has passed by ``now`` (default: the clock's now;
+        blocking, the watchdog runs it)."""
+        flips = self.store.advance(self.clock() if now is None else now)
         self._outbox_changed()  # flips may have queued alerts, and reminders come without flips
         return flips
 
@@ -287,6 +288,15 @@ class Service:
         reset = self.store.fresh_start(self.clock(), offline_since)
         if reset:
             logger.info("gateway was offline; %d check(s) given a fresh period", len(reset))
+        return reset
+
+    def clock_stepped(self, expected: float, now: float) -> list[Check]:
+        """The wall clock jumped from ``expected`` to ``now``: no false DOWN for the skipped time
+        (forward), no late deadlines (back). See Store.clock_stepped."""
+        reset = self.store.clock_stepped(expected, now)
+        logger.warning("the system clock jumped %+.1f s; %d check(s) given a fresh period",
+                       now - expected, len(reset))
+        self._outbox_changed()
         return reset
 
     # ------------------------------------------------------------------ owner actions (web, SMS, CLI)

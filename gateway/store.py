@@ -19,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import queue
 import sqlite3
@@ -560,6 +561,16 @@ class Store:
         """Give checks whose deadline passed while the gateway was offline a fresh period."""
         return self.write(_tx_fresh_start, now, offline_since, self.alerts, durable=True)
 
+    def clock_stepped(self, expected: float, now: float) -> list[Check]:
+        """The wall clock jumped from ``expected`` to ``now`` (NTP setting a clock that booted
+        wrong, a person running ``date``). Forward: checks whose deadline fell in the skipped
+        time get a fresh period, as after an outage of the gateway (with a note to the owner).
+        Back: checks stamped in the future get a fresh period, so no deadline ends up late."""
+        if now >= expected:
+            return self.write(functools.partial(_tx_fresh_start, clock_step=True), now, expected,
+                              self.alerts, durable=True)
+        return self.write(_tx_clock_back, now, expected, durable=True)
+
     def set_setting(self, key: str, value: str) -> None:
         self.write(_tx_set_setting, key, value)
 
@@ -894,7 +905,8 @@ def _tx_advance(conn: sqlite3.Connection, now: float,
 
 
 def _tx_fresh_start(conn: sqlite3.Connection, now: float, offline_since: float | None,
-                    alerts: policy.AlertSettings | None = None) -> list[Check]:
+                    alerts: policy.AlertSettings | None = None, *,
+                    clock_step: bool = False) -> list[Check]:
     reset = []
     rows = conn.execute(
         f"SELECT {_CHECK_COLUMNS} FROM checks WHERE next_deadline IS NOT NULL"
@@ -908,12 +920,35 @@ def _tx_fresh_start(conn: sqlite3.Connection, now: float, offline_since: float |
         if after != before:
             _save_check(conn, after)
             reset.append(after)
-    if reset:
+    if reset and clock_step and offline_since is not None:
+        _add_event(conn, None, now, "note",
+                   detail=f"the clock jumped forward from {_iso(offline_since)} to {_iso(now)};"
+                          f" {len(reset)} check(s) given a fresh period")
+        if alerts is not None:
+            _queue(conn, policy.clock_note(offline_since, now, len(reset), alerts), now, 0.0)
+    elif reset:
         detail = (f"gateway was offline from {_iso(offline_since)} to {_iso(now)};"
                   f" {len(reset)} check(s) given a fresh period")
         _add_event(conn, None, now, "note", detail=detail)
         if alerts is not None:
             _queue(conn, policy.offline_note(offline_since, now, len(reset), alerts), now, 0.0)
+    return reset
+
+
+def _tx_clock_back(conn: sqlite3.Connection, now: float, expected: float) -> list[Check]:
+    """The clock went back: heartbeats it stamped ahead of the corrected time would push
+    deadlines late by the same amount, so checks anchored in the future start a fresh period."""
+    reset = []
+    rows = conn.execute(f"SELECT {_CHECK_COLUMNS} FROM checks WHERE anchor > ?", (now,)).fetchall()
+    for row in rows:
+        before = _check_from_row(row)
+        after = st.apply_fresh_start(before, now)
+        if after != before:
+            _save_check(conn, after)
+            reset.append(after)
+    _add_event(conn, None, now, "note",
+               detail=f"the clock went back from {_iso(expected)} to {_iso(now)};"
+                      f" {len(reset)} check(s) given a fresh period")
     return reset
 
 
