@@ -569,7 +569,7 @@ class Store:
         if now >= expected:
             return self.write(functools.partial(_tx_fresh_start, clock_step=True), now, expected,
                               self.alerts, durable=True)
-        return self.write(_tx_clock_back, now, expected, durable=True)
+        return self.write(_tx_clock_back, now, expected, self.alerts, durable=True)
 
     def set_setting(self, key: str, value: str) -> None:
         self.write(_tx_set_setting, key, value)
@@ -935,17 +935,26 @@ def _tx_fresh_start(conn: sqlite3.Connection, now: float, offline_since: float |
     return reset
 
 
-def _tx_clock_back(conn: sqlite3.Connection, now: float, expected: float) -> list[Check]:
+def _tx_clock_back(conn: sqlite3.Connection, now: float, expected: float,
+                   alerts: policy.AlertSettings | None = None) -> list[Check]:
     """The clock went back: heartbeats it stamped ahead of the corrected time would push
-    deadlines late by the same amount, so checks anchored in the future start a fresh period."""
+    deadlines late by the same amount, so checks anchored in the future start a fresh period;
+    a down check alerted "in the future" counts its next reminder from now."""
     reset = []
-    rows = conn.execute(f"SELECT {_CHECK_COLUMNS} FROM checks WHERE anchor > ?", (now,)).fetchall()
+    rows = conn.execute(f"SELECT {_CHECK_COLUMNS} FROM checks WHERE anchor > ? OR last_alert > ?",
+                        (now, now)).fetchall()
     for row in rows:
         before = _check_from_row(row)
-        after = st.apply_fresh_start(before, now)
+        after = before
+        if before.anchor is not None and before.anchor > now:
+            after = st.apply_fresh_start(after, now)
+        if after.status is Status.DOWN and after.last_alert is not None and after.last_alert > now:
+            after = dataclasses.replace(after, last_alert=now, alert_at=(
+                policy.next_reminder(after, now, alerts) if alerts is not None else after.alert_at))
         if after != before:
             _save_check(conn, after)
-            reset.append(after)
+            if after.anchor != before.anchor:
+                reset.append(after)
     _add_event(conn, None, now, "note",
                detail=f"the clock went back from {_iso(expected)} to {_iso(now)};"
                       f" {len(reset)} check(s) given a fresh period")

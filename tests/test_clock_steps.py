@@ -148,6 +148,22 @@ def test_a_step_back_re_anchors_checks_stamped_in_the_future(service: Service,
     assert alerts(service) == []  # nothing the owner must act on
 
 
+def test_a_step_back_keeps_reminders_for_a_down_check_on_schedule(service: Service,
+                                                                   clocks: Clocks) -> None:
+    service.add_check("web1", period=60, grace=60)
+    ping(service, "web1")
+    clocks.run(150)
+    service.advance()
+    down = service.get_check("web1")
+    assert down.status is Status.DOWN and down.alert_at == clocks.wall + 900  # [alerts] repeat
+    expected = clocks.wall
+    clocks.step(-3600)
+    service.clock_stepped(expected, clocks.wall)
+    after = service.get_check("web1")
+    assert after.status is Status.DOWN and after.down_since == down.down_since
+    assert (after.last_alert, after.alert_at) == (clocks.wall, clocks.wall + 900)  # not 1 h 15 min
+
+
 # ----------------------------------------------------------------------------- the watchdog
 
 
