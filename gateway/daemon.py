@@ -126,6 +126,7 @@ class HttpServer:
             raise
         config = uvicorn.Config(
             app, http=_HttpProtocol, loop="asyncio", lifespan="off", interface="asgi3",
+            ws="none",  # plain HTTP only, whatever else is installed beside us
             log_config=None, access_log=False, server_header=False,
             proxy_headers=False,  # X-Forwarded-For is judged by [http] trusted_proxies (web.app)
             limit_concurrency=max_connections,

@@ -176,6 +176,18 @@ def test_the_web_pages_still_work_behind_the_ping_front(gw: Daemon) -> None:
     assert reply.startswith(b"HTTP/1.1 303 ") or reply.startswith(b"HTTP/1.1 302 ")  # to the login page
 
 
+@pytest.mark.parametrize("path", ["/", "/ping/{token}"])
+def test_a_websocket_upgrade_is_answered_as_plain_http(gw: Daemon, path: str) -> None:
+    with connect(gw) as s:
+        s.sendall((f"GET {path.format(token=token(gw))} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        s.settimeout(10)
+        head = s.recv(65536)
+    assert not head.startswith(b"HTTP/1.1 101") and head.startswith(b"HTTP/1.1 ")
+    assert b"Traceback" not in head and "Traceback" not in gw.log()
+
+
 # --------------------------------------------------------------------------------- the pure router
 
 
