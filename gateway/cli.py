@@ -463,9 +463,13 @@ def cmd_modem(args: argparse.Namespace) -> int:
 
 
 def _running_daemon(config: Config) -> int | None:
-    """The PID of an ``hbgw serve`` running on this data dir, or None (a stale run.json is ignored)."""
-    from gateway.daemon import read_run_file
+    """The PID of an ``hbgw serve`` running on this data dir (0 if unknown), or None. The data
+    dir's lock says it; run.json (stale ones ignored) when the lock file is not readable here."""
+    from gateway.daemon import DataDirLock, read_run_file
 
+    holder = DataDirLock.holder(config.data_dir)
+    if holder is not None:
+        return holder
     info = read_run_file(config.data_dir)
     pid = info.get("pid") if info else None
     if not isinstance(pid, int):
@@ -495,8 +499,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     pid = _running_daemon(config)
     if pid is not None:
-        print(f"hbgw: the gateway is running on {config.data_dir} (pid {pid}): stop it first"
-              " (systemctl stop hbgw)", file=sys.stderr)
+        print(f"hbgw: the gateway is running on {config.data_dir}{f' (pid {pid})' if pid else ''}:"
+              " stop it first (systemctl stop hbgw)", file=sys.stderr)
         return EXIT_FAIL
     info, bak = restore_database(args.file, config.db_path)
     print(f"restored {args.file} into {info.path} ({_n_checks(info.checks)}, schema v{info.schema})")

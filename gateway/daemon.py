@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import json
 import logging
@@ -191,6 +192,65 @@ class ModemParts:
             await asyncio.to_thread(self.transport.stop)
 
 
+class AlreadyRunning(OSError):
+    """Another ``hbgw serve`` holds the data dir."""
+
+
+class DataDirLock:
+    """One daemon per data dir: an exclusive ``flock`` on ``hbgw.lock``, held for the life of
+    the process. The kernel drops it when the process ends however it ends (``kill -9``
+    included), so a stale lock file is harmless. Two daemons on one database would both flip
+    checks and both send every alert, and fight over the modem."""
+
+    NAME = "hbgw.lock"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / self.NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = _read_pid(fd)
+                raise AlreadyRunning(f"another hbgw serve is running on {self.path.parent}"
+                                     + (f" (pid {pid})" if pid else "")) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+    @classmethod
+    def holder(cls, data_dir: Path) -> int | None:
+        """The PID of the daemon holding ``data_dir`` (0 if it cannot be read), or None."""
+        try:
+            fd = os.open(data_dir / cls.NAME, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_pid(fd) or 0
+        finally:
+            os.close(fd)
+        return None
+
+
+def _read_pid(fd: int) -> int | None:
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
+
+
 def sd_notify(message: str) -> None:
     """Tell systemd (Type=notify) ``message``; a no-op outside systemd."""
     addr = os.environ.get("NOTIFY_SOCKET")
@@ -274,7 +334,16 @@ class Daemon:
             await asyncio.sleep(interval)
 
     async def run(self) -> int:
-        """Serve until SIGTERM/SIGINT. Returns the process exit code."""
+        """Serve until SIGTERM/SIGINT. Returns the process exit code. Raises AlreadyRunning
+        when another daemon serves the same data dir."""
+        lock = DataDirLock(self.config.data_dir)
+        lock.acquire()
+        try:
+            return await self._serve()
+        finally:
+            lock.release()
+
+    async def _serve(self) -> int:
         cfg = self.config
         store = Store(cfg.db_path).open()
         tasks: list[asyncio.Task[Any]] = []

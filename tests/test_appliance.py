@@ -349,6 +349,31 @@ def test_it_pings_with_the_client_side_systemd_unit(gw: Daemon, tmp_path: Path) 
 # ------------------------------------------------------------------------ backup / restore
 
 
+def test_it_runs_one_daemon_per_data_dir_and_frees_it_even_after_kill_9(tmp_path: Path) -> None:
+    """A second daemon on the same database would flip every check twice, send every alert
+    twice and fight over the modem: it must refuse to start, clearly."""
+    from gateway.daemon import DataDirLock
+
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "hbgw.toml", data)
+    hbgw("check", "add", "web1", "--period", "1h", config=cfg)
+    first = Daemon(data, config=cfg).start()
+    try:
+        assert DataDirLock.holder(data) == first.proc.pid  # type: ignore[union-attr]
+        r = hbgw("serve", config=cfg, check=False, timeout=20)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert f"hbgw: cannot start: another hbgw serve is running on {data} (pid {first.proc.pid})" \
+            in r.stderr  # type: ignore[union-attr]
+        assert ping(f"{first.url}/ping/{token_of('web1', cfg)}") == 200  # the first one is untouched
+        first.kill9()
+        assert DataDirLock.holder(data) is None  # the kernel let go with the process
+        with Daemon(data, config=cfg) as second:
+            assert ping(f"{second.url}/ping/{token_of('web1', cfg)}") == 200
+        assert DataDirLock.holder(data) is None
+    finally:
+        first.stop()
+
+
 def test_it_backs_up_while_serving_and_restores_when_stopped(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cfg = write_config(tmp_path / "hbgw.toml", data)
