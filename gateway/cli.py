@@ -127,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
                    " the configured modem")
     _data_args(a)
 
+    p = sub.add_parser("status", help="is the gateway running, is the modem up, what is down"
+                       " (exit 0 all well, 1 not running, 3 alerts cannot go out as they should)")
+    p.add_argument("--json", action="store_true")
+    _data_args(p)
+
     p = sub.add_parser("backup", help="copy the database to FILE (safe while the gateway runs)")
     p.add_argument("file", type=Path)
     _data_args(p)
@@ -481,6 +486,59 @@ def _running_daemon(config: Config) -> int | None:
     return pid if b"hbgw" in cmdline or b"gateway" in cmdline else None
 
 
+EXIT_DEGRADED = 3
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    if not config.db_path.exists():
+        print(f"hbgw: no database at {config.db_path} (the gateway never ran here)", file=sys.stderr)
+        return EXIT_FAIL
+    pid = _running_daemon(config)
+    store, service = _open(config)
+    try:
+        h = service.health(pid)
+    finally:
+        store.close()
+    if pid:
+        from gateway.daemon import read_run_file
+
+        info = read_run_file(config.data_dir) or {}
+        if info.get("pid") == pid:
+            h["daemon"].update({k: info[k] for k in ("http", "smtp") if k in info})
+    print(json.dumps(h, indent=2) if args.json else _render_health(h))
+    if not h["daemon"]["running"]:
+        return EXIT_FAIL
+    return EXIT_OK if h["ok"] else EXIT_DEGRADED
+
+
+def _render_health(h: dict[str, Any]) -> str:
+    d, m, c, o = h["daemon"], h["modem"], h["checks"], h["outbox"]
+    if d["running"]:
+        where = ", ".join(f"{k} {d[k]}" for k in ("http", "smtp") if k in d)
+        daemon = f"running, pid {d['pid'] or '?'}" + (f", {where}" if where else "")
+    else:
+        daemon = "NOT RUNNING"
+    if m is None:
+        modem = "none configured"
+    elif not m["as_of"]:
+        modem = f"{m['backend']}: no report in the last minutes"
+    elif m["connected"]:
+        signal = f", {m['signal_dbm']} dBm" if m.get("signal_dbm") is not None else ""
+        modem = f"connected, {m.get('registration') or '?'}, {m.get('operator') or '?'}{signal}" \
+                f" (as of {m['as_of']})"
+    else:
+        modem = f"NOT CONNECTED: {m.get('error') or 'no error recorded'} (as of {m['as_of']})"
+    total = sum(c.values())
+    checks = f"{total}: " + ", ".join(f"{n} {s}" for s, n in c.items() if n) if total else "none"
+    lines = [("gateway", daemon), ("modem", modem), ("checks", checks)]
+    lines += [(s, ", ".join(h[s])) for s in ("down", "late") if h[s]]
+    outbox = f"{o['waiting']} waiting, {o['failed_24h']} failed in the last 24 h"
+    lines.append(("messages", outbox))
+    lines += [("trouble", t) for t in h["troubles"]]
+    return "\n".join(f"{k + ':':10}{v}" for k, v in lines)
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     from gateway.store import backup_database
 
@@ -517,7 +575,7 @@ def cmd_simulate_modem(args: argparse.Namespace) -> int:
 
 COMMANDS = {"serve": cmd_serve, "init": cmd_init, "check": cmd_check, "passwd": cmd_passwd,
             "sms": cmd_sms, "modem": cmd_modem, "simulate-modem": cmd_simulate_modem,
-            "backup": cmd_backup, "restore": cmd_restore}
+            "backup": cmd_backup, "restore": cmd_restore, "status": cmd_status}
 
 
 def setup_logging(level: str) -> None:

@@ -30,7 +30,7 @@ from gateway.channels import Channel, EmailChannel, SmsChannel
 from gateway.config import Config, parse_hostport
 from gateway.dispatch import Dispatcher
 from gateway.inbox import Inbox
-from gateway.service import Service, iso
+from gateway.service import MODEM_LOG_EVERY, Service, iso
 from gateway.smscommands import CommandRunner
 from gateway.store import Store
 from gateway.watchdog import Watchdog
@@ -295,13 +295,14 @@ class Daemon:
         return self.modem
 
     async def _modem_log(self, service: Service, keeper: ModemKeeper) -> None:
-        """Record modem health every minute (the web page's 24 h signal graph), and email the
-        owner when the modem has been unusable for ``[alerts] modem_alert_after``."""
+        """Record modem health every minute and when it changes (the web page's 24 h signal graph,
+        ``hbgw status``), and email the owner when the modem has been unusable for
+        ``[alerts] modem_alert_after``."""
         after = self.config.alerts.modem_alert_after
         interval = max(0.5, min(60.0, after / 4))
         trouble_since: float | None = None
         alerted = False
-        last_log = 0.0
+        last_log, logged = 0.0, None
         while True:
             h = keeper.health
             st = h.status
@@ -323,15 +324,16 @@ class Daemon:
                     service.notify_owner_by_email,
                     f"hbgw: cannot send SMS for {int(now - (trouble_since or now))} s: {detail}."
                     " Alerts go by email meanwhile; check the modem page.")
-            if now - last_log >= 60:
-                last_log = now
+            state = (h.connected, st.registration if st else None, h.last_error)
+            if now - last_log >= MODEM_LOG_EVERY or state != logged:  # `hbgw status` reads it
+                last_log, logged = now, state
                 try:
                     await asyncio.to_thread(
                         service.store.log_modem, now, h.connected, st.signal_dbm if st else None,
                         st.registration if st else None, st.operator if st else None, h.last_error)
                 except Exception as e:
                     logger.error("cannot record modem health: %s", e)
-            await asyncio.sleep(interval)
+            await keeper.health_changed(interval)
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT. Returns the process exit code. Raises AlreadyRunning

@@ -76,8 +76,9 @@ class Dispatcher:
                 continue
             nxt = await asyncio.to_thread(self.store.next_due_message)
             timeout = 60.0 if nxt is None else max(0.0, min(60.0, nxt - self.clock()))
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            try:  # not wait_for: on 3.11 it can swallow the cancellation that stops this loop
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

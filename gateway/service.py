@@ -24,7 +24,7 @@ from gateway import keywords, policy
 from gateway import schedule as sched
 from gateway import status as st
 from gateway.config import E164, Config, parse_hostport
-from gateway.durations import format_duration, parse_duration
+from gateway.durations import format_duration, humanize, parse_duration
 from gateway.model import Check, Flip, Ping, PingKind, PingMeta, Schedule, Status
 from gateway.passwords import generate_password, hash_password, verify_password
 from gateway.store import Conflict, NotFound, PingResult, Store
@@ -35,6 +35,8 @@ NAME_MAX = 200
 # Names a ping may create on its own (auto_create): short, URL- and SMS-friendly.
 AUTO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 TOKEN_BYTES = 18  # 144 bits
+MODEM_LOG_EVERY = 60.0  # the daemon records modem health this often (gateway.daemon)
+STUCK_AFTER = 300.0  # a message still waiting after this long means alerts are not going out
 
 
 class ValidationError(ValueError):
@@ -740,6 +742,48 @@ class Service:
         status = self.modem_status()
         return {"checks": counts, "pings": self.store.total_pings(),
                 "outbox": self.store.count_outbox(), "modem": status}
+
+    def health(self, daemon_pid: int | None) -> dict[str, Any]:
+        """What ``hbgw status`` reports, read from the database by any process: the daemon, the
+        modem as the daemon last recorded it (every minute), the checks, the outbox. ``ok`` is
+        False when alerts could not go out as they should."""
+        now = self.clock()
+        counts = {s.value: 0 for s in STATUS_ORDER}
+        problems: dict[str, list[str]] = {"down": [], "late": []}
+        for check in self.store.list_checks():
+            status = st.evaluate(check, now).status
+            counts[status.value] += 1
+            if status.value in problems:
+                problems[status.value].append(check.name)
+        waiting, overdue, failed = self.store.outbox_backlog(now, now - 86400)
+        modem: dict[str, Any] | None = None
+        if self.config.modem.backend != "none":
+            seen = self.store.modem_history(now - 3 * MODEM_LOG_EVERY)
+            last = seen[-1] if seen else None
+            modem = {"backend": self.config.modem.backend, "connected": bool(last and last["connected"]),
+                     "as_of": iso(last["at"]) if last else None,
+                     **({k: last[k] for k in ("registration", "operator", "signal_dbm", "error")}
+                        if last else {})}
+        troubles = []
+        if not self.alerts.sms_to and not self.alerts.email_to:
+            troubles.append("nobody to alert: add a phone number or an email address on the"
+                            " settings page ([alerts] sms_to, email_to)")
+        if self.alerts.sms_to and modem is None:
+            troubles.append("SMS numbers are set but no modem is configured ([modem] backend)")
+        if self.alerts.email_to and not self.config.email.host:
+            troubles.append("email addresses are set but no mail relay is configured ([email] host)")
+        if daemon_pid is None:
+            troubles.append("the gateway is not running")
+        elif modem is not None and not modem["connected"]:
+            troubles.append("the modem is not connected" if modem["as_of"] else
+                            "no recent modem report")
+        if overdue is not None and now - overdue > STUCK_AFTER:
+            troubles.append(f"{waiting} message(s) waiting; one is {humanize(now - overdue)} overdue")
+        return {"ok": not troubles, "troubles": troubles,
+                "daemon": {"running": daemon_pid is not None, "pid": daemon_pid or None},
+                "modem": modem, "checks": counts, "down": sorted(problems["down"]),
+                "late": sorted(problems["late"]),
+                "outbox": {"waiting": waiting, "overdue_since": iso(overdue), "failed_24h": failed}}
 
     def _modem_summary(self) -> ModemSummary | None:
         if self.config.modem.backend == "none":

@@ -107,8 +107,9 @@ class Watchdog:
                 await self._advance(now)
                 continue
             self._target = min(nxt if nxt is not None else math.inf, now + self.recheck)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, self._target - now))
+            try:  # not wait_for: on 3.11 it can swallow the cancellation that stops this loop
+                async with asyncio.timeout(max(0.0, self._target - now)):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

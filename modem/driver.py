@@ -782,12 +782,31 @@ class ModemKeeper:
         self._done = asyncio.Event()
         self._running = False
         self._timeouts = 0
+        self._health_changed = asyncio.Event()
         self._health = ModemHealth(False, None, dt.datetime.now(dt.UTC), None)
 
     @property
     def health(self) -> ModemHealth:
         """The current health snapshot (no I/O)."""
         return self._health
+
+    @property
+    def _health(self) -> ModemHealth:
+        return self.__health
+
+    @_health.setter
+    def _health(self, value: ModemHealth) -> None:
+        self.__health = value
+        self._health_changed.set()
+
+    async def health_changed(self, timeout: float) -> None:
+        """Return once the health snapshot changed since the last call, or after ``timeout``."""
+        # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that arrives
+        # as the event is set, and a task that loops on this would then never stop.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._health_changed.wait()
+        self._health_changed.clear()
 
     async def run(self) -> None:
         """Keep the modem open until :meth:`stop`. Never raises ModemError."""

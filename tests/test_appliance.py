@@ -325,6 +325,18 @@ def test_it_keeps_serving_when_the_modem_device_does_not_exist(gw: Daemon) -> No
     assert hbgw_json("check", "show", "web1", config=gw.cfg)["status"] == "up"  # type: ignore[attr-defined]
 
 
+def test_status_says_the_modem_is_not_connected_and_exits_3(gw: Daemon) -> None:
+    wait_for(lambda: "NOT CONNECTED" in hbgw("status", config=gw.cfg, check=False).stdout,  # type: ignore[attr-defined]
+             timeout=15, what="a modem report")
+    r = hbgw("status", config=gw.cfg, check=False)  # type: ignore[attr-defined]
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert f"running, pid {gw.proc.pid if gw.proc else ''}, http 127.0.0.1:{gw.port}" in r.stdout
+    assert "trouble:  the modem is not connected" in r.stdout
+    assert "trouble:  nobody to alert" in r.stdout  # this gateway has no recipients either
+    h = hbgw_json("status", config=gw.cfg, check=False)  # type: ignore[attr-defined]
+    assert h["ok"] is False and h["modem"]["connected"] is False and h["modem"]["error"]
+
+
 def test_it_pings_with_the_client_side_systemd_unit(gw: Daemon, tmp_path: Path) -> None:
     """hbgw-ping@.service's own ExecStart, run by sh as systemd would (specifiers expanded, the
     URL file handed over as a credential)."""
@@ -347,6 +359,50 @@ def test_it_pings_with_the_client_side_systemd_unit(gw: Daemon, tmp_path: Path) 
 
 
 # ------------------------------------------------------------------------ backup / restore
+
+
+def test_status_reports_a_healthy_gateway_and_what_is_down(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "hbgw.toml", data, extra=f"""
+[modem]
+backend = "simulator"
+[alerts]
+sms_to = ["{OWNER}"]
+""")
+    for name in ("web1", "db1"):
+        hbgw("check", "add", name, "--period", "1h", config=cfg)
+    hbgw("check", "pause", "db1", config=cfg)
+    r = hbgw("status", config=cfg, check=False)
+    assert r.returncode == 1 and "gateway:  NOT RUNNING" in r.stdout
+    with Daemon(data, config=cfg) as d:
+        assert ping(f"{d.url}/ping/{token_of('web1', cfg)}/fail") == 200
+        wait_for(lambda: hbgw_json("status", config=cfg, check=False)["outbox"]["waiting"] == 0
+                 and hbgw_json("status", config=cfg, check=False)["modem"]["connected"],
+                 timeout=20, what="the FAIL SMS sent and a modem report")
+        r = hbgw("status", config=cfg, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "modem:    connected, home, HBGW Demo" in r.stdout
+        assert "checks:   2: 1 down, 1 paused" in r.stdout and "down:     web1" in r.stdout
+        assert "trouble" not in r.stdout
+    assert hbgw("status", config=cfg, check=False).returncode == 1
+
+
+def test_status_tells_an_overdue_message_from_one_held_for_quiet_hours(tmp_path: Path) -> None:
+    config = Config(data_dir=tmp_path, alerts=AlertsConfig(sms_to=(OWNER,)))
+    with Store(config.db_path) as store:
+        service = Service(store, config)
+        now = time.time()
+        held = store.queue_message("alert", "sms", OWNER, "held", now)
+        store.write(lambda conn: conn.execute("UPDATE outbox SET not_before = ? WHERE id = ?",
+                                              (now + 3600, held)))
+        h = service.health(daemon_pid=None)
+        assert h["outbox"] == {"waiting": 1, "overdue_since": None, "failed_24h": 0}
+        assert h["troubles"] == ["SMS numbers are set but no modem is configured ([modem] backend)",
+                                 "the gateway is not running"]
+        store.queue_message("alert", "sms", OWNER, "stuck", now - 600)
+        h = service.health(daemon_pid=None)
+        assert h["outbox"]["waiting"] == 2 and h["outbox"]["overdue_since"]
+        assert h["troubles"][-1] == "2 message(s) waiting; one is 10 min overdue"
 
 
 def test_it_runs_one_daemon_per_data_dir_and_frees_it_even_after_kill_9(tmp_path: Path) -> None:
