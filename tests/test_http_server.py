@@ -223,9 +223,10 @@ def test_route(method: str, path: str, want: Reply | PingRequest) -> None:
 
 
 def test_route_never_raises_on_any_path() -> None:
-    from hypothesis import given
+    from hypothesis import given, settings
     from hypothesis import strategies as hs
 
+    @settings(deadline=None)  # a busy CI machine must not turn a pause into a failure
     @given(hs.sampled_from(["GET", "POST", "HEAD", "PUT", "get"]), hs.text(max_size=60))
     def check(method: str, tail: str) -> None:
         got = route(method, "/ping/" + tail, is_key)
