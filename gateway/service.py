@@ -652,7 +652,8 @@ class Service:
         counts = {s: 0 for s in STATUS_ORDER}
         for r in rows:
             counts[r.status] += 1
-        return Overview(now=now, rows=rows, counts=counts, modem=self._modem_summary())
+        return Overview(now=now, rows=rows, counts=counts, modem=self._modem_summary(),
+                        troubles=self.alert_troubles())
 
     def _past_hours(self, hour: float) -> dict[int, dict[int, tuple[int, int]]]:
         """The ping histogram of the 23 whole hours before ``hour``. Those hours are over, so it
@@ -764,26 +765,42 @@ class Service:
                      "as_of": iso(last["at"]) if last else None,
                      **({k: last[k] for k in ("registration", "operator", "signal_dbm", "error")}
                         if last else {})}
-        troubles = []
-        if not self.alerts.sms_to and not self.alerts.email_to:
-            troubles.append("nobody to alert: add a phone number or an email address on the"
-                            " settings page ([alerts] sms_to, email_to)")
-        if self.alerts.sms_to and modem is None:
-            troubles.append("SMS numbers are set but no modem is configured ([modem] backend)")
-        if self.alerts.email_to and not self.config.email.host:
-            troubles.append("email addresses are set but no mail relay is configured ([email] host)")
+        troubles = self._setup_troubles()
         if daemon_pid is None:
             troubles.append("the gateway is not running")
         elif modem is not None and not modem["connected"]:
             troubles.append("the modem is not connected" if modem["as_of"] else
                             "no recent modem report")
-        if overdue is not None and now - overdue > STUCK_AFTER:
-            troubles.append(f"{waiting} message(s) waiting; one is {humanize(now - overdue)} overdue")
+        troubles += self._outbox_troubles(now, waiting, overdue)
         return {"ok": not troubles, "troubles": troubles,
                 "daemon": {"running": daemon_pid is not None, "pid": daemon_pid or None},
                 "modem": modem, "checks": counts, "down": sorted(problems["down"]),
                 "late": sorted(problems["late"]),
                 "outbox": {"waiting": waiting, "overdue_since": iso(overdue), "failed_24h": failed}}
+
+    def alert_troubles(self) -> list[str]:
+        """What keeps alerts from going out, as the settings and the outbox tell (the web page
+        shows these; ``health`` adds the daemon and the modem)."""
+        now = self.clock()
+        waiting, overdue, _ = self.store.outbox_backlog(now, now)
+        return self._setup_troubles() + self._outbox_troubles(now, waiting, overdue)
+
+    def _setup_troubles(self) -> list[str]:
+        a, troubles = self.alerts, []
+        if not a.sms_to and not a.email_to:
+            troubles.append("nobody to alert: add a phone number or an email address on the"
+                            " settings page ([alerts] sms_to, email_to)")
+        if a.sms_to and self.config.modem.backend == "none":
+            troubles.append("SMS numbers are set but no modem is configured ([modem] backend)")
+        if a.email_to and not self.config.email.host:
+            troubles.append("email addresses are set but no mail relay is configured ([email] host)")
+        return troubles
+
+    @staticmethod
+    def _outbox_troubles(now: float, waiting: int, overdue: float | None) -> list[str]:
+        if overdue is not None and now - overdue > STUCK_AFTER:
+            return [f"{waiting} message(s) waiting; one is {humanize(now - overdue)} overdue"]
+        return []
 
     def _modem_summary(self) -> ModemSummary | None:
         if self.config.modem.backend == "none":
@@ -876,6 +893,7 @@ class Overview:
     rows: list[CheckRow]
     counts: dict[Status, int]
     modem: ModemSummary | None  # None: no modem configured
+    troubles: list[str]  # what keeps alerts from going out (Service.alert_troubles)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -394,6 +395,24 @@ def test_it_replaces_a_leaked_ping_url(gw: Daemon, admin: WebClient) -> None:
     assert "The old ones answer 404 now" in page.text and "ping URL replaced" in page.text
     assert "1 shown of 1" in page.text  # the history stays
     assert admin.post("/checks/no-such-check/new-url", {"csrf": admin.csrf()}).status == 404
+
+
+def test_the_overview_says_when_alerts_cannot_go_out(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "hbgw.toml", tmp_path / "data")
+    hbgw("passwd", "--password-stdin", config=cfg, input=PASSWORD + "\n")
+    with Daemon(tmp_path / "data", config=cfg) as d:
+        c = WebClient(d.url)
+        assert c.login(PASSWORD).status == 303
+        banner = re.compile(r'<p class="alert bad" role="alert">Alerts cannot go out as they should: ([^<]*)</p>')
+        assert banner.findall(c.get("/").text) == [
+            "nobody to alert: add a phone number or an email address on the settings page"
+            " ([alerts] sms_to, email_to)."]
+        r = c.post("/settings/alerts", {"csrf": c.csrf(), "sms_to": "+15551230001", "email_to": "",
+                                        "sms_allow": "", "sms_pin": "", "repeat": "15m",
+                                        "quiet_hours": "", "max_sms_per_hour": "30"})
+        assert r.status in (200, 303), r.text
+        assert banner.findall(c.get("/partial/overview").text) == [
+            "SMS numbers are set but no modem is configured ([modem] backend)."]
 
 
 def test_it_shows_a_new_api_key_once(gw: Daemon, admin: WebClient) -> None:
