@@ -95,7 +95,8 @@ class _Server(uvicorn.Server):
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         while not await self.on_tick(0):  # counter 0: refresh the Date header every tick
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._wake.wait()
 
     def exit_soon(self) -> None:
         """Ask the server to stop, from any thread."""
