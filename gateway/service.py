@@ -746,8 +746,8 @@ class Service:
 
     def health(self, daemon_pid: int | None) -> dict[str, Any]:
         """What ``hbgw status`` reports, read from the database by any process: the daemon, the
-        modem as the daemon last recorded it (each minute and on change), the checks, the outbox. ``ok`` is
-        False when alerts could not go out as they should."""
+        modem as the daemon last recorded it (each minute and on change), the checks, the
+        outbox. ``ok`` is False when alerts could not go out as they should."""
         now = self.clock()
         counts = {s.value: 0 for s in STATUS_ORDER}
         problems: dict[str, list[str]] = {"down": [], "late": []}
