@@ -173,6 +173,9 @@ class _PartSet:
     indexes: set[int] = field(default_factory=set)
 
 
+PART_TRIES = 3  # tries for each later part of a multipart SMS (AtModem.send_sms)
+
+
 class AtModem(Modem):
     """A GSM modem driven with AT commands in PDU mode over pyserial.
 
@@ -205,6 +208,7 @@ class AtModem(Modem):
         multipart_timeout: float = 3600.0,
         sim_busy_timeout: float = 30.0,
         poll_interval: float = 60.0,
+        part_retry_delay: float = 2.0,
     ) -> None:
         if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
             raise ValueError("the SIM PIN must be 4 to 8 digits")  # never echo the value
@@ -218,6 +222,7 @@ class AtModem(Modem):
         self._send_timeout = send_timeout
         self._list_timeout = list_timeout
         self._multipart_timeout = multipart_timeout
+        self._part_retry_delay = part_retry_delay
         self._sim_busy_timeout = sim_busy_timeout
         self._poll_interval = poll_interval
         self._handler: InboundHandler | None = None
@@ -306,21 +311,35 @@ class AtModem(Modem):
 
         Raises PduError (permanent) for a number or text that cannot be encoded, CmsError
         / CmeError / CommandError from the modem (``permanent`` tells whether to retry),
-        ModemTimeout, PortGone. If a later part of a multipart message fails, the parts
-        already sent stay sent (the recipient's phone shows them as incomplete).
+        ModemTimeout, PortGone.
+
+        When a later part of a multipart message is refused with an error that may pass (the
+        network busy, a temporary failure), that part alone is tried again, ``PART_TRIES``
+        times in all: the same PDU, so the phone still joins it to the parts already sent. Had
+        the whole message been sent again instead, the phone would show an orphaned fragment
+        next to it. Other failures of a later part leave the sent parts sent.
         """
         self._concat_ref = (self._concat_ref + 1) % 256
         parts = encode_submit(number, text, concat_ref=self._concat_ref)
         refs: list[int] = []
         async with self._lock:
             channel = self._require_channel()
-            for part in parts:
-                lines = await channel.command_with_prompt(
-                    f"AT+CMGS={part.tpdu_length}",
-                    part.hex,
-                    timeout=self._send_timeout,
-                    prompt_timeout=self._command_timeout,
-                )
+            for i, part in enumerate(parts):
+                for attempt in range(1, PART_TRIES + 1):
+                    try:
+                        lines = await channel.command_with_prompt(
+                            f"AT+CMGS={part.tpdu_length}",
+                            part.hex,
+                            timeout=self._send_timeout,
+                            prompt_timeout=self._command_timeout,
+                        )
+                        break
+                    except (CmsError, CmeError) as exc:
+                        if i == 0 or exc.permanent or attempt == PART_TRIES:
+                            raise  # nothing sent yet, or no use: the caller decides
+                        logger.warning("part %d of %d refused (%s); sending it again", i + 1,
+                                       len(parts), exc)
+                        await asyncio.sleep(self._part_retry_delay * attempt)
                 mr = parse_cmgs(lines)
                 if mr is None:
                     logger.warning("AT+CMGS succeeded without a message reference")

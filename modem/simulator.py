@@ -394,7 +394,7 @@ class Simulator:
         self._pin_left = self.options.pin_attempts
         self._puk_left = 10
         self._next_mr = self.options.first_message_ref % 256
-        self._fail_sends: deque[int] = deque()
+        self._fail_sends: deque[int | None] = deque()  # None: this one goes through
         self._hung = False
         self._latency = self.options.latency
         self._command_latency: dict[str, float] = {}
@@ -453,10 +453,11 @@ class Simulator:
         self._smsc = self.options.smsc
         self._mems = ["SM", "SM", "SM"]
 
-    def fail_next_send(self, cms_code: int, count: int = 1) -> None:
-        """The next ``count`` ``AT+CMGS`` submissions end in ``+CMS ERROR: cms_code``."""
+    def fail_next_send(self, cms_code: int, count: int = 1, after: int = 0) -> None:
+        """After ``after`` more successful ``AT+CMGS`` submissions, the next ``count`` end in
+        ``+CMS ERROR: cms_code``."""
         with self._lock:
-            self._fail_sends.extend([cms_code] * count)
+            self._fail_sends.extend([None] * after + [cms_code] * count)
 
     def hang(self, on: bool = True) -> None:
         """Stop answering anything (input is dropped) until ``hang(False)`` or a power cycle."""
@@ -1376,8 +1377,8 @@ class Simulator:
     def _submit(self, mode: str, arg: int | str, body: str) -> tuple[int, str | None]:
         """Validate and hand one submission to the network: (message ref, +CDS URC or None)."""
         submit = self._parse_submit(body, arg) if mode == "pdu-prompt" else None
-        if self._fail_sends:
-            code = self._fail_sends.popleft()
+        code = self._fail_sends.popleft() if self._fail_sends else None
+        if code is not None:
             logger.info("simulator: injected +CMS ERROR %d", code)
             raise _cms(code)
         if self._reg_stat() not in (1, 5):
@@ -1904,7 +1905,7 @@ class ControlServer:
         elif cmd == "clear_sent":
             network.clear_sent()
         elif cmd == "fail_next_send":
-            sim.fail_next_send(int(req["code"]), int(req.get("count", 1)))
+            sim.fail_next_send(int(req["code"]), int(req.get("count", 1)), int(req.get("after", 0)))
         elif cmd == "latency":
             command = req.get("command")
             sim.set_latency(float(req["seconds"]), _str(command) if command is not None else None)
@@ -1981,8 +1982,8 @@ class SimulatorControl:
     def wait_sent(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         return list(self.request("wait_sent", count=count, timeout=timeout)["sent"])
 
-    def fail_next_send(self, code: int, count: int = 1) -> None:
-        self.request("fail_next_send", code=code, count=count)
+    def fail_next_send(self, code: int, count: int = 1, after: int = 0) -> None:
+        self.request("fail_next_send", code=code, count=count, after=after)
 
     def latency(self, seconds: float, command: str | None = None) -> None:
         self.request("latency", seconds=seconds, **({"command": command} if command else {}))

@@ -278,6 +278,41 @@ def test_it_maps_send_failures(make_rig: Callable[..., Rig], code: int, permanen
     assert [s.text for s in rig.net.sent()] == ["second try"]
 
 
+LONG = "Servers silent: " + ", ".join(f"web{i}" for i in range(60)) + " {check power}"  # 3 parts
+
+
+def test_it_sends_a_refused_later_part_again_so_the_phone_can_join_it(
+        make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+
+    async def main() -> list[int]:
+        async with opened(rig.modem(part_retry_delay=0.01)) as modem:
+            rig.sim.fail_next_send(500, count=2, after=1)  # part 2 refused twice, then accepted
+            return await modem.send_sms(NUMBER, LONG)
+
+    refs = run(main())
+    sent = rig.net.wait_for_sent(1, 5)
+    assert [(s.text, s.parts) for s in sent] == [(LONG, 3)]  # one whole message, no fragment
+    assert refs == list(sent[0].refs) and len(refs) == 3
+
+
+@pytest.mark.parametrize(("code", "count"), [(28, 1), (500, 3)], ids=["permanent", "persistent"])
+def test_it_gives_up_on_a_later_part_that_cannot_go(make_rig: Callable[..., Rig], code: int,
+                                                    count: int) -> None:
+    rig = make_rig()
+
+    async def main() -> None:
+        async with opened(rig.modem(part_retry_delay=0.01)) as modem:
+            rig.sim.fail_next_send(code, count=count, after=1)
+            with pytest.raises(CmsError) as info:
+                await modem.send_sms(NUMBER, LONG)
+            assert info.value.code == code
+            await modem.send_sms(NUMBER, "after that")  # the modem is still usable
+
+    run(main())
+    assert [s.text for s in rig.net.sent()] == ["after that"]  # part 1 alone never completes
+
+
 def test_it_times_out_on_a_hung_modem_and_recovers(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig()
 
