@@ -8,7 +8,7 @@ in the test's hands, since the machine's own clock cannot be stepped under a tes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -167,20 +167,37 @@ def test_a_step_back_keeps_reminders_for_a_down_check_on_schedule(service: Servi
 # ----------------------------------------------------------------------------- the watchdog
 
 
-async def _watch(service: Service, clocks: Clocks, scenario: object) -> None:
-    dog = Watchdog(service, recheck=0.01, clock=lambda: clocks.wall, boot=lambda: clocks.boot)
+class Looks:
+    """The watchdog's boot clock, counting how often the watchdog looked at the clocks."""
+
+    def __init__(self, clocks: Clocks) -> None:
+        self.clocks, self.count = clocks, 0
+
+    def __call__(self) -> float:
+        self.count += 1
+        return self.clocks.boot
+
+    async def more(self, n: int) -> None:
+        target = self.count + n
+        await _until(lambda: self.count >= target)
+
+
+async def _watch(service: Service, clocks: Clocks,
+                 scenario: Callable[[Looks], Awaitable[None]]) -> None:
+    looks = Looks(clocks)
+    dog = Watchdog(service, recheck=0.01, clock=lambda: clocks.wall, boot=looks)
     task = asyncio.create_task(dog.run())
     try:
-        await scenario(dog)  # type: ignore[operator]
+        await scenario(looks)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def _until(what: object, timeout: float = 5.0) -> None:
+async def _until(what: Callable[[], object], timeout: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
-    while not what():  # type: ignore[operator]
+    while not what():
         assert loop.time() < end, "timed out"
         await asyncio.sleep(0.005)
 
@@ -189,13 +206,12 @@ def test_the_watchdog_hands_a_step_over_before_it_flips_anything(service: Servic
                                                                   clocks: Clocks) -> None:
     service.add_check("web1", period=60, grace=60)
     ping(service, "web1")
-    flips = service.store.list_events  # newest first
 
-    async def scenario(dog: Watchdog) -> None:
-        await asyncio.sleep(0.05)  # a few looks at a steady clock
+    async def scenario(looks: Looks) -> None:
+        await looks.more(2)  # the watchdog has seen the clocks move together
         clocks.step(6 * 3600)  # NTP sets the clock of a Pi that booted at its shutdown time
         await _until(lambda: notes(service))
-        await asyncio.sleep(0.05)
+        await looks.more(3)
         assert service.get_check("web1").status is Status.UP
         assert service.get_check("web1").anchor == clocks.wall
         # Time then passes for real: the watchdog still flips on time, step or no step.
@@ -205,7 +221,8 @@ def test_the_watchdog_hands_a_step_over_before_it_flips_anything(service: Servic
         await _until(lambda: service.get_check("web1").status is Status.DOWN)
 
     asyncio.run(_watch(service, clocks, scenario))
-    kinds = [(e.kind, e.old_status, e.new_status) for e in reversed(flips(service.get_check("web1").id))]
+    events = service.store.list_events(service.get_check("web1").id)  # newest first
+    kinds = [(e.kind, e.old_status, e.new_status) for e in reversed(events)]
     assert [k for k in kinds if k[0] == "flip"] == [
         ("flip", "new", "up"), ("flip", "up", "late"), ("flip", "late", "down")]
     texts = alerts(service)
