@@ -756,7 +756,8 @@ class Service:
             counts[status.value] += 1
             if status.value in problems:
                 problems[status.value].append(check.name)
-        waiting, overdue, failed = self.store.outbox_backlog(now, now - 86400)
+        waiting, overdue = self.store.outbox_backlog(now)
+        failed = self.store.count_failed(now - 86400)
         modem: dict[str, Any] | None = None
         if self.config.modem.backend != "none":
             seen = self.store.modem_history(now - 3 * MODEM_LOG_EVERY)
@@ -782,7 +783,7 @@ class Service:
         """What keeps alerts from going out, as the settings and the outbox tell (the web page
         shows these; ``health`` adds the daemon and the modem)."""
         now = self.clock()
-        waiting, overdue, _ = self.store.outbox_backlog(now, now)
+        waiting, overdue = self.store.outbox_backlog(now)
         return self._setup_troubles() + self._outbox_troubles(now, waiting, overdue)
 
     def _setup_troubles(self) -> list[str]:

@@ -777,18 +777,20 @@ class Store:
             (check_id, limit)).fetchall()
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
-    def outbox_backlog(self, now: float, failed_since: float) -> tuple[int, float | None, int]:
-        """Messages waiting to go out; since when the longest-overdue one could have gone (a
-        message held for quiet hours or a retry's backoff is not overdue); messages that failed
-        for good since ``failed_since``."""
+    def outbox_backlog(self, now: float) -> tuple[int, float | None]:
+        """Messages waiting to go out, and since when the longest-overdue one could have gone
+        (a message held for quiet hours or a retry's backoff is not overdue)."""
         waiting, overdue = self._reader().execute(
             "SELECT count(*), min(CASE WHEN state = 'pending' AND not_before <= :now THEN not_before"
             " WHEN state = 'sending' AND lease_until <= :now THEN lease_until END)"
             " FROM outbox WHERE state IN ('pending', 'sending')", {"now": now}).fetchone()
-        failed = self._reader().execute(
-            "SELECT count(*) FROM outbox WHERE state = 'failed' AND created >= ?", (failed_since,)
-        ).fetchone()[0]
-        return int(waiting), overdue, int(failed)
+        return int(waiting), overdue
+
+    def count_failed(self, since: float) -> int:
+        """Messages queued since ``since`` that failed for good."""
+        return int(self._reader().execute(
+            "SELECT count(*) FROM outbox WHERE state = 'failed' AND created >= ?", (since,)
+        ).fetchone()[0])
 
     def modem_history(self, since: float) -> list[dict[str, Any]]:
         cols = ("at", "connected", "signal_dbm", "registration", "operator", "error")
