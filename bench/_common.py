@@ -104,8 +104,10 @@ def create_checks(data_dir: Path, schedules: Sequence[Schedule], *, prefix: str 
     tokens = [new_token() for _ in schedules]
     now = time.time()
     with Store(data_dir / DB_NAME) as store:
-        futures = [store.submit(store_mod._tx_add_check, f"{prefix}-{i:05d}", tok, sch, now, None)
-                   for i, (tok, sch) in enumerate(zip(tokens, schedules, strict=True), 1)]
+        futures = [
+            store.submit(store_mod._tx_add_check, f"{prefix}-{i:05d}", tok, sch, now, None)
+            for i, (tok, sch) in enumerate(zip(tokens, schedules, strict=True), 1)
+        ]
         for f in futures:
             f.result()
     return tokens
@@ -166,16 +168,14 @@ class Daemon:
     def config_path(self) -> Path:
         path = self.data_dir.parent / f"{self.data_dir.name}.toml"
         http = f"threads = {self.threads}\n" if self.threads else ""
-        path.write_text(f'data_dir = "{self.data_dir}"\n\n[http]\nlisten = "127.0.0.1:0"\n{http}\n'
-                        + self.extra_toml)
+        path.write_text(f'data_dir = "{self.data_dir}"\n\n[http]\nlisten = "127.0.0.1:0"\n{http}\n' + self.extra_toml)
         return path
 
     def start(self, timeout: float = 30.0) -> Daemon:
         run_file = self.data_dir / "run.json"
         run_file.unlink(missing_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [*self.command, "--log-level", self.log_level, "serve",
-               "--config", str(self.config_path())]
+        cmd = [*self.command, "--log-level", self.log_level, "serve", "--config", str(self.config_path())]
         with open(self.log_path, "ab") as log:
             self.spawned = time.perf_counter()
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=_env(), cwd=self.data_dir)
@@ -198,8 +198,7 @@ class Daemon:
         self.host, port = info["http"].rsplit(":", 1)
         self.port = int(port)
         while time.perf_counter() < deadline:
-            with contextlib.suppress(OSError), \
-                    urllib.request.urlopen(self.base + "/healthz", timeout=2) as r:
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.base + "/healthz", timeout=2) as r:
                 if r.status == 200:
                     self.ready_at = time.perf_counter()
                     return self
@@ -290,8 +289,16 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, close
 
 
-async def _worker(host: str, port: int, paths: Sequence[str], keepalive: bool, stop_at: float,
-                  sent: list[int], limit: int, res: LoadResult) -> None:
+async def _worker(
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    keepalive: bool,
+    stop_at: float,
+    sent: list[int],
+    limit: int,
+    res: LoadResult,
+) -> None:
     conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     loop = asyncio.get_running_loop()
     hdr = "keep-alive" if keepalive else "close"
@@ -324,8 +331,16 @@ async def _worker(host: str, port: int, paths: Sequence[str], keepalive: bool, s
             conn[1].close()
 
 
-def http_load(host: str, port: int, paths: Sequence[str], *, connections: int = 64,
-              keepalive: bool = True, seconds: float = 15.0, max_requests: int | None = None) -> LoadResult:
+def http_load(
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    *,
+    connections: int = 64,
+    keepalive: bool = True,
+    seconds: float = 15.0,
+    max_requests: int | None = None,
+) -> LoadResult:
     """GET ``paths`` in order (round-robin) over ``connections`` concurrent clients until ``seconds``
     pass or ``max_requests`` were sent (both bounds always apply); with ``max_requests=len(paths)``
     every path is requested exactly once. One request in flight per connection;
@@ -337,8 +352,9 @@ def http_load(host: str, port: int, paths: Sequence[str], *, connections: int = 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stop_at = loop.time() + seconds
-        await asyncio.gather(*(_worker(host, port, paths, keepalive, stop_at, sent, limit, res)
-                               for _ in range(connections)))
+        await asyncio.gather(
+            *(_worker(host, port, paths, keepalive, stop_at, sent, limit, res) for _ in range(connections))
+        )
 
     t0 = time.perf_counter()
     asyncio.run(main())
@@ -414,9 +430,18 @@ end
 """
 
 
-def run_wrk(base_url: str, paths: Sequence[str], work: Path, *, connections: int = 64, threads: int = 2,
-            seconds: float = 15.0, keepalive: bool = True, timeout: float = 5.0,
-            max_requests: int | None = None) -> dict[str, Any]:
+def run_wrk(
+    base_url: str,
+    paths: Sequence[str],
+    work: Path,
+    *,
+    connections: int = 64,
+    threads: int = 2,
+    seconds: float = 15.0,
+    keepalive: bool = True,
+    timeout: float = 5.0,
+    max_requests: int | None = None,
+) -> dict[str, Any]:
     """Run wrk against ``base_url`` rotating over ``paths``; returns the counts from its Lua
     ``done()`` plus ``stdout``. ``keepalive=False`` sends ``Connection: close`` so wrk opens a
     new connection for every request; ``max_requests`` caps the responses (split over the
@@ -429,8 +454,20 @@ def run_wrk(base_url: str, paths: Sequence[str], work: Path, *, connections: int
     script = work / "rotate.lua"
     limit = -(-max_requests // threads) if max_requests else 0
     script.write_text(WRK_LUA.replace("@PATHS_FILE@", str(paths_file)).replace("@LIMIT@", str(limit)))
-    cmd = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
-           "--timeout", f"{timeout:g}s", "--latency", "-s", str(script)]
+    cmd = [
+        wrk,
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(seconds))}s",
+        "--timeout",
+        f"{timeout:g}s",
+        "--latency",
+        "-s",
+        str(script),
+    ]
     if not keepalive:
         cmd += ["-H", "Connection: close"]
     cmd.append(base_url)
@@ -443,7 +480,7 @@ def run_wrk(base_url: str, paths: Sequence[str], work: Path, *, connections: int
             proc.wait()
     for line in out.splitlines():
         if line.startswith("WRKJSON "):
-            data: dict[str, Any] = json.loads(line[len("WRKJSON "):])
+            data: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
             data["stdout"] = out
             return data
     raise RuntimeError(f"wrk printed no summary (exit {proc.returncode}):\n{out}")

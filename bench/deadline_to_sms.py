@@ -38,10 +38,13 @@ PROBE_PERIOD = 2.0
 
 
 def sim_start(link: Path, sent_log: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "simulate-modem", "--pty", str(link),
-                             "--sent-log", str(sent_log)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "simulate-modem", "--pty", str(link), "--sent-log", str(sent_log)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert proc.stdout is not None
     proc.stdout.readline()  # ready
     return proc
@@ -77,12 +80,15 @@ def run(checks: int, probes: int, burst: int, window: float) -> dict[str, float]
             background = create_checks(data, [Schedule(3600, 3600)] * checks, prefix="bg")
             probe_tokens = create_checks(data, [Schedule(PROBE_PERIOD, 0)] * probes, prefix="probe")
             burst_tokens = create_checks(data, [Schedule(6.0, 0)] * burst, prefix="burst")
-            toml = (f'[modem]\nbackend = "at"\ndevice = "{link}"\n\n[alerts]\nsms_to = ["{OWNER}"]\n'
-                    f'coalesce = "{window}s"\nrepeat = "1h"\nmax_sms_per_hour = 10000\n')
+            toml = (
+                f'[modem]\nbackend = "at"\ndevice = "{link}"\n\n[alerts]\nsms_to = ["{OWNER}"]\n'
+                f'coalesce = "{window}s"\nrepeat = "1h"\nmax_sms_per_hour = 10000\n'
+            )
             with Daemon(data, extra_toml=toml, log_level="WARNING") as d:
                 # every background check up, with a deadline an hour away
-                load = http_load(d.host, d.port, [f"/ping/{t}" for t in background],
-                                 max_requests=len(background), seconds=120)
+                load = http_load(
+                    d.host, d.port, [f"/ping/{t}" for t in background], max_requests=len(background), seconds=120
+                )
                 assert load.ok == len(background), load
                 time.sleep(0.5)
                 # probes one by one, each failing on its own
@@ -93,20 +99,30 @@ def run(checks: int, probes: int, burst: int, window: float) -> dict[str, float]
                 lat = []
                 for i in range(1, probes + 1):
                     name = f"probe-{i:05d}"
-                    pinged = db_scalar(data, "SELECT max(p.at) FROM pings p JOIN checks c ON"
-                                       " c.id = p.check_id WHERE c.name = ?", (name,))
+                    pinged = db_scalar(
+                        data,
+                        "SELECT max(p.at) FROM pings p JOIN checks c ON c.id = p.check_id WHERE c.name = ?",
+                        (name,),
+                    )
                     sms = next(r for r in rows if f" {name}:" in r["text"] or f" {name} " in r["text"])
                     lat.append((ts(sms["at"]) - (pinged + PROBE_PERIOD)) * 1000)
                 # the burst: many checks, one deadline second
                 before = len(sent(log))
-                http_load(d.host, d.port, [f"/ping/{t}" for t in burst_tokens], connections=16,
-                          max_requests=burst)
-                first_deadline = db_scalar(
-                    data, "SELECT min(p.at) FROM pings p JOIN checks c ON c.id = p.check_id"
-                    " WHERE c.name LIKE 'burst-%'") + 6.0
-                last_deadline = db_scalar(
-                    data, "SELECT max(p.at) FROM pings p JOIN checks c ON c.id = p.check_id"
-                    " WHERE c.name LIKE 'burst-%'") + 6.0
+                http_load(d.host, d.port, [f"/ping/{t}" for t in burst_tokens], connections=16, max_requests=burst)
+                first_deadline = (
+                    db_scalar(
+                        data,
+                        "SELECT min(p.at) FROM pings p JOIN checks c ON c.id = p.check_id WHERE c.name LIKE 'burst-%'",
+                    )
+                    + 6.0
+                )
+                last_deadline = (
+                    db_scalar(
+                        data,
+                        "SELECT max(p.at) FROM pings p JOIN checks c ON c.id = p.check_id WHERE c.name LIKE 'burst-%'",
+                    )
+                    + 6.0
+                )
                 rows = wait_sms(log, before + 1, timeout=6 + window + 30)
                 time.sleep(window + 2)  # any further burst SMS would have left by now
                 burst_rows = sent(log)[before:]
@@ -117,7 +133,9 @@ def run(checks: int, probes: int, burst: int, window: float) -> dict[str, float]
             if sim.stdout:
                 sim.stdout.close()
     return {
-        "p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat),
+        "p50": percentile(lat, 50),
+        "p99": percentile(lat, 99),
+        "max": max(lat),
         "burst_first_ms": (first - first_deadline) * 1000,
         "burst_after_last_ms": (first - last_deadline) * 1000,
         "burst_spread_ms": (last_deadline - first_deadline) * 1000,
@@ -140,12 +158,19 @@ def main() -> int:
     for w in windows:
         r = run(a.checks, a.probes, a.burst, w)
         print(f"\ncoalesce window {w:g} s, {a.checks} checks in the database:")
-        print(f"  single DOWN: deadline -> SMS accepted by the modem: p50 {r['p50']:.0f} ms,"
-              f" p99 {r['p99']:.0f} ms, max {r['max']:.0f} ms ({a.probes} probes)")
-        print(f"  {a.burst} checks down within {r['burst_spread_ms']:.0f} ms: {r['burst_sms']:.0f} SMS;"
-              f" first {r['burst_first_ms']:.0f} ms after the first deadline")
-        result(f"deadline_to_sms_window{w:g}s", f"p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms;"
-               f" burst of {a.burst}: {r['burst_sms']:.0f} SMS after {r['burst_first_ms']:.0f} ms")
+        print(
+            f"  single DOWN: deadline -> SMS accepted by the modem: p50 {r['p50']:.0f} ms,"
+            f" p99 {r['p99']:.0f} ms, max {r['max']:.0f} ms ({a.probes} probes)"
+        )
+        print(
+            f"  {a.burst} checks down within {r['burst_spread_ms']:.0f} ms: {r['burst_sms']:.0f} SMS;"
+            f" first {r['burst_first_ms']:.0f} ms after the first deadline"
+        )
+        result(
+            f"deadline_to_sms_window{w:g}s",
+            f"p50 {r['p50']:.0f} ms, p99 {r['p99']:.0f} ms;"
+            f" burst of {a.burst}: {r['burst_sms']:.0f} SMS after {r['burst_first_ms']:.0f} ms",
+        )
     return 0
 
 

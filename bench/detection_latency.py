@@ -85,16 +85,17 @@ class Poller(threading.Thread):
             while not self.stop_event.is_set():
                 t0 = time.perf_counter()
                 rows = con.execute(
-                    "SELECT id, check_id, at, new_status FROM events WHERE id > ? AND kind = 'flip'"
-                    " ORDER BY id", (last_event,)).fetchall()
+                    "SELECT id, check_id, at, new_status FROM events WHERE id > ? AND kind = 'flip' ORDER BY id",
+                    (last_event,),
+                ).fetchall()
                 now = time.time()
                 for rid, check_id, at, new in rows:
                     self.seen.flips[rid] = (check_id, at, new, now)
                     last_event = max(last_event, rid)
                 if self.with_outbox:
                     rows = con.execute(
-                        "SELECT id, check_id, created, kind FROM outbox WHERE id > ? ORDER BY id",
-                        (last_out,)).fetchall()
+                        "SELECT id, check_id, created, kind FROM outbox WHERE id > ? ORDER BY id", (last_out,)
+                    ).fetchall()
                     now = time.time()
                     for rid, check_id, created, kind in rows:
                         self.seen.outbox[rid] = (check_id, created, kind, now)
@@ -110,8 +111,10 @@ def stats(values: list[float]) -> str:
     if not values:
         return "n=0"
     ms = [v * 1e3 for v in values]
-    return (f"n={len(ms):5d}  p50 {percentile(ms, 50):7.1f}  p99 {percentile(ms, 99):7.1f}  "
-            f"max {max(ms):7.1f}  min {min(ms):6.1f} ms")
+    return (
+        f"n={len(ms):5d}  p50 {percentile(ms, 50):7.1f}  p99 {percentile(ms, 99):7.1f}  "
+        f"max {max(ms):7.1f}  min {min(ms):6.1f} ms"
+    )
 
 
 def main() -> int:
@@ -121,20 +124,29 @@ def main() -> int:
     parser.add_argument("--max-period", type=float, default=30.0)
     parser.add_argument("--max-grace", type=float, default=2.0)
     parser.add_argument("--poll", type=float, default=0.005, help="poll interval of the observer, s")
-    parser.add_argument("--alerts", action="store_true",
-                        help=f"configure [alerts] sms_to = {ALERT_NUMBER} (no modem) and also time the"
-                             " DOWN rows reaching the outbox")
+    parser.add_argument(
+        "--alerts",
+        action="store_true",
+        help=f"configure [alerts] sms_to = {ALERT_NUMBER} (no modem) and also time the DOWN rows reaching the outbox",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="5,000 checks, periods 5-12 s")
     args = parser.parse_args()
     if args.quick:
         args.checks, args.max_period = min(args.checks, 5000), min(args.max_period, 12.0)
 
-    print(f"detection_latency: {args.checks} checks, period {args.min_period:g}-{args.max_period:g} s,"
-          f" grace 0-{args.max_grace:g} s {machine_line()}")
+    print(
+        f"detection_latency: {args.checks} checks, period {args.min_period:g}-{args.max_period:g} s,"
+        f" grace 0-{args.max_grace:g} s {machine_line()}"
+    )
     rng = random.Random(args.seed)
-    schedules = [Schedule(period=round(rng.uniform(args.min_period, args.max_period), 3),
-                          grace=round(rng.uniform(0, args.max_grace), 3)) for _ in range(args.checks)]
+    schedules = [
+        Schedule(
+            period=round(rng.uniform(args.min_period, args.max_period), 3),
+            grace=round(rng.uniform(0, args.max_grace), 3),
+        )
+        for _ in range(args.checks)
+    ]
     with temp_dir() as work:
         data = work / "data"
         tokens = create_checks(data, schedules)
@@ -146,11 +158,19 @@ def main() -> int:
             poller.start()
             t_ping = time.time()
             with Sampler(daemon) as sampler:
-                pinged = http_load(daemon.host, daemon.port, [f"/ping/{t}" for t in tokens],
-                                   connections=16, max_requests=len(tokens), seconds=300)
+                pinged = http_load(
+                    daemon.host,
+                    daemon.port,
+                    [f"/ping/{t}" for t in tokens],
+                    connections=16,
+                    max_requests=len(tokens),
+                    seconds=300,
+                )
                 t_pinged = time.time()
-                print(f"  pinged {pinged.ok} checks in {t_pinged - t_ping:.1f} s "
-                      f"(non-2xx {pinged.non_2xx}, errors {pinged.errors})")
+                print(
+                    f"  pinged {pinged.ok} checks in {t_pinged - t_ping:.1f} s "
+                    f"(non-2xx {pinged.non_2xx}, errors {pinged.errors})"
+                )
                 # every check flips to down after at most max_period + max_grace past its ping
                 expected_down = pinged.ok
                 give_up = t_pinged + args.max_period + args.max_grace + 30
@@ -198,11 +218,15 @@ def main() -> int:
 
     n_down = len(visible["down"])
     early = sum(1 for v in decided["late"] + decided["down"] if v < 0)
-    print(f"  flips seen: {len(visible['late'])} late, {n_down} down of {args.checks} checks"
-          f" ({during_pings} deadlines fell while pings were still being sent); "
-          f"{early} flips before their deadline")
-    print(f"  observer: {seen.polls} polls, {seen.poll_seconds / max(1, seen.polls) * 1e3:.2f} ms each;"
-          f" daemon {sampler.cpu_share:.2f} cores over {t_done - t_ping:.0f} s")
+    print(
+        f"  flips seen: {len(visible['late'])} late, {n_down} down of {args.checks} checks"
+        f" ({during_pings} deadlines fell while pings were still being sent); "
+        f"{early} flips before their deadline"
+    )
+    print(
+        f"  observer: {seen.polls} polls, {seen.poll_seconds / max(1, seen.polls) * 1e3:.2f} ms each;"
+        f" daemon {sampler.cpu_share:.2f} cores over {t_done - t_ping:.0f} s"
+    )
     print("  delay after the deadline:")
     for kind in ("late", "down"):
         print(f"    {kind:4} decided  {stats(decided[kind])}")
@@ -215,12 +239,16 @@ def main() -> int:
     p50, p99 = percentile(both, 50) * 1e3, percentile(both, 99) * 1e3
     complete = n_down == pinged.ok and early == 0
     ok = complete and p50 < TARGET_P50_MS and p99 < TARGET_P99_MS
-    print(f"  target: p50 < {TARGET_P50_MS:.0f} ms, p99 < {TARGET_P99_MS:.0f} ms (visible, all flips),"
-          f" every check down: {verdict(ok)}")
+    print(
+        f"  target: p50 < {TARGET_P50_MS:.0f} ms, p99 < {TARGET_P99_MS:.0f} ms (visible, all flips),"
+        f" every check down: {verdict(ok)}"
+    )
     down = visible["down"]
     worst = max(both, default=float("nan")) * 1e3
-    summary = (f"{args.checks} checks: flip visible p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms"
-               f" (down p99 {percentile(down, 99) * 1e3:.0f} ms)")
+    summary = (
+        f"{args.checks} checks: flip visible p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms"
+        f" (down p99 {percentile(down, 99) * 1e3:.0f} ms)"
+    )
     if not complete:
         summary += f"; only {n_down}/{pinged.ok} down"
     result("detection_latency", f"{summary} [{verdict(ok)}]")

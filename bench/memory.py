@@ -53,8 +53,9 @@ def measure(n: int, args: argparse.Namespace) -> dict[str, float]:
                 out["idle_cpu"] = (daemon.cpu_seconds() - cpu0) / args.idle
                 out["rss_idle"] = mb(daemon.status_kb("VmRSS"))
                 out["threads"] = float(len(list(Path(f"/proc/{daemon.pid}/task").iterdir())))
-                load = http_load(daemon.host, daemon.port, [f"/ping/{t}" for t in tokens],
-                                 connections=8, max_requests=n, seconds=120)
+                load = http_load(
+                    daemon.host, daemon.port, [f"/ping/{t}" for t in tokens], connections=8, max_requests=n, seconds=120
+                )
                 time.sleep(args.idle)
                 out["rss_service"] = mb(daemon.status_kb("VmRSS"))
                 out["hwm"] = mb(daemon.status_kb("VmHWM"))
@@ -80,24 +81,32 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
     print(f"memory: idle RSS and start-up time {machine_line()}")
-    print(f"  {'checks':>7} {'ready RSS':>10} {'idle RSS':>9} {'in service':>10} {'peak':>7} {'threads':>7}"
-          f" {'idle CPU':>8} {'run.json':>9} {'ready':>7} {'ready max':>9} {'stop':>6}")
+    print(
+        f"  {'checks':>7} {'ready RSS':>10} {'idle RSS':>9} {'in service':>10} {'peak':>7} {'threads':>7}"
+        f" {'idle CPU':>8} {'run.json':>9} {'ready':>7} {'ready max':>9} {'stop':>6}"
+    )
     rows: dict[int, dict[str, float]] = {}
     for n in sizes:
         r = rows[n] = measure(n, args)
-        print(f"  {n:7d} {r['rss_ready']:8.1f}MB {r['rss_idle']:7.1f}MB {r['rss_service']:8.1f}MB"
-              f" {r['hwm']:5.1f}MB {r['threads']:7.0f} {r['idle_cpu'] * 100:7.1f}% {r['run_file']:8.2f}s"
-              f" {r['ready']:6.2f}s {r['ready_max']:8.2f}s {r['stop']:5.2f}s")
+        print(
+            f"  {n:7d} {r['rss_ready']:8.1f}MB {r['rss_idle']:7.1f}MB {r['rss_service']:8.1f}MB"
+            f" {r['hwm']:5.1f}MB {r['threads']:7.0f} {r['idle_cpu'] * 100:7.1f}% {r['run_file']:8.2f}s"
+            f" {r['ready']:6.2f}s {r['ready_max']:8.2f}s {r['stop']:5.2f}s"
+        )
     ok = True
     parts = []
     for n, r in rows.items():
         target = TARGETS_MB.get(n)
         good = (target is None or r["rss_idle"] < target) and r["ready_max"] < TARGET_START
         ok = ok and good
-        parts.append(f"{n} checks {r['rss_idle']:.1f} MB idle ({r['rss_service']:.1f} in service),"
-                     f" ready {r['ready']:.2f} s, idle CPU {r['idle_cpu'] * 100:.0f}%")
-        print(f"  target {n} checks: idle RSS < {target or float('nan'):.0f} MB, start < {TARGET_START} s:"
-              f" {verdict(good)}")
+        parts.append(
+            f"{n} checks {r['rss_idle']:.1f} MB idle ({r['rss_service']:.1f} in service),"
+            f" ready {r['ready']:.2f} s, idle CPU {r['idle_cpu'] * 100:.0f}%"
+        )
+        print(
+            f"  target {n} checks: idle RSS < {target or float('nan'):.0f} MB, start < {TARGET_START} s:"
+            f" {verdict(good)}"
+        )
     result("memory", "; ".join(parts) + f" [{verdict(ok)}]")
     return 0
 

@@ -66,11 +66,22 @@ def populate(service: Service, clock: Clock, n: int) -> None:
 def request(app: Any, cookie: str, *, gzip_ok: bool) -> tuple[float, int, bytes]:
     """One GET / through the WSGI app: (seconds, status, body as sent)."""
     environ = {
-        "REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": "", "SERVER_NAME": "bench",
-        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "bench", "HTTP_COOKIE": cookie, "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
-        "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "bench",
+        "HTTP_COOKIE": cookie,
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
     }
     if gzip_ok:
         environ["HTTP_ACCEPT_ENCODING"] = "gzip, deflate, br"
@@ -94,8 +105,7 @@ def main() -> int:
             service = Service(store, config, clock=clock)
             t0 = time.perf_counter()
             populate(service, clock, args.checks)
-            print(f"setup: {args.checks} checks, {store.total_pings()} pings in"
-                  f" {time.perf_counter() - t0:.1f} s")
+            print(f"setup: {args.checks} checks, {store.total_pings()} pings in {time.perf_counter() - t0:.1f} s")
             store.set_setting("admin_password", hash_password("bench-password"))
             session = service.login("bench-password", "127.0.0.1")
             app = create_app(service, config)
@@ -112,12 +122,15 @@ def main() -> int:
     rows = plain.count(b"<tr class=")
     med, p95 = statistics.median(times), percentile(times, 95)
     sent_kb, raw_kb = len(packed) / 1000, len(plain) / 1000
-    print(f"render / with {rows} rows: median {med:.1f} ms, p95 {p95:.1f} ms over {args.runs} runs"
-          f" (target < {TARGET_MS:.0f} ms) {verdict(p95 < TARGET_MS)}")
-    print(f"first render after start (templates compiled, past hours' pings read once an hour):"
-          f" {first * 1000:.1f} ms")
-    print(f"page weight: {sent_kb:.1f} kB sent (gzip), {raw_kb:.1f} kB uncompressed"
-          f" (target < {TARGET_KB:.0f} kB) {verdict(sent_kb < TARGET_KB)}")
+    print(
+        f"render / with {rows} rows: median {med:.1f} ms, p95 {p95:.1f} ms over {args.runs} runs"
+        f" (target < {TARGET_MS:.0f} ms) {verdict(p95 < TARGET_MS)}"
+    )
+    print(f"first render after start (templates compiled, past hours' pings read once an hour): {first * 1000:.1f} ms")
+    print(
+        f"page weight: {sent_kb:.1f} kB sent (gzip), {raw_kb:.1f} kB uncompressed"
+        f" (target < {TARGET_KB:.0f} kB) {verdict(sent_kb < TARGET_KB)}"
+    )
     print("the page also loads app.css and app.js once (cached for a year by their hashed URLs)")
     result("render_index_ms", f"median {med:.1f} ms, p95 {p95:.1f} ms ({rows} checks)")
     result("render_index_kb", f"{sent_kb:.1f} kB gzip, {raw_kb:.1f} kB raw")

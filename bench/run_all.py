@@ -54,8 +54,9 @@ def run(path: Path, opts: list[str]) -> tuple[list[tuple[str, str]], float, str]
     """Run one benchmark; returns its (name, value) results, seconds taken, and a status."""
     start = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, str(path), *opts], capture_output=True, text=True,
-                              timeout=TIMEOUT, cwd=BENCH.parent)
+        proc = subprocess.run(
+            [sys.executable, str(path), *opts], capture_output=True, text=True, timeout=TIMEOUT, cwd=BENCH.parent
+        )
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         sys.stdout.write(out)
@@ -67,7 +68,7 @@ def run(path: Path, opts: list[str]) -> tuple[list[tuple[str, str]], float, str]
     found = []
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT ") and ":" in line:
-            name, _, value = line[len("RESULT "):].partition(":")
+            name, _, value = line[len("RESULT ") :].partition(":")
             found.append((name.strip(), value.strip()))
     if not found:
         lines = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip()]

@@ -58,14 +58,16 @@ class SmtpError(Exception):
 
 
 def mail(token: str, i: int) -> bytes:
-    return (f"From: Cron Daemon <root@client{i % 50}.example>\r\n"
-            f"To: {token}@{DOMAIN}\r\n"
-            f"Subject: Cron <root@client{i % 50}> /usr/local/bin/backup.sh\r\n"
-            f"Date: Tue, 24 Nov 2026 03:14:{i % 60:02d} +0000\r\n"
-            f"Message-ID: <bench.{i}@client.example>\r\n"
-            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n"
-            "rsync: sent 1,234,567 bytes  received 8,901 bytes  2,480,000 bytes/sec\r\n"
-            f"backup finished in 42 s, run {i}\r\n").encode()
+    return (
+        f"From: Cron Daemon <root@client{i % 50}.example>\r\n"
+        f"To: {token}@{DOMAIN}\r\n"
+        f"Subject: Cron <root@client{i % 50}> /usr/local/bin/backup.sh\r\n"
+        f"Date: Tue, 24 Nov 2026 03:14:{i % 60:02d} +0000\r\n"
+        f"Message-ID: <bench.{i}@client.example>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n"
+        "rsync: sent 1,234,567 bytes  received 8,901 bytes  2,480,000 bytes/sec\r\n"
+        f"backup finished in 42 s, run {i}\r\n"
+    ).encode()
 
 
 async def _reply(reader: asyncio.StreamReader) -> int:
@@ -120,8 +122,7 @@ async def _session(host: str, port: int, jobs: list[tuple[str, bytes]], phase: P
             pass
 
 
-async def _client(host: str, port: int, queue: asyncio.Queue[list[tuple[str, bytes]]],
-                  phase: Phase) -> None:
+async def _client(host: str, port: int, queue: asyncio.Queue[list[tuple[str, bytes]]], phase: Phase) -> None:
     while True:
         try:
             jobs = queue.get_nowait()
@@ -133,8 +134,7 @@ async def _client(host: str, port: int, queue: asyncio.Queue[list[tuple[str, byt
             phase.errors += 1
 
 
-def run_phase(name: str, host: str, port: int, tokens: list[str], n: int, per_session: int,
-              offset: int) -> Phase:
+def run_phase(name: str, host: str, port: int, tokens: list[str], n: int, per_session: int, offset: int) -> Phase:
     """Send ``n`` messages in sessions of ``per_session`` over :data:`CLIENTS` connections."""
     phase = Phase(name)
     queue: asyncio.Queue[list[tuple[str, bytes]]] = asyncio.Queue()
@@ -161,8 +161,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", "--messages", type=int, default=3000, help="messages per phase")
     ap.add_argument("--checks", type=int, default=200)
-    ap.add_argument("--per-session", type=int, default=0,
-                    help="messages per connection in the sessions phase (default: n / 8)")
+    ap.add_argument(
+        "--per-session", type=int, default=0, help="messages per connection in the sessions phase (default: n / 8)"
+    )
     ap.add_argument("--quick", action="store_true", help="600 messages per phase (bench/run_all.py)")
     args = ap.parse_args()
     if args.quick:
@@ -194,15 +195,18 @@ def main() -> int:
             rss = d.status_kb("VmHWM")
 
     print(f"{CLIENTS} clients, {args.checks} checks, {args.messages} messages per phase")
-    print(f"{'phase':26} {'ok':>6} {'refused':>7} {'errors':>6} {'rate/s':>8} {'p50 ms':>7}"
-          f" {'p99 ms':>7} {'stored':>7}")
+    print(
+        f"{'phase':26} {'ok':>6} {'refused':>7} {'errors':>6} {'rate/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'stored':>7}"
+    )
     ok = True
     for ph in phases:
         rate = ph.ok / ph.seconds if ph.seconds else 0.0
         stored_txt = str(ph.stored) if ph is not warm else "-"
-        print(f"{ph.name:26} {ph.ok:6d} {ph.refused:7d} {ph.errors:6d} {rate:8.0f}"
-              f" {percentile(ph.latencies, 50) * 1000:7.1f} {percentile(ph.latencies, 99) * 1000:7.1f}"
-              f" {stored_txt:>7}")
+        print(
+            f"{ph.name:26} {ph.ok:6d} {ph.refused:7d} {ph.errors:6d} {rate:8.0f}"
+            f" {percentile(ph.latencies, 50) * 1000:7.1f} {percentile(ph.latencies, 99) * 1000:7.1f}"
+            f" {stored_txt:>7}"
+        )
         if ph is not warm:
             ok &= ph.stored == ph.ok and ph.refused == 0 and ph.errors == 0
     print(f"daemon: {cpu:.1f} s CPU in all, peak RSS {rss / 1024:.0f} MB")

@@ -76,8 +76,9 @@ class EmailChannel:
         try:
             client: smtplib.SMTP
             if cfg.tls == "ssl":
-                client = smtplib.SMTP_SSL(cfg.host or "", cfg.port, timeout=self.timeout,
-                                          context=ssl.create_default_context())
+                client = smtplib.SMTP_SSL(
+                    cfg.host or "", cfg.port, timeout=self.timeout, context=ssl.create_default_context()
+                )
             else:
                 client = smtplib.SMTP(cfg.host or "", cfg.port, timeout=self.timeout)
             with client:
@@ -91,8 +92,9 @@ class EmailChannel:
         except smtplib.SMTPAuthenticationError as e:
             raise ChannelError(f"relay refused the login ({e.smtp_code})", permanent=True) from None
         except smtplib.SMTPNotSupportedError:
-            raise ChannelError("relay offers no login on this connection (does it need [email] tls?)",
-                               permanent=True) from None
+            raise ChannelError(
+                "relay offers no login on this connection (does it need [email] tls?)", permanent=True
+            ) from None
         except ssl.SSLCertVerificationError as e:
             raise ChannelError(f"relay's TLS certificate is not trusted: {e.verify_message}") from None
         except smtplib.SMTPResponseException as e:

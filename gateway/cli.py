@@ -56,10 +56,12 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hbgw", description="heartbeat-gateway: server heartbeats in, SMS alerts out.")
+        prog="hbgw", description="heartbeat-gateway: server heartbeats in, SMS alerts out."
+    )
     parser.add_argument("--version", action="version", version=f"hbgw {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get("HBGW_LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default=os.environ.get("HBGW_LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the gateway")
@@ -96,13 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--grace", type=_duration)
     a.add_argument("--cron")
     a.add_argument("--tz")
-    a.add_argument("--filters", metavar="JSON",
-                   help='email keyword filters, e.g. \'{"subject": true, "fail": ["FAIL"]}\' ("{}" clears)')
+    a.add_argument(
+        "--filters",
+        metavar="JSON",
+        help='email keyword filters, e.g. \'{"subject": true, "fail": ["FAIL"]}\' ("{}" clears)',
+    )
     _data_args(a)
-    for verb, text in (("rm", "remove a check and its history"), ("pause", "stop alerting"),
-                       ("resume", "resume a paused check"),
-                       ("new-url", "replace a check's ping URL and email address (the old ones"
-                        " stop working at once)")):
+    for verb, text in (
+        ("rm", "remove a check and its history"),
+        ("pause", "stop alerting"),
+        ("resume", "resume a paused check"),
+        ("new-url", "replace a check's ping URL and email address (the old ones stop working at once)"),
+    ):
         a = csub.add_parser(verb, help=text)
         a.add_argument("name")
         _data_args(a)
@@ -123,20 +130,27 @@ def build_parser() -> argparse.ArgumentParser:
     msub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = msub.add_parser("probe", help="model, SIM, registration, operator, signal, SMSC")
     a.add_argument("--json", action="store_true")
-    a.add_argument("--device", help="try this port (e.g. /dev/ttyUSB2) with the AT driver instead of"
-                   " the configured modem")
+    a.add_argument(
+        "--device", help="try this port (e.g. /dev/ttyUSB2) with the AT driver instead of the configured modem"
+    )
     _data_args(a)
 
-    p = sub.add_parser("status", help="is the gateway running, is the modem up, what is down"
-                       " (exit 0 all well, 1 not running, 3 alerts cannot go out as they should)")
+    p = sub.add_parser(
+        "status",
+        help="is the gateway running, is the modem up, what is down"
+        " (exit 0 all well, 1 not running, 3 alerts cannot go out as they should)",
+    )
     p.add_argument("--json", action="store_true")
     _data_args(p)
 
     p = sub.add_parser("backup", help="copy the database to FILE (safe while the gateway runs)")
     p.add_argument("file", type=Path)
     _data_args(p)
-    p = sub.add_parser("restore", help="replace the database with the backup FILE (stop the gateway"
-                       " first); the old one is kept as hbgw.sqlite3.bak")
+    p = sub.add_parser(
+        "restore",
+        help="replace the database with the backup FILE (stop the gateway"
+        " first); the old one is kept as hbgw.sqlite3.bak",
+    )
     p.add_argument("file", type=Path)
     _data_args(p)
 
@@ -169,8 +183,10 @@ def resolve_config(args: argparse.Namespace) -> Config:
     elif args.data_dir is not None:
         config = Config(data_dir=args.data_dir)
     else:
-        raise UsageError(f"no config file at {DEFAULT_CONFIG}: create one with `hbgw init`, or"
-                         " pass --config FILE, --data-dir DIR or --demo")
+        raise UsageError(
+            f"no config file at {DEFAULT_CONFIG}: create one with `hbgw init`, or"
+            " pass --config FILE, --data-dir DIR or --demo"
+        )
     if args.data_dir is not None:
         config = dataclasses.replace(config, data_dir=args.data_dir)
     return config
@@ -271,26 +287,31 @@ def _render_list(service: Service, rows: list[dict[str, Any]]) -> str:
             check = service.get_check(r["name"])
             last = humanize(now - (check.last_ping or now)) + " ago"
         schedule = f"cron {r['cron']} {r['tz']}" if r["cron"] else "every " + format_duration(r["period"])
-        lines.append((r["name"], r["status"], last, schedule, format_duration(r["grace"]),
-                      "on" if r["sms_enabled"] else "off"))
+        lines.append(
+            (r["name"], r["status"], last, schedule, format_duration(r["grace"]), "on" if r["sms_enabled"] else "off")
+        )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
-                     for line in lines)
+    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
 def _render_show(d: dict[str, Any]) -> str:
     """One check for people: the ``--json`` fields, with durations, switches and empties in words."""
     schedule = f"cron {d['cron']} ({d['tz']})" if d["cron"] else "every " + format_duration(d["period"])
     rows = [
-        ("name", d["name"]), ("status", d["status"]), ("last ping", d["last_ping"] or "never"),
+        ("name", d["name"]),
+        ("status", d["status"]),
+        ("last ping", d["last_ping"] or "never"),
         ("schedule", f"{schedule}, grace {format_duration(d['grace'])}"),
-        ("late at", d["late_at"] or "-"), ("down at", d["down_at"] or "-"),
+        ("late at", d["late_at"] or "-"),
+        ("down at", d["down_at"] or "-"),
         ("last exit status", "-" if d["last_exit_status"] is None else d["last_exit_status"]),
         ("SMS alerts", "on" if d["sms_enabled"] else "off"),
         ("email alerts", "on" if d["email_enabled"] else "off"),
-        ("pings", d["n_pings"]), ("created", d["created"]),
+        ("pings", d["n_pings"]),
+        ("created", d["created"]),
         ("email filters", json.dumps(d["filters"]) if d["filters"] else "none"),
-        ("ping URL", d["ping_url"]), ("email", d["email"]),
+        ("ping URL", d["ping_url"]),
+        ("email", d["email"]),
     ]
     width = max(len(k) for k, _ in rows) + 2
     return "\n".join(f"{k + ':':{width}}{v}" for k, v in rows)
@@ -310,8 +331,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     store, service = _open(config)
     try:
         if args.action == "add":
-            check = service.add_check(args.name, period=args.period, grace=args.grace,
-                                      cron=args.cron, tz=args.tz)
+            check = service.add_check(args.name, period=args.period, grace=args.grace, cron=args.cron, tz=args.tz)
             _poke_daemon(config)
             print(f"added {check.name}")
             print(f"ping URL: {service.ping_url(check)}")
@@ -345,10 +365,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             if any(v is not None for v in (args.period, args.grace, args.cron, args.tz)):
                 s = check.schedule
                 service.set_schedule(
-                    check.name, period=args.period if args.period is not None else s.period,
+                    check.name,
+                    period=args.period if args.period is not None else s.period,
                     grace=args.grace if args.grace is not None else s.grace,
                     cron=args.cron if args.cron is not None else s.cron,
-                    tz=args.tz if args.tz is not None else s.tz)
+                    tz=args.tz if args.tz is not None else s.tz,
+                )
             _poke_daemon(config)
             print(f"updated {check.name}")
         elif args.action == "rm":
@@ -421,8 +443,7 @@ def cmd_sms(args: argparse.Namespace) -> int:
         try:
             refs = asyncio.run(_with_modem(config, lambda m: m.send_sms(args.number, args.text)))
         except ModemError as e:
-            print(f"hbgw: sending failed: {e}{'' if e.permanent else ' (a retry may help)'}",
-                  file=sys.stderr)
+            print(f"hbgw: sending failed: {e}{'' if e.permanent else ' (a retry may help)'}", file=sys.stderr)
             return EXIT_FAIL
         print("sent; message reference(s): " + " ".join(str(r) for r in refs))
         return EXIT_OK
@@ -437,8 +458,10 @@ def cmd_sms(args: argparse.Namespace) -> int:
     for r in rows:
         if args.action == "outbox":
             err = f"  ({r['error']})" if r["error"] else ""
-            print(f"{r['id']:>5} {r['created']} {r['channel']:5} {r['to']:18} {r['state']:8}"
-                  f" x{r['attempts']} {r['text'][:60]}{err}")
+            print(
+                f"{r['id']:>5} {r['created']} {r['channel']:5} {r['to']:18} {r['state']:8}"
+                f" x{r['attempts']} {r['text'][:60]}{err}"
+            )
         else:
             flag = "" if r["allowed"] else "  [not allow-listed]"
             print(f"{r['id']:>5} {r['received']} {r['from']:18} {r['text'][:60]}{flag}")
@@ -451,8 +474,9 @@ def cmd_modem(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     if args.device:
         backend = config.modem.backend if config.modem.backend in ("at", "gammu") else "at"
-        config = dataclasses.replace(config, modem=dataclasses.replace(
-            config.modem, backend=backend, device=args.device))
+        config = dataclasses.replace(
+            config, modem=dataclasses.replace(config.modem, backend=backend, device=args.device)
+        )
     try:
         status = asyncio.run(_with_modem(config, lambda m: m.status()))
     except ModemError as e:
@@ -525,8 +549,7 @@ def _render_health(h: dict[str, Any]) -> str:
         modem = f"{m['backend']}: no report in the last minutes"
     elif m["connected"]:
         signal = f", {m['signal_dbm']} dBm" if m.get("signal_dbm") is not None else ""
-        modem = f"connected, {m.get('registration') or '?'}, {m.get('operator') or '?'}{signal}" \
-                f" (as of {m['as_of']})"
+        modem = f"connected, {m.get('registration') or '?'}, {m.get('operator') or '?'}{signal} (as of {m['as_of']})"
     else:
         modem = f"NOT CONNECTED: {m.get('error') or 'no error recorded'} (as of {m['as_of']})"
     total = sum(c.values())
@@ -557,8 +580,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     pid = _running_daemon(config)
     if pid is not None:
-        print(f"hbgw: the gateway is running on {config.data_dir}{f' (pid {pid})' if pid else ''}:"
-              " stop it first (systemctl stop hbgw)", file=sys.stderr)
+        print(
+            f"hbgw: the gateway is running on {config.data_dir}{f' (pid {pid})' if pid else ''}:"
+            " stop it first (systemctl stop hbgw)",
+            file=sys.stderr,
+        )
         return EXIT_FAIL
     info, bak = restore_database(args.file, config.db_path)
     print(f"restored {args.file} into {info.path} ({_n_checks(info.checks)}, schema v{info.schema})")
@@ -573,15 +599,23 @@ def cmd_simulate_modem(args: argparse.Namespace) -> int:
     return int(simulator.cli_main(args))
 
 
-COMMANDS = {"serve": cmd_serve, "init": cmd_init, "check": cmd_check, "passwd": cmd_passwd,
-            "sms": cmd_sms, "modem": cmd_modem, "simulate-modem": cmd_simulate_modem,
-            "backup": cmd_backup, "restore": cmd_restore, "status": cmd_status}
+COMMANDS = {
+    "serve": cmd_serve,
+    "init": cmd_init,
+    "check": cmd_check,
+    "passwd": cmd_passwd,
+    "sms": cmd_sms,
+    "modem": cmd_modem,
+    "simulate-modem": cmd_simulate_modem,
+    "backup": cmd_backup,
+    "restore": cmd_restore,
+    "status": cmd_status,
+}
 
 
 def setup_logging(level: str) -> None:
     under_systemd = "JOURNAL_STREAM" in os.environ
-    fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd else \
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd else "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
     if logging.getLogger().level > logging.DEBUG:  # uvicorn's start/stop lines repeat ours
         logging.getLogger("uvicorn").setLevel(logging.WARNING)

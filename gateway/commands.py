@@ -99,13 +99,32 @@ BAD_PIN = PinRejected()
 # ------------------------------------------------------------------------------ text cleaning
 
 # Characters a phone keyboard substitutes for plain ones.
-_PUNCT = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u00b4": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"',
-    "\u00bb": '"', "\u2039": '"', "\u203a": '"',
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
-    "\u2026": "...",
-})
+_PUNCT = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u00b4": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\u2033": '"',
+        "\u00ab": '"',
+        "\u00bb": '"',
+        "\u2039": '"',
+        "\u203a": '"',
+        "\u2010": "-",
+        "\u2011": "-",
+        "\u2012": "-",
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        "\u2026": "...",
+    }
+)
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")  # zero-width, BOM, soft hyphen
 _EDGE = " \t\n\r.,;:!?'\"()"  # trimmed from the ends of the message, the verb and names
 
@@ -125,10 +144,29 @@ def _key(name: str) -> str:
 
 # ------------------------------------------------------------------------------ durations
 
-_UNIT = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
-         "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
-         "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
-         "d": 86400, "day": 86400, "days": 86400, "w": 604800, "week": 604800, "weeks": 604800}
+_UNIT = {
+    "s": 1,
+    "sec": 1,
+    "secs": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "mins": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hrs": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+    "w": 604800,
+    "week": 604800,
+    "weeks": 604800,
+}
 _DUR_PART = re.compile(r"(\d+(?:[.,]\d+)?)\s*([a-z]+)?")
 
 
@@ -141,7 +179,7 @@ def parse_duration(text: str) -> float | None:
         return None
     total, pos, last_unit = 0.0, 0, 0
     for m in _DUR_PART.finditer(s):
-        if s[pos:m.start()].strip():
+        if s[pos : m.start()].strip():
             return None
         unit = m.group(2)
         if unit is None:
@@ -194,7 +232,7 @@ def parse(text: str, *, names: Sequence[str], pin: str | None) -> Command | Pars
         m = _PIN_PREFIX.match(body)
         if m is None or not hmac.compare_digest(m.group(1).encode(), pin.encode()):
             return BAD_PIN
-        body = body[m.end():]
+        body = body[m.end() :]
     if body.strip() == "?":
         return Command(Verb.HELP)
     body = body.strip(_EDGE)
@@ -211,13 +249,12 @@ def parse(text: str, *, names: Sequence[str], pin: str | None) -> Command | Pars
 
 
 def _unknown_command(word: str) -> ParseError:
-    guess = difflib.get_close_matches(word.strip(_EDGE).upper(), list(Verb.__members__), n=1,
-                                      cutoff=0.6)
+    guess = difflib.get_close_matches(word.strip(_EDGE).upper(), list(Verb.__members__), n=1, cutoff=0.6)
     shown = _shorten(_gsm(word), 20)
     if guess:
-        return ParseError("unknown-command",
-                          f"Unknown command '{shown}'. Did you mean {guess[0]}? Send HELP.",
-                          guess[0])
+        return ParseError(
+            "unknown-command", f"Unknown command '{shown}'. Did you mean {guess[0]}? Send HELP.", guess[0]
+        )
     return ParseError("unknown-command", f"Unknown command '{shown}'. Send HELP for the commands.")
 
 
@@ -230,14 +267,12 @@ def _arguments(verb: Verb, rest: str, names: Sequence[str]) -> Command | ParseEr
         return _mute(words, known, names)
     if not words:
         if verb in _NAME_REQUIRED:
-            return ParseError("missing-name",
-                              f"{verb} needs a check name, e.g. {verb} {_example(names)}.")
+            return ParseError("missing-name", f"{verb} needs a check name, e.g. {verb} {_example(names)}.")
         return Command(verb)
     return _named(verb, words, known, None) or _unknown_name(" ".join(words), known)
 
 
-def _named(verb: Verb, words: list[str], known: dict[str, str],
-           duration: float | None) -> Command | None:
+def _named(verb: Verb, words: list[str], known: dict[str, str], duration: float | None) -> Command | None:
     """The command if ``words`` name a check (or are "all" where that is allowed), else None."""
     if not words:
         return Command(verb, None, duration)
@@ -252,8 +287,7 @@ def _named(verb: Verb, words: list[str], known: dict[str, str],
 def _mute(words: list[str], known: dict[str, str], names: Sequence[str]) -> Command | ParseError:
     splits = _duration_splits(words)
     if not splits:
-        return ParseError("missing-duration",
-                          f"MUTE needs a duration, e.g. MUTE {_example(names)} 2h or MUTE all 30m.")
+        return ParseError("missing-duration", f"MUTE needs a duration, e.g. MUTE {_example(names)} 2h or MUTE all 30m.")
     for before, seconds in splits:  # the longest name that leaves a duration wins
         command = _named(Verb.MUTE, before, known, seconds)
         if command is not None:
@@ -288,9 +322,9 @@ def _unknown_name(wanted: str, known: dict[str, str]) -> ParseError:
         guess = known[close[0]] if close else None
     shown = _shorten(_gsm(wanted), NAME_SHOWN)
     if guess is not None:
-        return ParseError("unknown-name",
-                          f"No check '{shown}'. Did you mean {_shorten(_gsm(guess), NAME_SHOWN)}?"
-                          " Send HELP.", guess)
+        return ParseError(
+            "unknown-name", f"No check '{shown}'. Did you mean {_shorten(_gsm(guess), NAME_SHOWN)}? Send HELP.", guess
+        )
     return ParseError("unknown-name", f"No check '{shown}'. Send STATUS for the list.")
 
 
@@ -310,10 +344,32 @@ _GSM_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 # Extension-table characters (two septets) and a few common others, as basic look-alikes.
-_LOOKALIKE = str.maketrans({"[": "(", "]": ")", "{": "(", "}": ")", "~": "-", "^": "'",
-                            "|": "/", "\\": "/", "`": "'", "€": "EUR", "\t": " ", "\r": " ",
-                            "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Œ": "OE", "œ": "oe",
-                            "\u0131": "i", "Þ": "Th", "þ": "th", "ð": "d"})
+_LOOKALIKE = str.maketrans(
+    {
+        "[": "(",
+        "]": ")",
+        "{": "(",
+        "}": ")",
+        "~": "-",
+        "^": "'",
+        "|": "/",
+        "\\": "/",
+        "`": "'",
+        "€": "EUR",
+        "\t": " ",
+        "\r": " ",
+        "Ł": "L",
+        "ł": "l",
+        "Đ": "D",
+        "đ": "d",
+        "Œ": "OE",
+        "œ": "oe",
+        "\u0131": "i",
+        "Þ": "Th",
+        "þ": "th",
+        "ð": "d",
+    }
+)
 
 
 def _gsm(text: str) -> str:
@@ -344,8 +400,10 @@ def is_reply_safe(text: str) -> bool:
 
 def render_help(*, pin_required: bool = False) -> str:
     """The HELP reply (never contains the PIN itself)."""
-    text = ("Commands: STATUS [name], ACK [name], ON name, OFF name, MUTE [name] 2h, "
-            "UNMUTE [name], PAUSE name, RESUME name, HELP.")
+    text = (
+        "Commands: STATUS [name], ACK [name], ON name, OFF name, MUTE [name] 2h, "
+        "UNMUTE [name], PAUSE name, RESUME name, HELP."
+    )
     if pin_required:
         text += " Start each with your PIN."
     return _fit(text)
@@ -379,11 +437,11 @@ def render_status(checks: Sequence[tuple[str, Status | str, float | None]]) -> s
     head = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     if counts[Status.UP] == len(rows):
         head = f"All {len(rows)} up" if len(rows) > 1 else "1 up"
-    problems = sorted((r for r in rows if r[1] in (Status.DOWN, Status.LATE)),
-                      key=lambda r: (r[1] is not Status.DOWN,
-                                     -(r[2] if r[2] is not None else -1.0), r[0].casefold()))
-    items = [" ".join(filter(None, (_shorten(_gsm(n), NAME_SHOWN), str(s), _age(a))))
-             for n, s, a in problems]
+    problems = sorted(
+        (r for r in rows if r[1] in (Status.DOWN, Status.LATE)),
+        key=lambda r: (r[1] is not Status.DOWN, -(r[2] if r[2] is not None else -1.0), r[0].casefold()),
+    )
+    items = [" ".join(filter(None, (_shorten(_gsm(n), NAME_SHOWN), str(s), _age(a)))) for n, s, a in problems]
     if not items:
         return _fit(head + ".")
     for shown in range(len(items), -1, -1):

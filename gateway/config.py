@@ -291,8 +291,14 @@ def local_zone() -> str:
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             list: "a list", dict: "a table"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
@@ -424,9 +430,18 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         data_dir = Path(raw_dir).expanduser()
         if not data_dir.is_absolute() and base_dir is not None:
             data_dir = base_dir / data_dir
-    return Config(data_dir=data_dir, http=http, smtp=smtp, modem=modem, alerts=alerts,
-                  email=email, security=security, defaults=defaults, peer=peer,
-                  source=Path(source) if source != "<config>" else None)
+    return Config(
+        data_dir=data_dir,
+        http=http,
+        smtp=smtp,
+        modem=modem,
+        alerts=alerts,
+        email=email,
+        security=security,
+        defaults=defaults,
+        peer=peer,
+        source=Path(source) if source != "<config>" else None,
+    )
 
 
 def load(path: Path) -> Config:
@@ -541,5 +556,4 @@ grace = "15m"
 
 
 def render_template(data_dir: Path, ping_key: str) -> str:
-    return TEMPLATE.format(data_dir=str(data_dir).replace("\\", "\\\\").replace('"', '\\"'),
-                           ping_key=ping_key)
+    return TEMPLATE.format(data_dir=str(data_dir).replace("\\", "\\\\").replace('"', '\\"'), ping_key=ping_key)

@@ -112,10 +112,12 @@ class HttpServer:
     here (port 0 allowed), so a busy port fails in the constructor with OSError; ``start()``
     returns once it serves; ``stop()`` returns within a few seconds."""
 
-    def __init__(self, app: Any, host: str, port: int, *, idle_timeout: float = 30.0,
-                 max_connections: int = 1000) -> None:
+    def __init__(
+        self, app: Any, host: str, port: int, *, idle_timeout: float = 30.0, max_connections: int = 1000
+    ) -> None:
         family, kind, proto, _, addr = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         self._sock = socket.socket(family, kind, proto)
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -127,9 +129,15 @@ class HttpServer:
             self._sock.close()
             raise
         config = uvicorn.Config(
-            app, http=_HttpProtocol, loop="asyncio", lifespan="off", interface="asgi3",
+            app,
+            http=_HttpProtocol,
+            loop="asyncio",
+            lifespan="off",
+            interface="asgi3",
             ws="none",  # plain HTTP only, whatever else is installed beside us
-            log_config=None, access_log=False, server_header=False,
+            log_config=None,
+            access_log=False,
+            server_header=False,
             proxy_headers=False,  # X-Forwarded-For is judged by [http] trusted_proxies (web.app)
             limit_concurrency=max_connections,
             timeout_keep_alive=idle_timeout,  # type: ignore[arg-type]  # call_later takes a float
@@ -179,11 +187,15 @@ class ModemParts:
     def describe(self) -> dict[str, Any]:
         h = self.keeper.health
         st = h.status
-        out: dict[str, Any] = {"backend": self.backend, "port": self.device,
-                               "connected": h.connected, "last_error": h.last_error,
-                               "since": h.since.isoformat(), "retrying": h.retrying}
-        for key in ("manufacturer", "model", "imei", "sim", "registration", "operator",
-                    "signal_dbm", "smsc"):
+        out: dict[str, Any] = {
+            "backend": self.backend,
+            "port": self.device,
+            "connected": h.connected,
+            "last_error": h.last_error,
+            "since": h.since.isoformat(),
+            "retrying": h.retrying,
+        }
+        for key in ("manufacturer", "model", "imei", "sim", "registration", "operator", "signal_dbm", "smsc"):
             out[key] = getattr(st, key) if st is not None else None
         return out
 
@@ -217,8 +229,9 @@ class DataDirLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 pid = _read_pid(fd)
-                raise AlreadyRunning(f"another hbgw serve is running on {self.path.parent}"
-                                     + (f" (pid {pid})" if pid else "")) from None
+                raise AlreadyRunning(
+                    f"another hbgw serve is running on {self.path.parent}" + (f" (pid {pid})" if pid else "")
+                ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError:
@@ -286,8 +299,7 @@ class Daemon:
             device, backend = transport.device, "at"
         else:
             device, backend = m.device, m.backend
-        factory = functools.partial(create_modem, backend, device, baudrate=m.baudrate, pin=m.pin,
-                                    smsc=m.smsc)
+        factory = functools.partial(create_modem, backend, device, baudrate=m.baudrate, pin=m.pin, smsc=m.smsc)
         keeper = ModemKeeper(factory, Inbox(service, run_command=CommandRunner(service)))
         self.modem = ModemParts(keeper, network, transport, backend, device)
         service.modem_status_source = self.modem.describe
@@ -308,12 +320,12 @@ class Daemon:
             h = keeper.health
             st = h.status
             now = time.time()
-            trouble = policy.modem_trouble(h.connected, st.sim if st else None,
-                                           st.registration if st else None)
+            trouble = policy.modem_trouble(h.connected, st.sim if st else None, st.registration if st else None)
             if trouble is None:
                 if alerted:
-                    await asyncio.to_thread(service.notify_owner_by_email,
-                                            "hbgw: the modem works again; SMS alerts resumed.")
+                    await asyncio.to_thread(
+                        service.notify_owner_by_email, "hbgw: the modem works again; SMS alerts resumed."
+                    )
                 trouble_since, alerted = None, False
             elif trouble_since is None:
                 trouble_since = now
@@ -324,14 +336,21 @@ class Daemon:
                 await asyncio.to_thread(
                     service.notify_owner_by_email,
                     f"hbgw: cannot send SMS for {int(now - (trouble_since or now))} s: {detail}."
-                    " Alerts go by email meanwhile; check the modem page.")
+                    " Alerts go by email meanwhile; check the modem page.",
+                )
             state = (h.connected, st.registration if st else None, h.last_error)
             if now - last_log >= MODEM_LOG_EVERY or state != logged:  # `hbgw status` reads it
                 last_log, logged = now, state
                 try:
                     await asyncio.to_thread(
-                        service.store.log_modem, now, h.connected, st.signal_dbm if st else None,
-                        st.registration if st else None, st.operator if st else None, h.last_error)
+                        service.store.log_modem,
+                        now,
+                        h.connected,
+                        st.signal_dbm if st else None,
+                        st.registration if st else None,
+                        st.operator if st else None,
+                        h.last_error,
+                    )
                 except Exception as e:
                     logger.error("cannot record modem health: %s", e)
             await keeper.health_changed(interval)
@@ -397,8 +416,12 @@ class Daemon:
             tasks.extend(peer.start_tasks(service, cfg, dispatcher.nudge))
             if cfg.demo:
                 tasks.append(asyncio.create_task(demo.pinger(service), name="demo-pinger"))
-            run_info: dict[str, Any] = {"pid": os.getpid(), "http": f"{bound[0]}:{bound[1]}",
-                                        "base_url": service.base_url, "started": iso(time.time())}
+            run_info: dict[str, Any] = {
+                "pid": os.getpid(),
+                "http": f"{bound[0]}:{bound[1]}",
+                "base_url": service.base_url,
+                "started": iso(time.time()),
+            }
             if cfg.smtp.listen:
                 from gateway.mail import start_smtp
 
@@ -463,8 +486,7 @@ class Daemon:
             try:
                 removed = await asyncio.to_thread(store.prune, time.time())
                 if any(removed.values()):
-                    logger.info("pruned old history: %s",
-                                ", ".join(f"{n} {t} rows" for t, n in removed.items() if n))
+                    logger.info("pruned old history: %s", ", ".join(f"{n} {t} rows" for t, n in removed.items() if n))
             except Exception as e:
                 logger.error("cannot prune old history: %s", e)
             await asyncio.sleep(PRUNE_EVERY)

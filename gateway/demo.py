@@ -38,6 +38,11 @@ async def pinger(service: Service) -> None:
                 continue
             check = service.store.get_check(name)
             if check is not None and check.status.value != "paused":
-                await asyncio.to_thread(service.record_ping, check.token, PingKind.SUCCESS, None,
-                                        PingMeta(source="demo", user_agent="hbgw-demo-pinger"))
+                await asyncio.to_thread(
+                    service.record_ping,
+                    check.token,
+                    PingKind.SUCCESS,
+                    None,
+                    PingMeta(source="demo", user_agent="hbgw-demo-pinger"),
+                )
         await asyncio.sleep(PING_EVERY)

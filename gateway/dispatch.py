@@ -30,8 +30,9 @@ HOUR = 3600.0
 
 
 class Dispatcher:
-    def __init__(self, service: Service, channels: dict[str, Channel], config: Config, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, service: Service, channels: dict[str, Channel], config: Config, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.service = service
         self.store = service.store
         self.channels = channels
@@ -61,8 +62,7 @@ class Dispatcher:
         self._loop = asyncio.get_running_loop()
         released = await asyncio.to_thread(self.store.release_leases)
         if released:
-            logger.warning("%d message(s) were being sent when the gateway stopped: sending again",
-                           released)
+            logger.warning("%d message(s) were being sent when the gateway stopped: sending again", released)
         while not self._stopping:
             self._wake.clear()
             try:
@@ -97,12 +97,13 @@ class Dispatcher:
         email_to = self.service.alerts.email_to  # as saved on the settings page, else config
         budget = (await asyncio.to_thread(self.service.owner_settings)).max_sms_per_hour
         exempt = {"test", "budget", "reply"}
-        if channel_name == "sms" and not all(r["kind"] in exempt for r in rows) \
-                and await asyncio.to_thread(self._over_budget, now, budget):
+        if (
+            channel_name == "sms"
+            and not all(r["kind"] in exempt for r in rows)
+            and await asyncio.to_thread(self._over_budget, now, budget)
+        ):
             await self._budget_notice(recipient, now, budget)
-            n = await asyncio.to_thread(self.store.mark_failed, ids,
-                                        f"SMS budget of {budget}/h reached",
-                                        email_to, now)
+            n = await asyncio.to_thread(self.store.mark_failed, ids, f"SMS budget of {budget}/h reached", email_to, now)
             logger.warning("SMS budget reached: %d message(s) to email instead", n)
             self.nudge()
             return
@@ -118,20 +119,31 @@ class Dispatcher:
             error = str(e)
             if e.permanent or attempts >= alerts.fallback_after:
                 n = await asyncio.to_thread(self.store.mark_failed, ids, error, email_to, self.clock())
-                logger.error("%s to %s failed for good after %d attempt(s): %s; %d by email",
-                             channel_name, _mask(recipient), attempts, error, n)
+                logger.error(
+                    "%s to %s failed for good after %d attempt(s): %s; %d by email",
+                    channel_name,
+                    _mask(recipient),
+                    attempts,
+                    error,
+                    n,
+                )
                 if channel_name == "sms" and not e.permanent:
                     await self._modem_failing(error)
                 self.nudge()
             else:
                 delay = min(MAX_BACKOFF, 5.0 * 2 ** (attempts - 1))
                 await asyncio.to_thread(self.store.mark_retry, ids, error, self.clock() + delay)
-                logger.warning("%s to %s failed (attempt %d, retry in %.0f s): %s",
-                               channel_name, _mask(recipient), attempts, delay, error)
+                logger.warning(
+                    "%s to %s failed (attempt %d, retry in %.0f s): %s",
+                    channel_name,
+                    _mask(recipient),
+                    attempts,
+                    delay,
+                    error,
+                )
             return
         await asyncio.to_thread(self.store.mark_sent, ids, ref, self.clock())
-        logger.info("sent %s to %s (%d alert(s) in one message)", channel_name, _mask(recipient),
-                    len(rows))
+        logger.info("sent %s to %s (%d alert(s) in one message)", channel_name, _mask(recipient), len(rows))
 
     def _text(self, rows: list[dict[str, Any]], *, full: bool) -> str:
         """One message for the rows; ``full`` (email) adds every alert's own text below the
@@ -154,8 +166,9 @@ class Dispatcher:
             return
         self._budget_notice_at = now
         until = policy.clock(now + HOUR, self.service.alerts)
-        text = (f"hbgw: SMS budget of {budget}/h reached; further"
-                f" alerts by email until {until}. Send STATUS for a summary.")
+        text = (
+            f"hbgw: SMS budget of {budget}/h reached; further alerts by email until {until}. Send STATUS for a summary."
+        )
         await asyncio.to_thread(self.store.queue_message, "budget", "sms", recipient, text, now)
 
     async def _modem_failing(self, error: str) -> None:
@@ -163,8 +176,10 @@ class Dispatcher:
         if now - self._modem_alert_at < HOUR or not self.service.alerts.email_to:
             return
         self._modem_alert_at = now
-        text = (f"hbgw: sending SMS is failing ({error}). Alerts are going by email until the"
-                f" modem works again; check the modem page.")
+        text = (
+            f"hbgw: sending SMS is failing ({error}). Alerts are going by email until the"
+            f" modem works again; check the modem page."
+        )
         for addr in self.service.alerts.email_to:
             await asyncio.to_thread(self.store.queue_message, "modem", "email", addr, text, now)
 

@@ -36,8 +36,9 @@ CommandRunner = Callable[[str, str], Awaitable[str | None]]
 class Inbox:
     """The modem's inbound handler: store first (so nothing is lost), then act."""
 
-    def __init__(self, service: Service, *, run_command: CommandRunner | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, service: Service, *, run_command: CommandRunner | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.service = service
         self.country = service.config.modem.country_code
         self.run_command = run_command
@@ -48,11 +49,9 @@ class Inbox:
         # read per message: the owner may change the allow-list on the settings page
         allowed = sender in self.service.owner_settings().sms_allow
         text = sms.text if sms.complete else sms.text + " [incomplete]"
-        inbox_id = await asyncio.to_thread(self.service.store.add_inbox, sender, text,
-                                           self.clock(), allowed)
+        inbox_id = await asyncio.to_thread(self.service.store.add_inbox, sender, text, self.clock(), allowed)
         if not allowed:
-            logger.info("SMS from a number not on the allow-list stored (id %d), not answered",
-                        inbox_id)
+            logger.info("SMS from a number not on the allow-list stored (id %d), not answered", inbox_id)
             return
         if self.run_command is None:
             return

@@ -53,8 +53,13 @@ class Filters:
         return (self.subject or self.body) and bool(self.success or self.fail or self.start)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, "body": self.body, "success": list(self.success),
-                "fail": list(self.fail), "start": list(self.start)}
+        return {
+            "subject": self.subject,
+            "body": self.body,
+            "success": list(self.success),
+            "fail": list(self.fail),
+            "start": list(self.start),
+        }
 
 
 def parse_filters(data: Any) -> Filters:

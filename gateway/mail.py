@@ -190,8 +190,7 @@ def read_message(content: bytes) -> MailText:
             body = _body(msg)
     except Exception:  # the stdlib parser on hostile input
         raise MailRejected(MALFORMED) from None
-    return MailText(subject=_header(msg, "subject"), sender=_header(msg, "from")[:SENDER_MAX],
-                    body=body)
+    return MailText(subject=_header(msg, "subject"), sender=_header(msg, "from")[:SENDER_MAX], body=body)
 
 
 def _clean(text: str) -> str:
@@ -254,12 +253,47 @@ def _body(msg: Message) -> str:
 
 
 class _TextExtractor(HTMLParser):
-    _BLOCK = frozenset((
-        "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "fieldset",
-        "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
-        "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody", "td", "tfoot",
-        "th", "thead", "tr", "ul",
-    ))
+    _BLOCK = frozenset(
+        (
+            "address",
+            "article",
+            "aside",
+            "blockquote",
+            "br",
+            "dd",
+            "div",
+            "dl",
+            "dt",
+            "fieldset",
+            "figcaption",
+            "figure",
+            "footer",
+            "form",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "header",
+            "hr",
+            "li",
+            "main",
+            "nav",
+            "ol",
+            "p",
+            "pre",
+            "section",
+            "table",
+            "tbody",
+            "td",
+            "tfoot",
+            "th",
+            "thead",
+            "tr",
+            "ul",
+        )
+    )
     _HIDDEN = frozenset(("script", "style", "head", "title", "template"))
 
     def __init__(self) -> None:
@@ -380,8 +414,9 @@ class _Handler:
         self.idle = asyncio.Event()
         self.idle.set()
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         assert isinstance(envelope, _Envelope) and isinstance(session, _Session)
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return TOO_MANY_RECIPIENTS
@@ -391,8 +426,7 @@ class _Handler:
             session.bad_recipients += 1
             logger.debug("refused a recipient from %s", _peer_ip(session))
             if session.bad_recipients >= BAD_RCPT_LIMIT:
-                logger.info("closing SMTP connection from %s: too many invalid recipients",
-                            _peer_ip(session))
+                logger.info("closing SMTP connection from %s: too many invalid recipients", _peer_ip(session))
                 transport = server.transport
                 if transport is not None:
                     server.loop.call_soon(transport.close)  # after the reply is written
@@ -419,15 +453,13 @@ class _Handler:
         self.in_flight += 1
         self.idle.clear()
         try:
-            return await asyncio.to_thread(self._deliver, list(envelope.targets), content,
-                                           _peer_ip(session), sender)
+            return await asyncio.to_thread(self._deliver, list(envelope.targets), content, _peer_ip(session), sender)
         finally:
             self.in_flight -= 1
             if not self.in_flight:
                 self.idle.set()
 
-    def _deliver(self, targets: list[_Target], content: bytes, peer: str | None,
-                 envelope_sender: str) -> str:
+    def _deliver(self, targets: list[_Target], content: bytes, peer: str | None, envelope_sender: str) -> str:
         """Parse the message and record one heartbeat per target (a worker thread)."""
         try:
             text = read_message(content)
@@ -435,8 +467,9 @@ class _Handler:
             logger.info("refused a message from %s: %s", peer, e.reply)
             return e.reply
         sender = text.sender or envelope_sender.strip("<>")
-        meta = PingMeta(source="email", remote_addr=peer, method="SMTP",
-                        user_agent=sender[:SENDER_MAX] or None, body=text.excerpt())
+        meta = PingMeta(
+            source="email", remote_addr=peer, method="SMTP", user_agent=sender[:SENDER_MAX] or None, body=text.excerpt()
+        )
         outcomes = []
         try:
             for t in targets:
@@ -445,11 +478,15 @@ class _Handler:
                     outcome = self.service.record_ping(t.address.token, kind, None, meta)
                 else:
                     assert t.address.key is not None and t.address.name is not None
-                    outcome = self.service.record_named_ping(t.address.key, t.address.name, kind,
-                                                             None, meta)
+                    outcome = self.service.record_named_ping(t.address.key, t.address.name, kind, None, meta)
                 outcomes.append(outcome)
-                logger.debug("email heartbeat (%s) for %r from %s: %s", kind.value,
-                             t.check.name if t.check else t.address.name, peer, outcome.value)
+                logger.debug(
+                    "email heartbeat (%s) for %r from %s: %s",
+                    kind.value,
+                    t.check.name if t.check else t.address.name,
+                    peer,
+                    outcome.value,
+                )
         except StoreError as e:
             logger.error("cannot store an email heartbeat: %s", e)
             return STORAGE_FAILED
@@ -480,8 +517,7 @@ def _filters(check: Check | None) -> keywords.Filters | None:
 class SmtpListener:
     """The listening socket and its sessions. Create it with :func:`start_smtp`."""
 
-    def __init__(self, handler: _Handler, config: Config, *, timeout: float,
-                 max_connections: int) -> None:
+    def __init__(self, handler: _Handler, config: Config, *, timeout: float, max_connections: int) -> None:
         self._handler = handler
         self._config = config
         self._timeout = timeout
@@ -493,13 +529,19 @@ class SmtpListener:
     async def _listen(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._make = partial(
-            _SMTP, self._handler, self._sessions.discard,
-            data_size_limit=self._config.smtp.max_size, hostname=self._config.smtp.domain,
-            ident="hbgw", timeout=self._timeout, enable_SMTPUTF8=False, decode_data=False,
-            command_call_limit=COMMAND_LIMITS, loop=loop,
+            _SMTP,
+            self._handler,
+            self._sessions.discard,
+            data_size_limit=self._config.smtp.max_size,
+            hostname=self._config.smtp.domain,
+            ident="hbgw",
+            timeout=self._timeout,
+            enable_SMTPUTF8=False,
+            decode_data=False,
+            command_call_limit=COMMAND_LIMITS,
+            loop=loop,
         )
-        self._server = await loop.create_server(self._protocol, host, port, reuse_address=True,
-                                                backlog=128)
+        self._server = await loop.create_server(self._protocol, host, port, reuse_address=True, backlog=128)
 
     def _protocol(self) -> asyncio.BaseProtocol:
         if self._closed or len(self._sessions) >= self._max_connections:
@@ -529,8 +571,7 @@ class SmtpListener:
         try:
             await asyncio.wait_for(self._handler.idle.wait(), grace)
         except TimeoutError:
-            logger.warning("closing SMTP with %d message(s) still being stored",
-                           self._handler.in_flight)
+            logger.warning("closing SMTP with %d message(s) still being stored", self._handler.in_flight)
         tasks = []
         for s in list(self._sessions):
             if s.transport is not None:
@@ -550,8 +591,9 @@ class SmtpListener:
             await self.close()
 
 
-async def start_smtp(service: Service, config: Config, *, timeout: float = IDLE_TIMEOUT,
-                     max_connections: int = MAX_CONNECTIONS) -> SmtpListener:
+async def start_smtp(
+    service: Service, config: Config, *, timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS
+) -> SmtpListener:
     """Listen for email heartbeats on ``config.smtp.listen`` (port 0: any free port) on the
     running loop. Raises OSError when the address cannot be bound, ValueError when
     ``config.smtp.listen`` is unset."""
@@ -563,6 +605,5 @@ async def start_smtp(service: Service, config: Config, *, timeout: float = IDLE_
     handler = _Handler(service, config.smtp.domain, config.smtp.max_recipients)
     listener = SmtpListener(handler, config, timeout=timeout, max_connections=max_connections)
     await listener._listen(host, port)
-    logger.info("email heartbeats on smtp://%s:%d for <token>@%s", *listener.address,
-                config.smtp.domain)
+    logger.info("email heartbeats on smtp://%s:%d for <token>@%s", *listener.address, config.smtp.domain)
     return listener

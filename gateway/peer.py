@@ -47,8 +47,7 @@ def public_part(url: str) -> str:
 def _scrub(text: str, url: str) -> str:
     """``text`` with the secret parts of ``url`` (path, query, user info) replaced."""
     u = urllib.parse.urlsplit(url)
-    for secret in sorted({url, u.path, u.query, u.username or "", u.password or ""}, key=len,
-                         reverse=True):
+    for secret in sorted({url, u.path, u.query, u.username or "", u.password or ""}, key=len, reverse=True):
         if len(secret) > 1:
             text = text.replace(secret, "<hidden>")
     return text
@@ -88,8 +87,12 @@ async def run(peer: PeerConfig, *, ping: Callable[[str, float], Any] = ping_once
             await asyncio.to_thread(ping, url, timeout)
         except PeerError as e:
             if healthy is not False:
-                logger.warning("peer heartbeat to %s failed: %s (trying again every %gs; logged"
-                               " again when it works)", where, e, peer.interval)
+                logger.warning(
+                    "peer heartbeat to %s failed: %s (trying again every %gs; logged again when it works)",
+                    where,
+                    e,
+                    peer.interval,
+                )
             healthy = False
         except Exception:
             logger.exception("peer heartbeat to %s: unexpected error", where)
@@ -105,8 +108,7 @@ async def run(peer: PeerConfig, *, ping: Callable[[str, float], Any] = ping_once
         await asyncio.sleep(due - now)
 
 
-def start_tasks(service: Service, config: Config,
-                nudge: Callable[[], None] | None = None) -> list[asyncio.Task[None]]:
+def start_tasks(service: Service, config: Config, nudge: Callable[[], None] | None = None) -> list[asyncio.Task[None]]:
     """The daemon's appliance tasks that are configured: the peer heartbeat and the daily
     summary SMS. ``nudge`` wakes the dispatcher after a message is queued."""
     from gateway import summary

@@ -96,20 +96,27 @@ def excerpt(body: str | None, n: int = 60) -> str:
 def down_text(check: Check, s: AlertSettings, now: float) -> str:
     if check.last_ping is None:
         return f"DOWN {check.name}: no heartbeat yet. Reply ACK {check.name} to silence."
-    return (f"DOWN {check.name}: no heartbeat since {clock(check.last_ping, s)}"
-            f" ({humanize(now - check.last_ping)}). Reply ACK {check.name} to silence.")
+    return (
+        f"DOWN {check.name}: no heartbeat since {clock(check.last_ping, s)}"
+        f" ({humanize(now - check.last_ping)}). Reply ACK {check.name} to silence."
+    )
 
 
 def fail_text(check: Check, body: str | None, s: AlertSettings, now: float) -> str:
     what = f"exit status {check.last_exit_status}" if check.last_exit_status else "failure reported"
     tail = excerpt(body)
-    return f"FAIL {check.name}: {what} at {clock(now, s)}" + (f": {tail}" if tail else "") + \
-        f". Reply ACK {check.name} to silence."
+    return (
+        f"FAIL {check.name}: {what} at {clock(now, s)}"
+        + (f": {tail}" if tail else "")
+        + f". Reply ACK {check.name} to silence."
+    )
 
 
 def reminder_text(check: Check, down_since: float, s: AlertSettings, now: float) -> str:
-    return (f"STILL DOWN {check.name} for {humanize(now - down_since)} (since {clock(down_since, s)})."
-            f" Reply ACK {check.name} to silence.")
+    return (
+        f"STILL DOWN {check.name} for {humanize(now - down_since)} (since {clock(down_since, s)})."
+        f" Reply ACK {check.name} to silence."
+    )
 
 
 def up_text(check: Check, down_since: float | None, now: float) -> str:
@@ -120,19 +127,21 @@ def up_text(check: Check, down_since: float | None, now: float) -> str:
 
 def offline_note_text(since: float | None, until: float, n: int, s: AlertSettings) -> str:
     start = clock(since, s) if since is not None else "?"
-    return (f"hbgw was offline from {start} to {clock(until, s)}; {n} server(s) given a fresh"
-            f" period, no alerts for that time.")
+    return (
+        f"hbgw was offline from {start} to {clock(until, s)}; {n} server(s) given a fresh"
+        f" period, no alerts for that time."
+    )
 
 
 # ------------------------------------------------------------------------------ decisions
 
 
-def _fan_out(kind: str, check: Check | None, text: str, key: str, s: AlertSettings, *,
-             sms: bool = True, email: bool = True) -> list[Outgoing]:
+def _fan_out(
+    kind: str, check: Check | None, text: str, key: str, s: AlertSettings, *, sms: bool = True, email: bool = True
+) -> list[Outgoing]:
     cid, name = (check.id, check.name) if check else (None, None)
     out = [Outgoing(kind, "sms", n, text, cid, f"{key}:sms:{n}", name) for n in s.sms_to if sms]
-    out += [Outgoing(kind, "email", a, text, cid, f"{key}:email:{a}", name)
-            for a in s.email_to if email]
+    out += [Outgoing(kind, "email", a, text, cid, f"{key}:email:{a}", name) for a in s.email_to if email]
     return out
 
 
@@ -140,9 +149,17 @@ def _silenced(check: Check, now: float) -> bool:
     return check.muted_until is not None and check.muted_until > now
 
 
-def alerts_for_flip(before: Check, after: Check, flip: Flip, *, flip_id: int,
-                    down_since: float | None, body: str | None, s: AlertSettings,
-                    now: float) -> list[Outgoing]:
+def alerts_for_flip(
+    before: Check,
+    after: Check,
+    flip: Flip,
+    *,
+    flip_id: int,
+    down_since: float | None,
+    body: str | None,
+    s: AlertSettings,
+    now: float,
+) -> list[Outgoing]:
     """What a status change sends: DOWN (or FAIL with the exit status and body excerpt) when a
     check goes down, UP with the downtime when it comes back, nothing otherwise. Respects the
     check's SMS and email toggles and a mute; never alerts for a paused check."""
@@ -154,8 +171,7 @@ def alerts_for_flip(before: Check, after: Check, flip: Flip, *, flip_id: int,
         return []
     if after.status is Status.DOWN and before.status is not Status.DOWN:
         text = fail_text(after, body, s, now) if flip.reason == "fail" else down_text(after, s, now)
-        return _fan_out("fail" if flip.reason == "fail" else "down", after, text, key, s,
-                        sms=sms, email=email)
+        return _fan_out("fail" if flip.reason == "fail" else "down", after, text, key, s, sms=sms, email=email)
     if before.status is Status.DOWN and after.status in (Status.UP, Status.NEW):
         return _fan_out("up", after, up_text(after, down_since, now), key, s, sms=sms, email=email)
     return []
@@ -179,8 +195,15 @@ def reminders(check: Check, *, down_since: float, s: AlertSettings, now: float) 
     if check.status is not Status.DOWN or check.acked or _silenced(check, now):
         return []
     key = f"rem{check.id}@{int(now)}"
-    return _fan_out("reminder", check, reminder_text(check, down_since, s, now), key, s,
-                    sms=check.sms_enabled, email=check.email_enabled)
+    return _fan_out(
+        "reminder",
+        check,
+        reminder_text(check, down_since, s, now),
+        key,
+        s,
+        sms=check.sms_enabled,
+        email=check.email_enabled,
+    )
 
 
 def offline_note(since: float | None, until: float, n: int, s: AlertSettings) -> list[Outgoing]:
@@ -188,8 +211,10 @@ def offline_note(since: float | None, until: float, n: int, s: AlertSettings) ->
 
 
 def clock_note_text(before: float, after: float, n: int, s: AlertSettings) -> str:
-    return (f"hbgw's clock jumped from {clock(before, s)} to {clock(after, s)}; {n} server(s)"
-            f" given a fresh period, no alerts for the skipped time.")
+    return (
+        f"hbgw's clock jumped from {clock(before, s)} to {clock(after, s)}; {n} server(s)"
+        f" given a fresh period, no alerts for the skipped time."
+    )
 
 
 def clock_note(before: float, after: float, n: int, s: AlertSettings) -> list[Outgoing]:
@@ -240,8 +265,9 @@ def merge(rows: Sequence[Pending], *, watched: int, s: AlertSettings) -> str:
     if len(downs) >= s.silent_summary_min:
         since = clock(min(r.created for r in downs), s)
         names = _names([r.check_name or "?" for r in downs], 60)
-        parts.append(f"{len(downs)} of {max(watched, len(downs))} servers silent since {since}:"
-                     f" network or power? {names}")
+        parts.append(
+            f"{len(downs)} of {max(watched, len(downs))} servers silent since {since}: network or power? {names}"
+        )
     else:
         parts += [_short(r) for r in downs]
     parts += [_short(r) for r in others]

@@ -32,11 +32,8 @@ def validate(schedule: Schedule) -> Schedule:
     if not 0.0 <= schedule.grace <= MAX_PERIOD:
         raise ScheduleError("grace must be between 0s and 365d")
     _zone(schedule.tz)
-    if schedule.cron is not None and (
-            len(schedule.cron.split()) != 5 or not croniter.is_valid(schedule.cron)):
-        raise ScheduleError(
-            f"{schedule.cron!r} is not a 5-field cron expression (e.g. '*/15 * * * *')"
-        )
+    if schedule.cron is not None and (len(schedule.cron.split()) != 5 or not croniter.is_valid(schedule.cron)):
+        raise ScheduleError(f"{schedule.cron!r} is not a 5-field cron expression (e.g. '*/15 * * * *')")
     return schedule
 
 
@@ -52,9 +49,7 @@ def expected_after(schedule: Schedule, anchor: float) -> float:
     return float(croniter(schedule.cron, start).get_next(float))
 
 
-def deadlines(
-    schedule: Schedule, anchor: float | None, last_start: float | None
-) -> tuple[float, float] | None:
+def deadlines(schedule: Schedule, anchor: float | None, last_start: float | None) -> tuple[float, float] | None:
     """``(late_at, down_at)`` for a check last anchored at ``anchor``; None when nothing is expected.
 
     A ``/start`` without its success or fail (``last_start``) must finish within ``grace``.

@@ -99,15 +99,19 @@ class Service:
         self.config = config
         self.clock = clock
         self.base_url = _base_url(config)
-        self.ping_key = config.security.ping_key or store.setting_or_create(
-            "ping_key", lambda: url_secret(16)
-        )
+        self.ping_key = config.security.ping_key or store.setting_or_create("ping_key", lambda: url_secret(16))
         self._deadline_listeners: list[Callable[[float], None]] = []
         self._outbox_listeners: list[Callable[[], None]] = []
         a = config.alerts
         self.alerts = policy.AlertSettings(
-            sms_to=a.sms_to, email_to=a.email_to, repeat=a.repeat, quiet_hours=a.quiet_hours,
-            tz=a.tz, silent_summary_min=a.silent_summary_min, coalesce=a.coalesce)
+            sms_to=a.sms_to,
+            email_to=a.email_to,
+            repeat=a.repeat,
+            quiet_hours=a.quiet_hours,
+            tz=a.tz,
+            silent_summary_min=a.silent_summary_min,
+            coalesce=a.coalesce,
+        )
         store.alerts = self.alerts
         self.load_owner_settings()  # what the owner saved on the settings page wins
         # Set by the daemon: a callable giving the modem's current status for pages and probes.
@@ -137,26 +141,43 @@ class Service:
 
     # ------------------------------------------------------------------ checks
 
-    def make_schedule(self, period: float | None = None, grace: float | None = None,
-                      cron: str | None = None, tz: str | None = None) -> Schedule:
+    def make_schedule(
+        self, period: float | None = None, grace: float | None = None, cron: str | None = None, tz: str | None = None
+    ) -> Schedule:
         d = self.config.defaults
-        s = Schedule(period=d.period if period is None else period,
-                     grace=d.grace if grace is None else grace,
-                     cron=cron or None, tz=tz or "UTC")
+        s = Schedule(
+            period=d.period if period is None else period,
+            grace=d.grace if grace is None else grace,
+            cron=cron or None,
+            tz=tz or "UTC",
+        )
         try:
             return sched.validate(s)
         except sched.ScheduleError as e:
-            field = "cron" if "cron" in str(e) else "tz" if "zone" in str(e) else \
-                "grace" if str(e).startswith("grace") else "period"
+            field = (
+                "cron"
+                if "cron" in str(e)
+                else "tz"
+                if "zone" in str(e)
+                else "grace"
+                if str(e).startswith("grace")
+                else "period"
+            )
             raise ValidationError(field, str(e)) from None
 
-    def add_check(self, name: str, *, period: float | None = None, grace: float | None = None,
-                  cron: str | None = None, tz: str | None = None) -> Check:
+    def add_check(
+        self,
+        name: str,
+        *,
+        period: float | None = None,
+        grace: float | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+    ) -> Check:
         """Create a check. Raises ValidationError (bad input) or Conflict (name taken, cap)."""
         name = validate_name(name)
         schedule = self.make_schedule(period, grace, cron, tz)
-        check = self.store.add_check(name, new_token(), schedule, self.clock(),
-                                     self.config.security.max_checks)
+        check = self.store.add_check(name, new_token(), schedule, self.clock(), self.config.security.max_checks)
         logger.info("check %r created", check.name)
         return check
 
@@ -190,44 +211,53 @@ class Service:
     def replace_token(self, name: str) -> Check:
         """Give the check a new ping token: its old URL and token address answer 404 from now
         on (for a URL or address that leaked, e.g. in a shared crontab). History is kept."""
-        return self._update(name, lambda c: dataclasses.replace(c, token=new_token()),
-                            "ping URL replaced")
+        return self._update(name, lambda c: dataclasses.replace(c, token=new_token()), "ping URL replaced")
 
     def set_sms_enabled(self, name: str, enabled: bool) -> Check:
-        return self._update(name, lambda c: dataclasses.replace(c, sms_enabled=enabled),
-                            "sms on" if enabled else "sms off")
+        return self._update(
+            name, lambda c: dataclasses.replace(c, sms_enabled=enabled), "sms on" if enabled else "sms off"
+        )
 
     def set_email_enabled(self, name: str, enabled: bool) -> Check:
-        return self._update(name, lambda c: dataclasses.replace(c, email_enabled=enabled),
-                            "email on" if enabled else "email off")
+        return self._update(
+            name, lambda c: dataclasses.replace(c, email_enabled=enabled), "email on" if enabled else "email off"
+        )
 
-    def set_schedule(self, name: str, *, period: float | None = None, grace: float | None = None,
-                     cron: str | None = None, tz: str | None = None) -> Check:
+    def set_schedule(
+        self,
+        name: str,
+        *,
+        period: float | None = None,
+        grace: float | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+    ) -> Check:
         """Change when pings are expected; the new deadlines apply from now on."""
         schedule = self.make_schedule(period, grace, cron, tz)
         now = self.clock()
-        return self._update(
-            name, lambda c: st.refresh(dataclasses.replace(c, schedule=schedule), now), "schedule"
-        )
+        return self._update(name, lambda c: st.refresh(dataclasses.replace(c, schedule=schedule), now), "schedule")
 
     # ------------------------------------------------------------------ heartbeats
 
-    def record_ping(self, token: str, kind: PingKind, exit_status: int | None = None,
-                    meta: PingMeta | None = None) -> PingOutcome:
+    def record_ping(
+        self, token: str, kind: PingKind, exit_status: int | None = None, meta: PingMeta | None = None
+    ) -> PingOutcome:
         """A heartbeat for the check with ``token``. Stored (committed) before this returns."""
         return self.submit_ping(token, None, kind, exit_status, meta).result()
 
     def check_ping_key(self, key: str) -> bool:
         return hmac.compare_digest(key.encode(), self.ping_key.encode())
 
-    def record_named_ping(self, key: str, name: str, kind: PingKind, exit_status: int | None = None,
-                          meta: PingMeta | None = None) -> PingOutcome:
+    def record_named_ping(
+        self, key: str, name: str, kind: PingKind, exit_status: int | None = None, meta: PingMeta | None = None
+    ) -> PingOutcome:
         """A heartbeat by site ping key and check name. A wrong key answers NOT_FOUND, exactly
         like an unknown name, so the reply never reveals which names exist."""
         return self.submit_ping(key, name, kind, exit_status, meta).result()
 
-    def submit_ping(self, key: str, name: str | None, kind: PingKind, exit_status: int | None = None,
-                    meta: PingMeta | None = None) -> concurrent.futures.Future[PingOutcome]:
+    def submit_ping(
+        self, key: str, name: str | None, kind: PingKind, exit_status: int | None = None, meta: PingMeta | None = None
+    ) -> concurrent.futures.Future[PingOutcome]:
         """Queue a heartbeat without waiting: by token (``name`` None) or by site ping key and
         check name. The future resolves once the ping is committed (or raises StoreError); an
         event loop awaits it with ``asyncio.wrap_future`` instead of parking a thread on it."""
@@ -296,8 +326,7 @@ class Service:
         """The wall clock jumped from ``expected`` to ``now``: no false DOWN for the skipped time
         (forward), no late deadlines (back). See Store.clock_stepped."""
         reset = self.store.clock_stepped(expected, now)
-        logger.warning("the system clock jumped %+.1f s; %d check(s) given a fresh period",
-                       now - expected, len(reset))
+        logger.warning("the system clock jumped %+.1f s; %d check(s) given a fresh period", now - expected, len(reset))
         self._outbox_changed()
         return reset
 
@@ -305,8 +334,9 @@ class Service:
 
     def ack(self, name: str) -> Check:
         """Acknowledge a check's outage: no more reminders until it recovers."""
-        return self._update(name, lambda c: dataclasses.replace(c, acked=True)
-                            if c.status is Status.DOWN else c, "acked")
+        return self._update(
+            name, lambda c: dataclasses.replace(c, acked=True) if c.status is Status.DOWN else c, "acked"
+        )
 
     def last_alerted_check(self) -> Check | None:
         """The check of the most recent DOWN/FAIL/reminder alert that is still down."""
@@ -355,9 +385,18 @@ class Service:
         return [_outbox_json(r) for r in self.store.list_outbox(limit)]
 
     def list_inbox(self, limit: int = 100) -> list[dict[str, Any]]:
-        return [{"id": r["id"], "received": iso(r["received"]), "from": r["sender"],
-                 "text": r["text"], "allowed": bool(r["allowed"]), "handled": bool(r["handled"]),
-                 "reply": r["reply"]} for r in self.store.list_inbox(limit)]
+        return [
+            {
+                "id": r["id"],
+                "received": iso(r["received"]),
+                "from": r["sender"],
+                "text": r["text"],
+                "allowed": bool(r["allowed"]),
+                "handled": bool(r["handled"]),
+                "reply": r["reply"],
+            }
+            for r in self.store.list_inbox(limit)
+        ]
 
     def modem_status(self) -> dict[str, Any] | None:
         src = self.modem_status_source
@@ -397,6 +436,7 @@ class Service:
             "created": iso(check.created),
             "filters": json.loads(check.filters) if check.filters else None,
         }
+
     # ---- email heartbeats ----
 
     def find_check_by_token(self, token: str) -> Check | None:
@@ -456,8 +496,7 @@ class Service:
             raise LoginRefused("no admin password is set" if stored is None else "wrong password")
         self.store.clear_login_failures(addr)
         token = secrets.token_urlsafe(32)
-        session = WebSession(key=_digest(token), csrf=secrets.token_urlsafe(32),
-                             expires=now + SESSION_TTL, token=token)
+        session = WebSession(key=_digest(token), csrf=secrets.token_urlsafe(32), expires=now + SESSION_TTL, token=token)
         self.store.add_session(session.key, session.csrf, now, session.expires, remote_addr)
         logger.info("web login from %s", addr)
         return session
@@ -548,20 +587,32 @@ class Service:
     def owner_settings(self) -> OwnerSettings:
         """Alerting settings in force: those saved on the settings page, else the config file's."""
         a, s = self.config.alerts, self.config.security
-        base = OwnerSettings(sms_to=a.sms_to, email_to=a.email_to, sms_allow=s.sms_allow,
-                             sms_pin=s.sms_pin, repeat=a.repeat, quiet_hours=a.quiet_hours,
-                             max_sms_per_hour=a.max_sms_per_hour, saved=False)
+        base = OwnerSettings(
+            sms_to=a.sms_to,
+            email_to=a.email_to,
+            sms_allow=s.sms_allow,
+            sms_pin=s.sms_pin,
+            repeat=a.repeat,
+            quiet_hours=a.quiet_hours,
+            max_sms_per_hour=a.max_sms_per_hour,
+            saved=False,
+        )
         raw = self.store.get_setting(OWNER_SETTINGS_KEY)
         if not raw:
             return base
         try:
             saved = json.loads(raw)
             return dataclasses.replace(
-                base, sms_to=tuple(saved["sms_to"]), email_to=tuple(saved["email_to"]),
-                sms_allow=tuple(saved["sms_allow"]), sms_pin=saved["sms_pin"] or None,
+                base,
+                sms_to=tuple(saved["sms_to"]),
+                email_to=tuple(saved["email_to"]),
+                sms_allow=tuple(saved["sms_allow"]),
+                sms_pin=saved["sms_pin"] or None,
                 repeat=float(saved["repeat"]),
                 quiet_hours=tuple(saved["quiet_hours"]) if saved["quiet_hours"] else None,
-                max_sms_per_hour=int(saved["max_sms_per_hour"]), saved=True)
+                max_sms_per_hour=int(saved["max_sms_per_hour"]),
+                saved=True,
+            )
         except (ValueError, KeyError, TypeError):
             logger.error("saved alert settings are unreadable; using the config file's")
             return base
@@ -569,14 +620,27 @@ class Service:
     def load_owner_settings(self) -> OwnerSettings:
         """Put the saved settings in force (start-up); returns them."""
         owner = self.owner_settings()
-        self.alerts = dataclasses.replace(self.alerts, sms_to=owner.sms_to, email_to=owner.email_to,
-                                          repeat=owner.repeat, quiet_hours=owner.quiet_hours)
+        self.alerts = dataclasses.replace(
+            self.alerts,
+            sms_to=owner.sms_to,
+            email_to=owner.email_to,
+            repeat=owner.repeat,
+            quiet_hours=owner.quiet_hours,
+        )
         self.store.alerts = self.alerts
         return owner
 
-    def update_owner_settings(self, *, sms_to: Sequence[str], email_to: Sequence[str],
-                              sms_allow: Sequence[str], sms_pin: str, repeat: str,
-                              quiet_hours: str, max_sms_per_hour: str) -> OwnerSettings:
+    def update_owner_settings(
+        self,
+        *,
+        sms_to: Sequence[str],
+        email_to: Sequence[str],
+        sms_allow: Sequence[str],
+        sms_pin: str,
+        repeat: str,
+        quiet_hours: str,
+        max_sms_per_hour: str,
+    ) -> OwnerSettings:
         """Validate, save and put in force the owner's alerting settings. Numbers are normalized
         to E.164. Raises ValidationError naming the first bad field."""
         pin = sms_pin.strip()
@@ -598,20 +662,46 @@ class Service:
         if not 1 <= budget <= 10_000:
             raise ValidationError("max_sms_per_hour", "between 1 and 10000")
         owner = OwnerSettings(
-            sms_to=_numbers("sms_to", sms_to), email_to=_emails("email_to", email_to),
-            sms_allow=_numbers("sms_allow", sms_allow), sms_pin=pin or None, repeat=every,
-            quiet_hours=quiet, max_sms_per_hour=budget, saved=True)
-        self.store.set_setting(OWNER_SETTINGS_KEY, json.dumps({
-            "sms_to": owner.sms_to, "email_to": owner.email_to, "sms_allow": owner.sms_allow,
-            "sms_pin": owner.sms_pin, "repeat": owner.repeat, "quiet_hours": owner.quiet_hours,
-            "max_sms_per_hour": owner.max_sms_per_hour}))
+            sms_to=_numbers("sms_to", sms_to),
+            email_to=_emails("email_to", email_to),
+            sms_allow=_numbers("sms_allow", sms_allow),
+            sms_pin=pin or None,
+            repeat=every,
+            quiet_hours=quiet,
+            max_sms_per_hour=budget,
+            saved=True,
+        )
+        self.store.set_setting(
+            OWNER_SETTINGS_KEY,
+            json.dumps(
+                {
+                    "sms_to": owner.sms_to,
+                    "email_to": owner.email_to,
+                    "sms_allow": owner.sms_allow,
+                    "sms_pin": owner.sms_pin,
+                    "repeat": owner.repeat,
+                    "quiet_hours": owner.quiet_hours,
+                    "max_sms_per_hour": owner.max_sms_per_hour,
+                }
+            ),
+        )
         self.store.add_event(None, self.clock(), "note", "alert settings changed on the web page")
         logger.info("alert settings changed")
         return self.load_owner_settings()
 
-    def edit_check(self, name: str, *, period: float | None, grace: float | None, cron: str | None,
-                   tz: str | None, repeat: float | None, sms_enabled: bool, email_enabled: bool,
-                   filters: Mapping[str, Any]) -> Check:
+    def edit_check(
+        self,
+        name: str,
+        *,
+        period: float | None,
+        grace: float | None,
+        cron: str | None,
+        tz: str | None,
+        repeat: float | None,
+        sms_enabled: bool,
+        email_enabled: bool,
+        filters: Mapping[str, Any],
+    ) -> Check:
         """Change a check's schedule, reminder interval, channels and email keyword filters in
         one transaction. ``repeat`` None = the global interval; ``filters`` as in
         :mod:`gateway.keywords` (no keywords = none stored). Raises ValidationError, NotFound."""
@@ -626,9 +716,17 @@ class Service:
         now = self.clock()
 
         def change(c: Check) -> Check:
-            return st.refresh(dataclasses.replace(
-                c, schedule=schedule, repeat=repeat, sms_enabled=sms_enabled,
-                email_enabled=email_enabled, filters=stored_filters), now)
+            return st.refresh(
+                dataclasses.replace(
+                    c,
+                    schedule=schedule,
+                    repeat=repeat,
+                    sms_enabled=sms_enabled,
+                    email_enabled=email_enabled,
+                    filters=stored_filters,
+                ),
+                now,
+            )
 
         return self._update(name, change, "edited")
 
@@ -652,14 +750,12 @@ class Service:
         counts = {s: 0 for s in STATUS_ORDER}
         for r in rows:
             counts[r.status] += 1
-        return Overview(now=now, rows=rows, counts=counts, modem=self._modem_summary(),
-                        troubles=self.alert_troubles())
+        return Overview(now=now, rows=rows, counts=counts, modem=self._modem_summary(), troubles=self.alert_troubles())
 
     def _past_hours(self, hour: float) -> dict[int, dict[int, tuple[int, int]]]:
         """The ping histogram of the 23 whole hours before ``hour``. Those hours are over, so it
         is computed once an hour and kept (a cache: the pings table is the truth)."""
-        cached: tuple[float, dict[int, dict[int, tuple[int, int]]]] | None = \
-            getattr(self, "_spark_cache", None)
+        cached: tuple[float, dict[int, dict[int, tuple[int, int]]]] | None = getattr(self, "_spark_cache", None)
         if cached is None or cached[0] != hour:
             start = hour - (SPARK_SLOTS - 1) * SPARK_SLOT
             cached = (hour, self.store.ping_histogram(start, SPARK_SLOT, until=hour))
@@ -672,22 +768,44 @@ class Service:
         check = self.get_check(name)
         now = self.clock()
         ev = st.evaluate(check, now)
-        timeline = [TimelineEntry(e.at, e.kind, e.old_status, e.new_status, e.detail)
-                    for e in self.store.list_events(check.id, events)]
-        timeline += [TimelineEntry(r["created"], "alert", None, None, r["text"], channel=r["channel"],
-                                   recipient=r["recipient"], state=r["state"], error=r["error"],
-                                   sent_at=r["sent_at"], alert_kind=r["kind"])
-                     for r in self.store.list_outbox_for_check(check.id, events)]
+        timeline = [
+            TimelineEntry(e.at, e.kind, e.old_status, e.new_status, e.detail)
+            for e in self.store.list_events(check.id, events)
+        ]
+        timeline += [
+            TimelineEntry(
+                r["created"],
+                "alert",
+                None,
+                None,
+                r["text"],
+                channel=r["channel"],
+                recipient=r["recipient"],
+                state=r["state"],
+                error=r["error"],
+                sent_at=r["sent_at"],
+                alert_kind=r["kind"],
+            )
+            for r in self.store.list_outbox_for_check(check.id, events)
+        ]
         timeline.sort(key=lambda t: t.at, reverse=True)
         try:
             filters = keywords.loads(check.filters) or keywords.Filters()
         except keywords.FilterError:
             filters = keywords.Filters()
-        return CheckPage(now=now, check=check, status=ev.status, down_since=_down_since(check, ev),
-                         late_at=ev.late_at, down_at=ev.down_at,
-                         pings=self.store.list_pings(check.id, pings), timeline=timeline[:events],
-                         snippets=self.snippets(check), filters=filters,
-                         default_repeat=self.alerts.repeat)
+        return CheckPage(
+            now=now,
+            check=check,
+            status=ev.status,
+            down_since=_down_since(check, ev),
+            late_at=ev.late_at,
+            down_at=ev.down_at,
+            pings=self.store.list_pings(check.id, pings),
+            timeline=timeline[:events],
+            snippets=self.snippets(check),
+            filters=filters,
+            default_repeat=self.alerts.repeat,
+        )
 
     def snippets(self, check: Check) -> list[Snippet]:
         """Copy-paste ways to ping ``check``: crontab with curl or wget, a systemd timer, email."""
@@ -705,8 +823,11 @@ class Service:
         return [
             Snippet("curl", "crontab, curl", f"{when} {curl}"),
             Snippet("wget", "crontab, wget", f"{when} wget -q -T 10 -t 3 -O /dev/null {url}"),
-            Snippet("exit", "crontab, report the job's exit status",
-                    f"{when} /usr/local/bin/job.sh; curl -fsS -m 10 --retry 3 -o /dev/null {url}/$?"),
+            Snippet(
+                "exit",
+                "crontab, report the job's exit status",
+                f"{when} /usr/local/bin/job.sh; curl -fsS -m 10 --retry 3 -o /dev/null {url}/$?",
+            ),
             Snippet("systemd", "systemd timer", systemd),
             Snippet("email", "email", f"{email}\n\n# e.g. from cron:\n{when} echo ok | mail -s ok {to}"),
         ]
@@ -717,21 +838,35 @@ class Service:
         status = self.modem_status()
         owner = self.owner_settings()
         return ModemPage(
-            now=now, backend=self.config.modem.backend, device=self.config.modem.device,
-            status=status, bars=signal_bars(status.get("signal_dbm")) if status else None,
+            now=now,
+            backend=self.config.modem.backend,
+            device=self.config.modem.device,
+            status=status,
+            bars=signal_bars(status.get("signal_dbm")) if status else None,
             history=self.store.modem_history(now - 86400),
-            outbox=self.list_outbox(50), inbox=self.list_inbox(50),
+            outbox=self.list_outbox(50),
+            inbox=self.list_inbox(50),
             sms_last_hour=self.store.sms_sent_since(now - 3600),
-            max_sms_per_hour=owner.max_sms_per_hour, owner_numbers=owner.sms_to,
+            max_sms_per_hour=owner.max_sms_per_hour,
+            owner_numbers=owner.sms_to,
         )
 
     def ping_log(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
         """The newest pings of a check in their JSON form. Raises NotFound."""
         check = self.get_check(name)
-        return [{"at": iso(p.at), "kind": p.kind.value, "exit_status": p.exit_status,
-                 "source": p.source, "remote_addr": p.remote_addr, "method": p.method,
-                 "user_agent": p.user_agent, "body": p.body}
-                for p in self.store.list_pings(check.id, max(1, min(limit, 1000)))]
+        return [
+            {
+                "at": iso(p.at),
+                "kind": p.kind.value,
+                "exit_status": p.exit_status,
+                "source": p.source,
+                "remote_addr": p.remote_addr,
+                "method": p.method,
+                "user_agent": p.user_agent,
+                "body": p.body,
+            }
+            for p in self.store.list_pings(check.id, max(1, min(limit, 1000)))
+        ]
 
     def metrics(self) -> dict[str, Any]:
         """Counters and gauges for /metrics: checks by status, pings received, messages by
@@ -741,8 +876,12 @@ class Service:
         for check in self.store.list_checks():
             counts[st.evaluate(check, now).status] += 1
         status = self.modem_status()
-        return {"checks": counts, "pings": self.store.total_pings(),
-                "outbox": self.store.count_outbox(), "modem": status}
+        return {
+            "checks": counts,
+            "pings": self.store.total_pings(),
+            "outbox": self.store.count_outbox(),
+            "modem": status,
+        }
 
     def health(self, daemon_pid: int | None) -> dict[str, Any]:
         """What ``hbgw status`` reports, read from the database by any process: the daemon, the
@@ -762,22 +901,28 @@ class Service:
         if self.config.modem.backend != "none":
             seen = self.store.modem_history(now - 3 * MODEM_LOG_EVERY)
             last = seen[-1] if seen else None
-            modem = {"backend": self.config.modem.backend, "connected": bool(last and last["connected"]),
-                     "as_of": iso(last["at"]) if last else None,
-                     **({k: last[k] for k in ("registration", "operator", "signal_dbm", "error")}
-                        if last else {})}
+            modem = {
+                "backend": self.config.modem.backend,
+                "connected": bool(last and last["connected"]),
+                "as_of": iso(last["at"]) if last else None,
+                **({k: last[k] for k in ("registration", "operator", "signal_dbm", "error")} if last else {}),
+            }
         troubles = self._setup_troubles()
         if daemon_pid is None:
             troubles.append("the gateway is not running")
         elif modem is not None and not modem["connected"]:
-            troubles.append("the modem is not connected" if modem["as_of"] else
-                            "no recent modem report")
+            troubles.append("the modem is not connected" if modem["as_of"] else "no recent modem report")
         troubles += self._outbox_troubles(now, waiting, overdue)
-        return {"ok": not troubles, "troubles": troubles,
-                "daemon": {"running": daemon_pid is not None, "pid": daemon_pid or None},
-                "modem": modem, "checks": counts, "down": sorted(problems["down"]),
-                "late": sorted(problems["late"]),
-                "outbox": {"waiting": waiting, "overdue_since": iso(overdue), "failed_24h": failed}}
+        return {
+            "ok": not troubles,
+            "troubles": troubles,
+            "daemon": {"running": daemon_pid is not None, "pid": daemon_pid or None},
+            "modem": modem,
+            "checks": counts,
+            "down": sorted(problems["down"]),
+            "late": sorted(problems["late"]),
+            "outbox": {"waiting": waiting, "overdue_since": iso(overdue), "failed_24h": failed},
+        }
 
     def alert_troubles(self) -> list[str]:
         """What keeps alerts from going out, as the settings and the outbox tell (the web page
@@ -789,8 +934,10 @@ class Service:
     def _setup_troubles(self) -> list[str]:
         a, troubles = self.alerts, []
         if not a.sms_to and not a.email_to:
-            troubles.append("nobody to alert: add a phone number or an email address on the"
-                            " settings page ([alerts] sms_to, email_to)")
+            troubles.append(
+                "nobody to alert: add a phone number or an email address on the"
+                " settings page ([alerts] sms_to, email_to)"
+            )
         if a.sms_to and self.config.modem.backend == "none":
             troubles.append("SMS numbers are set but no modem is configured ([modem] backend)")
         if a.email_to and not self.config.email.host:
@@ -809,15 +956,28 @@ class Service:
         status = self.modem_status()
         if status is None:
             return ModemSummary(connected=False, operator=None, bars=None)
-        return ModemSummary(connected=bool(status.get("connected")), operator=status.get("operator"),
-                            bars=signal_bars(status.get("signal_dbm")))
+        return ModemSummary(
+            connected=bool(status.get("connected")),
+            operator=status.get("operator"),
+            bars=signal_bars(status.get("signal_dbm")),
+        )
 
 
 def _outbox_json(r: dict[str, Any]) -> dict[str, Any]:
-    return {"id": r["id"], "to": r["recipient"], "channel": r["channel"], "text": r["text"],
-            "state": r["state"], "attempts": r["attempts"], "error": r["error"],
-            "kind": r["kind"], "check": r["check_name"], "created": iso(r["created"]),
-            "sent_at": iso(r["sent_at"]), "refs": r["refs"]}
+    return {
+        "id": r["id"],
+        "to": r["recipient"],
+        "channel": r["channel"],
+        "text": r["text"],
+        "state": r["state"],
+        "attempts": r["attempts"],
+        "error": r["error"],
+        "kind": r["kind"],
+        "check": r["check_name"],
+        "created": iso(r["created"]),
+        "sent_at": iso(r["sent_at"]),
+        "refs": r["refs"],
+    }
 
 
 def _base_url(config: Config) -> str:
@@ -994,8 +1154,7 @@ def _numbers(field: str, values: Sequence[str]) -> tuple[str, ...]:
         if number.startswith("00"):
             number = "+" + number[2:]
         if not E164.match(number):
-            raise ValidationError(field, f"{raw.strip()!r} is not an international number"
-                                  " (e.g. +15551234567)")
+            raise ValidationError(field, f"{raw.strip()!r} is not an international number (e.g. +15551234567)")
         if number not in out:
             out.append(number)
     return tuple(out)
@@ -1023,18 +1182,24 @@ def _systemd_snippet(check: Check, url: str) -> str:
     every local user can read); a drop-in sets this check's interval."""
     unit = re.sub(r"[^A-Za-z0-9_.]+", "-", check.name).strip("-.")[:60] or "check"
     s = check.schedule
-    lines = ["# with hbgw-ping@.service and hbgw-ping@.timer from heartbeat-gateway's systemd/ folder",
-             "install -m 0644 hbgw-ping@.service hbgw-ping@.timer /etc/systemd/system/",
-             f"mkdir -p /etc/hbgw-ping && (umask 077; echo '{url}' > /etc/hbgw-ping/{unit}.url)"]
+    lines = [
+        "# with hbgw-ping@.service and hbgw-ping@.timer from heartbeat-gateway's systemd/ folder",
+        "install -m 0644 hbgw-ping@.service hbgw-ping@.timer /etc/systemd/system/",
+        f"mkdir -p /etc/hbgw-ping && (umask 077; echo '{url}' > /etc/hbgw-ping/{unit}.url)",
+    ]
     if s.cron:
-        lines += [f"# a cron schedule ({s.cron}, {s.tz}): `systemctl edit hbgw-ping@{unit}.timer`,",
-                  "# empty OnBootSec= and OnUnitActiveSec=, and the matching OnCalendar= (see",
-                  "# systemd.time(7)); or let the job ping when it ends (the exit-status line)"]
+        lines += [
+            f"# a cron schedule ({s.cron}, {s.tz}): `systemctl edit hbgw-ping@{unit}.timer`,",
+            "# empty OnBootSec= and OnUnitActiveSec=, and the matching OnCalendar= (see",
+            "# systemd.time(7)); or let the job ping when it ends (the exit-status line)",
+        ]
     elif s.period != SYSTEMD_TIMER_EVERY:
         dropin = f"/etc/systemd/system/hbgw-ping@{unit}.timer.d"
-        lines += [f"# every {format_duration(s.period)} instead of the timer's 5 minutes",
-                  f"mkdir -p {dropin} && printf '[Timer]\\nOnUnitActiveSec=\\n"
-                  f"OnUnitActiveSec={format_duration(s.period)}\\n' > {dropin}/interval.conf"]
+        lines += [
+            f"# every {format_duration(s.period)} instead of the timer's 5 minutes",
+            f"mkdir -p {dropin} && printf '[Timer]\\nOnUnitActiveSec=\\n"
+            f"OnUnitActiveSec={format_duration(s.period)}\\n' > {dropin}/interval.conf",
+        ]
     lines.append(f"systemctl daemon-reload && systemctl enable --now hbgw-ping@{unit}.timer")
     return "\n".join(lines)
 

@@ -65,8 +65,7 @@ class CommandRunner:
                 check = s.get_check(c.name)
                 age = now - check.last_ping if check.last_ping is not None else None
                 return cmds.render_check(check.name, s.status_of(check, now), age), check.name
-            rows = [(k.name, s.status_of(k, now), now - k.last_ping if k.last_ping else None)
-                    for k in s.list_checks()]
+            rows = [(k.name, s.status_of(k, now), now - k.last_ping if k.last_ping else None) for k in s.list_checks()]
             return cmds.render_status(rows), None
         if c.verb is Verb.ACK:
             name = c.name

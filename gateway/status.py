@@ -87,9 +87,7 @@ def apply_resume(check: Check, now: float) -> Check:
     if check.status is not Status.PAUSED:
         return check
     anchor = now if check.last_ping is not None else None
-    return refresh(
-        dataclasses.replace(check, status=Status.NEW, anchor=anchor, last_failed=False), now
-    )
+    return refresh(dataclasses.replace(check, status=Status.NEW, anchor=anchor, last_failed=False), now)
 
 
 def apply_fresh_start(check: Check, now: float) -> Check:

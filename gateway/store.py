@@ -200,13 +200,28 @@ _CHECK_COLUMNS = (
 
 def _check_from_row(r: sqlite3.Row | tuple[Any, ...]) -> Check:
     return Check(
-        id=r[0], name=r[1], token=r[2],
+        id=r[0],
+        name=r[1],
+        token=r[2],
         schedule=Schedule(period=r[3], grace=r[4], cron=r[5], tz=r[6]),
-        status=Status(r[7]), anchor=r[8], last_ping=r[9], last_start=r[10],
-        last_failed=bool(r[11]), last_exit_status=r[12], next_deadline=r[13],
-        sms_enabled=bool(r[14]), email_enabled=bool(r[15]), created=r[16], n_pings=r[17],
-        repeat=r[18], muted_until=r[19], acked=bool(r[20]), filters=r[21],
-        down_since=r[22], last_alert=r[23], alert_at=r[24],
+        status=Status(r[7]),
+        anchor=r[8],
+        last_ping=r[9],
+        last_start=r[10],
+        last_failed=bool(r[11]),
+        last_exit_status=r[12],
+        next_deadline=r[13],
+        sms_enabled=bool(r[14]),
+        email_enabled=bool(r[15]),
+        created=r[16],
+        n_pings=r[17],
+        repeat=r[18],
+        muted_until=r[19],
+        acked=bool(r[20]),
+        filters=r[21],
+        down_since=r[22],
+        last_alert=r[23],
+        alert_at=r[24],
     )
 
 
@@ -216,25 +231,58 @@ def _save_check(conn: sqlite3.Connection, c: Check) -> None:
         " last_exit_status=?, next_deadline=?, sms_enabled=?, email_enabled=?, n_pings=?,"
         " period=?, grace=?, cron=?, tz=?, repeat=?, muted_until=?, acked=?, filters=?,"
         " down_since=?, last_alert=?, alert_at=?, token=? WHERE id=?",
-        (c.status.value, c.anchor, c.last_ping, c.last_start, int(c.last_failed),
-         c.last_exit_status, c.next_deadline, int(c.sms_enabled), int(c.email_enabled),
-         c.n_pings, c.schedule.period, c.schedule.grace, c.schedule.cron, c.schedule.tz,
-         c.repeat, c.muted_until, int(c.acked), c.filters, c.down_since, c.last_alert,
-         c.alert_at, c.token, c.id),
+        (
+            c.status.value,
+            c.anchor,
+            c.last_ping,
+            c.last_start,
+            int(c.last_failed),
+            c.last_exit_status,
+            c.next_deadline,
+            int(c.sms_enabled),
+            int(c.email_enabled),
+            c.n_pings,
+            c.schedule.period,
+            c.schedule.grace,
+            c.schedule.cron,
+            c.schedule.tz,
+            c.repeat,
+            c.muted_until,
+            int(c.acked),
+            c.filters,
+            c.down_since,
+            c.last_alert,
+            c.alert_at,
+            c.token,
+            c.id,
+        ),
     )
 
 
-def _add_event(conn: sqlite3.Connection, check_id: int | None, at: float, kind: str,
-               old: str | None = None, new: str | None = None, detail: str | None = None) -> None:
+def _add_event(
+    conn: sqlite3.Connection,
+    check_id: int | None,
+    at: float,
+    kind: str,
+    old: str | None = None,
+    new: str | None = None,
+    detail: str | None = None,
+) -> None:
     conn.execute(
-        "INSERT INTO events (check_id, at, kind, old_status, new_status, detail)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (check_id, at, kind, old_status, new_status, detail) VALUES (?, ?, ?, ?, ?, ?)",
         (check_id, at, kind, old, new, detail),
     )
 
 
-def _transition(conn: sqlite3.Connection, before: Check, after: Check, now: float, reason: str,
-                alerts: policy.AlertSettings | None, body: str | None = None) -> tuple[Check, Flip | None]:
+def _transition(
+    conn: sqlite3.Connection,
+    before: Check,
+    after: Check,
+    now: float,
+    reason: str,
+    alerts: policy.AlertSettings | None,
+    body: str | None = None,
+) -> tuple[Check, Flip | None]:
     """Save ``after``; record a status change as a flip event and, in the same transaction, the
     alert rows it causes; keep the outage bookkeeping (down_since, ack, next reminder) right."""
     went_down = after.status is Status.DOWN and before.status is not Status.DOWN
@@ -252,14 +300,20 @@ def _transition(conn: sqlite3.Connection, before: Check, after: Check, now: floa
     if before.status is after.status:
         return after, None
     cur = conn.execute(
-        "INSERT INTO events (check_id, at, kind, old_status, new_status, detail)"
-        " VALUES (?, ?, 'flip', ?, ?, ?)", (after.id, now, before.status.value, after.status.value, reason))
+        "INSERT INTO events (check_id, at, kind, old_status, new_status, detail) VALUES (?, ?, 'flip', ?, ?, ?)",
+        (after.id, now, before.status.value, after.status.value, reason),
+    )
     flip = Flip(check_id=after.id, at=now, old=before.status, new=after.status, reason=reason)
     if alerts is not None:
         down_since = before.down_since if recovered else now
-        _queue(conn, policy.alerts_for_flip(before, after, flip, flip_id=cur.lastrowid or 0,
-                                            down_since=down_since, body=body, s=alerts, now=now),
-               now, alerts.coalesce)
+        _queue(
+            conn,
+            policy.alerts_for_flip(
+                before, after, flip, flip_id=cur.lastrowid or 0, down_since=down_since, body=body, s=alerts, now=now
+            ),
+            now,
+            alerts.coalesce,
+        )
     return after, flip
 
 
@@ -270,8 +324,8 @@ def _queue(conn: sqlite3.Connection, rows: list[policy.Outgoing], now: float, wa
         cur = conn.execute(
             "INSERT OR IGNORE INTO outbox (created, channel, recipient, text, not_before, check_id,"
             " dedupe_key, kind, check_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (now, r.channel, r.recipient, r.text, now + wait, r.check_id, r.dedupe, r.kind,
-             r.check_name))
+            (now, r.channel, r.recipient, r.text, now + wait, r.check_id, r.dedupe, r.kind, r.check_name),
+        )
         n += cur.rowcount
     return n
 
@@ -365,9 +419,7 @@ class Store:
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"database schema v{version} is newer than this hbgw (v{SCHEMA_VERSION})"
-            )
+            raise sqlite3.DatabaseError(f"database schema v{version} is newer than this hbgw (v{SCHEMA_VERSION})")
         for v in range(version, SCHEMA_VERSION):
             logger.info("migrating database to schema v%d", v + 1)
             conn.execute("BEGIN IMMEDIATE")
@@ -386,9 +438,7 @@ class Store:
         if conn is None:
             if self._closed:
                 raise StoreError("store is closed")
-            conn = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=10
-            )
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
             conn.execute("PRAGMA busy_timeout=10000")
             self._local.conn = conn
             with self._readers_lock:
@@ -482,41 +532,58 @@ class Store:
         return [_check_from_row(r) for r in rows]
 
     def get_check(self, name: str) -> Check | None:
-        r = self._reader().execute(
-            f"SELECT {_CHECK_COLUMNS} FROM checks WHERE name = ?", (name,)
-        ).fetchone()
+        r = self._reader().execute(f"SELECT {_CHECK_COLUMNS} FROM checks WHERE name = ?", (name,)).fetchone()
         return _check_from_row(r) if r else None
 
     def min_deadline(self) -> float | None:
         """The earliest moment any check changes status on its own (uses the partial index)."""
-        r = self._reader().execute(
-            "SELECT (SELECT min(next_deadline) FROM checks WHERE next_deadline IS NOT NULL),"
-            " (SELECT min(alert_at) FROM checks WHERE alert_at IS NOT NULL)").fetchone()
+        r = (
+            self._reader()
+            .execute(
+                "SELECT (SELECT min(next_deadline) FROM checks WHERE next_deadline IS NOT NULL),"
+                " (SELECT min(alert_at) FROM checks WHERE alert_at IS NOT NULL)"
+            )
+            .fetchone()
+        )
         times = [t for t in r if t is not None]
         return min(times) if times else None
 
     def list_pings(self, check_id: int, limit: int = 100) -> list[Ping]:
-        rows = self._reader().execute(
-            "SELECT id, check_id, at, kind, exit_status, source, remote_addr, method, user_agent,"
-            " body FROM pings WHERE check_id = ? ORDER BY id DESC LIMIT ?",
-            (check_id, limit),
-        ).fetchall()
-        return [Ping(r[0], r[1], r[2], PingKind(r[3]), r[4], r[5], r[6], r[7], r[8], r[9])
-                for r in rows]
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT id, check_id, at, kind, exit_status, source, remote_addr, method, user_agent,"
+                " body FROM pings WHERE check_id = ? ORDER BY id DESC LIMIT ?",
+                (check_id, limit),
+            )
+            .fetchall()
+        )
+        return [Ping(r[0], r[1], r[2], PingKind(r[3]), r[4], r[5], r[6], r[7], r[8], r[9]) for r in rows]
 
     def count_pings(self, check_id: int) -> int:
-        return int(self._reader().execute(
-            "SELECT count(*) FROM pings WHERE check_id = ?", (check_id,)).fetchone()[0])
+        return int(self._reader().execute("SELECT count(*) FROM pings WHERE check_id = ?", (check_id,)).fetchone()[0])
 
     def list_events(self, check_id: int | None = None, limit: int = 100) -> list[Event]:
         if check_id is None:
-            rows = self._reader().execute(
-                "SELECT id, check_id, at, kind, old_status, new_status, detail FROM events"
-                " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT id, check_id, at, kind, old_status, new_status, detail FROM events"
+                    " ORDER BY id DESC LIMIT ?",
+                    (limit,),
+                )
+                .fetchall()
+            )
         else:
-            rows = self._reader().execute(
-                "SELECT id, check_id, at, kind, old_status, new_status, detail FROM events"
-                " WHERE check_id = ? ORDER BY id DESC LIMIT ?", (check_id, limit)).fetchall()
+            rows = (
+                self._reader()
+                .execute(
+                    "SELECT id, check_id, at, kind, old_status, new_status, detail FROM events"
+                    " WHERE check_id = ? ORDER BY id DESC LIMIT ?",
+                    (check_id, limit),
+                )
+                .fetchall()
+            )
         return [Event(*r) for r in rows]
 
     def get_setting(self, key: str) -> str | None:
@@ -525,31 +592,38 @@ class Store:
 
     # ---------------------------------------------------------------- checks: writes
 
-    def add_check(self, name: str, token: str, schedule: Schedule, now: float,
-                  max_checks: int | None = None) -> Check:
+    def add_check(self, name: str, token: str, schedule: Schedule, now: float, max_checks: int | None = None) -> Check:
         """Insert a new check. Raises Conflict if the name or token exists or the cap is reached."""
         return self.write(_tx_add_check, name, token, schedule, now, max_checks)
 
     def remove_check(self, name: str) -> Check:
         return self.write(_tx_remove_check, name)
 
-    def update_check(self, name: str, change: Callable[[Check], Check], now: float,
-                     event: str | None = None) -> tuple[Check, Flip | None]:
+    def update_check(
+        self, name: str, change: Callable[[Check], Check], now: float, event: str | None = None
+    ) -> tuple[Check, Flip | None]:
         """Apply a pure ``change`` to the named check atomically; raises NotFound."""
         return self.write(_tx_update_check, name, change, now, event, self.alerts, durable=True)
 
-    def submit_ping(self, token: str | None, name: str | None, kind: PingKind, exit_status: int | None,
-                    meta: PingMeta, now: float, create: tuple[str, Schedule, int] | None = None,
-                    ) -> concurrent.futures.Future[PingResult | None]:
+    def submit_ping(
+        self,
+        token: str | None,
+        name: str | None,
+        kind: PingKind,
+        exit_status: int | None,
+        meta: PingMeta,
+        now: float,
+        create: tuple[str, Schedule, int] | None = None,
+    ) -> concurrent.futures.Future[PingResult | None]:
         """Queue a ping for the check with ``token``, or else the one called ``name`` (created
         when ``create`` = (token, schedule, max_checks) is given and it does not exist). The
         future resolves after COMMIT: None when there is no such check; Conflict when creating
         it would pass the cap."""
-        return self.submit(_tx_record_ping, token, name, kind, exit_status, meta, now, create,
-                           self.alerts)
+        return self.submit(_tx_record_ping, token, name, kind, exit_status, meta, now, create, self.alerts)
 
-    def record_ping(self, token: str, kind: PingKind, exit_status: int | None, meta: PingMeta,
-                    now: float) -> PingResult | None:
+    def record_ping(
+        self, token: str, kind: PingKind, exit_status: int | None, meta: PingMeta, now: float
+    ) -> PingResult | None:
         """Store a ping for the check with ``token``; None when no check has that token."""
         return self.submit_ping(token, None, kind, exit_status, meta, now).result()
 
@@ -567,8 +641,9 @@ class Store:
         time get a fresh period, as after an outage of the gateway (with a note to the owner).
         Back: checks stamped in the future get a fresh period, so no deadline ends up late."""
         if now >= expected:
-            return self.write(functools.partial(_tx_fresh_start, clock_step=True), now, expected,
-                              self.alerts, durable=True)
+            return self.write(
+                functools.partial(_tx_fresh_start, clock_step=True), now, expected, self.alerts, durable=True
+            )
         return self.write(_tx_clock_back, now, expected, self.alerts, durable=True)
 
     def set_setting(self, key: str, value: str) -> None:
@@ -583,11 +658,11 @@ class Store:
 
     # ---------------------------------------------------------------- outbox and inbox
 
-    def queue_message(self, kind: str, channel: str, recipient: str, text: str, now: float,
-                      check_id: int | None = None) -> int:
+    def queue_message(
+        self, kind: str, channel: str, recipient: str, text: str, now: float, check_id: int | None = None
+    ) -> int:
         """Queue one message to send as soon as possible; returns its outbox id."""
-        return self.write(_tx_queue_message, kind, channel, recipient, text, now, check_id,
-                          durable=True)
+        return self.write(_tx_queue_message, kind, channel, recipient, text, now, check_id, durable=True)
 
     def claim_due(self, now: float, lease: float) -> list[list[dict[str, Any]]]:
         """Claim every due message, grouped by (channel, recipient): each group is sent as one
@@ -611,34 +686,69 @@ class Store:
         return self.write(_tx_release_leases, durable=True)
 
     def next_due_message(self) -> float | None:
-        r = self._reader().execute(
-            "SELECT min(CASE WHEN state = 'sending' THEN lease_until ELSE not_before END)"
-            " FROM outbox WHERE state IN ('pending', 'sending')").fetchone()
+        r = (
+            self._reader()
+            .execute(
+                "SELECT min(CASE WHEN state = 'sending' THEN lease_until ELSE not_before END)"
+                " FROM outbox WHERE state IN ('pending', 'sending')"
+            )
+            .fetchone()
+        )
         return r[0] if r else None
 
     def sms_sent_since(self, since: float) -> int:
         """SMS messages sent since ``since`` (rows merged into one message count once)."""
-        r = self._reader().execute(
-            "SELECT count(DISTINCT sent_at) FROM outbox WHERE channel = 'sms' AND state = 'sent'"
-            " AND sent_at >= ?", (since,)).fetchone()
+        r = (
+            self._reader()
+            .execute(
+                "SELECT count(DISTINCT sent_at) FROM outbox WHERE channel = 'sms' AND state = 'sent' AND sent_at >= ?",
+                (since,),
+            )
+            .fetchone()
+        )
         return int(r[0])
 
     def count_outbox(self) -> dict[str, int]:
-        rows = self._reader().execute(
-            "SELECT channel || ':' || state, count(*) FROM outbox GROUP BY channel, state").fetchall()
+        rows = (
+            self._reader()
+            .execute("SELECT channel || ':' || state, count(*) FROM outbox GROUP BY channel, state")
+            .fetchall()
+        )
         return {k: n for k, n in rows}
 
     def list_outbox(self, limit: int = 100) -> list[dict[str, Any]]:
-        cols = ("id", "created", "channel", "recipient", "text", "state", "attempts", "error",
-                "sent_at", "refs", "kind", "check_name", "check_id")
-        rows = self._reader().execute(
-            f"SELECT {', '.join(cols)} FROM outbox ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        cols = (
+            "id",
+            "created",
+            "channel",
+            "recipient",
+            "text",
+            "state",
+            "attempts",
+            "error",
+            "sent_at",
+            "refs",
+            "kind",
+            "check_name",
+            "check_id",
+        )
+        rows = (
+            self._reader()
+            .execute(f"SELECT {', '.join(cols)} FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
+            .fetchall()
+        )
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
     def recent_alerted_names(self, limit: int) -> list[str]:
-        rows = self._reader().execute(
-            "SELECT check_name FROM outbox WHERE kind IN ('down', 'fail', 'reminder')"
-            " AND check_name IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT check_name FROM outbox WHERE kind IN ('down', 'fail', 'reminder')"
+                " AND check_name IS NOT NULL ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
         return list(dict.fromkeys(r[0] for r in rows))
 
     def add_inbox(self, sender: str, text: str, received: float, allowed: bool) -> int:
@@ -649,8 +759,9 @@ class Store:
 
     def list_inbox(self, limit: int = 100) -> list[dict[str, Any]]:
         cols = ("id", "received", "sender", "text", "allowed", "handled", "reply")
-        rows = self._reader().execute(
-            f"SELECT {', '.join(cols)} FROM inbox ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        rows = (
+            self._reader().execute(f"SELECT {', '.join(cols)} FROM inbox ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        )
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
     def prune(self, now: float) -> dict[str, int]:
@@ -660,37 +771,41 @@ class Store:
         for table, sql in _PRUNE.items():
             removed[table] = 0
             while True:
-                n = self.write(_tx_exec, sql, (now - (KEEP_EVENTS if table == "events" else KEEP_MESSAGES),
-                                               _PRUNE_BATCH))
+                n = self.write(
+                    _tx_exec, sql, (now - (KEEP_EVENTS if table == "events" else KEEP_MESSAGES), _PRUNE_BATCH)
+                )
                 removed[table] += n
                 if n < _PRUNE_BATCH:
                     break
         return removed
 
-    def log_modem(self, at: float, connected: bool, signal_dbm: int | None,
-                  registration: str | None, operator: str | None, error: str | None) -> None:
+    def log_modem(
+        self,
+        at: float,
+        connected: bool,
+        signal_dbm: int | None,
+        registration: str | None,
+        operator: str | None,
+        error: str | None,
+    ) -> None:
         self.write(_tx_log_modem, at, connected, signal_dbm, registration, operator, error)
 
     # ---- email heartbeats ----
 
     def get_check_by_token(self, token: str) -> Check | None:
         """The check whose ping token is ``token`` (exact, case-sensitive), or None."""
-        r = self._reader().execute(
-            f"SELECT {_CHECK_COLUMNS} FROM checks WHERE token = ?", (token,)
-        ).fetchone()
+        r = self._reader().execute(f"SELECT {_CHECK_COLUMNS} FROM checks WHERE token = ?", (token,)).fetchone()
         return _check_from_row(r) if r else None
 
     # ---- web admin (sessions, API keys, settings, listings) ----
 
-    def add_session(self, sid_hash: str, csrf: str, created: float, expires: float,
-                    remote_addr: str | None) -> None:
+    def add_session(self, sid_hash: str, csrf: str, created: float, expires: float, remote_addr: str | None) -> None:
         """Store a session under the hash of its cookie value (the cookie itself is never stored)."""
         self.write(_tx_add_session, sid_hash, csrf, created, expires, remote_addr)
 
     def get_session(self, sid_hash: str) -> tuple[str, float, float] | None:
         """``(csrf, created, expires)`` of a stored session, expired or not; None if unknown."""
-        r = self._reader().execute(
-            "SELECT csrf, created, expires FROM sessions WHERE id = ?", (sid_hash,)).fetchone()
+        r = self._reader().execute("SELECT csrf, created, expires FROM sessions WHERE id = ?", (sid_hash,)).fetchone()
         return (str(r[0]), float(r[1]), float(r[2])) if r else None
 
     def extend_session(self, sid_hash: str, expires: float) -> None:
@@ -708,9 +823,13 @@ class Store:
 
     def login_failures(self, remote_addr: str, since: float) -> tuple[int, float | None]:
         """How many failed logins came from ``remote_addr`` since ``since``, and the oldest one."""
-        r = self._reader().execute(
-            "SELECT count(*), min(at) FROM login_attempts WHERE remote_addr = ? AND at >= ?",
-            (remote_addr, since)).fetchone()
+        r = (
+            self._reader()
+            .execute(
+                "SELECT count(*), min(at) FROM login_attempts WHERE remote_addr = ? AND at >= ?", (remote_addr, since)
+            )
+            .fetchone()
+        )
         return int(r[0]), r[1]
 
     def add_login_failure(self, remote_addr: str, at: float, forget_before: float) -> None:
@@ -722,27 +841,36 @@ class Store:
 
     def add_api_key(self, label: str, prefix: str, digest: str, created: float) -> int:
         """Store an API key by its hash; returns its id."""
-        return self.write(_tx_insert, "INSERT INTO api_keys (label, prefix, hash, created)"
-                          " VALUES (?, ?, ?, ?)", (label, prefix, digest, created))
+        return self.write(
+            _tx_insert,
+            "INSERT INTO api_keys (label, prefix, hash, created) VALUES (?, ?, ?, ?)",
+            (label, prefix, digest, created),
+        )
 
     def list_api_keys(self) -> list[dict[str, Any]]:
         cols = ("id", "label", "prefix", "created", "last_used", "revoked")
-        rows = self._reader().execute(
-            f"SELECT {', '.join(cols)} FROM api_keys ORDER BY revoked IS NOT NULL, id DESC").fetchall()
+        rows = (
+            self._reader()
+            .execute(f"SELECT {', '.join(cols)} FROM api_keys ORDER BY revoked IS NOT NULL, id DESC")
+            .fetchall()
+        )
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
     def find_api_key(self, digest: str) -> dict[str, Any] | None:
         """The live (not revoked) key with this hash, or None."""
         cols = ("id", "label", "prefix", "created", "last_used", "revoked")
-        r = self._reader().execute(
-            f"SELECT {', '.join(cols)} FROM api_keys WHERE hash = ? AND revoked IS NULL",
-            (digest,)).fetchone()
+        r = (
+            self._reader()
+            .execute(f"SELECT {', '.join(cols)} FROM api_keys WHERE hash = ? AND revoked IS NULL", (digest,))
+            .fetchone()
+        )
         return dict(zip(cols, r, strict=True)) if r else None
 
     def revoke_api_key(self, key_id: int, at: float) -> bool:
         """Revoke a key; False when there is no live key with that id."""
-        return bool(self.write(_tx_exec, "UPDATE api_keys SET revoked = ? WHERE id = ?"
-                               " AND revoked IS NULL", (at, key_id)))
+        return bool(
+            self.write(_tx_exec, "UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL", (at, key_id))
+        )
 
     def touch_api_key(self, key_id: int, at: float) -> None:
         self.write(_tx_exec, "UPDATE api_keys SET last_used = ? WHERE id = ?", (at, key_id))
@@ -751,8 +879,9 @@ class Store:
         """Store several settings in one transaction."""
         self.write(_tx_set_settings, values)
 
-    def ping_histogram(self, since: float, bucket: float,
-                       until: float | None = None) -> dict[int, dict[int, tuple[int, int]]]:
+    def ping_histogram(
+        self, since: float, bucket: float, until: float | None = None
+    ) -> dict[int, dict[int, tuple[int, int]]]:
         """Pings from ``since`` (to ``until``, exclusive) per check and per ``bucket``-second
         slot: ``{check_id: {slot: (pings, failures)}}`` (slot 0 starts at ``since``)."""
         conn = self._reader()
@@ -763,45 +892,59 @@ class Store:
             "SELECT check_id, CAST((at - ?) / ? AS INTEGER), count(*),"
             " sum(kind = 'fail' OR coalesce(exit_status, 0) != 0)"
             " FROM pings WHERE id >= ? AND at >= ? AND at < ? AND kind != 'log' GROUP BY 1, 2",
-            (since, bucket, first, since, float("inf") if until is None else until)).fetchall()
+            (since, bucket, first, since, float("inf") if until is None else until),
+        ).fetchall()
         out: dict[int, dict[int, tuple[int, int]]] = {}
         for check_id, slot, n, fails in rows:
             out.setdefault(check_id, {})[slot] = (int(n), int(fails or 0))
         return out
 
     def list_outbox_for_check(self, check_id: int, limit: int = 100) -> list[dict[str, Any]]:
-        cols = ("id", "created", "channel", "recipient", "text", "state", "attempts", "error",
-                "sent_at", "kind")
-        rows = self._reader().execute(
-            f"SELECT {', '.join(cols)} FROM outbox WHERE check_id = ? ORDER BY id DESC LIMIT ?",
-            (check_id, limit)).fetchall()
+        cols = ("id", "created", "channel", "recipient", "text", "state", "attempts", "error", "sent_at", "kind")
+        rows = (
+            self._reader()
+            .execute(
+                f"SELECT {', '.join(cols)} FROM outbox WHERE check_id = ? ORDER BY id DESC LIMIT ?", (check_id, limit)
+            )
+            .fetchall()
+        )
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
     def outbox_backlog(self, now: float) -> tuple[int, float | None]:
         """Messages waiting to go out, and since when the longest-overdue one could have gone
         (a message held for quiet hours or a retry's backoff is not overdue)."""
-        waiting, overdue = self._reader().execute(
-            "SELECT count(*), min(CASE WHEN state = 'pending' AND not_before <= :now THEN not_before"
-            " WHEN state = 'sending' AND lease_until <= :now THEN lease_until END)"
-            " FROM outbox WHERE state IN ('pending', 'sending')", {"now": now}).fetchone()
+        waiting, overdue = (
+            self._reader()
+            .execute(
+                "SELECT count(*), min(CASE WHEN state = 'pending' AND not_before <= :now THEN not_before"
+                " WHEN state = 'sending' AND lease_until <= :now THEN lease_until END)"
+                " FROM outbox WHERE state IN ('pending', 'sending')",
+                {"now": now},
+            )
+            .fetchone()
+        )
         return int(waiting), overdue
 
     def count_failed(self, since: float) -> int:
         """Messages queued since ``since`` that failed for good."""
-        return int(self._reader().execute(
-            "SELECT count(*) FROM outbox WHERE state = 'failed' AND created >= ?", (since,)
-        ).fetchone()[0])
+        return int(
+            self._reader()
+            .execute("SELECT count(*) FROM outbox WHERE state = 'failed' AND created >= ?", (since,))
+            .fetchone()[0]
+        )
 
     def modem_history(self, since: float) -> list[dict[str, Any]]:
         cols = ("at", "connected", "signal_dbm", "registration", "operator", "error")
-        rows = self._reader().execute(
-            f"SELECT {', '.join(cols)} FROM modem_log WHERE at >= ? ORDER BY at", (since,)).fetchall()
+        rows = (
+            self._reader()
+            .execute(f"SELECT {', '.join(cols)} FROM modem_log WHERE at >= ? ORDER BY at", (since,))
+            .fetchall()
+        )
         return [dict(zip(cols, r, strict=True)) for r in rows]
 
     def total_pings(self) -> int:
         """Pings received over the checks' lifetimes (kept counters, not the pruned log)."""
-        return int(self._reader().execute(
-            "SELECT coalesce(sum(n_pings), 0) FROM checks").fetchone()[0])
+        return int(self._reader().execute("SELECT coalesce(sum(n_pings), 0) FROM checks").fetchone()[0])
 
 
 # -------------------------------------------------------------------- transactions
@@ -812,16 +955,16 @@ def _load(conn: sqlite3.Connection, where: str, arg: Any) -> Check | None:
     return _check_from_row(r) if r else None
 
 
-def _tx_add_check(conn: sqlite3.Connection, name: str, token: str, schedule: Schedule,
-                  now: float, max_checks: int | None) -> Check:
+def _tx_add_check(
+    conn: sqlite3.Connection, name: str, token: str, schedule: Schedule, now: float, max_checks: int | None
+) -> Check:
     if max_checks is not None:
         n = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
         if n >= max_checks:
             raise Conflict(f"the limit of {max_checks} checks is reached")
     try:
         cur = conn.execute(
-            "INSERT INTO checks (name, token, period, grace, cron, tz, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO checks (name, token, period, grace, cron, tz, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (name, token, schedule.period, schedule.grace, schedule.cron, schedule.tz, now),
         )
     except sqlite3.IntegrityError:
@@ -840,9 +983,14 @@ def _tx_remove_check(conn: sqlite3.Connection, name: str) -> Check:
     return check
 
 
-def _tx_update_check(conn: sqlite3.Connection, name: str, change: Callable[[Check], Check],
-                     now: float, event: str | None,
-                     alerts: policy.AlertSettings | None = None) -> tuple[Check, Flip | None]:
+def _tx_update_check(
+    conn: sqlite3.Connection,
+    name: str,
+    change: Callable[[Check], Check],
+    now: float,
+    event: str | None,
+    alerts: policy.AlertSettings | None = None,
+) -> tuple[Check, Flip | None]:
     before = _load(conn, "name = ?", name)
     if before is None:
         raise NotFound(name)
@@ -854,10 +1002,17 @@ def _tx_update_check(conn: sqlite3.Connection, name: str, change: Callable[[Chec
     return _transition(conn, before, after, now, event or "update", alerts)
 
 
-def _tx_record_ping(conn: sqlite3.Connection, token: str | None, name: str | None,
-                    kind: PingKind, exit_status: int | None, meta: PingMeta, now: float,
-                    create: tuple[str, Schedule, int] | None,
-                    alerts: policy.AlertSettings | None = None) -> PingResult | None:
+def _tx_record_ping(
+    conn: sqlite3.Connection,
+    token: str | None,
+    name: str | None,
+    kind: PingKind,
+    exit_status: int | None,
+    meta: PingMeta,
+    now: float,
+    create: tuple[str, Schedule, int] | None,
+    alerts: policy.AlertSettings | None = None,
+) -> PingResult | None:
     created = False
     if token is not None:
         before = _load(conn, "token = ?", token)
@@ -870,13 +1025,11 @@ def _tx_record_ping(conn: sqlite3.Connection, token: str | None, name: str | Non
         return None
     body = meta.body[:BODY_EXCERPT] if meta.body else None
     reason = "fail" if kind is PingKind.FAIL or exit_status not in (None, 0) else "ping"
-    after, flip = _transition(conn, before, st.apply_ping(before, kind, exit_status, now), now,
-                              reason, alerts, body)
+    after, flip = _transition(conn, before, st.apply_ping(before, kind, exit_status, now), now, reason, alerts, body)
     conn.execute(
         "INSERT INTO pings (check_id, at, kind, exit_status, source, remote_addr, method,"
         " user_agent, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (after.id, now, kind.value, exit_status, meta.source, meta.remote_addr, meta.method,
-         meta.user_agent, body),
+        (after.id, now, kind.value, exit_status, meta.source, meta.remote_addr, meta.method, meta.user_agent, body),
     )
     if after.n_pings % _PRUNE_EVERY == 0:
         conn.execute(
@@ -887,12 +1040,11 @@ def _tx_record_ping(conn: sqlite3.Connection, token: str | None, name: str | Non
     return PingResult(after, flip, created)
 
 
-def _tx_advance(conn: sqlite3.Connection, now: float,
-                alerts: policy.AlertSettings | None = None) -> list[Flip]:
+def _tx_advance(conn: sqlite3.Connection, now: float, alerts: policy.AlertSettings | None = None) -> list[Flip]:
     flips = []
     rows = conn.execute(
-        f"SELECT {_CHECK_COLUMNS} FROM checks WHERE next_deadline <= ? OR alert_at <= ?",
-        (now, now)).fetchall()
+        f"SELECT {_CHECK_COLUMNS} FROM checks WHERE next_deadline <= ? OR alert_at <= ?", (now, now)
+    ).fetchall()
     for row in rows:
         before = _check_from_row(row)
         try:
@@ -900,16 +1052,21 @@ def _tx_advance(conn: sqlite3.Connection, now: float,
             if flip:
                 flips.append(flip)
             if alerts is not None and after.alert_at is not None and after.alert_at <= now:
-                _queue(conn, policy.reminders(after, down_since=after.down_since or now, s=alerts,
-                                              now=now), now, alerts.coalesce)
+                _queue(
+                    conn,
+                    policy.reminders(after, down_since=after.down_since or now, s=alerts, now=now),
+                    now,
+                    alerts.coalesce,
+                )
                 after = dataclasses.replace(after, last_alert=now)
                 after = dataclasses.replace(after, alert_at=policy.next_reminder(after, now, alerts))
         except Exception:
             # A poison row (say, a cron expression a library upgrade no longer accepts) must not
             # crash-loop the watchdog: log it, push it an hour out, go on.
             logger.exception("cannot evaluate check id=%d; retrying in an hour", before.id)
-            after = dataclasses.replace(before, next_deadline=now + 3600,
-                                        alert_at=now + 3600 if before.alert_at else None)
+            after = dataclasses.replace(
+                before, next_deadline=now + 3600, alert_at=now + 3600 if before.alert_at else None
+            )
         # never spin on one row
         if after.next_deadline is not None and after.next_deadline <= now:
             after = dataclasses.replace(after, next_deadline=now + 1)
@@ -919,13 +1076,18 @@ def _tx_advance(conn: sqlite3.Connection, now: float,
     return flips
 
 
-def _tx_fresh_start(conn: sqlite3.Connection, now: float, offline_since: float | None,
-                    alerts: policy.AlertSettings | None = None, *,
-                    clock_step: bool = False) -> list[Check]:
+def _tx_fresh_start(
+    conn: sqlite3.Connection,
+    now: float,
+    offline_since: float | None,
+    alerts: policy.AlertSettings | None = None,
+    *,
+    clock_step: bool = False,
+) -> list[Check]:
     reset = []
     rows = conn.execute(
-        f"SELECT {_CHECK_COLUMNS} FROM checks WHERE next_deadline IS NOT NULL"
-        " AND next_deadline <= ?", (now,)).fetchall()
+        f"SELECT {_CHECK_COLUMNS} FROM checks WHERE next_deadline IS NOT NULL AND next_deadline <= ?", (now,)
+    ).fetchall()
     for row in rows:
         before = _check_from_row(row)
         ev = st.evaluate(before, now)
@@ -936,43 +1098,58 @@ def _tx_fresh_start(conn: sqlite3.Connection, now: float, offline_since: float |
             _save_check(conn, after)
             reset.append(after)
     if reset and clock_step and offline_since is not None:
-        _add_event(conn, None, now, "note",
-                   detail=f"the clock jumped forward from {_iso(offline_since)} to {_iso(now)};"
-                          f" {len(reset)} check(s) given a fresh period")
+        _add_event(
+            conn,
+            None,
+            now,
+            "note",
+            detail=f"the clock jumped forward from {_iso(offline_since)} to {_iso(now)};"
+            f" {len(reset)} check(s) given a fresh period",
+        )
         if alerts is not None:
             _queue(conn, policy.clock_note(offline_since, now, len(reset), alerts), now, 0.0)
     elif reset:
-        detail = (f"gateway was offline from {_iso(offline_since)} to {_iso(now)};"
-                  f" {len(reset)} check(s) given a fresh period")
+        detail = (
+            f"gateway was offline from {_iso(offline_since)} to {_iso(now)}; {len(reset)} check(s) given a fresh period"
+        )
         _add_event(conn, None, now, "note", detail=detail)
         if alerts is not None:
             _queue(conn, policy.offline_note(offline_since, now, len(reset), alerts), now, 0.0)
     return reset
 
 
-def _tx_clock_back(conn: sqlite3.Connection, now: float, expected: float,
-                   alerts: policy.AlertSettings | None = None) -> list[Check]:
+def _tx_clock_back(
+    conn: sqlite3.Connection, now: float, expected: float, alerts: policy.AlertSettings | None = None
+) -> list[Check]:
     """The clock went back: heartbeats it stamped ahead of the corrected time would push
     deadlines late by the same amount, so checks anchored in the future start a fresh period;
     a down check alerted "in the future" counts its next reminder from now."""
     reset = []
-    rows = conn.execute(f"SELECT {_CHECK_COLUMNS} FROM checks WHERE anchor > ? OR last_alert > ?",
-                        (now, now)).fetchall()
+    rows = conn.execute(
+        f"SELECT {_CHECK_COLUMNS} FROM checks WHERE anchor > ? OR last_alert > ?", (now, now)
+    ).fetchall()
     for row in rows:
         before = _check_from_row(row)
         after = before
         if before.anchor is not None and before.anchor > now:
             after = st.apply_fresh_start(after, now)
         if after.status is Status.DOWN and after.last_alert is not None and after.last_alert > now:
-            after = dataclasses.replace(after, last_alert=now, alert_at=(
-                policy.next_reminder(after, now, alerts) if alerts is not None else after.alert_at))
+            after = dataclasses.replace(
+                after,
+                last_alert=now,
+                alert_at=(policy.next_reminder(after, now, alerts) if alerts is not None else after.alert_at),
+            )
         if after != before:
             _save_check(conn, after)
             if after.anchor != before.anchor:
                 reset.append(after)
-    _add_event(conn, None, now, "note",
-               detail=f"the clock went back from {_iso(expected)} to {_iso(now)};"
-                      f" {len(reset)} check(s) given a fresh period")
+    _add_event(
+        conn,
+        None,
+        now,
+        "note",
+        detail=f"the clock went back from {_iso(expected)} to {_iso(now)}; {len(reset)} check(s) given a fresh period",
+    )
     return reset
 
 
@@ -982,16 +1159,18 @@ def _iso(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _tx_queue_message(conn: sqlite3.Connection, kind: str, channel: str, recipient: str,
-                      text: str, now: float, check_id: int | None) -> int:
+def _tx_queue_message(
+    conn: sqlite3.Connection, kind: str, channel: str, recipient: str, text: str, now: float, check_id: int | None
+) -> int:
     cur = conn.execute(
         "INSERT INTO outbox (created, channel, recipient, text, not_before, check_id, kind)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)", (now, channel, recipient, text, now, check_id, kind))
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (now, channel, recipient, text, now, check_id, kind),
+    )
     return int(cur.lastrowid or 0)
 
 
-_OUTBOX_COLS = ("id", "created", "channel", "recipient", "text", "attempts", "kind", "check_name",
-                "check_id")
+_OUTBOX_COLS = ("id", "created", "channel", "recipient", "text", "attempts", "kind", "check_name", "check_id")
 
 
 def _tx_claim_due(conn: sqlite3.Connection, now: float, lease: float) -> list[list[dict[str, Any]]]:
@@ -1000,7 +1179,8 @@ def _tx_claim_due(conn: sqlite3.Connection, now: float, lease: float) -> list[li
         # scanning every sent/failed row of the outbox's history on each claim.
         "SELECT DISTINCT channel, recipient FROM outbox WHERE state IN ('pending', 'sending')"
         " AND ((state = 'pending' AND not_before <= ?) OR (state = 'sending' AND lease_until <= ?))",
-        (now, now)).fetchall()
+        (now, now),
+    ).fetchall()
     groups = []
     for channel, recipient in heads:
         # Everything waiting for this recipient goes in one message: alerts decided close
@@ -1011,36 +1191,45 @@ def _tx_claim_due(conn: sqlite3.Connection, now: float, lease: float) -> list[li
             # rather than walk the whole table in rowid order (SQLite's choice without stats)
             " AND state IN ('pending', 'sending')"
             " AND (state = 'pending' OR (state = 'sending' AND lease_until <= ?)) ORDER BY +id",
-            (channel, recipient, now)).fetchall()
+            (channel, recipient, now),
+        ).fetchall()
         ids = [r[0] for r in rows]
-        conn.executemany("UPDATE outbox SET state = 'sending', lease_until = ?,"
-                         " attempts = attempts + 1 WHERE id = ?", [(now + lease, i) for i in ids])
+        conn.executemany(
+            "UPDATE outbox SET state = 'sending', lease_until = ?, attempts = attempts + 1 WHERE id = ?",
+            [(now + lease, i) for i in ids],
+        )
         groups.append([dict(zip(_OUTBOX_COLS, r, strict=True)) for r in rows])
     return groups
 
 
 def _tx_mark_sent(conn: sqlite3.Connection, ids: list[int], refs: str, now: float) -> None:
-    conn.executemany("UPDATE outbox SET state = 'sent', sent_at = ?, refs = ?, error = NULL,"
-                     " lease_until = NULL WHERE id = ? AND state = 'sending'",
-                     [(now, refs, i) for i in ids])
+    conn.executemany(
+        "UPDATE outbox SET state = 'sent', sent_at = ?, refs = ?, error = NULL,"
+        " lease_until = NULL WHERE id = ? AND state = 'sending'",
+        [(now, refs, i) for i in ids],
+    )
 
 
 def _tx_mark_retry(conn: sqlite3.Connection, ids: list[int], error: str, not_before: float) -> None:
-    conn.executemany("UPDATE outbox SET state = 'pending', error = ?, not_before = ?,"
-                     " lease_until = NULL WHERE id = ? AND state = 'sending'",
-                     [(error, not_before, i) for i in ids])
+    conn.executemany(
+        "UPDATE outbox SET state = 'pending', error = ?, not_before = ?,"
+        " lease_until = NULL WHERE id = ? AND state = 'sending'",
+        [(error, not_before, i) for i in ids],
+    )
 
 
-def _tx_mark_failed(conn: sqlite3.Connection, ids: list[int], error: str,
-                    fallback_to: tuple[str, ...], now: float) -> int:
+def _tx_mark_failed(
+    conn: sqlite3.Connection, ids: list[int], error: str, fallback_to: tuple[str, ...], now: float
+) -> int:
     n = 0
     for i in ids:
-        cur = conn.execute("UPDATE outbox SET state = 'failed', error = ?, lease_until = NULL"
-                           " WHERE id = ? AND state = 'sending'", (error, i))
+        cur = conn.execute(
+            "UPDATE outbox SET state = 'failed', error = ?, lease_until = NULL WHERE id = ? AND state = 'sending'",
+            (error, i),
+        )
         if not cur.rowcount:
             continue
-        row = conn.execute("SELECT text, kind, check_id, check_name, channel FROM outbox WHERE id = ?",
-                           (i,)).fetchone()
+        row = conn.execute("SELECT text, kind, check_id, check_name, channel FROM outbox WHERE id = ?", (i,)).fetchone()
         if row[4] == "email":
             continue  # email is the last resort; the failure is visible in the outbox
         for addr in fallback_to:
@@ -1048,19 +1237,22 @@ def _tx_mark_failed(conn: sqlite3.Connection, ids: list[int], error: str,
                 "INSERT OR IGNORE INTO outbox (created, channel, recipient, text, not_before,"
                 " check_id, dedupe_key, kind, check_name, fallback_of)"
                 " VALUES (?, 'email', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (now, addr, row[0], now, row[2], f"fallback:{i}:{addr}", row[1], row[3], i)).rowcount
+                (now, addr, row[0], now, row[2], f"fallback:{i}:{addr}", row[1], row[3], i),
+            ).rowcount
     return n
 
 
 def _tx_release_leases(conn: sqlite3.Connection) -> int:
-    return conn.execute("UPDATE outbox SET state = 'pending', lease_until = NULL, not_before = 0"
-                        " WHERE state = 'sending'").rowcount
+    return conn.execute(
+        "UPDATE outbox SET state = 'pending', lease_until = NULL, not_before = 0 WHERE state = 'sending'"
+    ).rowcount
 
 
-def _tx_add_inbox(conn: sqlite3.Connection, sender: str, text: str, received: float,
-                  allowed: bool) -> int:
-    cur = conn.execute("INSERT INTO inbox (received, sender, text, allowed) VALUES (?, ?, ?, ?)",
-                       (received, sender, text, int(allowed)))
+def _tx_add_inbox(conn: sqlite3.Connection, sender: str, text: str, received: float, allowed: bool) -> int:
+    cur = conn.execute(
+        "INSERT INTO inbox (received, sender, text, allowed) VALUES (?, ?, ?, ?)",
+        (received, sender, text, int(allowed)),
+    )
     return int(cur.lastrowid or 0)
 
 
@@ -1068,16 +1260,27 @@ def _tx_mark_inbox(conn: sqlite3.Connection, inbox_id: int, reply: str | None) -
     conn.execute("UPDATE inbox SET handled = 1, reply = ? WHERE id = ?", (reply, inbox_id))
 
 
-def _tx_log_modem(conn: sqlite3.Connection, at: float, connected: bool, signal_dbm: int | None,
-                  registration: str | None, operator: str | None, error: str | None) -> None:
-    conn.execute("INSERT INTO modem_log (at, connected, signal_dbm, registration, operator, error)"
-                 " VALUES (?, ?, ?, ?, ?, ?)", (at, int(connected), signal_dbm, registration, operator, error))
+def _tx_log_modem(
+    conn: sqlite3.Connection,
+    at: float,
+    connected: bool,
+    signal_dbm: int | None,
+    registration: str | None,
+    operator: str | None,
+    error: str | None,
+) -> None:
+    conn.execute(
+        "INSERT INTO modem_log (at, connected, signal_dbm, registration, operator, error) VALUES (?, ?, ?, ?, ?, ?)",
+        (at, int(connected), signal_dbm, registration, operator, error),
+    )
     conn.execute("DELETE FROM modem_log WHERE at < ?", (at - 7 * 86400,))
 
 
 def _tx_set_setting(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
-                 " SET value = excluded.value", (key, value))
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
 
 
 def _tx_setting_or_create(conn: sqlite3.Connection, key: str, make: Callable[[], str]) -> str:
@@ -1096,9 +1299,9 @@ def _tx_setting_or_create(conn: sqlite3.Connection, key: str, make: Callable[[],
 # are built from event ids).
 _PRUNE = {
     "events": "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?"
-              " AND id < (SELECT max(id) FROM events) ORDER BY id LIMIT ?)",
+    " AND id < (SELECT max(id) FROM events) ORDER BY id LIMIT ?)",
     "outbox": "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE created < ?"
-              " AND state IN ('sent', 'failed') AND id < (SELECT max(id) FROM outbox) ORDER BY id LIMIT ?)",
+    " AND state IN ('sent', 'failed') AND id < (SELECT max(id) FROM outbox) ORDER BY id LIMIT ?)",
     "inbox": "DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE received < ? ORDER BY id LIMIT ?)",
 }
 
@@ -1112,15 +1315,17 @@ def _tx_insert(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int
     return int(conn.execute(sql, args).lastrowid or 0)
 
 
-def _tx_add_session(conn: sqlite3.Connection, sid_hash: str, csrf: str, created: float,
-                    expires: float, remote_addr: str | None) -> None:
+def _tx_add_session(
+    conn: sqlite3.Connection, sid_hash: str, csrf: str, created: float, expires: float, remote_addr: str | None
+) -> None:
     conn.execute("DELETE FROM sessions WHERE expires <= ?", (created,))
-    conn.execute("INSERT INTO sessions (id, csrf, created, expires, remote_addr) VALUES (?, ?, ?, ?, ?)",
-                 (sid_hash, csrf, created, expires, remote_addr))
+    conn.execute(
+        "INSERT INTO sessions (id, csrf, created, expires, remote_addr) VALUES (?, ?, ?, ?, ?)",
+        (sid_hash, csrf, created, expires, remote_addr),
+    )
 
 
-def _tx_add_login_failure(conn: sqlite3.Connection, remote_addr: str, at: float,
-                          forget_before: float) -> None:
+def _tx_add_login_failure(conn: sqlite3.Connection, remote_addr: str, at: float, forget_before: float) -> None:
     conn.execute("DELETE FROM login_attempts WHERE at < ?", (forget_before,))
     conn.execute("INSERT INTO login_attempts (remote_addr, at) VALUES (?, ?)", (remote_addr, at))
 
@@ -1192,11 +1397,11 @@ def _inspect(conn: sqlite3.Connection, path: Path, what: str) -> DatabaseInfo:
         raise StoreError(f"{what} is damaged (integrity check: {ok})")
     missing = _HBGW_TABLES - tables
     if version < 1 or missing:
-        raise StoreError(f"{what} is not an hbgw database (schema v{version}, missing tables: "
-                         f"{', '.join(sorted(missing)) or '-'})")
+        raise StoreError(
+            f"{what} is not an hbgw database (schema v{version}, missing tables: {', '.join(sorted(missing)) or '-'})"
+        )
     if version > SCHEMA_VERSION:
-        raise StoreError(f"{what} has schema v{version}, newer than this hbgw (v{SCHEMA_VERSION}):"
-                         " upgrade hbgw first")
+        raise StoreError(f"{what} has schema v{version}, newer than this hbgw (v{SCHEMA_VERSION}): upgrade hbgw first")
     checks = int(conn.execute("SELECT count(*) FROM checks").fetchone()[0])
     return DatabaseInfo(path, version, checks, path.stat().st_size if path.exists() else 0)
 

@@ -66,8 +66,10 @@ def summary_text(statuses: Mapping[str, Status], modem: str | None) -> str:
     if modem is not None:
         parts.append(f"modem {modem}")
     head = "hbgw daily: " + ", ".join(parts) + "."
-    troubled = sorted((n for n, s in statuses.items() if s in (Status.DOWN, Status.LATE)),
-                      key=lambda n: (statuses[n] != Status.DOWN, n.casefold()))
+    troubled = sorted(
+        (n for n, s in statuses.items() if s in (Status.DOWN, Status.LATE)),
+        key=lambda n: (statuses[n] != Status.DOWN, n.casefold()),
+    )
     if not troubled:
         return head + (" All is well." if modem in (None, "ok") else " Check the modem.")
     names: list[str] = []

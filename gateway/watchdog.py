@@ -58,9 +58,14 @@ class ClockWatch:
 
 
 class Watchdog:
-    def __init__(self, service: Service, *, recheck: float = 30.0,
-                 clock: Callable[[], float] = time.time,
-                 boot: Callable[[], float] = boot_clock) -> None:
+    def __init__(
+        self,
+        service: Service,
+        *,
+        recheck: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        boot: Callable[[], float] = boot_clock,
+    ) -> None:
         self.service = service
         self.recheck = recheck
         self.clock = clock

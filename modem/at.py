@@ -827,9 +827,7 @@ class AtChannel:
         self._exited = loop.create_future()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
-        self._thread = threading.Thread(
-            target=self._reader, args=(ready,), name=f"at-reader {self.url}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._reader, args=(ready,), name=f"at-reader {self.url}", daemon=True)
         self._thread.start()
         try:
             await asyncio.wait_for(ready, timeout)
@@ -1139,9 +1137,7 @@ class AtChannel:
         """Body of the reader thread: open the port, then move bytes to the loop until
         stopped or the port fails. Only blocking pyserial calls live here."""
         try:
-            ser = serial.serial_for_url(
-                self.url, baudrate=self.baudrate, timeout=0, write_timeout=self._write_timeout
-            )
+            ser = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0, write_timeout=self._write_timeout)
         except (serial.SerialException, OSError, ValueError) as exc:
             self._post(self._resolve, ready, PortGone(f"cannot open {self.url}: {exc}"))
             self._post(self._resolve, self._exited, None)
@@ -1345,9 +1341,7 @@ def parse_registration(line: str, *, solicited: bool | None = None) -> Registrat
     use_solicited = sol < unsol or (sol == unsol and solicited is not False)
     base = 1 if use_solicited else 0
     stat = int(fields[base])
-    return Registration(
-        kind, stat, use_solicited, _hex_field(fields[base + 1], 4), _hex_field(fields[base + 2], 8)
-    )
+    return Registration(kind, stat, use_solicited, _hex_field(fields[base + 1], 4), _hex_field(fields[base + 2], 8))
 
 
 def _is_unsolicited_registration(line: str) -> bool:

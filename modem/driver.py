@@ -64,9 +64,7 @@ class ModemStatus:
     revision: str | None = None
     imei: str | None = None
     sim: str | None = None  # "READY", "SIM PIN", "SIM PUK", "NOT INSERTED", ...
-    registration: str | None = (
-        None  # "home" | "roaming" | "searching" | "denied" | "unregistered" | "unknown"
-    )
+    registration: str | None = None  # "home" | "roaming" | "searching" | "denied" | "unregistered" | "unknown"
     operator: str | None = None
     signal_dbm: int | None = None  # None when the modem reports 99 (unknown)
     smsc: str | None = None
@@ -337,8 +335,7 @@ class AtModem(Modem):
                     except (CmsError, CmeError) as exc:
                         if i == 0 or exc.permanent or attempt == PART_TRIES:
                             raise  # nothing sent yet, or no use: the caller decides
-                        logger.warning("part %d of %d refused (%s); sending it again", i + 1,
-                                       len(parts), exc)
+                        logger.warning("part %d of %d refused (%s); sending it again", i + 1, len(parts), exc)
                         await asyncio.sleep(self._part_retry_delay * attempt)
                 mr = parse_cmgs(lines)
                 if mr is None:
@@ -497,9 +494,7 @@ class AtModem(Modem):
                 except ModemError:
                     state = "UNKNOWN"
                 if state != "READY":
-                    raise SimError(
-                        "the SIM did not accept the configured PIN; it will not be sent again"
-                    ) from exc
+                    raise SimError("the SIM did not accept the configured PIN; it will not be sent again") from exc
             else:
                 state = await self._sim_state(ch)  # waits out the busy phase after unlocking
                 if state == "SIM PIN":
@@ -995,9 +990,7 @@ class ModemKeeper:
 
     def _set_connected_false(self) -> None:
         if self._health.connected:
-            self._health = ModemHealth(
-                False, self._health.last_error, dt.datetime.now(dt.UTC), self._health.status
-            )
+            self._health = ModemHealth(False, self._health.last_error, dt.datetime.now(dt.UTC), self._health.status)
 
 
 def _replace_status(health: ModemHealth, status: ModemStatus) -> ModemHealth:

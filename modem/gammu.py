@@ -253,9 +253,7 @@ class GammuModem(Modem):
         if kind == "sim":
             raise SimError(str(error.get("text")))
         if kind == "gammu":
-            raise map_gammu_error(
-                str(error.get("name")), str(error.get("text", "")), str(error.get("where", ""))
-            )
+            raise map_gammu_error(str(error.get("name")), str(error.get("text", "")), str(error.get("where", "")))
         logger.error("gammu worker bug in %s: %s\n%s", op, error.get("text"), error.get("where"))
         raise ModemError(f"gammu worker failed in {op}: {error.get('name')}: {error.get('text')}")
 

@@ -250,9 +250,7 @@ class Worker:
             except gammu.GSMError:
                 decoded = None
             if decoded:
-                text = "".join(
-                    str(e.get("Buffer") or "") for e in decoded.get("Entries", []) if e.get("Buffer")
-                )
+                text = "".join(str(e.get("Buffer") or "") for e in decoded.get("Entries", []) if e.get("Buffer"))
         if text is None:
             ordered = sorted(group, key=lambda m: (m.get("UDH") or {}).get("PartNumber", 0))
             text = "".join(_text_of(m) for m in ordered)

@@ -365,9 +365,7 @@ class _Reader:
 
     def take(self, n: int, what: str) -> bytes:
         if n > self.remaining():
-            raise PduError(
-                f"PDU truncated: {what} needs {n} octet(s) at offset {self.pos}, {self.remaining()} left"
-            )
+            raise PduError(f"PDU truncated: {what} needs {n} octet(s) at offset {self.pos}, {self.remaining()} left")
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
@@ -743,9 +741,7 @@ def encode_deliver(
     first = 0x04 | (0x20 if status_report_indication else 0)
     middle = address + bytes([0x00, _dcs(encoding, False)]) + scts
     return [
-        (smsc_field + bytes([first | (0x40 if udh else 0)]) + middle + _user_data(encoding, payload, udh))
-        .hex()
-        .upper()
+        (smsc_field + bytes([first | (0x40 if udh else 0)]) + middle + _user_data(encoding, payload, udh)).hex().upper()
         for payload, udh in parts
     ]
 

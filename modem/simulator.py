@@ -1847,9 +1847,7 @@ class ControlServer:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            thread = threading.Thread(
-                target=self._serve, args=(conn,), name="sim-control-client", daemon=True
-            )
+            thread = threading.Thread(target=self._serve, args=(conn,), name="sim-control-client", daemon=True)
             with self._lock:
                 self._clients[conn] = thread
             thread.start()
@@ -2036,9 +2034,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="+CME ERROR: 14 for this long after power-up",
     )
-    parser.add_argument(
-        "--latency", type=float, default=0.0, metavar="SECONDS", help="delay before every answer"
-    )
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS", help="delay before every answer")
     parser.add_argument(
         "--control", metavar="HOST:PORT", type=_host_port, help="JSON-lines control socket (loopback only)"
     )

@@ -77,13 +77,11 @@ def test_it_delivers_an_alert_in_flight_when_killed_at_most_once_more(tmp_path: 
     with rig(tmp_path, [("web1", "1s", "0s")], alerts='coalesce = "0s"\nrepeat = "1h"') as r:
         r.sim.latency(4.0, command="+CMGS")  # the modem is slow to take the SMS
         r.ping("web1")
-        wait_for(lambda: ("sms", "sending") in {(c, s) for c, s, *_ in r.outbox()}, timeout=10,
-                 what="SMS in flight")
+        wait_for(lambda: ("sms", "sending") in {(c, s) for c, s, *_ in r.outbox()}, timeout=10, what="SMS in flight")
         r.daemon.kill9()
         r.sim.latency(0.0, command="+CMGS")
         r.daemon.start()
-        wait_for(lambda: any(t.startswith("DOWN web1") for t in r.texts()), timeout=20,
-                 what="DOWN SMS after restart")
+        wait_for(lambda: any(t.startswith("DOWN web1") for t in r.texts()), timeout=20, what="DOWN SMS after restart")
         wait_for(lambda: ("sms", "sent") in {(c, s) for c, s, *_ in r.outbox()}, what="marked sent")
         assert 1 <= sum(t.startswith("DOWN web1") for t in r.texts()) <= 2
 
@@ -121,8 +119,11 @@ def test_it_keeps_to_the_sms_budget_and_emails_the_rest(tmp_path: Path) -> None:
     alerts = 'coalesce = "0s"\nrepeat = "1h"\nmax_sms_per_hour = 2'
     with rig(tmp_path, [(n, f"{1 + i}s", "0s") for i, n in enumerate(names)], alerts=alerts) as r:
         r.ping(*names)
-        wait_for(lambda: sum("DOWN" in str(m.get_payload()) for _, m in r.sink.messages) >= 6,
-                 timeout=20, what="alert emails")
+        wait_for(
+            lambda: sum("DOWN" in str(m.get_payload()) for _, m in r.sink.messages) >= 6,
+            timeout=20,
+            what="alert emails",
+        )
         texts = r.texts()
         downs = [t for t in texts if t.startswith("DOWN")]
         assert len(downs) == 2

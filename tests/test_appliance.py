@@ -109,14 +109,20 @@ def units_here(tmp_path: Path) -> Path:
 @needs_analyze
 def test_it_verifies_cleanly(units_here: Path) -> None:
     units = [units_here / n for n in ("hbgw.service", "hbgw-ping@web1.service", "hbgw-ping@web1.timer")]
-    r = subprocess.run([str(ANALYZE), "verify", *map(str, units)], capture_output=True, text=True,
-                       timeout=60, cwd=units_here)
+    r = subprocess.run(
+        [str(ANALYZE), "verify", *map(str, units)], capture_output=True, text=True, timeout=60, cwd=units_here
+    )
     assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
 
 
 def exposure(unit: Path) -> float:
-    r = subprocess.run([str(ANALYZE), "security", "--offline=true", "--no-pager", str(unit)],
-                       capture_output=True, text=True, timeout=60, cwd=unit.parent)
+    r = subprocess.run(
+        [str(ANALYZE), "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=unit.parent,
+    )
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout + r.stderr)
     assert m, r.stdout + r.stderr
     return float(m.group(1))
@@ -127,9 +133,10 @@ def exposure(unit: Path) -> float:
 def test_it_scores_ok_in_systemd_analyze_security(units_here: Path, variant: str) -> None:
     unit = units_here / "hbgw.service"
     if variant == "port 25 drop-in":  # what docs/install.md says to add for email heartbeats
-        text = unit.read_text().replace("CapabilityBoundingSet=\nAmbientCapabilities=\n",
-                                        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n"
-                                        "AmbientCapabilities=CAP_NET_BIND_SERVICE\n")
+        text = unit.read_text().replace(
+            "CapabilityBoundingSet=\nAmbientCapabilities=\n",
+            "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n",
+        )
         assert "CAP_NET_BIND_SERVICE" in text
         unit.write_text(text)
     elif variant == "client ping":
@@ -138,11 +145,13 @@ def test_it_scores_ok_in_systemd_analyze_security(units_here: Path, variant: str
 
 
 @needs_analyze
-@pytest.mark.parametrize(("name", "period", "dropin"), [("web 1", 60.0, "OnUnitActiveSec=1m"),
-                                                       ("db1", 300.0, None),
-                                                       ("backup", 5400.0, "OnUnitActiveSec=1h30m")])
+@pytest.mark.parametrize(
+    ("name", "period", "dropin"),
+    [("web 1", 60.0, "OnUnitActiveSec=1m"), ("db1", 300.0, None), ("backup", 5400.0, "OnUnitActiveSec=1h30m")],
+)
 def test_the_systemd_snippet_runs_and_gives_units_that_verify(
-        tmp_path: Path, name: str, period: float, dropin: str | None) -> None:
+    tmp_path: Path, name: str, period: float, dropin: str | None
+) -> None:
     """The check page's "systemd timer" lines, run as they are with /etc moved into a temp dir:
     the URL lands in a 0600 file, the interval drop-in (when one is needed) is read by systemd."""
     root = tmp_path / "root"
@@ -156,8 +165,9 @@ def test_the_systemd_snippet_runs_and_gives_units_that_verify(
     assert lines[-1].startswith("systemctl daemon-reload && systemctl enable --now hbgw-ping@")
     instance = lines[-1].rsplit("hbgw-ping@", 1)[1].removesuffix(".timer")
     assert re.fullmatch(r"[A-Za-z0-9_.-]+", instance)
-    script = "\n".join(["set -e", f"mkdir -p {root}/etc/systemd/system",
-                        *(ln.replace("/etc/", f"{root}/etc/") for ln in lines[:-1])])
+    script = "\n".join(
+        ["set -e", f"mkdir -p {root}/etc/systemd/system", *(ln.replace("/etc/", f"{root}/etc/") for ln in lines[:-1])]
+    )
     r = subprocess.run(["sh", "-c", script], cwd=UNITS, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     url_file = root / "etc" / "hbgw-ping" / f"{instance}.url"
@@ -170,9 +180,14 @@ def test_the_systemd_snippet_runs_and_gives_units_that_verify(
         assert [c.read_text() for c in conf] == [f"[Timer]\nOnUnitActiveSec=\n{dropin}\n"]
     units = root / "etc" / "systemd" / "system"
     env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"}
-    r = subprocess.run([str(ANALYZE), "verify", f"hbgw-ping@{instance}.timer",
-                        f"hbgw-ping@{instance}.service"], capture_output=True, text=True,
-                       timeout=60, cwd=units, env=env)
+    r = subprocess.run(
+        [str(ANALYZE), "verify", f"hbgw-ping@{instance}.timer", f"hbgw-ping@{instance}.service"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=units,
+        env=env,
+    )
     assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
 
 
@@ -181,7 +196,7 @@ def test_it_ships_a_udev_rule_that_names_the_modem_and_keeps_modemmanager_off() 
     token = r'(?:[A-Z_]+(?:\{[A-Za-z_.]+\})?)\s*(?:==|!=|\+=|:=|=)\s*"[^"]*"'
     rule = re.compile(rf"^{token}(?:\s*,\s*{token})*$")
     active = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    examples = [ln[1:] for ln in text.splitlines() if re.match(r'^#(ENV|KERNEL)\{?', ln)]
+    examples = [ln[1:] for ln in text.splitlines() if re.match(r"^#(ENV|KERNEL)\{?", ln)]
     assert len(examples) >= 5
     for line in active + examples:
         assert rule.match(line), f"not a udev rule line: {line}"
@@ -198,8 +213,7 @@ def test_it_ships_a_udev_rule_that_names_the_modem_and_keeps_modemmanager_off() 
 
 def mdwe_supported() -> bool:
     """Can this kernel refuse writable+executable memory (prctl PR_SET_MDWE, Linux 6.3+)?"""
-    r = subprocess.run([sys.executable, str(MDWE), sys.executable, "-c", "pass"], capture_output=True,
-                       timeout=30)
+    r = subprocess.run([sys.executable, str(MDWE), sys.executable, "-c", "pass"], capture_output=True, timeout=30)
     return r.returncode == 0
 
 
@@ -221,14 +235,18 @@ def unit_command(cfg: Path, data: Path) -> tuple[list[str], dict[str, str]]:
 
 def test_it_tells_systemd_when_it_is_ready_and_feeds_the_watchdog(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    cfg = write_config(tmp_path / "hbgw.toml", data, extra=f"""
+    cfg = write_config(
+        tmp_path / "hbgw.toml",
+        data,
+        extra=f"""
 [smtp]
 listen = "127.0.0.1:0"
 [modem]
 backend = "simulator"
 [alerts]
 sms_to = ["{OWNER}"]
-""")
+""",
+    )
     hbgw("check", "add", "web1", "--period", "1h", config=cfg)
     argv, env = unit_command(cfg, data)
     sock_path = tmp_path / "notify"
@@ -293,8 +311,9 @@ def test_it_refuses_writable_executable_memory_where_the_kernel_can(tmp_path: Pa
     if not mdwe_supported():
         pytest.skip("kernel without PR_SET_MDWE (Linux < 6.3)")
     code = "import mmap; mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)"
-    r = subprocess.run([sys.executable, str(MDWE), sys.executable, "-c", code], capture_output=True,
-                       text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, str(MDWE), sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+    )
     assert r.returncode != 0 and "PermissionError" in r.stderr
 
 
@@ -306,11 +325,15 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """A gateway whose modem device does not exist (stick unplugged, wrong udev rule)."""
     root = tmp_path_factory.mktemp("appliance")
     data = root / "data"
-    cfg = write_config(root / "hbgw.toml", data, extra="""
+    cfg = write_config(
+        root / "hbgw.toml",
+        data,
+        extra="""
 [modem]
 backend = "at"
 device = "/dev/nonexistent"
-""")
+""",
+    )
     hbgw("check", "add", "web1", "--period", "1h", config=cfg)
     with Daemon(data, config=cfg) as d:
         d.cfg = cfg  # type: ignore[attr-defined]
@@ -326,8 +349,11 @@ def test_it_keeps_serving_when_the_modem_device_does_not_exist(gw: Daemon) -> No
 
 
 def test_status_says_the_modem_is_not_connected_and_exits_3(gw: Daemon) -> None:
-    wait_for(lambda: "NOT CONNECTED" in hbgw("status", config=gw.cfg, check=False).stdout,  # type: ignore[attr-defined]
-             timeout=15, what="a modem report")
+    wait_for(
+        lambda: "NOT CONNECTED" in hbgw("status", config=gw.cfg, check=False).stdout,  # type: ignore[attr-defined]
+        timeout=15,
+        what="a modem report",
+    )
     r = hbgw("status", config=gw.cfg, check=False)  # type: ignore[attr-defined]
     assert r.returncode == 3, r.stdout + r.stderr
     assert f"running, pid {gw.proc.pid if gw.proc else ''}, http 127.0.0.1:{gw.port}" in r.stdout
@@ -350,8 +376,13 @@ def test_it_pings_with_the_client_side_systemd_unit(gw: Daemon, tmp_path: Path) 
     assert setting(unit, "LoadCredential") == ["url:/etc/hbgw-ping/%i.url"]
     command = setting(unit, "ExecStart")[0].replace("$$", "$").replace("%i", "web1").replace("%%", "%")
     before = hbgw_json("check", "show", "web1", config=cfg)["n_pings"]
-    r = subprocess.run(shlex.split(command), env={**os.environ, "CREDENTIALS_DIRECTORY": str(creds)},
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        shlex.split(command),
+        env={**os.environ, "CREDENTIALS_DIRECTORY": str(creds)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     assert hbgw_json("check", "show", "web1", config=cfg)["n_pings"] == before + 1
     timer = {k: v for _, k, v in unit_settings(UNITS / "hbgw-ping@.timer")}
@@ -363,12 +394,16 @@ def test_it_pings_with_the_client_side_systemd_unit(gw: Daemon, tmp_path: Path) 
 
 def test_status_reports_a_healthy_gateway_and_what_is_down(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    cfg = write_config(tmp_path / "hbgw.toml", data, extra=f"""
+    cfg = write_config(
+        tmp_path / "hbgw.toml",
+        data,
+        extra=f"""
 [modem]
 backend = "simulator"
 [alerts]
 sms_to = ["{OWNER}"]
-""")
+""",
+    )
     for name in ("web1", "db1"):
         hbgw("check", "add", name, "--period", "1h", config=cfg)
     hbgw("check", "pause", "db1", config=cfg)
@@ -376,9 +411,14 @@ sms_to = ["{OWNER}"]
     assert r.returncode == 1 and "gateway:  NOT RUNNING" in r.stdout
     with Daemon(data, config=cfg) as d:
         assert ping(f"{d.url}/ping/{token_of('web1', cfg)}/fail") == 200
-        wait_for(lambda: hbgw_json("status", config=cfg, check=False)["outbox"]["waiting"] == 0
-                 and hbgw_json("status", config=cfg, check=False)["modem"]["connected"],
-                 timeout=20, what="the FAIL SMS sent and a modem report")
+        wait_for(
+            lambda: (
+                hbgw_json("status", config=cfg, check=False)["outbox"]["waiting"] == 0
+                and hbgw_json("status", config=cfg, check=False)["modem"]["connected"]
+            ),
+            timeout=20,
+            what="the FAIL SMS sent and a modem report",
+        )
         r = hbgw("status", config=cfg, check=False)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "modem:    connected, home, HBGW Demo" in r.stdout
@@ -393,12 +433,13 @@ def test_status_tells_an_overdue_message_from_one_held_for_quiet_hours(tmp_path:
         service = Service(store, config)
         now = time.time()
         held = store.queue_message("alert", "sms", OWNER, "held", now)
-        store.write(lambda conn: conn.execute("UPDATE outbox SET not_before = ? WHERE id = ?",
-                                              (now + 3600, held)))
+        store.write(lambda conn: conn.execute("UPDATE outbox SET not_before = ? WHERE id = ?", (now + 3600, held)))
         h = service.health(daemon_pid=None)
         assert h["outbox"] == {"waiting": 1, "overdue_since": None, "failed_24h": 0}
-        assert h["troubles"] == ["SMS numbers are set but no modem is configured ([modem] backend)",
-                                 "the gateway is not running"]
+        assert h["troubles"] == [
+            "SMS numbers are set but no modem is configured ([modem] backend)",
+            "the gateway is not running",
+        ]
         store.queue_message("alert", "sms", OWNER, "stuck", now - 600)
         h = service.health(daemon_pid=None)
         assert h["outbox"]["waiting"] == 2 and h["outbox"]["overdue_since"]
@@ -418,8 +459,7 @@ def test_it_runs_one_daemon_per_data_dir_and_frees_it_even_after_kill_9(tmp_path
         assert DataDirLock.holder(data) == first.proc.pid  # type: ignore[union-attr]
         r = hbgw("serve", config=cfg, check=False, timeout=20)
         assert r.returncode == 1 and "Traceback" not in r.stderr
-        assert f"hbgw: cannot start: another hbgw serve is running on {data} (pid {first.proc.pid})" \
-            in r.stderr  # type: ignore[union-attr]
+        assert f"hbgw: cannot start: another hbgw serve is running on {data} (pid {first.proc.pid})" in r.stderr  # type: ignore[union-attr]
         assert ping(f"{first.url}/ping/{token_of('web1', cfg)}") == 200  # the first one is untouched
         first.kill9()
         assert DataDirLock.holder(data) is None  # the kernel let go with the process
@@ -459,7 +499,8 @@ def test_it_backs_up_while_serving_and_restores_when_stopped(tmp_path: Path) -> 
         try:
             n_pings, stored = con.execute(
                 "SELECT n_pings, (SELECT count(*) FROM pings WHERE check_id = checks.id) FROM checks"
-                " WHERE name = 'web1'").fetchone()
+                " WHERE name = 'web1'"
+            ).fetchone()
             assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one self-contained file
         finally:
             con.close()
@@ -485,8 +526,11 @@ def test_it_backs_up_while_serving_and_restores_when_stopped(tmp_path: Path) -> 
         con.execute("PRAGMA user_version = 99")
     r = hbgw("restore", str(junk), config=cfg, check=False)
     assert r.returncode == 1 and "not an hbgw database" in r.stderr and "Traceback" not in r.stderr
-    for bad, why in ((foreign, "not an hbgw database"), (newer, "newer than this hbgw"),
-                     (tmp_path / "missing", "no backup file")):
+    for bad, why in (
+        (foreign, "not an hbgw database"),
+        (newer, "newer than this hbgw"),
+        (tmp_path / "missing", "no backup file"),
+    ):
         with pytest.raises(StoreError, match=why):
             restore_database(bad, data / "hbgw.sqlite3")
     assert names() == {"web1", "web2", "later"}
@@ -512,29 +556,35 @@ def test_it_backs_up_while_serving_and_restores_when_stopped(tmp_path: Path) -> 
 def mount_namespace_available() -> bool:
     if os.geteuid() != 0 or not shutil.which("unshare"):
         return False
-    r = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True,
-                       timeout=30)
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True, timeout=30)
     return r.returncode == 0
 
 
-needs_mounts = pytest.mark.skipif(not mount_namespace_available(),
-                                  reason="needs root and unshare -m (a private mount namespace)")
+needs_mounts = pytest.mark.skipif(
+    not mount_namespace_available(), reason="needs root and unshare -m (a private mount namespace)"
+)
 
 
 def serve_in_namespace(setup: str, data: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """Run ``setup`` (shell, as root) in a private mount namespace, then ``hbgw serve`` on
     ``data`` there; afterwards the data dir (database, WAL and all) is copied out to
     ``tmp_path / "after"``."""
-    serve = shlex.join([sys.executable, "-m", "gateway", "serve", "--data-dir", str(data),
-                        "--http", "127.0.0.1:0"])
+    serve = shlex.join([sys.executable, "-m", "gateway", "serve", "--data-dir", str(data), "--http", "127.0.0.1:0"])
     after = tmp_path / "after"
     after.mkdir()
-    script = (f"set -e\n{setup}\nset +e\n{serve}\nrc=$?\n"
-              f"cp -a {shlex.quote(str(data))}/. {shlex.quote(str(after))}/\nexit $rc\n")
+    script = (
+        f"set -e\n{setup}\nset +e\n{serve}\nrc=$?\n"
+        f"cp -a {shlex.quote(str(data))}/. {shlex.quote(str(after))}/\nexit $rc\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HBGW_CONFIG": "/nonexistent/hbgw.toml"}
     env.pop("NOTIFY_SOCKET", None)
-    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def prepared_data(tmp_path: Path) -> Path:
@@ -571,9 +621,11 @@ def test_it_exits_1_with_a_clear_message_on_a_full_disk_and_loses_nothing(tmp_pa
     disk.mkdir()
     data = disk / "data"
     q = shlex.quote
-    setup = (f"mount -t tmpfs -o size=1m tmpfs {q(str(disk))}\nmkdir {q(str(data))}\n"
-             f"cp -a {q(str(src))}/. {q(str(data))}/\n"
-             f"dd if=/dev/zero of={q(str(disk / 'fill'))} bs=4k 2>/dev/null || true")
+    setup = (
+        f"mount -t tmpfs -o size=1m tmpfs {q(str(disk))}\nmkdir {q(str(data))}\n"
+        f"cp -a {q(str(src))}/. {q(str(data))}/\n"
+        f"dd if=/dev/zero of={q(str(disk / 'fill'))} bs=4k 2>/dev/null || true"
+    )
     r = serve_in_namespace(setup, data, tmp_path)
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
@@ -586,34 +638,49 @@ def test_it_exits_1_with_a_clear_message_on_a_full_disk_and_loses_nothing(tmp_pa
 
 def test_it_alerts_on_the_second_gateway_when_the_first_one_stops(tmp_path: Path) -> None:
     b_data = tmp_path / "b" / "data"
-    b_cfg = write_config(tmp_path / "b.toml", b_data, extra=f"""
+    b_cfg = write_config(
+        tmp_path / "b.toml",
+        b_data,
+        extra=f"""
 [modem]
 backend = "simulator"
 [alerts]
 sms_to = ["{OWNER}"]
 daily_summary = "03:00"
-""")
+""",
+    )
     hbgw("check", "add", "gw-a", "--period", "2s", "--grace", "1s", config=b_cfg)
     token = token_of("gw-a", b_cfg)
     with Daemon(b_data, config=b_cfg) as b:
         a_data = tmp_path / "a" / "data"
-        a_cfg = write_config(tmp_path / "a.toml", a_data, extra=f"""
+        a_cfg = write_config(
+            tmp_path / "a.toml",
+            a_data,
+            extra=f"""
 [peer]
 url = "{b.url}/ping/{token}"
 interval = "1s"
-""")
+""",
+        )
         a = Daemon(a_data, config=a_cfg).start()
         try:
-            wait_for(lambda: hbgw_json("check", "show", "gw-a", config=b_cfg)["status"] == "up",
-                     timeout=15, interval=0.2, what="gw-a up on the second gateway")
+            wait_for(
+                lambda: hbgw_json("check", "show", "gw-a", config=b_cfg)["status"] == "up",
+                timeout=15,
+                interval=0.2,
+                what="gw-a up on the second gateway",
+            )
         finally:
             exit_code = a.stop()
         assert exit_code == 0
         assert "peer heartbeat to http://127.0.0.1:" in a.log() and token not in a.log()
 
         def down_sms() -> list[dict[str, Any]]:
-            return [m for m in hbgw_json("sms", "outbox", config=b_cfg)
-                    if m["channel"] == "sms" and m["to"] == OWNER and "gw-a" in m["text"]]
+            return [
+                m
+                for m in hbgw_json("sms", "outbox", config=b_cfg)
+                if m["channel"] == "sms" and m["to"] == OWNER and "gw-a" in m["text"]
+            ]
 
         messages = wait_for(down_sms, timeout=20, interval=0.3, what="a DOWN SMS for gw-a")
         assert messages[0]["text"].startswith("DOWN gw-a")
@@ -646,8 +713,10 @@ def replies() -> Iterator[str]:
 
 def test_it_pings_the_peer_and_keeps_its_token_out_of_errors(replies: str) -> None:
     assert peer.ping_once(f"{replies}/ping/good-token", 5) == 200
-    for url, why in ((f"{replies}/ping/SECRET-404-token", "HTTP 404"),
-                     (f"http://127.0.0.1:{closed_port()}/ping/SECRET-token", "refused")):
+    for url, why in (
+        (f"{replies}/ping/SECRET-404-token", "HTTP 404"),
+        (f"http://127.0.0.1:{closed_port()}/ping/SECRET-token", "refused"),
+    ):
         with pytest.raises(peer.PeerError) as e:
             peer.ping_once(url, 5)
         assert why in str(e.value) and "SECRET" not in str(e.value)
@@ -661,8 +730,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_it_logs_when_the_peer_stops_and_starts_answering_not_every_failure(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_it_logs_when_the_peer_stops_and_starts_answering_not_every_failure(caplog: pytest.LogCaptureFixture) -> None:
     outcomes = [False, False, False, True, True, False]
     calls: list[float] = []
     done = threading.Event()
@@ -677,8 +745,7 @@ def test_it_logs_when_the_peer_stops_and_starts_answering_not_every_failure(
         return 200
 
     async def main() -> None:
-        task = asyncio.create_task(peer.run(PeerConfig(url="http://gw:8080/ping/SECRET", interval=0.02),
-                                            ping=fake))
+        task = asyncio.create_task(peer.run(PeerConfig(url="http://gw:8080/ping/SECRET", interval=0.02), ping=fake))
         await asyncio.to_thread(done.wait, 10)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -695,15 +762,24 @@ def test_it_logs_when_the_peer_stops_and_starts_answering_not_every_failure(
 # ------------------------------------------------------------------------- daily summary
 
 
-@pytest.mark.parametrize(("statuses", "modem", "text"), [
-    ({f"web{i}": Status.UP for i in range(6)}, "ok", "hbgw daily: 6 up, 0 down, modem ok. All is well."),
-    ({"web1": Status.UP}, None, "hbgw daily: 1 up, 0 down. All is well."),
-    ({}, "ok", "hbgw daily: no checks yet, modem ok. All is well."),
-    ({"web1": Status.UP, "db": Status.DOWN, "nas": Status.LATE, "old": Status.PAUSED}, "ok",
-     "hbgw daily: 1 up, 1 down, 1 late, 1 paused, modem ok. Not OK: db, nas."),
-    ({"web1": Status.UP, "new1": Status.NEW}, "offline",
-     "hbgw daily: 1 up, 0 down, 1 new, modem offline. Check the modem."),
-])
+@pytest.mark.parametrize(
+    ("statuses", "modem", "text"),
+    [
+        ({f"web{i}": Status.UP for i in range(6)}, "ok", "hbgw daily: 6 up, 0 down, modem ok. All is well."),
+        ({"web1": Status.UP}, None, "hbgw daily: 1 up, 0 down. All is well."),
+        ({}, "ok", "hbgw daily: no checks yet, modem ok. All is well."),
+        (
+            {"web1": Status.UP, "db": Status.DOWN, "nas": Status.LATE, "old": Status.PAUSED},
+            "ok",
+            "hbgw daily: 1 up, 1 down, 1 late, 1 paused, modem ok. Not OK: db, nas.",
+        ),
+        (
+            {"web1": Status.UP, "new1": Status.NEW},
+            "offline",
+            "hbgw daily: 1 up, 0 down, 1 new, modem offline. Check the modem.",
+        ),
+    ],
+)
 def test_it_writes_the_daily_summary(statuses: dict[str, Status], modem: str | None, text: str) -> None:
     assert summary.summary_text(statuses, modem) == text
 
@@ -749,19 +825,25 @@ def test_it_queues_the_summary_to_every_owner_once_a_day(tmp_path: Path) -> None
         rows = service.list_outbox()
         assert {r["to"] for r in rows} == {OWNER, "+15551230001"} and nudged == [True]
         assert {(r["kind"], r["channel"], r["text"]) for r in rows} == {
-            ("summary", "sms", "hbgw daily: 1 up, 0 down, 1 new. All is well.")}
+            ("summary", "sms", "hbgw daily: 1 up, 0 down, 1 new. All is well.")
+        }
         assert summary.queue_summary(service, "2024-06-02") == 2
     finally:
         store.close()
 
 
 def test_it_starts_only_the_appliance_tasks_that_are_configured(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = Store(tmp_path / "hbgw.sqlite3").open()
     try:
+
         async def main() -> list[str]:
-            both = Config(data_dir=tmp_path, peer=PeerConfig(url=f"http://127.0.0.1:{closed_port()}/ping/x"),
-                          alerts=AlertsConfig(sms_to=(OWNER,), daily_summary=8 * 60))
+            both = Config(
+                data_dir=tmp_path,
+                peer=PeerConfig(url=f"http://127.0.0.1:{closed_port()}/ping/x"),
+                alerts=AlertsConfig(sms_to=(OWNER,), daily_summary=8 * 60),
+            )
             assert peer.start_tasks(Service(store, Config(data_dir=tmp_path)), Config(data_dir=tmp_path)) == []
             tasks = peer.start_tasks(Service(store, both), both)
 
@@ -781,12 +863,15 @@ def test_it_starts_only_the_appliance_tasks_that_are_configured(
         store.close()
 
 
-@pytest.mark.parametrize(("toml", "message"), [
-    ('[alerts]\ndaily_summary = "25:00"\n', "[alerts] daily_summary: '25:00' is not a time of day"),
-    ('[peer]\nurl = "ftp://x/ping/abc"\n', "[peer] url: must be an http:// or https:// URL"),
-    ('[peer]\nurl = "http://gw:8080/ping/abc"\nintervall = "1m"\n', "[peer] intervall: unknown key"),
-    ('[peer]\ninterval = "0s"\n', "[peer] interval: must be at least 1s"),
-])
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[alerts]\ndaily_summary = "25:00"\n', "[alerts] daily_summary: '25:00' is not a time of day"),
+        ('[peer]\nurl = "ftp://x/ping/abc"\n', "[peer] url: must be an http:// or https:// URL"),
+        ('[peer]\nurl = "http://gw:8080/ping/abc"\nintervall = "1m"\n', "[peer] intervall: unknown key"),
+        ('[peer]\ninterval = "0s"\n', "[peer] interval: must be at least 1s"),
+    ],
+)
 def test_it_rejects_bad_appliance_settings(tmp_path: Path, toml: str, message: str) -> None:
     path = tmp_path / "hbgw.toml"
     path.write_text(toml)
@@ -797,8 +882,7 @@ def test_it_rejects_bad_appliance_settings(tmp_path: Path, toml: str, message: s
 
 def test_it_reads_the_appliance_settings(tmp_path: Path) -> None:
     path = tmp_path / "hbgw.toml"
-    path.write_text('[alerts]\ndaily_summary = "08:05"\n[peer]\nurl = "https://gw:8080/ping/abc"\n'
-                    'interval = "1m"\n')
+    path.write_text('[alerts]\ndaily_summary = "08:05"\n[peer]\nurl = "https://gw:8080/ping/abc"\ninterval = "1m"\n')
     c = cfgmod.load(path)
     assert c.alerts.daily_summary == 8 * 60 + 5
     assert (c.peer.url, c.peer.interval, c.peer.timeout) == ("https://gw:8080/ping/abc", 60.0, 10.0)

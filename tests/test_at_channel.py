@@ -181,9 +181,7 @@ def test_it_strips_an_echo_with_or_without_leading_crlf(raw: bytes, lines: list[
     framer.arm_echo()
     events = framer.feed(raw)
     assert [e.text for e in events if isinstance(e, LineEvent)] == lines
-    assert [e.text for e in events if isinstance(e, EchoEvent)] == (
-        ["AT+CSQ"] if raw.startswith(b"AT") else []
-    )
+    assert [e.text for e in events if isinstance(e, EchoEvent)] == (["AT+CSQ"] if raw.startswith(b"AT") else [])
 
 
 def test_it_sees_the_prompt_without_a_line_end() -> None:
@@ -439,8 +437,7 @@ _PDU_RE = re.compile(r"\.index = (\d+), \.status = (\d+), \.pdu = \(gchar \*\) (
 
 def _expected_pdus(case: dict[str, Any]) -> list[tuple[int, int, str]]:
     return [
-        (int(i), int(s), "".join(re.findall(r'"([^"]*)"', p)))
-        for i, s, p in _PDU_RE.findall(case["expected_c"][0])
+        (int(i), int(s), "".join(re.findall(r'"([^"]*)"', p))) for i, s, p in _PDU_RE.findall(case["expected_c"][0])
     ]
 
 
@@ -517,9 +514,7 @@ def test_it_routes_transcript_replies_whole(ident: str, corpus_dir: Path) -> Non
     raw = "".join(f"\r\n{line}\r\n" for line in lines)
     if ident == "cmgl-pdu-4":  # python-gsmmodem also injects garbage into this one
         raw = raw.replace("\r\n+CMGL: 1", "\r\n\xff\xfegarbage\r\n+CMGL: 1")
-    replies, urcs, _ = route(
-        raw.encode("latin-1"), command=command, prefixes=(command[2:].split("=")[0] + ":",)
-    )
+    replies, urcs, _ = route(raw.encode("latin-1"), command=command, prefixes=(command[2:].split("=")[0] + ":",))
     assert urcs == []
     assert replies[0].final.ok
     assert replies[0].lines == [line for line in lines if line != "OK"]

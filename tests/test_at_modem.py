@@ -65,9 +65,7 @@ class Rig:
 def make_rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     started: list[PtyModem | TcpModem] = []
 
-    def make(
-        options: SimOptions | None = None, *, before_start: Callable[[Network], None] | None = None
-    ) -> Rig:
+    def make(options: SimOptions | None = None, *, before_start: Callable[[Network], None] | None = None) -> Rig:
         net = Network()
         sim = Simulator(net, options or SimOptions())
         if before_start is not None:
@@ -259,9 +257,7 @@ def test_it_uses_a_new_concat_reference_per_message(make_rig: Callable[..., Rig]
     assert [s.text for s in sent] == [long_text, long_text]  # not merged into one message
 
 
-@pytest.mark.parametrize(
-    ("code", "permanent"), [(500, False), (330, False), (332, False), (1, True), (28, True)]
-)
+@pytest.mark.parametrize(("code", "permanent"), [(500, False), (330, False), (332, False), (1, True), (28, True)])
 def test_it_maps_send_failures(make_rig: Callable[..., Rig], code: int, permanent: bool) -> None:
     rig = make_rig()
 
@@ -281,8 +277,7 @@ def test_it_maps_send_failures(make_rig: Callable[..., Rig], code: int, permanen
 LONG = "Servers silent: " + ", ".join(f"web{i}" for i in range(60)) + " {check power}"  # 3 parts
 
 
-def test_it_sends_a_refused_later_part_again_so_the_phone_can_join_it(
-        make_rig: Callable[..., Rig]) -> None:
+def test_it_sends_a_refused_later_part_again_so_the_phone_can_join_it(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig()
 
     async def main() -> list[int]:
@@ -297,8 +292,7 @@ def test_it_sends_a_refused_later_part_again_so_the_phone_can_join_it(
 
 
 @pytest.mark.parametrize(("code", "count"), [(28, 1), (500, 3)], ids=["permanent", "persistent"])
-def test_it_gives_up_on_a_later_part_that_cannot_go(make_rig: Callable[..., Rig], code: int,
-                                                    count: int) -> None:
+def test_it_gives_up_on_a_later_part_that_cannot_go(make_rig: Callable[..., Rig], code: int, count: int) -> None:
     rig = make_rig()
 
     async def main() -> None:

@@ -39,8 +39,7 @@ OWNER = "+15551230001"
         ([(T0, 10.0), (T0 + 30 + CLOCK_STEP, 40.0)], [0.0, CLOCK_STEP]),  # at the threshold
     ],
 )
-def test_clock_watch_reports_steps_once_and_nothing_else(looks: list[tuple[float, float]],
-                                                         steps: list[float]) -> None:
+def test_clock_watch_reports_steps_once_and_nothing_else(looks: list[tuple[float, float]], steps: list[float]) -> None:
     watch = ClockWatch()
     assert [pytest.approx(watch.step(wall, boot)) for wall, boot in looks] == steps
 
@@ -102,8 +101,7 @@ def alerts(service: Service) -> list[str]:
     return [m["text"] for m in rows if m["to"] == OWNER]
 
 
-def test_a_forward_step_gives_a_fresh_period_instead_of_a_false_down(service: Service,
-                                                                     clocks: Clocks) -> None:
+def test_a_forward_step_gives_a_fresh_period_instead_of_a_false_down(service: Service, clocks: Clocks) -> None:
     for name in ("web1", "web2", "gone", "held"):
         service.add_check(name, period=60, grace=60)
         ping(service, name)
@@ -130,8 +128,7 @@ def test_a_forward_step_gives_a_fresh_period_instead_of_a_false_down(service: Se
     assert [t.split(":")[0] for t in texts if "DOWN" in t] == ["DOWN gone"]
 
 
-def test_a_step_back_re_anchors_checks_stamped_in_the_future(service: Service,
-                                                            clocks: Clocks) -> None:
+def test_a_step_back_re_anchors_checks_stamped_in_the_future(service: Service, clocks: Clocks) -> None:
     service.add_check("web1", period=60, grace=60)
     service.add_check("old", period=60, grace=60)
     ping(service, "old")
@@ -148,8 +145,7 @@ def test_a_step_back_re_anchors_checks_stamped_in_the_future(service: Service,
     assert alerts(service) == []  # nothing the owner must act on
 
 
-def test_a_step_back_keeps_reminders_for_a_down_check_on_schedule(service: Service,
-                                                                   clocks: Clocks) -> None:
+def test_a_step_back_keeps_reminders_for_a_down_check_on_schedule(service: Service, clocks: Clocks) -> None:
     service.add_check("web1", period=60, grace=60)
     ping(service, "web1")
     clocks.run(150)
@@ -182,8 +178,7 @@ class Looks:
         await _until(lambda: self.count >= target)
 
 
-async def _watch(service: Service, clocks: Clocks,
-                 scenario: Callable[[Looks], Awaitable[None]]) -> None:
+async def _watch(service: Service, clocks: Clocks, scenario: Callable[[Looks], Awaitable[None]]) -> None:
     looks = Looks(clocks)
     dog = Watchdog(service, recheck=0.01, clock=lambda: clocks.wall, boot=looks)
     task = asyncio.create_task(dog.run())
@@ -202,8 +197,7 @@ async def _until(what: Callable[[], object], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.005)
 
 
-def test_the_watchdog_hands_a_step_over_before_it_flips_anything(service: Service,
-                                                                  clocks: Clocks) -> None:
+def test_the_watchdog_hands_a_step_over_before_it_flips_anything(service: Service, clocks: Clocks) -> None:
     service.add_check("web1", period=60, grace=60)
     ping(service, "web1")
 
@@ -224,6 +218,9 @@ def test_the_watchdog_hands_a_step_over_before_it_flips_anything(service: Servic
     events = service.store.list_events(service.get_check("web1").id)  # newest first
     kinds = [(e.kind, e.old_status, e.new_status) for e in reversed(events)]
     assert [k for k in kinds if k[0] == "flip"] == [
-        ("flip", "new", "up"), ("flip", "up", "late"), ("flip", "late", "down")]
+        ("flip", "new", "up"),
+        ("flip", "up", "late"),
+        ("flip", "late", "down"),
+    ]
     texts = alerts(service)
     assert "clock jumped" in texts[0] and "DOWN" in texts[-1] and len(texts) == 2

@@ -49,8 +49,11 @@ def test_it_names_the_file_and_key_of_a_bad_config(tmp_path: Path, toml: str, me
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("[http]\nlisen = '127.0.0.1:8080'\n", "[http] lisen: unknown key (did you mean 'listen'?); "
-         "[http] takes trusted_proxies, listen, base_url, max_body, threads, idle_timeout"),
+        (
+            "[http]\nlisen = '127.0.0.1:8080'\n",
+            "[http] lisen: unknown key (did you mean 'listen'?); "
+            "[http] takes trusted_proxies, listen, base_url, max_body, threads, idle_timeout",
+        ),
         ("[htp]\n", "htp: unknown key (did you mean '[http]'?); the top level takes [http], [smtp],"),
         ("datadir = '/x'\n", "(did you mean 'data_dir'?)"),
         ("[alerts]\nzzz = 1\n", "[alerts] zzz: unknown key; [alerts] takes sms_to,"),
@@ -122,8 +125,7 @@ def test_it_adds_lists_shows_pauses_resumes_and_removes_checks(tmp_path: Path) -
     listed = hbgw_json("check", "list", config=cfg)
     assert [c["name"] for c in listed] == ["nightly", "web1"]
     web1 = hbgw_json("check", "show", "web1", config=cfg)
-    for key in ("name", "status", "last_ping", "period", "grace", "sms_enabled", "email_enabled",
-                "ping_url", "email"):
+    for key in ("name", "status", "last_ping", "period", "grace", "sms_enabled", "email_enabled", "ping_url", "email"):
         assert key in web1
     assert (web1["status"], web1["period"], web1["grace"], web1["last_ping"]) == ("new", 900, 300, None)
     assert web1["ping_url"].split("/ping/")[1] in out
@@ -131,9 +133,15 @@ def test_it_adds_lists_shows_pauses_resumes_and_removes_checks(tmp_path: Path) -
     assert (nightly["cron"], nightly["tz"]) == ("30 2 * * *", "Europe/Paris")
     text = hbgw("check", "show", "web1", config=cfg).stdout
     assert "curl -fsS" in text and "wget -q" in text and web1["email"] in text
-    for row in ("status:           new", "last ping:        never",
-                "schedule:         every 15m, grace 5m", "last exit status: -", "SMS alerts:       on",
-                f"ping URL:         {web1['ping_url']}", "hbgw-ping@web1.timer.d/interval.conf"):
+    for row in (
+        "status:           new",
+        "last ping:        never",
+        "schedule:         every 15m, grace 5m",
+        "last exit status: -",
+        "SMS alerts:       on",
+        f"ping URL:         {web1['ping_url']}",
+        "hbgw-ping@web1.timer.d/interval.conf",
+    ):
         assert row in text, row
     text = hbgw("check", "show", "nightly", config=cfg).stdout
     assert "schedule:         cron 30 2 * * * (Europe/Paris), grace " in text

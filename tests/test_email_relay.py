@@ -35,17 +35,20 @@ def trusted(cert: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 def send(port: int, tls: str, password: str = PASSWORD, user: str | None = USER) -> str:
-    channel = EmailChannel(EmailConfig(host="127.0.0.1", port=port, tls=tls, user=user,
-                                       password=password, sender="hbgw@alarm.lan"), timeout=10)
+    channel = EmailChannel(
+        EmailConfig(host="127.0.0.1", port=port, tls=tls, user=user, password=password, sender="hbgw@alarm.lan"),
+        timeout=10,
+    )
     return asyncio.run(channel.send("owner@example.net", TEXT))
 
 
 def test_it_sends_through_a_starttls_relay_that_requires_login(
-        cert: tuple[Path, Path], trusted: None, caplog: pytest.LogCaptureFixture) -> None:
+    cert: tuple[Path, Path], trusted: None, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     with SmtpSink(tls="starttls", cert=cert, login=(USER, PASSWORD)) as sink:
         message_id = send(sink.port, "starttls")
-        (rcpts, msg), = sink.wait(1)
+        ((rcpts, msg),) = sink.wait(1)
         assert sink.logins == [(USER, True)]
     assert rcpts == ["owner@example.net"]
     assert msg["Message-ID"] == message_id
@@ -75,7 +78,8 @@ def test_a_wrong_password_is_a_permanent_error_that_names_no_secret(cert: tuple[
 
 @pytest.mark.parametrize("tls", ["starttls", "ssl"])
 def test_an_untrusted_certificate_is_refused_before_the_password_goes_out(
-        tls: str, cert: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tls: str, cert: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-such-ca.pem"))
     monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
     with SinkProcess(tmp_path / "relay", tls=tls, cert=cert, login=(USER, PASSWORD)) as relay:

@@ -24,8 +24,12 @@ KEY = "site-key-0123456789"
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     root = tmp_path_factory.mktemp("http")
     data = root / "data"
-    cfg = write_config(root / "hbgw.toml", data, http='idle_timeout = "1s"\nmax_body = 4096\n',
-                       extra=f'[security]\nping_key = "{KEY}"\n')
+    cfg = write_config(
+        root / "hbgw.toml",
+        data,
+        http='idle_timeout = "1s"\nmax_body = 4096\n',
+        extra=f'[security]\nping_key = "{KEY}"\n',
+    )
     hbgw("check", "add", "web1", "--period", "1h", "--grace", "1h", config=cfg)
     with Daemon(data, config=cfg) as d:
         d.cfg = cfg  # type: ignore[attr-defined]
@@ -98,8 +102,10 @@ def test_a_stalled_ping_body_gets_408_and_nothing_is_stored(gw: Daemon) -> None:
 def test_pipelined_keep_alive_pings_each_get_an_answer_in_order(gw: Daemon) -> None:
     tok = token(gw)
     before = len(pings_of(gw.data_dir, "web1"))
-    requests = f"GET /ping/{tok} HTTP/1.1\r\nHost: x\r\n\r\n" * 5 + \
-        "GET /ping/ZZZZZZZZZZZZZZZZZZZZ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    requests = (
+        f"GET /ping/{tok} HTTP/1.1\r\nHost: x\r\n\r\n" * 5
+        + "GET /ping/ZZZZZZZZZZZZZZZZZZZZ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     with connect(gw) as s:
         s.sendall(requests.encode())
         reply = read_all(s)
@@ -127,14 +133,18 @@ def test_ping_replies_carry_the_documented_headers_and_no_server_banner(gw: Daem
 def test_an_oversized_body_to_the_web_pages_is_refused_before_the_app_sees_it(gw: Daemon, chunked: bool) -> None:
     big = b"x" * 20_000  # over max_body + 1 kB
     if chunked:
-        payload = b"".join(b"%x\r\n%s\r\n" % (len(big[i:i + 4000]), big[i:i + 4000])
-                           for i in range(0, len(big), 4000)) + b"0\r\n\r\n"
+        payload = (
+            b"".join(b"%x\r\n%s\r\n" % (len(big[i : i + 4000]), big[i : i + 4000]) for i in range(0, len(big), 4000))
+            + b"0\r\n\r\n"
+        )
         framing = b"Transfer-Encoding: chunked\r\n"
     else:
         payload, framing = big, b"Content-Length: %d\r\n" % len(big)
     with connect(gw) as s:
-        s.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                  b"Content-Type: application/x-www-form-urlencoded\r\n" + framing + b"\r\n")
+        s.sendall(
+            b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n" + framing + b"\r\n"
+        )
         try:
             s.sendall(payload)
         except (BrokenPipeError, ConnectionResetError):
@@ -146,8 +156,10 @@ def test_an_oversized_body_to_the_web_pages_is_refused_before_the_app_sees_it(gw
 
 def test_a_stalled_body_to_the_web_pages_gets_408_without_holding_a_page_thread(gw: Daemon) -> None:
     with connect(gw) as s:
-        s.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                  b"Content-Length: 100\r\n\r\npassword=")
+        s.sendall(
+            b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 100\r\n\r\npassword="
+        )
         s.settimeout(10)
         reply = s.recv(65536)
     assert reply.startswith(b"HTTP/1.1 408 ")
@@ -179,9 +191,13 @@ def test_the_web_pages_still_work_behind_the_ping_front(gw: Daemon) -> None:
 @pytest.mark.parametrize("path", ["/", "/ping/{token}"])
 def test_a_websocket_upgrade_is_answered_as_plain_http(gw: Daemon, path: str) -> None:
     with connect(gw) as s:
-        s.sendall((f"GET {path.format(token=token(gw))} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        s.sendall(
+            (
+                f"GET {path.format(token=token(gw))} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         s.settimeout(10)
         head = s.recv(65536)
     assert not head.startswith(b"HTTP/1.1 101") and head.startswith(b"HTTP/1.1 ")
@@ -195,29 +211,32 @@ def is_key(k: str) -> bool:
     return k == KEY
 
 
-@pytest.mark.parametrize(("method", "path", "want"), [
-    ("GET", "/ping/abcdefgh", PingRequest("abcdefgh", None, PingKind.SUCCESS, None)),
-    ("POST", "/ping/abcdefgh/start", PingRequest("abcdefgh", None, PingKind.START, None)),
-    ("HEAD", "/ping/abcdefgh/fail", PingRequest("abcdefgh", None, PingKind.FAIL, None)),
-    ("GET", "/ping/abcdefgh/log", PingRequest("abcdefgh", None, PingKind.LOG, None)),
-    ("GET", "/ping/abcdefgh/0", PingRequest("abcdefgh", None, PingKind.SUCCESS, 0)),
-    ("GET", "/ping/abcdefgh/255", PingRequest("abcdefgh", None, PingKind.FAIL, 255)),
-    ("GET", "/ping/abcdefgh/256", Reply(400, "bad request: exit status must be 0-255")),
-    ("GET", "/ping/abcdefgh/٣", NOT_FOUND),  # a non-ASCII digit is not an exit status
-    ("GET", f"/ping/{KEY}/web 1", PingRequest(KEY, "web 1", PingKind.SUCCESS, None)),
-    ("GET", f"/ping/{KEY}/web1/7", PingRequest(KEY, "web1", PingKind.FAIL, 7)),
-    ("GET", f"/ping/{KEY}/web1/bogus", Reply(400, "bad request: unknown action")),
-    ("GET", "/ping/wrong-key-12345/web1", NOT_FOUND),
-    ("GET", "/ping/wrong-key-12345/web1/fail", NOT_FOUND),
-    ("GET", "/ping/short", Reply(400, "bad request: malformed token")),
-    ("GET", "/ping/bad token!", Reply(400, "bad request: malformed token")),
-    ("PUT", "/ping/abcdefgh", Reply(400, "bad request: use GET, POST or HEAD")),
-    ("GET", "/ping", NOT_FOUND),
-    ("GET", "/ping/", NOT_FOUND),
-    ("GET", "/ping/abcdefgh/", NOT_FOUND),
-    ("GET", "/ping//abcdefgh", NOT_FOUND),
-    ("GET", "/ping/a/b/c/d", NOT_FOUND),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "want"),
+    [
+        ("GET", "/ping/abcdefgh", PingRequest("abcdefgh", None, PingKind.SUCCESS, None)),
+        ("POST", "/ping/abcdefgh/start", PingRequest("abcdefgh", None, PingKind.START, None)),
+        ("HEAD", "/ping/abcdefgh/fail", PingRequest("abcdefgh", None, PingKind.FAIL, None)),
+        ("GET", "/ping/abcdefgh/log", PingRequest("abcdefgh", None, PingKind.LOG, None)),
+        ("GET", "/ping/abcdefgh/0", PingRequest("abcdefgh", None, PingKind.SUCCESS, 0)),
+        ("GET", "/ping/abcdefgh/255", PingRequest("abcdefgh", None, PingKind.FAIL, 255)),
+        ("GET", "/ping/abcdefgh/256", Reply(400, "bad request: exit status must be 0-255")),
+        ("GET", "/ping/abcdefgh/٣", NOT_FOUND),  # a non-ASCII digit is not an exit status
+        ("GET", f"/ping/{KEY}/web 1", PingRequest(KEY, "web 1", PingKind.SUCCESS, None)),
+        ("GET", f"/ping/{KEY}/web1/7", PingRequest(KEY, "web1", PingKind.FAIL, 7)),
+        ("GET", f"/ping/{KEY}/web1/bogus", Reply(400, "bad request: unknown action")),
+        ("GET", "/ping/wrong-key-12345/web1", NOT_FOUND),
+        ("GET", "/ping/wrong-key-12345/web1/fail", NOT_FOUND),
+        ("GET", "/ping/short", Reply(400, "bad request: malformed token")),
+        ("GET", "/ping/bad token!", Reply(400, "bad request: malformed token")),
+        ("PUT", "/ping/abcdefgh", Reply(400, "bad request: use GET, POST or HEAD")),
+        ("GET", "/ping", NOT_FOUND),
+        ("GET", "/ping/", NOT_FOUND),
+        ("GET", "/ping/abcdefgh/", NOT_FOUND),
+        ("GET", "/ping//abcdefgh", NOT_FOUND),
+        ("GET", "/ping/a/b/c/d", NOT_FOUND),
+    ],
+)
 def test_route(method: str, path: str, want: Reply | PingRequest) -> None:
     assert route(method, path, is_key) == want
 

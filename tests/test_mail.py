@@ -39,8 +39,24 @@ from tests.support.smtp_client import InProcessSmtp, RawSmtp
 PING_KEY = "k" * 8 + "-mail-ping-key-0123"
 DOMAIN = "hb.test"
 MAX_SIZE = 200_000
-CHECKS = ("web1", "web2", "web3", "swaks1", "msmtp1", "msmtp2", "msmtp3", "multi1", "multi2", "session",
-          "filtered", "failonly", "html", "big", "garbage", "cap")
+CHECKS = (
+    "web1",
+    "web2",
+    "web3",
+    "swaks1",
+    "msmtp1",
+    "msmtp2",
+    "msmtp3",
+    "multi1",
+    "multi2",
+    "session",
+    "filtered",
+    "failonly",
+    "html",
+    "big",
+    "garbage",
+    "cap",
+)
 BODY_SECRET = "zz-body-secret-7d1f"  # a phrase mailed in bodies; must never reach the log
 
 
@@ -48,7 +64,10 @@ BODY_SECRET = "zz-body-secret-7d1f"  # a phrase mailed in bodies; must never rea
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     root = tmp_path_factory.mktemp("mail")
     data = root / "data"
-    cfg = write_config(root / "hbgw.toml", data, extra=f"""
+    cfg = write_config(
+        root / "hbgw.toml",
+        data,
+        extra=f"""
 [smtp]
 listen = "127.0.0.1:0"
 domain = "{DOMAIN}"
@@ -59,14 +78,16 @@ max_recipients = 50
 ping_key = "{PING_KEY}"
 auto_create = true
 max_checks = 30
-""")
+""",
+    )
     config = cfgmod.load(cfg)
     with Store(config.db_path) as store:  # in-process: 15 CLI runs would cost seconds
         service = Service(store, config)
         tokens = {n: service.add_check(n, period=3600, grace=3600).token for n in CHECKS}
         # As made before tokens stopped starting with "-" (a database from an older version).
-        tokens["dashed"] = store.add_check("dashed", "-" + "d" * 23, service.make_schedule(3600, 3600),
-                                           time.time()).token
+        tokens["dashed"] = store.add_check(
+            "dashed", "-" + "d" * 23, service.make_schedule(3600, 3600), time.time()
+        ).token
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HBGW_LOG_LEVEL", "DEBUG")  # so the no-secrets-in-the-log test sees everything
         d = Daemon(data, config=cfg).start()
@@ -103,8 +124,9 @@ def all_ping_count(gw: Daemon) -> int:
         con.close()
 
 
-def message(to: str, subject: str = "backup done", body: str = "all fine\n",
-            sender: str = "Cron Daemon <root@web1.example>") -> EmailMessage:
+def message(
+    to: str, subject: str = "backup done", body: str = "all fine\n", sender: str = "Cron Daemon <root@web1.example>"
+) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
@@ -181,9 +203,24 @@ def test_it_records_several_messages_sent_in_one_session(gw: Daemon) -> None:
 @pytest.mark.skipif(not shutil.which("swaks"), reason="needs swaks (installed by .ci/run)")
 def test_it_records_a_mail_sent_by_swaks(gw: Daemon) -> None:
     host, port = smtp_addr(gw)
-    out = subprocess.run(["swaks", "--server", f"{host}:{port}", "--to", addr(gw, "swaks1"),
-                          "--from", "ops@client.example", "--header", "Subject: nightly ok",
-                          "--body", "done"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [
+            "swaks",
+            "--server",
+            f"{host}:{port}",
+            "--to",
+            addr(gw, "swaks1"),
+            "--from",
+            "ops@client.example",
+            "--header",
+            "Subject: nightly ok",
+            "--body",
+            "done",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "250 2.0.0 OK" in out.stdout
     assert pings(gw, "swaks1")[-1][0] == "success"
@@ -199,26 +236,25 @@ def test_it_records_a_mail_sent_by_msmtp(gw: Daemon, tmp_path: Path, how: str) -
     host, port = smtp_addr(gw)
     name = {"config-file": "msmtp1", "flags": "msmtp2", "cron": "msmtp3"}[how]
     rc = tmp_path / "msmtprc"
-    rc.write_text(f"account default\nhost {host}\nport {port}\nfrom cron@client.example\n"
-                  "auth off\ntls off\n")
+    rc.write_text(f"account default\nhost {host}\nport {port}\nfrom cron@client.example\nauth off\ntls off\n")
     rc.chmod(0o600)
     # No header section at all: msmtp adds From/Date/Message-ID and passes the rest as is.
     text, sender, body = "backup finished\n", "cron@client.example", "backup finished"
     if how == "config-file":
         args = ["msmtp", "-C", str(rc)]
     elif how == "flags":
-        args = ["msmtp", f"--host={host}", f"--port={port}", "--from=cron@client.example",
-                "--auth=off", "--tls=off"]
+        args = ["msmtp", f"--host={host}", f"--port={port}", "--from=cron@client.example", "--auth=off", "--tls=off"]
     else:  # what Debian's cron runs for MAILTO=, with the message it writes
         args = ["msmtp", "-C", str(rc), "-i", "-FCronDaemon", "-B8BITMIME", "-oem"]
-        text = (f"From: root (Cron Daemon)\nTo: {addr(gw, name)}\n"
-                "Subject: Cron <root@web1> /usr/local/bin/backup.sh\nMIME-Version: 1.0\n"
-                "Content-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n"
-                "X-Cron-Env: <SHELL=/bin/sh>\n\nbackup ok: 42 files\n")
+        text = (
+            f"From: root (Cron Daemon)\nTo: {addr(gw, name)}\n"
+            "Subject: Cron <root@web1> /usr/local/bin/backup.sh\nMIME-Version: 1.0\n"
+            "Content-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n"
+            "X-Cron-Env: <SHELL=/bin/sh>\n\nbackup ok: 42 files\n"
+        )
         sender = "root (Cron Daemon)"
         body = "Subject: Cron <root@web1> /usr/local/bin/backup.sh\n\nbackup ok: 42 files"
-    out = subprocess.run([*args, addr(gw, name)], input=text, capture_output=True, text=True,
-                         timeout=30)
+    out = subprocess.run([*args, addr(gw, name)], input=text, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     kind, _, source, _, method, ua, stored = pings(gw, name)[-1]
     assert (kind, source, method, ua, stored) == ("success", "email", "SMTP", sender, body)
@@ -236,9 +272,22 @@ def test_an_older_token_starting_with_a_dash_works_as_its_snippet_shows(gw: Daem
     assert f"| mail -s ok {addr(gw, 'web1')}" in plain
     # msmtp, like mail and sendmail, reads what follows "--" as recipients, not options.
     host, port = smtp_addr(gw)
-    out = subprocess.run(["msmtp", f"--host={host}", f"--port={port}", "--from=c@client.example",
-                          "--auth=off", "--tls=off", "--", addr(gw, "dashed")],
-                         input="Subject: ok\n\nok\n", capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [
+            "msmtp",
+            f"--host={host}",
+            f"--port={port}",
+            "--from=c@client.example",
+            "--auth=off",
+            "--tls=off",
+            "--",
+            addr(gw, "dashed"),
+        ],
+        input="Subject: ok\n\nok\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert show(gw, "dashed")["status"] == "up"
 
@@ -248,9 +297,21 @@ def test_it_bounces_a_typo_in_msmtp_at_once(gw: Daemon) -> None:
     host, port = smtp_addr(gw)
     tok = gw.tokens["web1"]  # type: ignore[attr-defined]
     typo = tok[:-1] + ("A" if tok[-1] != "A" else "B")
-    out = subprocess.run(["msmtp", f"--host={host}", f"--port={port}", "--from=c@client.example",
-                          "--auth=off", "--tls=off", f"{typo}@{DOMAIN}"],
-                         input="Subject: x\n\nx\n", capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [
+            "msmtp",
+            f"--host={host}",
+            f"--port={port}",
+            "--from=c@client.example",
+            "--auth=off",
+            "--tls=off",
+            f"{typo}@{DOMAIN}",
+        ],
+        input="Subject: x\n\nx\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode != 0
     assert NO_SUCH_ADDRESS in out.stderr
 
@@ -278,29 +339,37 @@ def test_it_pings_by_key_and_name_and_creates_unknown_names(gw: Daemon) -> None:
 
 def test_it_sends_one_heartbeat_per_recipient(gw: Daemon) -> None:
     before = {n: len(pings(gw, n)) for n in ("multi1", "multi2", "web3")}
-    rcpts = [addr(gw, "multi1"), addr(gw, "multi2"), f"{PING_KEY}+web3@{DOMAIN}",
-             addr(gw, "multi1"), f"{PING_KEY}+multi2@{DOMAIN}"]  # the last two: duplicates
+    rcpts = [
+        addr(gw, "multi1"),
+        addr(gw, "multi2"),
+        f"{PING_KEY}+web3@{DOMAIN}",
+        addr(gw, "multi1"),
+        f"{PING_KEY}+multi2@{DOMAIN}",
+    ]  # the last two: duplicates
     with smtplib.SMTP(*smtp_addr(gw), timeout=10) as s:
         assert s.sendmail("a@client.example", rcpts, b"Subject: three\r\n\r\nx\r\n") == {}
     assert {n: len(pings(gw, n)) - before[n] for n in before} == {"multi1": 1, "multi2": 1, "web3": 1}
 
 
-@pytest.mark.parametrize("rcpt", [
-    "{tok}@gmail.com",  # wrong domain
-    "someone@gmail.com",  # relay attempt
-    "ZZZZZZZZZZZZZZZZZZZZZZZZ@" + DOMAIN,  # well-formed, unknown token
-    "{tok}X@" + DOMAIN,  # a typo
-    "wrong-key-wrong-key-1+web1@" + DOMAIN,  # wrong ping key, existing name
-    "wrong-key-wrong-key-1+newname@" + DOMAIN,  # wrong ping key, creatable name
-    PING_KEY + "+bad/name@" + DOMAIN,  # right key, a name that cannot exist
-    PING_KEY + "+-dash@" + DOMAIN,  # right key, a name auto_create would not create
-    "{tok}@sub." + DOMAIN,
-    "{tok}@" + DOMAIN + ".evil.example",
-    "user%gmail.com@" + DOMAIN,  # percent hack
-    '"user@gmail.com"@' + DOMAIN,
-    "postmaster@" + DOMAIN,
-    "{tok}",  # no domain
-])
+@pytest.mark.parametrize(
+    "rcpt",
+    [
+        "{tok}@gmail.com",  # wrong domain
+        "someone@gmail.com",  # relay attempt
+        "ZZZZZZZZZZZZZZZZZZZZZZZZ@" + DOMAIN,  # well-formed, unknown token
+        "{tok}X@" + DOMAIN,  # a typo
+        "wrong-key-wrong-key-1+web1@" + DOMAIN,  # wrong ping key, existing name
+        "wrong-key-wrong-key-1+newname@" + DOMAIN,  # wrong ping key, creatable name
+        PING_KEY + "+bad/name@" + DOMAIN,  # right key, a name that cannot exist
+        PING_KEY + "+-dash@" + DOMAIN,  # right key, a name auto_create would not create
+        "{tok}@sub." + DOMAIN,
+        "{tok}@" + DOMAIN + ".evil.example",
+        "user%gmail.com@" + DOMAIN,  # percent hack
+        '"user@gmail.com"@' + DOMAIN,
+        "postmaster@" + DOMAIN,
+        "{tok}",  # no domain
+    ],
+)
 def test_it_refuses_bad_recipients_with_the_same_550(gw: Daemon, rcpt: str) -> None:
     """One reply whatever is wrong (domain, token, key, name), so it tells nothing."""
     before = all_ping_count(gw)
@@ -407,8 +476,7 @@ def test_it_hangs_up_on_an_idle_client(tmp_path: Path) -> None:
 
 
 def _nested_multipart(depth: int) -> bytes:
-    head = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
-                    for i in range(depth))
+    head = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(depth))
     return b"Subject: nested\r\n" + head + b"Content-Type: text/plain\r\n\r\ndeep\r\n"
 
 
@@ -417,27 +485,34 @@ GARBAGE = bytes((i * 37 + 11) % 256 for i in range(6000))
 MALFORMED_MESSAGES = [
     # (id, content, expected code)
     ("8-bit-garbage", GARBAGE, 250),
-    ("nul-and-8bit-headers",
-     b"Subject: caf\xe9 \x00 ok\r\nFrom: \xff\xfe <x@y>\r\n\r\nbody \x00\x01\xe9\r\n", 250),
+    ("nul-and-8bit-headers", b"Subject: caf\xe9 \x00 ok\r\nFrom: \xff\xfe <x@y>\r\n\r\nbody \x00\x01\xe9\r\n", 250),
     ("no-header-section", b"just some text\r\nand more\r\n", 250),
     ("empty", b"", 250),
     ("multipart-without-boundary", b"Subject: m\r\nContent-Type: multipart/mixed\r\n\r\n--x\r\nhi\r\n", 250),
-    ("bad-base64-unknown-charset", b"Subject: b\r\nContent-Type: text/plain; charset=x-nonesuch\r\n"
-                                   b"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64***\r\n", 250),
-    ("bad-encoded-words",
-     b"Subject: =?utf-8?q?unterminated =?x-bad?b?####?= =?utf-8?b?w6k=?=\r\n\r\nx\r\n", 250),
+    (
+        "bad-base64-unknown-charset",
+        b"Subject: b\r\nContent-Type: text/plain; charset=x-nonesuch\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64***\r\n",
+        250,
+    ),
+    ("bad-encoded-words", b"Subject: =?utf-8?q?unterminated =?x-bad?b?####?= =?utf-8?b?w6k=?=\r\n\r\nx\r\n", 250),
     ("deep-multipart-nesting", _nested_multipart(2000), 250),  # kept raw, not parsed
-    ("5000-mime-parts", b'Subject: p\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
-                        + b"--b\r\n\r\nx\r\n" * 5000 + b"--b--\r\n", 250),
-    ("huge-header-section",
-     b"Subject: big\r\nX-Big: " + b"\r\n ".join([b"y" * 900] * 100) + b"\r\n\r\nx\r\n", 552),
+    (
+        "5000-mime-parts",
+        b'Subject: p\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        + b"--b\r\n\r\nx\r\n" * 5000
+        + b"--b--\r\n",
+        250,
+    ),
+    ("huge-header-section", b"Subject: big\r\nX-Big: " + b"\r\n ".join([b"y" * 900] * 100) + b"\r\n\r\nx\r\n", 552),
     ("too-many-header-fields", b"".join(b"X-F%d: v\r\n" % i for i in range(600)) + b"\r\nx\r\n", 552),
     ("line-too-long", b"Subject: l\r\n\r\n" + b"a" * 10_000 + b"\r\n", 500),
 ]
 
 
-@pytest.mark.parametrize(("content", "code"), [m[1:] for m in MALFORMED_MESSAGES],
-                         ids=[m[0] for m in MALFORMED_MESSAGES])
+@pytest.mark.parametrize(
+    ("content", "code"), [m[1:] for m in MALFORMED_MESSAGES], ids=[m[0] for m in MALFORMED_MESSAGES]
+)
 def test_it_answers_malformed_mail_with_a_clear_code(gw: Daemon, content: bytes, code: int) -> None:
     before = len(pings(gw, "garbage"))
     with in_transaction(gw, addr(gw, "garbage")) as r:
@@ -451,19 +526,22 @@ def test_it_answers_malformed_mail_with_a_clear_code(gw: Daemon, content: bytes,
         assert "\x00" not in body and len(body) <= 10_000
 
 
-@pytest.mark.parametrize(("line", "code"), [
-    (b"\xff\xfe\x00garbage", 500),
-    (b"EHLO " + b"x" * 600, 500),  # command line over 512
-    (b"X" * 9000, 500),  # longer than a line may be
-    (b"MAIL FROM:<\xe9@x.example>", 500),  # 8-bit in an argument without SMTPUTF8
-    (b"MAIL FROM:<a@x.example> SIZE=999999999", 552),
-    (b"MAIL FROM:<a@x.example> SMTPUTF8", 501),
-    (b"RCPT TO:<a@hb.test>", 503),  # before MAIL
-    (b"DATA", 503),
-    (b"AUTH PLAIN AHVzZXIAcGFzcw==", 538),  # no AUTH in clear text (and none at all)
-    (b"VRFY root", 252),
-    (b"STARTTLS", 454),
-])
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (b"\xff\xfe\x00garbage", 500),
+        (b"EHLO " + b"x" * 600, 500),  # command line over 512
+        (b"X" * 9000, 500),  # longer than a line may be
+        (b"MAIL FROM:<\xe9@x.example>", 500),  # 8-bit in an argument without SMTPUTF8
+        (b"MAIL FROM:<a@x.example> SIZE=999999999", 552),
+        (b"MAIL FROM:<a@x.example> SMTPUTF8", 501),
+        (b"RCPT TO:<a@hb.test>", 503),  # before MAIL
+        (b"DATA", 503),
+        (b"AUTH PLAIN AHVzZXIAcGFzcw==", 538),  # no AUTH in clear text (and none at all)
+        (b"VRFY root", 252),
+        (b"STARTTLS", 454),
+    ],
+)
 def test_it_answers_bad_commands_with_a_clear_code(gw: Daemon, line: bytes, code: int) -> None:
     with raw(gw) as r:
         assert r.cmd("EHLO client.example")[0] == 250
@@ -481,19 +559,21 @@ def test_it_still_serves_after_all_that(gw: Daemon) -> None:
 
 # ---------------------------------------------------------------------------- keyword filters
 
-FILTERS = {"subject": True, "body": True, "success": ["ok"], "fail": ["FAIL", "error"],
-           "start": ["started"]}
+FILTERS = {"subject": True, "body": True, "success": ["ok"], "fail": ["FAIL", "error"], "start": ["started"]}
 
 
-@pytest.mark.parametrize(("subject", "body", "kind", "status"), [
-    ("backup ok", "all good", "success", "up"),
-    ("backup FAILED", "", "fail", "down"),
-    ("backup report", "3 errors found", "fail", "down"),  # in the body, any case
-    ("Backup Ok", "", "success", "up"),
-    ("backup started", "", "start", "up"),
-    ("ok so far, then an ERROR", "", "fail", "down"),  # fail wins
-    ("weekly report", "nothing to see", "log", "up"),  # success keywords given, none matched
-])
+@pytest.mark.parametrize(
+    ("subject", "body", "kind", "status"),
+    [
+        ("backup ok", "all good", "success", "up"),
+        ("backup FAILED", "", "fail", "down"),
+        ("backup report", "3 errors found", "fail", "down"),  # in the body, any case
+        ("Backup Ok", "", "success", "up"),
+        ("backup started", "", "start", "up"),
+        ("ok so far, then an ERROR", "", "fail", "down"),  # fail wins
+        ("weekly report", "nothing to see", "log", "up"),  # success keywords given, none matched
+    ],
+)
 def test_it_classifies_by_keywords(gw: Daemon, subject: str, body: str, kind: str, status: str) -> None:
     set_filters(gw, "filtered", FILTERS)
     with smtplib.SMTP(*smtp_addr(gw), timeout=10) as s:
@@ -521,9 +601,12 @@ def test_it_treats_mail_without_a_fail_keyword_as_success_when_only_fail_is_set(
 def test_it_reads_html_only_mail_as_text(gw: Daemon) -> None:
     set_filters(gw, "html", {"subject": False, "body": True, "fail": ["error"]})
     msg = message(addr(gw, "html"), subject="report")
-    msg.set_content("<html><head><style>p {color: red}</style><title>t</title></head><body>"
-                    "<p>Backup <b>Error</b>: disk&nbsp;full &amp; more</p><script>var x = 'ok';"
-                    "</script><div>second&#33;</div></body></html>", subtype="html")
+    msg.set_content(
+        "<html><head><style>p {color: red}</style><title>t</title></head><body>"
+        "<p>Backup <b>Error</b>: disk&nbsp;full &amp; more</p><script>var x = 'ok';"
+        "</script><div>second&#33;</div></body></html>",
+        subtype="html",
+    )
     with smtplib.SMTP(*smtp_addr(gw), timeout=10) as s:
         assert s.send_message(msg) == {}
     kind, *_, body = pings(gw, "html")[-1]
@@ -566,22 +649,25 @@ def test_it_never_logs_tokens_keys_or_bodies(gw: Daemon) -> None:
 # ---------------------------------------------------------------------------- pure parts
 
 
-@pytest.mark.parametrize(("address", "expected"), [
-    ("abcdefghijklmnop@hb.test", Address(token="abcdefghijklmnop")),
-    ("abcdefghijklmnop@HB.Test.", Address(token="abcdefghijklmnop")),
-    ("abcdefgh@hb.test", Address(token="abcdefgh")),
-    ("abcdefg@hb.test", None),  # too short for a token
-    (PING_KEY + "+web-1.x@hb.test", Address(key=PING_KEY, name="web-1.x")),
-    (PING_KEY + "+a+b@hb.test", Address(key=PING_KEY, name="a+b")),
-    ("shortkey+web1@hb.test", None),
-    (PING_KEY + "+@hb.test", None),
-    (PING_KEY + "+a/b@hb.test", None),
-    ("abcdefghijklmnop@hb.test@evil.example", None),
-    ("abcdefghijklmnop@evil.example", None),
-    ("abcdefghijklmnop", None),
-    ('"abcdefghijklmnop"@hb.test', None),
-    ("abc%defghijklmnop@hb.test", None),
-])
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("abcdefghijklmnop@hb.test", Address(token="abcdefghijklmnop")),
+        ("abcdefghijklmnop@HB.Test.", Address(token="abcdefghijklmnop")),
+        ("abcdefgh@hb.test", Address(token="abcdefgh")),
+        ("abcdefg@hb.test", None),  # too short for a token
+        (PING_KEY + "+web-1.x@hb.test", Address(key=PING_KEY, name="web-1.x")),
+        (PING_KEY + "+a+b@hb.test", Address(key=PING_KEY, name="a+b")),
+        ("shortkey+web1@hb.test", None),
+        (PING_KEY + "+@hb.test", None),
+        (PING_KEY + "+a/b@hb.test", None),
+        ("abcdefghijklmnop@hb.test@evil.example", None),
+        ("abcdefghijklmnop@evil.example", None),
+        ("abcdefghijklmnop", None),
+        ('"abcdefghijklmnop"@hb.test', None),
+        ("abc%defghijklmnop@hb.test", None),
+    ],
+)
 def test_it_parses_heartbeat_addresses(address: str, expected: Address | None) -> None:
     assert parse_address(address, "hb.test") == expected
 
@@ -610,34 +696,39 @@ def test_it_turns_html_into_text() -> None:
     assert html_to_text("5 < 6 <b>bold</b>&nbsp;&#8364;") == "5 < 6 bold \u20ac"
 
 
-@pytest.mark.parametrize(("filters", "subject", "body", "kind"), [
-    (None, "FAIL", "error", PingKind.SUCCESS),
-    (Filters(), "FAIL", "", PingKind.SUCCESS),  # no keywords
-    (Filters(subject=False, body=False, fail=("FAIL",)), "FAIL", "FAIL", PingKind.SUCCESS),
-    (Filters(fail=("FAIL",)), "backup fail", "", PingKind.FAIL),
-    (Filters(fail=("FAIL",)), "backup", "FAIL", PingKind.SUCCESS),  # body not searched
-    (Filters(body=True, fail=("FAIL",)), "backup", "FAIL", PingKind.FAIL),
-    (Filters(success=("ok",), start=("start",)), "job started", "", PingKind.START),
-    (Filters(success=("ok",), start=("start",)), "job start ok", "", PingKind.SUCCESS),
-    (Filters(success=("ok",)), "job done", "", PingKind.LOG),
-    (Filters(start=("start",)), "job done", "", PingKind.SUCCESS),
-    (Filters(success=("réussi",)), "RÉUSSI", "", PingKind.SUCCESS),
-])
-def test_it_classifies_one_way_for_every_edge(filters: Filters | None, subject: str, body: str,
-                                               kind: PingKind) -> None:
+@pytest.mark.parametrize(
+    ("filters", "subject", "body", "kind"),
+    [
+        (None, "FAIL", "error", PingKind.SUCCESS),
+        (Filters(), "FAIL", "", PingKind.SUCCESS),  # no keywords
+        (Filters(subject=False, body=False, fail=("FAIL",)), "FAIL", "FAIL", PingKind.SUCCESS),
+        (Filters(fail=("FAIL",)), "backup fail", "", PingKind.FAIL),
+        (Filters(fail=("FAIL",)), "backup", "FAIL", PingKind.SUCCESS),  # body not searched
+        (Filters(body=True, fail=("FAIL",)), "backup", "FAIL", PingKind.FAIL),
+        (Filters(success=("ok",), start=("start",)), "job started", "", PingKind.START),
+        (Filters(success=("ok",), start=("start",)), "job start ok", "", PingKind.SUCCESS),
+        (Filters(success=("ok",)), "job done", "", PingKind.LOG),
+        (Filters(start=("start",)), "job done", "", PingKind.SUCCESS),
+        (Filters(success=("réussi",)), "RÉUSSI", "", PingKind.SUCCESS),
+    ],
+)
+def test_it_classifies_one_way_for_every_edge(filters: Filters | None, subject: str, body: str, kind: PingKind) -> None:
     assert classify(filters, subject, body) is kind
 
 
-@pytest.mark.parametrize(("data", "error"), [
-    ({"subjet": True}, "unknown filter key 'subjet'"),
-    ({"subject": "yes"}, "'subject' must be true or false"),
-    ({"fail": "FAIL"}, "'fail' must be a list"),
-    ({"fail": [1]}, "must be strings"),
-    ({"fail": ["  "]}, "empty keyword"),
-    ({"fail": ["x" * 101]}, "at most 100 characters"),
-    ({"fail": [f"w{i}" for i in range(21)]}, "at most 20 keywords"),
-    (["fail"], "must be an object"),
-])
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"subjet": True}, "unknown filter key 'subjet'"),
+        ({"subject": "yes"}, "'subject' must be true or false"),
+        ({"fail": "FAIL"}, "'fail' must be a list"),
+        ({"fail": [1]}, "must be strings"),
+        ({"fail": ["  "]}, "empty keyword"),
+        ({"fail": ["x" * 101]}, "at most 100 characters"),
+        ({"fail": [f"w{i}" for i in range(21)]}, "at most 20 keywords"),
+        (["fail"], "must be an object"),
+    ],
+)
 def test_it_validates_filters(data: Any, error: str) -> None:
     with pytest.raises(FilterError, match=error):
         parse_filters(data)

@@ -989,9 +989,7 @@ def test_it_round_trips_any_text(text: str, ref16: bool, concat_ref: int) -> Non
     for seq, part in enumerate(decoded, start=1):
         assert isinstance(part, Submit)
         assert part.encoding == encoding
-        assert part.concat == (
-            None if len(parts) == 1 else Concat(concat_ref, len(parts), seq, 16 if ref16 else 8)
-        )
+        assert part.concat == (None if len(parts) == 1 else Concat(concat_ref, len(parts), seq, 16 if ref16 else 8))
         if encoding == "gsm7":
             assert not part.data.endswith(b"\x1b")  # no escape pair split
             assert len(part.data) <= (single if len(parts) == 1 else per_part)
@@ -1102,9 +1100,7 @@ def test_it_encodes_what_gammu_decodes(number: str, text: str, ref16: bool) -> N
         assert decoded["Coding"] == ("Default_No_Compression" if is_gsm7(text) else "Unicode_No_Compression")
         if len(parts) > 1:
             assert (decoded["UDH"]["PartNumber"], decoded["UDH"]["AllParts"]) == (seq, len(parts))
-            assert decoded["UDH"]["Type"] == (
-                "ConcatenatedMessages16bit" if ref16 else "ConcatenatedMessages"
-            )
+            assert decoded["UDH"]["Type"] == ("ConcatenatedMessages16bit" if ref16 else "ConcatenatedMessages")
         texts.append(gammu_text(decoded))
     assert "".join(texts) == text
 

@@ -13,8 +13,9 @@ import pytest
 from tests.support.daemon import Daemon, hbgw, hbgw_json, write_config
 from tests.support.db import pings_of
 
-pytestmark = pytest.mark.skipif(not shutil.which("curl") or not shutil.which("wget"),
-                                reason="needs curl and wget (installed by .ci/run)")
+pytestmark = pytest.mark.skipif(
+    not shutil.which("curl") or not shutil.which("wget"), reason="needs curl and wget (installed by .ci/run)"
+)
 
 PING_KEY = "k" * 8 + "-test-ping-key-0123"
 
@@ -23,12 +24,17 @@ PING_KEY = "k" * 8 + "-test-ping-key-0123"
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     root = tmp_path_factory.mktemp("ping")
     data = root / "data"
-    cfg = write_config(root / "hbgw.toml", data, http="max_body = 2048\n", extra=f"""
+    cfg = write_config(
+        root / "hbgw.toml",
+        data,
+        http="max_body = 2048\n",
+        extra=f"""
 [security]
 ping_key = "{PING_KEY}"
 auto_create = true
 max_checks = 6
-""")
+""",
+    )
     for name in ("web1", "web2", "backup"):
         hbgw("check", "add", name, "--period", "1h", "--grace", "1h", config=cfg)
     with Daemon(data, config=cfg) as d:
@@ -42,8 +48,13 @@ def token(gw: Daemon, name: str) -> str:
 
 def curl(*args: str) -> tuple[int, str]:
     """Run curl; returns (HTTP status, body)."""
-    out = subprocess.run(["curl", "-sS", "-m", "10", "-o", "-", "-w", "\n%{http_code}", *args],
-                         capture_output=True, text=True, timeout=20, check=True).stdout
+    out = subprocess.run(
+        ["curl", "-sS", "-m", "10", "-o", "-", "-w", "\n%{http_code}", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    ).stdout
     body, _, code = out.rpartition("\n")
     return int(code), body
 
@@ -54,8 +65,7 @@ def pings(gw: Daemon, name: str) -> list[tuple[Any, ...]]:
 
 def test_it_records_a_curl_ping_exactly_as_the_crontab_line_sends_it(gw: Daemon) -> None:
     url = f"{gw.url}/ping/{token(gw, 'web1')}"
-    out = subprocess.run(["curl", "-fsS", "-m", "10", "--retry", "3", url],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(["curl", "-fsS", "-m", "10", "--retry", "3", url], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout == "OK\n"
     show = hbgw_json("check", "show", "web1", config=gw.cfg)  # type: ignore[attr-defined]
     assert show["status"] == "up" and show["last_ping"] is not None
@@ -85,8 +95,7 @@ def test_it_records_a_wget_ping(gw: Daemon) -> None:
         ("/255", "fail", 255, "down"),
     ],
 )
-def test_it_understands_healthchecks_actions(gw: Daemon, suffix: str, kind: str, code: int | None,
-                                              status: str) -> None:
+def test_it_understands_healthchecks_actions(gw: Daemon, suffix: str, kind: str, code: int | None, status: str) -> None:
     tok = token(gw, "backup")
     assert curl(f"{gw.url}/ping/{tok}") == (200, "OK\n")  # start from up
     assert curl(f"{gw.url}/ping/{tok}{suffix}") == (200, "OK\n")
@@ -102,8 +111,9 @@ def test_it_stores_a_posted_body_and_its_method(gw: Daemon) -> None:
 
 
 def test_it_answers_head(gw: Daemon) -> None:
-    out = subprocess.run(["curl", "-sS", "-I", f"{gw.url}/ping/{token(gw, 'web1')}"],
-                         capture_output=True, text=True, timeout=20)
+    out = subprocess.run(
+        ["curl", "-sS", "-I", f"{gw.url}/ping/{token(gw, 'web1')}"], capture_output=True, text=True, timeout=20
+    )
     assert out.stdout.startswith("HTTP/1.1 200")
     assert pings(gw, "web1")[-1][4] == "HEAD"
 
@@ -154,8 +164,7 @@ def test_it_refuses_an_oversized_body_with_413_and_stores_nothing(gw: Daemon, tm
     big.write_bytes(b"x" * 5000)  # max_body is 2048 in this config
     before = len(pings(gw, "web2"))
     assert curl("--data-binary", f"@{big}", f"{gw.url}/ping/{token(gw, 'web2')}")[0] == 413
-    chunked = curl("-H", "Transfer-Encoding: chunked", "--data-binary", f"@{big}",
-                   f"{gw.url}/ping/{token(gw, 'web2')}")
+    chunked = curl("-H", "Transfer-Encoding: chunked", "--data-binary", f"@{big}", f"{gw.url}/ping/{token(gw, 'web2')}")
     assert chunked[0] == 413
     assert len(pings(gw, "web2")) == before
 

@@ -18,10 +18,23 @@ S = policy.AlertSettings(sms_to=("+15551230000",), email_to=("o@example.test",),
 
 
 def check(**kw: object) -> Check:
-    base = dict(id=7, name="web1", token="t" * 24, schedule=Schedule(900, 900), status=Status.UP,
-                anchor=T0 - 2000, last_ping=T0 - 1920, last_start=None, last_failed=False,
-                last_exit_status=None, next_deadline=None, sms_enabled=True, email_enabled=True,
-                created=T0 - 10**5, n_pings=5)
+    base = dict(
+        id=7,
+        name="web1",
+        token="t" * 24,
+        schedule=Schedule(900, 900),
+        status=Status.UP,
+        anchor=T0 - 2000,
+        last_ping=T0 - 1920,
+        last_start=None,
+        last_failed=False,
+        last_exit_status=None,
+        next_deadline=None,
+        sms_enabled=True,
+        email_enabled=True,
+        created=T0 - 10**5,
+        n_pings=5,
+    )
     base.update(kw)
     return Check(**base)  # type: ignore[arg-type]
 
@@ -31,10 +44,20 @@ def flip(old: Status, new: Status, reason: str = "deadline") -> Flip:
 
 
 def test_it_sends_down_by_sms_and_email_with_the_last_heartbeat() -> None:
-    out = policy.alerts_for_flip(check(), check(status=Status.DOWN), flip(Status.LATE, Status.DOWN),
-                                 flip_id=1, down_since=T0, body=None, s=S, now=T0)
+    out = policy.alerts_for_flip(
+        check(),
+        check(status=Status.DOWN),
+        flip(Status.LATE, Status.DOWN),
+        flip_id=1,
+        down_since=T0,
+        body=None,
+        s=S,
+        now=T0,
+    )
     assert [(o.kind, o.channel, o.recipient) for o in out] == [
-        ("down", "sms", "+15551230000"), ("down", "email", "o@example.test")]
+        ("down", "sms", "+15551230000"),
+        ("down", "email", "o@example.test"),
+    ]
     clock = dt.datetime.fromtimestamp(T0 - 1920, dt.UTC).strftime("%H:%M")
     assert out[0].text == f"DOWN web1: no heartbeat since {clock} (32 min). Reply ACK web1 to silence."
     assert len({o.dedupe for o in out}) == 2
@@ -42,16 +65,32 @@ def test_it_sends_down_by_sms_and_email_with_the_last_heartbeat() -> None:
 
 def test_it_reports_a_failure_with_exit_status_and_body_excerpt() -> None:
     after = check(status=Status.DOWN, last_failed=True, last_exit_status=3)
-    out = policy.alerts_for_flip(check(), after, flip(Status.UP, Status.DOWN, "fail"), flip_id=1,
-                                 down_since=T0, body="rsync:\xa0connection   refused\n", s=S, now=T0)
+    out = policy.alerts_for_flip(
+        check(),
+        after,
+        flip(Status.UP, Status.DOWN, "fail"),
+        flip_id=1,
+        down_since=T0,
+        body="rsync:\xa0connection   refused\n",
+        s=S,
+        now=T0,
+    )
     assert out[0].kind == "fail"
     assert "FAIL web1: exit status 3 at" in out[0].text and "rsync: connection refused" in out[0].text
     assert is_gsm7(out[0].text)
 
 
 def test_it_says_up_with_the_downtime() -> None:
-    out = policy.alerts_for_flip(check(status=Status.DOWN), check(), flip(Status.DOWN, Status.UP, "ping"),
-                                 flip_id=2, down_since=T0 - 47 * 60, body=None, s=S, now=T0)
+    out = policy.alerts_for_flip(
+        check(status=Status.DOWN),
+        check(),
+        flip(Status.DOWN, Status.UP, "ping"),
+        flip_id=2,
+        down_since=T0 - 47 * 60,
+        body=None,
+        s=S,
+        now=T0,
+    )
     assert {o.text for o in out} == {"UP web1 after 47 min"}
 
 
@@ -61,20 +100,46 @@ def test_it_says_up_with_the_downtime() -> None:
 )
 def test_it_follows_the_per_check_toggles(sms: bool, email: bool, channels: set[str]) -> None:
     after = check(status=Status.DOWN, sms_enabled=sms, email_enabled=email)
-    out = policy.alerts_for_flip(check(), after, flip(Status.UP, Status.DOWN), flip_id=1,
-                                 down_since=T0, body=None, s=S, now=T0)
+    out = policy.alerts_for_flip(
+        check(), after, flip(Status.UP, Status.DOWN), flip_id=1, down_since=T0, body=None, s=S, now=T0
+    )
     assert {o.channel for o in out} == channels
 
 
 def test_it_sends_nothing_for_late_paused_or_muted() -> None:
-    assert policy.alerts_for_flip(check(), check(status=Status.LATE), flip(Status.UP, Status.LATE),
-                                  flip_id=1, down_since=None, body=None, s=S, now=T0) == []
-    assert policy.alerts_for_flip(check(status=Status.DOWN), check(status=Status.PAUSED),
-                                  flip(Status.DOWN, Status.PAUSED), flip_id=1, down_since=T0,
-                                  body=None, s=S, now=T0) == []
+    assert (
+        policy.alerts_for_flip(
+            check(),
+            check(status=Status.LATE),
+            flip(Status.UP, Status.LATE),
+            flip_id=1,
+            down_since=None,
+            body=None,
+            s=S,
+            now=T0,
+        )
+        == []
+    )
+    assert (
+        policy.alerts_for_flip(
+            check(status=Status.DOWN),
+            check(status=Status.PAUSED),
+            flip(Status.DOWN, Status.PAUSED),
+            flip_id=1,
+            down_since=T0,
+            body=None,
+            s=S,
+            now=T0,
+        )
+        == []
+    )
     muted = check(status=Status.DOWN, muted_until=T0 + 60)
-    assert policy.alerts_for_flip(check(), muted, flip(Status.UP, Status.DOWN), flip_id=1,
-                                  down_since=T0, body=None, s=S, now=T0) == []
+    assert (
+        policy.alerts_for_flip(
+            check(), muted, flip(Status.UP, Status.DOWN), flip_id=1, down_since=T0, body=None, s=S, now=T0
+        )
+        == []
+    )
 
 
 def test_it_stops_reminders_when_acked_recovered_or_silenced() -> None:
@@ -140,12 +205,11 @@ statuses = hs.sampled_from(list(Status))
 @settings(max_examples=500, deadline=None)
 @given(statuses, statuses, hs.booleans(), hs.booleans(), hs.one_of(hs.none(), hs.floats(-1e4, 1e4)))
 def test_it_never_alerts_for_paused_and_only_on_down_or_recovery(
-        old: Status, new: Status, sms: bool, email: bool, mute: float | None) -> None:
+    old: Status, new: Status, sms: bool, email: bool, mute: float | None
+) -> None:
     before = check(status=old)
-    after = check(status=new, sms_enabled=sms, email_enabled=email,
-                  muted_until=None if mute is None else T0 + mute)
-    out = policy.alerts_for_flip(before, after, flip(old, new), flip_id=1, down_since=T0 - 60,
-                                 body=None, s=S, now=T0)
+    after = check(status=new, sms_enabled=sms, email_enabled=email, muted_until=None if mute is None else T0 + mute)
+    out = policy.alerts_for_flip(before, after, flip(old, new), flip_id=1, down_since=T0 - 60, body=None, s=S, now=T0)
     if Status.PAUSED in (old, new) or (after.muted_until is not None and after.muted_until > T0):
         assert out == []
     elif new is Status.DOWN and old is not Status.DOWN:
@@ -158,10 +222,15 @@ def test_it_never_alerts_for_paused_and_only_on_down_or_recovery(
 
 
 @settings(max_examples=500, deadline=None)
-@given(hs.floats(0, 86400 * 30), hs.floats(1, 86400), hs.one_of(hs.none(), hs.floats(0, 86400 * 2)),
-       hs.one_of(hs.none(), hs.tuples(hs.integers(0, 1439), hs.integers(0, 1439))))
+@given(
+    hs.floats(0, 86400 * 30),
+    hs.floats(1, 86400),
+    hs.one_of(hs.none(), hs.floats(0, 86400 * 2)),
+    hs.one_of(hs.none(), hs.tuples(hs.integers(0, 1439), hs.integers(0, 1439))),
+)
 def test_it_never_reminds_sooner_than_repeat_nor_in_quiet_hours(
-        offset: float, repeat: float, mute: float | None, quiet: tuple[int, int] | None) -> None:
+    offset: float, repeat: float, mute: float | None, quiet: tuple[int, int] | None
+) -> None:
     s = dataclasses.replace(S, repeat=repeat, quiet_hours=quiet, tz="Europe/Paris")
     last = T0 + offset
     c = check(status=Status.DOWN, muted_until=None if mute is None else last + mute)

@@ -17,17 +17,19 @@ import pytest
 from tests.support import nginx
 from tests.support.daemon import Daemon, hbgw, hbgw_json, write_config
 
-pytestmark = pytest.mark.skipif(not nginx.available(),
-                                reason="needs nginx and openssl (./bootstrap installs them)")
+pytestmark = pytest.mark.skipif(not nginx.available(), reason="needs nginx and openssl (./bootstrap installs them)")
 
 CLIENT = "127.0.0.2"
 FORGED = "203.0.113.9"
 
 
 def curl(url: str, *args: str) -> tuple[int, str]:
-    out = subprocess.run(["curl", "-sS", "-m", "10", "--interface", CLIENT, "-o", "-",
-                          "-w", "\n%{http_code}", *args, url],
-                         capture_output=True, text=True, timeout=20)
+    out = subprocess.run(
+        ["curl", "-sS", "-m", "10", "--interface", CLIENT, "-o", "-", "-w", "\n%{http_code}", *args, url],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert out.returncode == 0, out.stderr
     body, _, code = out.stdout.rpartition("\n")
     return int(code), body
@@ -36,9 +38,14 @@ def curl(url: str, *args: str) -> tuple[int, str]:
 def sources(data_dir: Path, name: str) -> list[str]:
     con = sqlite3.connect(f"file:{data_dir / 'hbgw.sqlite3'}?mode=ro", uri=True)
     try:
-        return [r[0] for r in con.execute(
-            "SELECT remote_addr FROM pings JOIN checks ON checks.id = pings.check_id"
-            " WHERE checks.name = ? ORDER BY pings.id", (name,))]
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT remote_addr FROM pings JOIN checks ON checks.id = pings.check_id"
+                " WHERE checks.name = ? ORDER BY pings.id",
+                (name,),
+            )
+        ]
     finally:
         con.close()
 
@@ -102,6 +109,7 @@ def test_it_keeps_the_web_admin_off_the_internet_and_rejects_plain_http(setup: S
     assert setup.via_proxy(path="/ping/" + "x" * 24)[0] == 404  # unknown token: hbgw's own reply
     # TLS is checked: without the CA file curl refuses the self-signed certificate
     assert setup.proxy is not None
-    out = subprocess.run(["curl", "-sS", "-m", "10", f"{setup.proxy.url}/ping/{setup.token}"],
-                         capture_output=True, text=True, timeout=20)
+    out = subprocess.run(
+        ["curl", "-sS", "-m", "10", f"{setup.proxy.url}/ping/{setup.token}"], capture_output=True, text=True, timeout=20
+    )
     assert out.returncode != 0

@@ -58,9 +58,7 @@ def client_for(transport: PtyModem | TcpModem) -> Iterator[AtClient]:
 
 
 @contextmanager
-def modem(
-    options: SimOptions | None = None, kind: str = "pty"
-) -> Iterator[tuple[Network, Simulator, AtClient]]:
+def modem(options: SimOptions | None = None, kind: str = "pty") -> Iterator[tuple[Network, Simulator, AtClient]]:
     network = Network()
     sim = Simulator(network, options)
     with serve(sim, kind) as transport, client_for(transport) as client:

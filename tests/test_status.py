@@ -19,10 +19,21 @@ T0 = 1_800_000_000.0  # a fixed "now"; nothing here reads the clock
 
 def make_check(**kw: object) -> Check:
     base = dict(
-        id=1, name="web1", token="t" * 24, schedule=Schedule(period=900, grace=900),
-        status=Status.NEW, anchor=None, last_ping=None, last_start=None, last_failed=False,
-        last_exit_status=None, next_deadline=None, sms_enabled=True, email_enabled=True,
-        created=T0, n_pings=0,
+        id=1,
+        name="web1",
+        token="t" * 24,
+        schedule=Schedule(period=900, grace=900),
+        status=Status.NEW,
+        anchor=None,
+        last_ping=None,
+        last_start=None,
+        last_failed=False,
+        last_exit_status=None,
+        next_deadline=None,
+        sms_enabled=True,
+        email_enabled=True,
+        created=T0,
+        n_pings=0,
     )
     base.update(kw)
     return Check(**base)  # type: ignore[arg-type]
@@ -186,9 +197,15 @@ def test_it_is_never_down_before_expected_time_plus_grace(schedule: Schedule, of
 
 
 kinds = hs.sampled_from(list(PingKind))
-events = hs.lists(hs.tuples(hs.sampled_from(["ping", "pause", "resume"]), kinds,
-                            hs.one_of(hs.none(), hs.integers(0, 255)),
-                            hs.floats(min_value=0, max_value=5000, allow_nan=False)), max_size=20)
+events = hs.lists(
+    hs.tuples(
+        hs.sampled_from(["ping", "pause", "resume"]),
+        kinds,
+        hs.one_of(hs.none(), hs.integers(0, 255)),
+        hs.floats(min_value=0, max_value=5000, allow_nan=False),
+    ),
+    max_size=20,
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -52,11 +52,17 @@ def test_it_commits_many_concurrent_pings_and_isolates_a_failing_job(store: Stor
         conn.execute("INSERT INTO settings (key, value) VALUES ('half', 'done')")
         raise RuntimeError("job bug")
 
-    futures = [store.submit(storemod._tx_record_ping, check.token, None, PingKind.SUCCESS, None,
-                            PingMeta(), T0 + i, None) for i in range(200)]
+    futures = [
+        store.submit(storemod._tx_record_ping, check.token, None, PingKind.SUCCESS, None, PingMeta(), T0 + i, None)
+        for i in range(200)
+    ]
     bad = store.submit(boom)
-    futures += [store.submit(storemod._tx_record_ping, check.token, None, PingKind.SUCCESS, None,
-                             PingMeta(), T0 + 200 + i, None) for i in range(200)]
+    futures += [
+        store.submit(
+            storemod._tx_record_ping, check.token, None, PingKind.SUCCESS, None, PingMeta(), T0 + 200 + i, None
+        )
+        for i in range(200)
+    ]
     concurrent.futures.wait([*futures, bad])
     assert all(f.result() is not None for f in futures)
     with pytest.raises(RuntimeError, match="job bug"):
@@ -71,8 +77,9 @@ def test_it_keeps_only_the_newest_pings_per_check(store: Store) -> None:
     other = store.add_check("quiet", "tik" * 8, S, T0)
     store.record_ping(other.token, PingKind.SUCCESS, None, PingMeta(), T0)
     for i in range(storemod.PING_HISTORY + 120):
-        store.submit(storemod._tx_record_ping, check.token, None, PingKind.SUCCESS, None,
-                     PingMeta(body=str(i)), T0 + i, None)
+        store.submit(
+            storemod._tx_record_ping, check.token, None, PingKind.SUCCESS, None, PingMeta(body=str(i)), T0 + i, None
+        )
     store.record_ping(check.token, PingKind.LOG, None, PingMeta(body="last"), T0 + 5000)
     n = store.count_pings(check.id)
     assert storemod.PING_HISTORY <= n < storemod.PING_HISTORY + storemod._PRUNE_EVERY
@@ -131,27 +138,31 @@ def test_a_ping_submitted_from_an_event_loop_is_awaited_not_blocked_on(tmp_path:
     from gateway.service import PingOutcome, Service
 
     config = Config(data_dir=tmp_path)
-    config = dataclasses.replace(config, security=dataclasses.replace(
-        config.security, ping_key="site-key-0123456789", auto_create=True, max_checks=2))
+    config = dataclasses.replace(
+        config,
+        security=dataclasses.replace(config.security, ping_key="site-key-0123456789", auto_create=True, max_checks=2),
+    )
     with Store(tmp_path / "db.sqlite3") as store:
         service = Service(store, config)
         check = service.add_check("web1")
 
         async def main() -> list[PingOutcome]:
             got = [await asyncio.wrap_future(service.submit_ping(check.token, None, PingKind.SUCCESS))]
-            for key, name in (("site-key-0123456789", "web1"), ("wrong-key-0123456789", "web1"),
-                              ("site-key-0123456789", "newbox"), ("site-key-0123456789", "third")):
+            for key, name in (
+                ("site-key-0123456789", "web1"),
+                ("wrong-key-0123456789", "web1"),
+                ("site-key-0123456789", "newbox"),
+                ("site-key-0123456789", "third"),
+            ):
                 got.append(await asyncio.wrap_future(service.submit_ping(key, name, PingKind.SUCCESS)))
-            waiter = asyncio.ensure_future(asyncio.wrap_future(
-                service.submit_ping(check.token, None, PingKind.LOG)))
+            waiter = asyncio.ensure_future(asyncio.wrap_future(service.submit_ping(check.token, None, PingKind.LOG)))
             waiter.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiter
             return got
 
         outcomes = asyncio.run(main())
-        assert outcomes == [PingOutcome.OK, PingOutcome.OK, PingOutcome.NOT_FOUND, PingOutcome.OK,
-                            PingOutcome.LIMIT]
+        assert outcomes == [PingOutcome.OK, PingOutcome.OK, PingOutcome.NOT_FOUND, PingOutcome.OK, PingOutcome.LIMIT]
         assert store.record_ping(check.token, PingKind.SUCCESS, None, PingMeta(), 1e9) is not None  # writer alive
         kinds = [p.kind for p in store.list_pings(check.id)]
         assert kinds[:2] == [PingKind.SUCCESS, PingKind.LOG]  # the cancelled waiter's ping was stored
@@ -159,7 +170,8 @@ def test_a_ping_submitted_from_an_event_loop_is_awaited_not_blocked_on(tmp_path:
 
 
 def test_prune_forgets_old_history_but_never_pending_messages_or_the_newest_ids(
-        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(storemod, "_PRUNE_BATCH", 2)  # several batches per table
     day = 86400.0
     now = 1_000 * day
@@ -168,9 +180,15 @@ def test_prune_forgets_old_history_but_never_pending_messages_or_the_newest_ids(
         store.add_event(check.id, now - (500 - i) * day, "note")
     store.add_event(check.id, now - 10 * day, "recent")
     # outbox: old sent, old failed, old pending (never sent: must stay), recent sent
-    ids = {k: store.queue_message("note", "sms", "+33600000001", k, t)
-           for k, t in (("old-sent", now - 200 * day), ("old-failed", now - 200 * day),
-                        ("old-pending", now - 200 * day), ("new-sent", now - day))}
+    ids = {
+        k: store.queue_message("note", "sms", "+33600000001", k, t)
+        for k, t in (
+            ("old-sent", now - 200 * day),
+            ("old-failed", now - 200 * day),
+            ("old-pending", now - 200 * day),
+            ("new-sent", now - day),
+        )
+    }
     claimed = [r["id"] for g in store.claim_due(now, 60) for r in g]
     assert sorted(claimed) == sorted(ids.values())
     store.mark_sent([ids["old-sent"], ids["new-sent"]], "1", now)

@@ -17,7 +17,8 @@ def events(data: Path, name: str) -> list[tuple[str, str, str, float]]:
     try:
         return con.execute(
             "SELECT e.old_status, e.new_status, e.detail, e.at FROM events e JOIN checks c"
-            " ON c.id = e.check_id WHERE c.name = ? AND e.kind = 'flip' ORDER BY e.id", (name,)
+            " ON c.id = e.check_id WHERE c.name = ? AND e.kind = 'flip' ORDER BY e.id",
+            (name,),
         ).fetchall()
     finally:
         con.close()
@@ -25,8 +26,11 @@ def events(data: Path, name: str) -> list[tuple[str, str, str, float]]:
 
 def ping(d: Daemon, cfg: Path, name: str) -> None:
     url = hbgw_json("check", "show", name, config=cfg)["ping_url"]
-    subprocess.run(["curl", "-fsS", "-m", "5", "-o", "/dev/null", url.replace(
-        url.split("/ping/")[0], d.url)], check=True, timeout=10)
+    subprocess.run(
+        ["curl", "-fsS", "-m", "5", "-o", "/dev/null", url.replace(url.split("/ping/")[0], d.url)],
+        check=True,
+        timeout=10,
+    )
 
 
 def test_it_goes_late_then_down_on_time(tmp_path: Path) -> None:
@@ -42,7 +46,10 @@ def test_it_goes_late_then_down_on_time(tmp_path: Path) -> None:
         assert listed == {"web1": "down"}
     flips = events(data, "web1")
     assert [(o, n, r) for o, n, r, _ in flips] == [
-        ("new", "up", "ping"), ("up", "late", "deadline"), ("late", "down", "deadline")]
+        ("new", "up", "ping"),
+        ("up", "late", "deadline"),
+        ("late", "down", "deadline"),
+    ]
     pinged_at = flips[0][3]
     # Each flip is recorded at (not before) its deadline and well within a second of it; the
     # precise latency distribution is bench/detection_latency's job, not a test's.
@@ -58,8 +65,7 @@ def test_it_recovers_on_the_next_ping(tmp_path: Path) -> None:
     hbgw("check", "add", "web1", "--period", "1s", "--grace", "0s", config=cfg)
     with Daemon(data, config=cfg) as d:
         ping(d, cfg, "web1")
-        wait_for(lambda: hbgw_json("check", "show", "web1", config=cfg)["status"] == "down",
-                 what="down")
+        wait_for(lambda: hbgw_json("check", "show", "web1", config=cfg)["status"] == "down", what="down")
         ping(d, cfg, "web1")
         assert hbgw_json("check", "show", "web1", config=cfg)["status"] == "up"
         assert events(data, "web1")[-1][:3] == ("down", "up", "ping")
@@ -75,15 +81,19 @@ def test_it_keeps_history_and_statuses_across_a_restart(tmp_path: Path) -> None:
         for _ in range(3):
             ping(d, cfg, "web1")
         url = hbgw_json("check", "show", "web2", config=cfg)["ping_url"]
-        subprocess.run(["curl", "-fsS", "-o", "/dev/null", d.url + "/ping/" + url.rsplit("/", 1)[1] + "/fail"],
-                       check=True, timeout=10)
+        subprocess.run(
+            ["curl", "-fsS", "-o", "/dev/null", d.url + "/ping/" + url.rsplit("/", 1)[1] + "/fail"],
+            check=True,
+            timeout=10,
+        )
         before = hbgw_json("check", "list", config=cfg)
     finally:
         assert d.stop() == 0  # SIGTERM: clean exit
     with Daemon(data, config=cfg) as d2:
         after = hbgw_json("check", "list", config=cfg)
-        assert [(c["name"], c["status"], c["last_ping"], c["n_pings"]) for c in after] == \
-            [(c["name"], c["status"], c["last_ping"], c["n_pings"]) for c in before]
+        assert [(c["name"], c["status"], c["last_ping"], c["n_pings"]) for c in after] == [
+            (c["name"], c["status"], c["last_ping"], c["n_pings"]) for c in before
+        ]
         assert [c["status"] for c in after] == ["up", "down"]
         assert d2.info["pid"] != d.info["pid"]
 
@@ -114,8 +124,9 @@ def test_it_gives_a_fresh_period_after_the_gateway_was_offline(tmp_path: Path) -
     ping(d, cfg, "web1")
     ping(d, cfg, "gone")
     url = hbgw_json("check", "show", "gone", config=cfg)["ping_url"]
-    subprocess.run(["curl", "-fsS", "-o", "/dev/null", d.url + "/ping/" + url.rsplit("/", 1)[1] + "/fail"],
-                   check=True, timeout=10)
+    subprocess.run(
+        ["curl", "-fsS", "-o", "/dev/null", d.url + "/ping/" + url.rsplit("/", 1)[1] + "/fail"], check=True, timeout=10
+    )
     assert d.stop() == 0
     time.sleep(6.5)  # the gateway is off for longer than web1's period + grace
     with Daemon(data, config=cfg):

@@ -69,18 +69,24 @@ def api(gw: Daemon, key: str) -> Api:
     return Api(gw, key)
 
 
-ENDPOINTS = [("GET", "/api/v1/checks"), ("POST", "/api/v1/checks"), ("GET", "/api/v1/checks/web1"),
-             ("PATCH", "/api/v1/checks/web1"), ("POST", "/api/v1/checks/web1"),
-             ("DELETE", "/api/v1/checks/web1"), ("POST", "/api/v1/checks/web1/pause"),
-             ("POST", "/api/v1/checks/web1/resume"), ("POST", "/api/v1/checks/web1/new-url"),
-             ("GET", "/api/v1/checks/web1/pings"),
-             ("GET", "/metrics")]
+ENDPOINTS = [
+    ("GET", "/api/v1/checks"),
+    ("POST", "/api/v1/checks"),
+    ("GET", "/api/v1/checks/web1"),
+    ("PATCH", "/api/v1/checks/web1"),
+    ("POST", "/api/v1/checks/web1"),
+    ("DELETE", "/api/v1/checks/web1"),
+    ("POST", "/api/v1/checks/web1/pause"),
+    ("POST", "/api/v1/checks/web1/resume"),
+    ("POST", "/api/v1/checks/web1/new-url"),
+    ("GET", "/api/v1/checks/web1/pings"),
+    ("GET", "/metrics"),
+]
 
 
 @pytest.mark.parametrize("credential", ["none", "wrong", "revoked", "session cookie"])
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
-def test_it_needs_a_valid_api_key(gw: Daemon, admin: WebClient, method: str, path: str,
-                                  credential: str) -> None:
+def test_it_needs_a_valid_api_key(gw: Daemon, admin: WebClient, method: str, path: str, credential: str) -> None:
     if credential == "revoked":
         secret = new_key(admin, "to-revoke")
         con = sqlite3.connect(f"file:{gw.data_dir / 'hbgw.sqlite3'}?mode=ro", uri=True)
@@ -135,14 +141,25 @@ def test_it_manages_checks(gw: Daemon, api: Api) -> None:
     assert api("POST", "/api/v1/checks/api-box/pause")[1]["status"] == "paused"
     assert api("POST", "/api/v1/checks/api-box/resume")[1]["status"] == "new"
 
-    ping = WebClient(gw.url).request("POST", "/ping/" + check["ping_url"].rsplit("/", 1)[1] + "/fail",
-                                     data=b"disk full", headers={"User-Agent": "api-test"})
+    ping = WebClient(gw.url).request(
+        "POST",
+        "/ping/" + check["ping_url"].rsplit("/", 1)[1] + "/fail",
+        data=b"disk full",
+        headers={"User-Agent": "api-test"},
+    )
     assert ping.status == 200
     status, pings = api("GET", "/api/v1/checks/api-box/pings?limit=5")
     assert status == 200
     assert pings["pings"][0] | {"at": None} == {
-        "at": None, "kind": "fail", "exit_status": None, "source": "http", "remote_addr": "127.0.0.1",
-        "method": "POST", "user_agent": "api-test", "body": "disk full"}
+        "at": None,
+        "kind": "fail",
+        "exit_status": None,
+        "source": "http",
+        "remote_addr": "127.0.0.1",
+        "method": "POST",
+        "user_agent": "api-test",
+        "body": "disk full",
+    }
     assert api("GET", "/api/v1/checks/api-box/pings?limit=x")[0] == 400
 
     old_url, old_email = check["ping_url"], check["email"]

@@ -49,8 +49,9 @@ def show(gw: Daemon, name: str) -> dict[str, Any]:
 
 def ping(gw: Daemon, name: str, suffix: str = "", body: bytes | None = None) -> None:
     token = show(gw, name)["ping_url"].rsplit("/", 1)[1]
-    r = WebClient(gw.url).request("POST" if body else "GET", f"/ping/{token}{suffix}", data=body,
-                                  headers={"User-Agent": "curl/8.0 (test)"})
+    r = WebClient(gw.url).request(
+        "POST" if body else "GET", f"/ping/{token}{suffix}", data=body, headers={"User-Agent": "curl/8.0 (test)"}
+    )
     assert r.status == 200
 
 
@@ -71,8 +72,14 @@ class Watch:
         self.problems: list[str] = []
         page.on("dialog", self._dialog)
         # (a 400 is the form coming back with an error message: expected in one test)
-        page.on("console", lambda m: self.problems.append(f"console: {m.text}")
-                if m.type == "error" and "status of 400" not in m.text else None)
+        page.on(
+            "console",
+            lambda m: (
+                self.problems.append(f"console: {m.text}")
+                if m.type == "error" and "status of 400" not in m.text
+                else None
+            ),
+        )
         page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
 
     def _dialog(self, dialog: Any) -> None:
@@ -108,8 +115,7 @@ def page(session: tuple[Any, Watch], gw: Daemon) -> Any:
 
 
 def row(page: Any, name: str) -> Any:
-    return page.locator("table.checks tbody tr").filter(
-        has=page.get_by_role("link", name=name, exact=True))
+    return page.locator("table.checks tbody tr").filter(has=page.get_by_role("link", name=name, exact=True))
 
 
 def test_it_shows_every_server_with_problems_first(page: Any) -> None:
@@ -172,8 +178,7 @@ def test_it_opens_a_check_page(page: Any, gw: Daemon) -> None:
     expect(log.first).to_contain_text("pg_dump: error: connection refused")
     expect(log.first).to_contain_text("curl/8.0 (test)")
     token = show(gw, "db1")["ping_url"].rsplit("/", 1)[1]
-    expect(page.locator("#snip-curl")).to_contain_text(
-        f"curl -fsS -m 10 --retry 3 -o /dev/null {gw.url}/ping/{token}")
+    expect(page.locator("#snip-curl")).to_contain_text(f"curl -fsS -m 10 --retry 3 -o /dev/null {gw.url}/ping/{token}")
     expect(page.locator("#snip-wget")).to_contain_text("wget -q")
     expect(page.locator("#snip-email")).to_contain_text(f"{token}@")
     expect(page.locator(".timeline")).to_contain_text("down")
@@ -186,7 +191,6 @@ def test_it_opens_a_check_page(page: Any, gw: Daemon) -> None:
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_have_text("Saved.")
     assert show(gw, "db1")["period"] == 1800
-
 
 
 def test_it_replaces_a_leaked_ping_url(page: Any, gw: Daemon) -> None:
@@ -234,14 +238,12 @@ def test_it_works_without_javascript(browser: Any, gw: Daemon) -> None:
 @pytest.mark.parametrize("width", [1280, 360])
 def test_it_fits_the_screen_and_saves_screenshots(browser: Any, gw: Daemon, width: int) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    ctx = browser.new_context(viewport={"width": width, "height": 800},
-                              device_scale_factor=2 if width < 500 else 1)
+    ctx = browser.new_context(viewport={"width": width, "height": 800}, device_scale_factor=2 if width < 500 else 1)
     try:
         page = ctx.new_page()
         watch = Watch(page)
         login(page, gw)
-        for path, shot in (("/", "index"), ("/checks/db1", "check"), ("/modem", "modem"),
-                           ("/settings", "settings")):
+        for path, shot in (("/", "index"), ("/checks/db1", "check"), ("/modem", "modem"), ("/settings", "settings")):
             page.goto(gw.url + path)
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at {width}px"

@@ -17,8 +17,13 @@ from tests.support.browser import WebClient, csrf_of
 from tests.support.daemon import Daemon, hbgw, write_config
 
 PASSWORD = "route-test-password-1"
-HOSTILE = ["<img src=x onerror=alert(1)>", '"><script>alert(1)', "it's \"quoted\" & <b>bold<b>",
-           "🚀 rocket ünïcode", "x" * 200]
+HOSTILE = [
+    "<img src=x onerror=alert(1)>",
+    '"><script>alert(1)',
+    'it\'s "quoted" & <b>bold<b>',
+    "🚀 rocket ünïcode",
+    "x" * 200,
+]
 
 
 @pytest.fixture(scope="module")
@@ -130,38 +135,71 @@ def _key_id(gw: Daemon, name: str) -> int:
 
 
 MUTATIONS = {
-    "add check": Mutation("/checks", lambda n: {"name": n, "period": "5m", "grace": "5m"},
-                          lambda gw, n: check_row(gw, n) is not None, prepare=lambda c, gw, n: None),
-    "sms toggle": Mutation("/sms", lambda n: {"off": n},
-                           lambda gw, n: check_row(gw, n)["sms_enabled"] == 0),  # type: ignore[index]
-    "edit check": Mutation("/checks/{name}", lambda n: {"period": "7m", "grace": "1m", "sms": "1"},
-                           lambda gw, n: check_row(gw, n)["period"] == 420),  # type: ignore[index]
+    "add check": Mutation(
+        "/checks",
+        lambda n: {"name": n, "period": "5m", "grace": "5m"},
+        lambda gw, n: check_row(gw, n) is not None,
+        prepare=lambda c, gw, n: None,
+    ),
+    "sms toggle": Mutation("/sms", lambda n: {"off": n}, lambda gw, n: check_row(gw, n)["sms_enabled"] == 0),  # type: ignore[index]
+    "edit check": Mutation(
+        "/checks/{name}",
+        lambda n: {"period": "7m", "grace": "1m", "sms": "1"},
+        lambda gw, n: check_row(gw, n)["period"] == 420,
+    ),  # type: ignore[index]
     "delete": Mutation("/checks/{name}/delete", lambda n: {}, lambda gw, n: check_row(gw, n) is None),
-    "pause": Mutation("/checks/{name}/pause", lambda n: {},
-                      lambda gw, n: check_row(gw, n)["status"] == "paused"),  # type: ignore[index]
-    "resume": Mutation("/checks/{name}/resume", lambda n: {},
-                       lambda gw, n: check_row(gw, n)["status"] != "paused",  # type: ignore[index]
-                       prepare=_paused),
+    "pause": Mutation("/checks/{name}/pause", lambda n: {}, lambda gw, n: check_row(gw, n)["status"] == "paused"),  # type: ignore[index]
+    "resume": Mutation(
+        "/checks/{name}/resume",
+        lambda n: {},
+        lambda gw, n: check_row(gw, n)["status"] != "paused",  # type: ignore[index]
+        prepare=_paused,
+    ),
     "new ping url": Mutation(
-        "/checks/{name}/new-url", lambda n: {},
-        lambda gw, n: bool(query(gw, "SELECT 1 FROM events e JOIN checks c ON c.id = e.check_id"
-                                     " WHERE c.name = ? AND e.kind = 'ping URL replaced'", n))),
-    "test sms": Mutation("/modem/test-sms", lambda n: {"number": "+15551230077", "text": n},
-                         lambda gw, n: bool(query(gw, "SELECT 1 FROM outbox WHERE text = ?", n)),
-                         prepare=lambda c, gw, n: None),
+        "/checks/{name}/new-url",
+        lambda n: {},
+        lambda gw, n: bool(
+            query(
+                gw,
+                "SELECT 1 FROM events e JOIN checks c ON c.id = e.check_id"
+                " WHERE c.name = ? AND e.kind = 'ping URL replaced'",
+                n,
+            )
+        ),
+    ),
+    "test sms": Mutation(
+        "/modem/test-sms",
+        lambda n: {"number": "+15551230077", "text": n},
+        lambda gw, n: bool(query(gw, "SELECT 1 FROM outbox WHERE text = ?", n)),
+        prepare=lambda c, gw, n: None,
+    ),
     "alert settings": Mutation(
         "/settings/alerts",
-        lambda n: {"sms_to": "+15551230001", "email_to": f"{n}@example.org", "sms_allow": "",
-                   "sms_pin": "", "repeat": "20m", "quiet_hours": "", "max_sms_per_hour": "30"},
-        lambda gw, n: n in (query(gw, "SELECT value FROM settings WHERE key = 'owner_settings'")
-                            or [("",)])[0][0],
-        prepare=lambda c, gw, n: None),
-    "create api key": Mutation("/settings/api-keys", lambda n: {"label": n},
-                               lambda gw, n: bool(query(gw, "SELECT 1 FROM api_keys WHERE label = ?", n)),
-                               prepare=lambda c, gw, n: None, ok_status=200),
-    "revoke api key": Mutation("/settings/api-keys/{key}/revoke", lambda n: {},
-                               lambda gw, n: query(gw, "SELECT revoked FROM api_keys WHERE label = ?",
-                                                   n)[0][0] is not None, prepare=_key),
+        lambda n: {
+            "sms_to": "+15551230001",
+            "email_to": f"{n}@example.org",
+            "sms_allow": "",
+            "sms_pin": "",
+            "repeat": "20m",
+            "quiet_hours": "",
+            "max_sms_per_hour": "30",
+        },
+        lambda gw, n: n in (query(gw, "SELECT value FROM settings WHERE key = 'owner_settings'") or [("",)])[0][0],
+        prepare=lambda c, gw, n: None,
+    ),
+    "create api key": Mutation(
+        "/settings/api-keys",
+        lambda n: {"label": n},
+        lambda gw, n: bool(query(gw, "SELECT 1 FROM api_keys WHERE label = ?", n)),
+        prepare=lambda c, gw, n: None,
+        ok_status=200,
+    ),
+    "revoke api key": Mutation(
+        "/settings/api-keys/{key}/revoke",
+        lambda n: {},
+        lambda gw, n: query(gw, "SELECT revoked FROM api_keys WHERE label = ?", n)[0][0] is not None,
+        prepare=_key,
+    ),
     "logout": Mutation("/logout", lambda n: {}, lambda gw, n: True, prepare=lambda c, gw, n: None),
 }
 
@@ -234,8 +272,7 @@ def test_it_sets_a_strict_httponly_session_cookie_and_secure_only_over_tls(gw: D
 
     tls = client(gw, login=False)
     page = tls.get("/login", headers={"X-Forwarded-Proto": "https"})
-    r = tls.post("/login", {"csrf": csrf_of(page.text), "password": PASSWORD},
-                 headers={"X-Forwarded-Proto": "https"})
+    r = tls.post("/login", {"csrf": csrf_of(page.text), "password": PASSWORD}, headers={"X-Forwarded-Proto": "https"})
     cookie = next(h for h in r.cookies() if h.startswith("hbgw_session="))
     assert "Secure" in cookie
 
@@ -243,8 +280,7 @@ def test_it_sets_a_strict_httponly_session_cookie_and_secure_only_over_tls(gw: D
 def test_it_never_redirects_off_site_after_login(gw: Daemon) -> None:
     c = client(gw, login=False)
     page = c.get("/login")
-    r = c.post("/login", {"csrf": csrf_of(page.text), "password": PASSWORD,
-                          "next": "//evil.example/"})
+    r = c.post("/login", {"csrf": csrf_of(page.text), "password": PASSWORD, "next": "//evil.example/"})
     assert r.status == 303 and r.header("Location") == f"{gw.url}/"
 
 
@@ -272,11 +308,9 @@ def test_it_throttles_logins_per_address(gw: Daemon) -> None:
 
 def test_it_changes_the_password_and_logs_out_other_sessions(gw: Daemon, admin: WebClient) -> None:
     me, other = client(gw), client(gw)
-    r = me.post("/settings/password", {"csrf": me.csrf(), "current": "nope", "new": "x" * 12,
-                                       "again": "x" * 12})
+    r = me.post("/settings/password", {"csrf": me.csrf(), "current": "nope", "new": "x" * 12, "again": "x" * 12})
     assert r.status == 400 and 'id="e-current"' in r.text
-    r = me.post("/settings/password", {"csrf": me.csrf(), "current": PASSWORD, "new": "short",
-                                       "again": "short"})
+    r = me.post("/settings/password", {"csrf": me.csrf(), "current": PASSWORD, "new": "short", "again": "short"})
     assert r.status == 400 and 'id="e-new"' in r.text
     new = "a-brand-new-password"
     r = me.post("/settings/password", {"csrf": me.csrf(), "current": PASSWORD, "new": new, "again": new})
@@ -286,8 +320,7 @@ def test_it_changes_the_password_and_logs_out_other_sessions(gw: Daemon, admin: 
         assert me.get("/").status == 200
         assert client(gw, login=False).login(PASSWORD).status == 401
     finally:
-        r = me.post("/settings/password", {"csrf": me.csrf(), "current": new, "new": PASSWORD,
-                                           "again": PASSWORD})
+        r = me.post("/settings/password", {"csrf": me.csrf(), "current": new, "new": PASSWORD, "again": PASSWORD})
         assert r.status == 303
         assert admin.login(PASSWORD).status == 303  # the shared session was logged out too
 
@@ -295,8 +328,9 @@ def test_it_changes_the_password_and_logs_out_other_sessions(gw: Daemon, admin: 
 # ----------------------------------------------------------------------------- headers
 
 
-@pytest.mark.parametrize("path", ["/", "/login", "/checks/no-such-check", "/nothing-here",
-                                  "/static/app.css", "/healthz"])
+@pytest.mark.parametrize(
+    "path", ["/", "/login", "/checks/no-such-check", "/nothing-here", "/static/app.css", "/healthz"]
+)
 def test_it_sends_security_headers_everywhere(gw: Daemon, admin: WebClient, path: str) -> None:
     r = admin.get(path)
     csp = r.header("Content-Security-Policy") or ""
@@ -324,8 +358,16 @@ def test_it_shows_hostile_names_as_text(gw: Daemon, admin: WebClient, name: str)
     add_check(admin, name)
     index = admin.get("/").text
     assert "<img src=x" not in index and "<script>alert" not in index and "<b>bold" not in index
-    assert 'value="' + name.replace("&", "&amp;").replace('"', "&#34;").replace("'", "&#39;") \
-        .replace("<", "&lt;").replace(">", "&gt;") + '"' in index
+    assert (
+        'value="'
+        + name.replace("&", "&amp;")
+        .replace('"', "&#34;")
+        .replace("'", "&#39;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        + '"'
+        in index
+    )
     from urllib.parse import quote
 
     page = admin.get("/checks/" + quote(name, safe=""))
@@ -337,9 +379,12 @@ def test_it_shows_hostile_names_as_text(gw: Daemon, admin: WebClient, name: str)
 
 
 def test_it_answers_an_unknown_check_with_a_404_page(gw: Daemon, admin: WebClient) -> None:
-    for r in (admin.get("/checks/no-such-check"), admin.get("/checks/no-such-check/delete"),
-              admin.post("/sms", {"csrf": admin.csrf(), "on": "no-such-check"}),
-              admin.post("/checks/no-such-check/pause", {"csrf": admin.csrf()})):
+    for r in (
+        admin.get("/checks/no-such-check"),
+        admin.get("/checks/no-such-check/delete"),
+        admin.post("/sms", {"csrf": admin.csrf(), "on": "no-such-check"}),
+        admin.post("/checks/no-such-check/pause", {"csrf": admin.csrf()}),
+    ):
         assert r.status == 404
         assert "There is no server called" in r.text and "<html" in r.text
 
@@ -366,16 +411,25 @@ def test_it_shows_the_form_again_with_the_error_next_to_the_field(gw: Daemon, ad
     assert r.status == 400
     assert re.search(r'id="f-period"[^>]*value="banana"', r.text)
     assert re.search(r'<p class="err" id="e-period">[^<]*duration', r.text)
-    r = admin.post("/checks/form-errors", {"csrf": admin.csrf(), "period": "5m", "grace": "1m",
-                                           "cron": "not a cron"})
+    r = admin.post("/checks/form-errors", {"csrf": admin.csrf(), "period": "5m", "grace": "1m", "cron": "not a cron"})
     assert r.status == 400 and 'id="e-cron"' in r.text
     assert check_row(gw, "form-errors") == before
 
     r = admin.post("/checks", {"csrf": admin.csrf(), "name": "form-errors", "period": "5m"})
     assert r.status == 400 and 'id="e-name"' in r.text  # the name exists
-    r = admin.post("/settings/alerts", {"csrf": admin.csrf(), "sms_to": "12345", "email_to": "",
-                                        "sms_allow": "", "sms_pin": "", "repeat": "15m",
-                                        "quiet_hours": "", "max_sms_per_hour": "30"})
+    r = admin.post(
+        "/settings/alerts",
+        {
+            "csrf": admin.csrf(),
+            "sms_to": "12345",
+            "email_to": "",
+            "sms_allow": "",
+            "sms_pin": "",
+            "repeat": "15m",
+            "quiet_hours": "",
+            "max_sms_per_hour": "30",
+        },
+    )
     assert r.status == 400 and 'id="e-sms_to"' in r.text
     r = admin.post("/modem/test-sms", {"csrf": admin.csrf(), "number": "not a number", "text": "x"})
     assert r.status == 400 and 'id="e-number"' in r.text
@@ -405,14 +459,25 @@ def test_the_overview_says_when_alerts_cannot_go_out(tmp_path: Path) -> None:
         assert c.login(PASSWORD).status == 303
         banner = re.compile(r'<p class="alert bad" role="alert">Alerts cannot go out as they should: ([^<]*)</p>')
         assert banner.findall(c.get("/").text) == [
-            "nobody to alert: add a phone number or an email address on the settings page"
-            " ([alerts] sms_to, email_to)."]
-        r = c.post("/settings/alerts", {"csrf": c.csrf(), "sms_to": "+15551230001", "email_to": "",
-                                        "sms_allow": "", "sms_pin": "", "repeat": "15m",
-                                        "quiet_hours": "", "max_sms_per_hour": "30"})
+            "nobody to alert: add a phone number or an email address on the settings page ([alerts] sms_to, email_to)."
+        ]
+        r = c.post(
+            "/settings/alerts",
+            {
+                "csrf": c.csrf(),
+                "sms_to": "+15551230001",
+                "email_to": "",
+                "sms_allow": "",
+                "sms_pin": "",
+                "repeat": "15m",
+                "quiet_hours": "",
+                "max_sms_per_hour": "30",
+            },
+        )
         assert r.status in (200, 303), r.text
         assert banner.findall(c.get("/partial/overview").text) == [
-            "SMS numbers are set but no modem is configured ([modem] backend)."]
+            "SMS numbers are set but no modem is configured ([modem] backend)."
+        ]
 
 
 def test_it_shows_a_new_api_key_once(gw: Daemon, admin: WebClient) -> None:

@@ -100,6 +100,7 @@ def install(app: bottle.Bottle, service: Service) -> None:
                 return reply(404, {"error": "no such check"})
             except Conflict as e:
                 return reply(409, {"error": str(e)})
+
         return run
 
     def route(path: str, method: str | list[str], fn: Callable[..., str]) -> None:
@@ -115,7 +116,9 @@ def install(app: bottle.Bottle, service: Service) -> None:
             _text(data, "name") or "",
             period=svc.parse_duration_field("period", data.get("period")),
             grace=svc.parse_duration_field("grace", data.get("grace")),
-            cron=_text(data, "cron"), tz=_text(data, "tz"))
+            cron=_text(data, "cron"),
+            tz=_text(data, "tz"),
+        )
         return reply(201, service.describe(check))
 
     def get(name: str) -> str:
@@ -139,7 +142,8 @@ def install(app: bottle.Bottle, service: Service) -> None:
             repeat=svc.parse_duration_field("repeat", repeat),
             sms_enabled=_flag(data, "sms_enabled", check.sms_enabled),
             email_enabled=_flag(data, "email_enabled", check.email_enabled),
-            filters=_filters(check.filters))
+            filters=_filters(check.filters),
+        )
         return reply(200, service.describe(service.get_check(name)))
 
     def delete(name: str) -> str:
@@ -195,33 +199,42 @@ def metrics(service: Service) -> str:
     m = service.metrics()
     out = ["# HELP hbgw_checks Checks by current status.", "# TYPE hbgw_checks gauge"]
     out += [f'hbgw_checks{{status="{s.value}"}} {n}' for s, n in m["checks"].items()]
-    out += ["# HELP hbgw_pings_received_total Heartbeats received (all checks, all kinds).",
-            "# TYPE hbgw_pings_received_total counter", f"hbgw_pings_received_total {m['pings']}"]
+    out += [
+        "# HELP hbgw_pings_received_total Heartbeats received (all checks, all kinds).",
+        "# TYPE hbgw_pings_received_total counter",
+        f"hbgw_pings_received_total {m['pings']}",
+    ]
     by_state: dict[tuple[str, str], int] = {}
     for key, n in m["outbox"].items():
         channel, _, state = key.partition(":")
         by_state[(channel, state)] = n
-    out += ["# HELP hbgw_messages Outgoing messages by channel and state.",
-            "# TYPE hbgw_messages gauge"]
+    out += ["# HELP hbgw_messages Outgoing messages by channel and state.", "# TYPE hbgw_messages gauge"]
     for channel in ("sms", "email"):
         for state in ("pending", "sending", "sent", "failed"):
-            out.append(f'hbgw_messages{{channel="{channel}",state="{state}"}} '
-                       f'{by_state.get((channel, state), 0)}')
-    out += ["# HELP hbgw_sms_sent_total SMS messages sent.", "# TYPE hbgw_sms_sent_total counter",
-            f"hbgw_sms_sent_total {by_state.get(('sms', 'sent'), 0)}",
-            "# HELP hbgw_sms_failed_total SMS messages given up on.",
-            "# TYPE hbgw_sms_failed_total counter",
-            f"hbgw_sms_failed_total {by_state.get(('sms', 'failed'), 0)}"]
+            out.append(f'hbgw_messages{{channel="{channel}",state="{state}"}} {by_state.get((channel, state), 0)}')
+    out += [
+        "# HELP hbgw_sms_sent_total SMS messages sent.",
+        "# TYPE hbgw_sms_sent_total counter",
+        f"hbgw_sms_sent_total {by_state.get(('sms', 'sent'), 0)}",
+        "# HELP hbgw_sms_failed_total SMS messages given up on.",
+        "# TYPE hbgw_sms_failed_total counter",
+        f"hbgw_sms_failed_total {by_state.get(('sms', 'failed'), 0)}",
+    ]
     modem = m["modem"]
-    out += ["# HELP hbgw_modem_connected Whether the modem is connected (1) or not (0).",
-            "# TYPE hbgw_modem_connected gauge",
-            f"hbgw_modem_connected {1 if modem and modem.get('connected') else 0}"]
+    out += [
+        "# HELP hbgw_modem_connected Whether the modem is connected (1) or not (0).",
+        "# TYPE hbgw_modem_connected gauge",
+        f"hbgw_modem_connected {1 if modem and modem.get('connected') else 0}",
+    ]
     if modem and modem.get("signal_dbm") is not None:
-        out += ["# HELP hbgw_modem_signal_dbm Modem signal strength in dBm.",
-                "# TYPE hbgw_modem_signal_dbm gauge", f"hbgw_modem_signal_dbm {int(modem['signal_dbm'])}",
-                "# HELP hbgw_modem_signal_bars Modem signal strength in bars (0-5).",
-                "# TYPE hbgw_modem_signal_bars gauge",
-                f"hbgw_modem_signal_bars {svc.signal_bars(int(modem['signal_dbm']))}"]
+        out += [
+            "# HELP hbgw_modem_signal_dbm Modem signal strength in dBm.",
+            "# TYPE hbgw_modem_signal_dbm gauge",
+            f"hbgw_modem_signal_dbm {int(modem['signal_dbm'])}",
+            "# HELP hbgw_modem_signal_bars Modem signal strength in bars (0-5).",
+            "# TYPE hbgw_modem_signal_bars gauge",
+            f"hbgw_modem_signal_bars {svc.signal_bars(int(modem['signal_dbm']))}",
+        ]
     bottle.response.content_type = "text/plain; version=0.0.4; charset=utf-8"
     bottle.response.set_header("Cache-Control", "no-store")
     return "\n".join(out) + "\n"

@@ -80,20 +80,33 @@ def create_app(service: Service, config: Config, *, demo_phone: Any = None) -> b
 
     gate = auth.Auth(service, config.http.trusted_proxies, client)
     site = pages.Pages(app, service, config, gate, client, demo_phone=demo_phone)
-    app.install(auth.AuthPlugin(gate, forbidden=site.forbidden, login_redirect=site.login_redirect,
-                                unauthorized=api.unauthorized))
+    app.install(
+        auth.AuthPlugin(
+            gate, forbidden=site.forbidden, login_redirect=site.login_redirect, unauthorized=api.unauthorized
+        )
+    )
     site.install()
     api.install(app, service)
 
     def plain_error(err: bottle.HTTPError) -> str:
         if err.status_code >= 500:
-            logger.error("internal error on %s %s: %s", bottle.request.method,
-                         bottle.request.path, err.exception, exc_info=err.exception)
+            logger.error(
+                "internal error on %s %s: %s",
+                bottle.request.method,
+                bottle.request.path,
+                err.exception,
+                exc_info=err.exception,
+            )
         auth.add_security_headers(bottle.response)
         bottle.response.content_type = "text/plain; charset=utf-8"
         bottle.response.set_header("Cache-Control", "no-store")
-        text = {400: "bad request", 403: "forbidden", 404: "not found", 405: "method not allowed",
-                413: "body too large"}.get(err.status_code, "internal error")
+        text = {
+            400: "bad request",
+            403: "forbidden",
+            404: "not found",
+            405: "method not allowed",
+            413: "body too large",
+        }.get(err.status_code, "internal error")
         return text + "\n"
 
     for code in (400, 403, 404, 405, 413, 500):
@@ -109,11 +122,17 @@ class Site:
         # Request bodies for the Bottle side (forms, JSON) are small; a ping body has its own limit.
         self.max_body = config.http.max_body + 1024
         self.body_timeout = config.http.idle_timeout
-        self._bridge: Any = a2wsgi.WSGIMiddleware(self._wsgi_entry,  # type: ignore[arg-type]
-                                                  workers=config.http.threads)
-        self.app = ping.PingApi(service, config.http.max_body,
-                                client_address(config.http.trusted_proxies), self._admin,
-                                body_timeout=config.http.idle_timeout)
+        self._bridge: Any = a2wsgi.WSGIMiddleware(
+            self._wsgi_entry,  # type: ignore[arg-type]
+            workers=config.http.threads,
+        )
+        self.app = ping.PingApi(
+            service,
+            config.http.max_body,
+            client_address(config.http.trusted_proxies),
+            self._admin,
+            body_timeout=config.http.idle_timeout,
+        )
 
     def _wsgi_entry(self, environ: dict[str, Any], start_response: Any) -> Any:
         environ["wsgi.errors"] = sys.stderr  # a2wsgi says stdout; Bottle writes tracebacks there
@@ -125,8 +144,9 @@ class Site:
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         chunked = any(k == b"transfer-encoding" for k, _ in scope["headers"])
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _plain(send, 413 if length.isdigit() else 400,
-                         "body too large" if length.isdigit() else "bad request")
+            await _plain(
+                send, 413 if length.isdigit() else 400, "body too large" if length.isdigit() else "bad request"
+            )
             return
         if chunked or (length is not None and int(length) > 0):
             # Take the (small) body here, bounded in size and time, so a slow or oversized upload
@@ -163,8 +183,11 @@ def _replay(body: bytes, receive: ping.Receive) -> ping.Receive:
 
 async def _plain(send: ping.Send, status: int, text: str) -> None:
     body = (text + "\n").encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store"),
-               (b"content-length", str(len(body)).encode()),
-               *auth.SECURITY_HEADER_PAIRS]
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"cache-control", b"no-store"),
+        (b"content-length", str(len(body)).encode()),
+        *auth.SECURITY_HEADER_PAIRS,
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -36,8 +36,10 @@ LOGIN_COOKIE = "hbgw_login"
 CSRF_FIELD = "csrf"
 
 # No inline scripts or styles anywhere: every script and stylesheet is a file under /static.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
@@ -73,8 +75,9 @@ class Forbidden(Exception):
 class Auth:
     """Per-request authentication helpers for one app. Thread-safe: state lives in the request."""
 
-    def __init__(self, service: Service, trusted_proxies: tuple[str, ...],
-                 client_addr: Callable[[], str | None]) -> None:
+    def __init__(
+        self, service: Service, trusted_proxies: tuple[str, ...], client_addr: Callable[[], str | None]
+    ) -> None:
         self.service = service
         self.client_addr = client_addr
         self._trusted = [ipaddress.ip_network(t, strict=False) for t in trusted_proxies]
@@ -97,8 +100,9 @@ class Auth:
         return any(peer in net for net in self._trusted)
 
     def _cookie(self, name: str, value: str, max_age: int, path: str = "/") -> None:
-        bottle.response.set_cookie(name, value, max_age=max_age, path=path, httponly=True,
-                                   samesite="strict", secure=self.is_tls())
+        bottle.response.set_cookie(
+            name, value, max_age=max_age, path=path, httponly=True, samesite="strict", secure=self.is_tls()
+        )
 
     # ------------------------------------------------------------------ sessions
 
@@ -121,8 +125,7 @@ class Auth:
         session = self.session()
         if session is not None:
             self.service.logout(session)
-        bottle.response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
-                                      secure=self.is_tls())
+        bottle.response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=self.is_tls())
         bottle.request.environ["hbgw.session"] = None
 
     # ------------------------------------------------------------------ CSRF
@@ -171,8 +174,14 @@ class AuthPlugin:
     name = "hbgw-auth"
     api = 2
 
-    def __init__(self, auth: Auth, *, forbidden: Callable[[str], Any],
-                 login_redirect: Callable[[], Any], unauthorized: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        auth: Auth,
+        *,
+        forbidden: Callable[[str], Any],
+        login_redirect: Callable[[], Any],
+        unauthorized: Callable[[], Any],
+    ) -> None:
         self.auth = auth
         self.forbidden = forbidden
         self.login_redirect = login_redirect

@@ -62,8 +62,9 @@ def spark_svg(slots: tuple[tuple[int, int], ...]) -> Markup:
             (bad if f else ok).append(f"M{4 * i + 2} 16V{16 - height}")
     paths = "".join(f'<path{cls} d="{"".join(d)}"/>' for cls, d in (("", ok), (' class="f"', bad)) if d)
     pings = "1 ping" if total == 1 else f"{total} pings"
-    return Markup(f'<svg class="spark" viewBox="0 0 96 16"><title>{pings}, {failed} failed,'
-                  f' last 24 h</title>{paths}</svg>')
+    return Markup(
+        f'<svg class="spark" viewBox="0 0 96 16"><title>{pings}, {failed} failed, last 24 h</title>{paths}</svg>'
+    )
 
 
 def bars_svg(bars: int | None) -> Markup:
@@ -98,16 +99,26 @@ def signal_svg(history: Sequence[dict[str, Any]], now: float) -> Markup:
         lines[-1] += [f"{x(row['at']):.1f},{y(dbm):.1f}", f"{x(until):.1f},{y(dbm):.1f}"]
     polys = "".join(f'<polyline points="{" ".join(pts)}"/>' for pts in lines if pts)
     grid = "".join(f'<line x1="0" x2="{width:.0f}" y1="{g}" y2="{g}"/>' for g in (21, 41, 61))
-    return Markup(f'<svg class="signal" viewBox="0 0 {width:.0f} {height:.0f}" role="img"'
-                  f' aria-label="signal over the last 24 hours"><g class="grid">{grid}</g>'
-                  f'{polys}</svg>')
+    return Markup(
+        f'<svg class="signal" viewBox="0 0 {width:.0f} {height:.0f}" role="img"'
+        f' aria-label="signal over the last 24 hours"><g class="grid">{grid}</g>'
+        f"{polys}</svg>"
+    )
 
 
 class Pages:
     """The admin pages of one app. Routes are added by :meth:`install`."""
 
-    def __init__(self, app: bottle.Bottle, service: Service, config: Config, auth: Auth,
-                 client_addr: Callable[[], str | None], *, demo_phone: Any = None) -> None:
+    def __init__(
+        self,
+        app: bottle.Bottle,
+        service: Service,
+        config: Config,
+        auth: Auth,
+        client_addr: Callable[[], str | None],
+        *,
+        demo_phone: Any = None,
+    ) -> None:
         self.app = app
         self.service = service
         self.config = config
@@ -115,16 +126,26 @@ class Pages:
         self.client_addr = client_addr
         self.demo_phone = demo_phone
         self.demo_password = service.ensure_demo_password() if config.demo else None
-        self.assets = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:10]
-                       for p in STATIC.iterdir() if p.is_file()}
-        env = jinja2.Environment(loader=jinja2.PackageLoader("web"),
-                                 autoescape=jinja2.select_autoescape(),
-                                 undefined=jinja2.StrictUndefined, trim_blocks=True,
-                                 lstrip_blocks=True)
-        env.filters.update(ago=self._ago, when=self._when, iso=svc.iso, dur=humanize,
-                           fdur=format_duration, q=quote, isowhen=self._isowhen)
-        env.globals.update(spark=spark_svg, bars_svg=bars_svg, signal_svg=signal_svg,
-                           asset=self.asset, statuses=list(svc.STATUS_ORDER))
+        self.assets = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:10] for p in STATIC.iterdir() if p.is_file()}
+        env = jinja2.Environment(
+            loader=jinja2.PackageLoader("web"),
+            autoescape=jinja2.select_autoescape(),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.filters.update(
+            ago=self._ago,
+            when=self._when,
+            iso=svc.iso,
+            dur=humanize,
+            fdur=format_duration,
+            q=quote,
+            isowhen=self._isowhen,
+        )
+        env.globals.update(
+            spark=spark_svg, bars_svg=bars_svg, signal_svg=signal_svg, asset=self.asset, statuses=list(svc.STATUS_ORDER)
+        )
         self.env = env
 
     # ------------------------------------------------------------------ helpers
@@ -163,8 +184,12 @@ class Pages:
         session = self.auth.session()
         ctx.setdefault("errors", {})
         html = self.env.get_template(template).render(
-            csrf=session.csrf if session else "", logged_in=session is not None,
-            demo=self.config.demo, path=bottle.request.path, **ctx)
+            csrf=session.csrf if session else "",
+            logged_in=session is not None,
+            demo=self.config.demo,
+            path=bottle.request.path,
+            **ctx,
+        )
         resp = bottle.response
         resp.status = status
         resp.content_type = "text/html; charset=utf-8"
@@ -189,9 +214,12 @@ class Pages:
         raise AssertionError("unreachable")
 
     def forbidden(self, reason: str) -> bytes:
-        return self.render("error.html", 403, title="Not allowed",
-                           message="This form has expired or did not come from this site. "
-                                   "Go back, reload the page and try again.")
+        return self.render(
+            "error.html",
+            403,
+            title="Not allowed",
+            message="This form has expired or did not come from this site. Go back, reload the page and try again.",
+        )
 
     def login_redirect(self) -> None:
         target = bottle.request.fullpath
@@ -200,8 +228,12 @@ class Pages:
         self.redirect("/login?next=" + urllib.parse.quote(target, safe="/"))
 
     def not_found(self, name: str) -> bytes:
-        return self.render("error.html", 404, title="No such server",
-                           message=f"There is no server called “{name}”. It may have been deleted.")
+        return self.render(
+            "error.html",
+            404,
+            title="No such server",
+            message=f"There is no server called “{name}”. It may have been deleted.",
+        )
 
     def wants_partial(self) -> bool:
         return bool(bottle.request.get_header(PARTIAL_HEADER, "") == "overview")
@@ -253,17 +285,27 @@ class Pages:
             if e.retry_after is not None:
                 bottle.response.set_header("Retry-After", str(int(e.retry_after) + 1))
                 minutes = max(1, round(e.retry_after / 60))
-                return self._login_page(nxt, 429, f"Too many failed attempts from your address."
-                                                  f" Try again in {minutes} min.")
-            message = ("No admin password is set yet: run `hbgw passwd` on the gateway."
-                       if "no admin password" in str(e) else "Wrong password.")
+                return self._login_page(
+                    nxt, 429, f"Too many failed attempts from your address. Try again in {minutes} min."
+                )
+            message = (
+                "No admin password is set yet: run `hbgw passwd` on the gateway."
+                if "no admin password" in str(e)
+                else "Wrong password."
+            )
             return self._login_page(nxt, 401, message)
         self.auth.start_session(session)
         self.redirect(nxt)
 
     def _login_page(self, nxt: str, status: int = 200, error: str | None = None) -> bytes:
-        return self.render("login.html", status, next=nxt, login_token=self.auth.login_token(),
-                           error=error, demo_password=self.demo_password)
+        return self.render(
+            "login.html",
+            status,
+            next=nxt,
+            login_token=self.auth.login_token(),
+            error=error,
+            demo_password=self.demo_password,
+        )
 
     def logout(self) -> None:
         self.auth.end_session()
@@ -284,13 +326,12 @@ class Pages:
             check = self.service.add_check(
                 values["name"],
                 period=svc.parse_duration_field("period", values["period"]),
-                grace=svc.parse_duration_field("grace", values["grace"]))
+                grace=svc.parse_duration_field("grace", values["grace"]),
+            )
         except ValidationError as e:
-            return self.render("index.html", 400, ov=self.service.overview(), add=values,
-                               errors={e.field: str(e)})
+            return self.render("index.html", 400, ov=self.service.overview(), add=values, errors={e.field: str(e)})
         except Conflict as e:
-            return self.render("index.html", 400, ov=self.service.overview(), add=values,
-                               errors={"name": str(e)})
+            return self.render("index.html", 400, ov=self.service.overview(), add=values, errors={"name": str(e)})
         self.redirect(f"/checks/{quote(check.name)}")
 
     def toggle_sms(self) -> bytes:
@@ -316,22 +357,34 @@ class Pages:
                 return self.not_found(name)
             return self._check_page(page, self._check_values(page), {})
         f = self.form()
-        values = {k: f.get(k, "") for k in ("period", "grace", "cron", "tz", "repeat", "filter_success",
-                                             "filter_fail", "filter_start")}
-        values.update(sms=f.get("sms") == "1", email=f.get("email") == "1",
-                      filter_subject=f.get("filter_subject") == "1", filter_body=f.get("filter_body") == "1")
+        values = {
+            k: f.get(k, "")
+            for k in ("period", "grace", "cron", "tz", "repeat", "filter_success", "filter_fail", "filter_start")
+        }
+        values.update(
+            sms=f.get("sms") == "1",
+            email=f.get("email") == "1",
+            filter_subject=f.get("filter_subject") == "1",
+            filter_body=f.get("filter_body") == "1",
+        )
         try:
             self.service.edit_check(
                 name,
                 period=svc.parse_duration_field("period", values["period"]),
                 grace=svc.parse_duration_field("grace", values["grace"]),
-                cron=values["cron"].strip() or None, tz=values["tz"].strip() or None,
+                cron=values["cron"].strip() or None,
+                tz=values["tz"].strip() or None,
                 repeat=svc.parse_duration_field("repeat", values["repeat"]),
-                sms_enabled=values["sms"], email_enabled=values["email"],
-                filters={"subject": values["filter_subject"], "body": values["filter_body"],
-                         "success": split_list(values["filter_success"]),
-                         "fail": split_list(values["filter_fail"]),
-                         "start": split_list(values["filter_start"])})
+                sms_enabled=values["sms"],
+                email_enabled=values["email"],
+                filters={
+                    "subject": values["filter_subject"],
+                    "body": values["filter_body"],
+                    "success": split_list(values["filter_success"]),
+                    "fail": split_list(values["filter_fail"]),
+                    "start": split_list(values["filter_start"]),
+                },
+            )
         except NotFound:
             return self.not_found(name)
         except ValidationError as e:
@@ -342,22 +395,36 @@ class Pages:
             return self._check_page(page, values, {e.field: str(e)}, 400)
         self.redirect(f"/checks/{quote(name)}?saved=1")
 
-    def _check_page(self, page: svc.CheckPage, values: dict[str, Any], errors: dict[str, str],
-                    status: int = 200) -> bytes:
-        return self.render("check.html", status, page=page, values=values, errors=errors,
-                           ping_url=self.service.ping_url(page.check),
-                           saved=bool(bottle.request.query.get("saved")) and not errors,
-                           new_url=bool(bottle.request.query.get("new-url")))
+    def _check_page(
+        self, page: svc.CheckPage, values: dict[str, Any], errors: dict[str, str], status: int = 200
+    ) -> bytes:
+        return self.render(
+            "check.html",
+            status,
+            page=page,
+            values=values,
+            errors=errors,
+            ping_url=self.service.ping_url(page.check),
+            saved=bool(bottle.request.query.get("saved")) and not errors,
+            new_url=bool(bottle.request.query.get("new-url")),
+        )
 
     def _check_values(self, page: svc.CheckPage) -> dict[str, Any]:
         c, fl = page.check, page.filters
-        return {"period": format_duration(c.schedule.period), "grace": format_duration(c.schedule.grace),
-                "cron": c.schedule.cron or "", "tz": c.schedule.tz,
-                "repeat": format_duration(c.repeat) if c.repeat else "",
-                "sms": c.sms_enabled, "email": c.email_enabled,
-                "filter_success": ", ".join(fl.success), "filter_fail": ", ".join(fl.fail),
-                "filter_start": ", ".join(fl.start), "filter_subject": fl.subject,
-                "filter_body": fl.body}
+        return {
+            "period": format_duration(c.schedule.period),
+            "grace": format_duration(c.schedule.grace),
+            "cron": c.schedule.cron or "",
+            "tz": c.schedule.tz,
+            "repeat": format_duration(c.repeat) if c.repeat else "",
+            "sms": c.sms_enabled,
+            "email": c.email_enabled,
+            "filter_success": ", ".join(fl.success),
+            "filter_fail": ", ".join(fl.fail),
+            "filter_start": ", ".join(fl.start),
+            "filter_subject": fl.subject,
+            "filter_body": fl.body,
+        }
 
     def delete(self, name: str) -> bytes:
         if bottle.request.method == "GET":
@@ -394,12 +461,25 @@ class Pages:
 
     # -- modem
 
-    def modem(self, *, status: int = 200, sms: dict[str, str] | None = None,
-              errors: dict[str, str] | None = None, reply: str = "") -> bytes:
+    def modem(
+        self,
+        *,
+        status: int = 200,
+        sms: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        reply: str = "",
+    ) -> bytes:
         page = self.service.modem_page()
-        return self.render("modem.html", status, page=page, sms=sms or {"number": "", "text": ""},
-                           errors=errors or {}, phone=self._phone(page), reply=reply,
-                           queued=bottle.request.query.get("queued"))
+        return self.render(
+            "modem.html",
+            status,
+            page=page,
+            sms=sms or {"number": "", "text": ""},
+            errors=errors or {},
+            phone=self._phone(page),
+            reply=reply,
+            queued=bottle.request.query.get("queued"),
+        )
 
     def _phone(self, page: svc.ModemPage) -> dict[str, Any] | None:
         """The demo phone's conversation: what the gateway sent to the owner's number and what
@@ -409,8 +489,9 @@ class Pages:
         number = page.owner_numbers[0] if page.owner_numbers else None
         if number is None:
             return {"number": None, "messages": []}
-        messages = [{"at": m.at.timestamp(), "text": m.text, "out": False}
-                    for m in self.demo_phone.sent() if m.number == number]
+        messages = [
+            {"at": m.at.timestamp(), "text": m.text, "out": False} for m in self.demo_phone.sent() if m.number == number
+        ]
         for m in page.inbox:
             if m["from"] == number and m["received"]:
                 at = dt.datetime.strptime(m["received"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
@@ -432,8 +513,9 @@ class Pages:
 
     def phone_reply(self) -> bytes:
         if self.demo_phone is None:
-            return self.render("error.html", 404, title="Not here",
-                               message="The simulated phone exists only in demo mode.")
+            return self.render(
+                "error.html", 404, title="Not here", message="The simulated phone exists only in demo mode."
+            )
         text = self.form().get("reply", "").strip()
         owner = self.service.owner_settings().sms_to
         if not text or len(text) > 480:
@@ -445,35 +527,62 @@ class Pages:
 
     # -- settings
 
-    def settings(self, *, status: int = 200, errors: dict[str, str] | None = None,
-                 alerts: dict[str, str] | None = None, new_key: tuple[dict[str, Any], str] | None = None,
-                 key_label: str = "", password_changed: bool = False) -> bytes:
+    def settings(
+        self,
+        *,
+        status: int = 200,
+        errors: dict[str, str] | None = None,
+        alerts: dict[str, str] | None = None,
+        new_key: tuple[dict[str, Any], str] | None = None,
+        key_label: str = "",
+        password_changed: bool = False,
+    ) -> bytes:
         owner = self.service.owner_settings()
         if alerts is None:
             quiet = owner.quiet_hours
             alerts = {
-                "sms_to": "\n".join(owner.sms_to), "email_to": "\n".join(owner.email_to),
-                "sms_allow": "\n".join(owner.sms_allow), "sms_pin": owner.sms_pin or "",
+                "sms_to": "\n".join(owner.sms_to),
+                "email_to": "\n".join(owner.email_to),
+                "sms_allow": "\n".join(owner.sms_allow),
+                "sms_pin": owner.sms_pin or "",
                 "repeat": format_duration(owner.repeat),
-                "quiet_hours": (f"{quiet[0] // 60:02d}:{quiet[0] % 60:02d}-"
-                                f"{quiet[1] // 60:02d}:{quiet[1] % 60:02d}") if quiet else "",
-                "max_sms_per_hour": str(owner.max_sms_per_hour)}
-        return self.render("settings.html", status, owner=owner, alerts=alerts, errors=errors or {},
-                           email=self.config.email, config_file=self.config.source,
-                           keys=self.service.list_api_keys(), new_key=new_key, key_label=key_label,
-                           password_changed=password_changed or bool(bottle.request.query.get("password")),
-                           saved=bool(bottle.request.query.get("saved")), now=self.service.clock())
+                "quiet_hours": (f"{quiet[0] // 60:02d}:{quiet[0] % 60:02d}-{quiet[1] // 60:02d}:{quiet[1] % 60:02d}")
+                if quiet
+                else "",
+                "max_sms_per_hour": str(owner.max_sms_per_hour),
+            }
+        return self.render(
+            "settings.html",
+            status,
+            owner=owner,
+            alerts=alerts,
+            errors=errors or {},
+            email=self.config.email,
+            config_file=self.config.source,
+            keys=self.service.list_api_keys(),
+            new_key=new_key,
+            key_label=key_label,
+            password_changed=password_changed or bool(bottle.request.query.get("password")),
+            saved=bool(bottle.request.query.get("saved")),
+            now=self.service.clock(),
+        )
 
     def save_alerts(self) -> bytes:
         f = self.form()
-        alerts = {k: f.get(k, "") for k in ("sms_to", "email_to", "sms_allow", "sms_pin", "repeat",
-                                            "quiet_hours", "max_sms_per_hour")}
+        alerts = {
+            k: f.get(k, "")
+            for k in ("sms_to", "email_to", "sms_allow", "sms_pin", "repeat", "quiet_hours", "max_sms_per_hour")
+        }
         try:
             self.service.update_owner_settings(
-                sms_to=split_list(alerts["sms_to"]), email_to=split_list(alerts["email_to"]),
-                sms_allow=split_list(alerts["sms_allow"]), sms_pin=alerts["sms_pin"],
-                repeat=alerts["repeat"], quiet_hours=alerts["quiet_hours"],
-                max_sms_per_hour=alerts["max_sms_per_hour"])
+                sms_to=split_list(alerts["sms_to"]),
+                email_to=split_list(alerts["email_to"]),
+                sms_allow=split_list(alerts["sms_allow"]),
+                sms_pin=alerts["sms_pin"],
+                repeat=alerts["repeat"],
+                quiet_hours=alerts["quiet_hours"],
+                max_sms_per_hour=alerts["max_sms_per_hour"],
+            )
         except ValidationError as e:
             return self.settings(status=400, errors={e.field: str(e)}, alerts=alerts)
         self.redirect("/settings?saved=1")
@@ -483,8 +592,7 @@ class Pages:
         session = self.auth.session()
         assert session is not None  # the plugin let us in
         try:
-            self.service.change_password(session, f.get("current", ""), f.get("new", ""),
-                                         f.get("again", ""))
+            self.service.change_password(session, f.get("current", ""), f.get("new", ""), f.get("again", ""))
         except ValidationError as e:
             return self.settings(status=400, errors={e.field: str(e)})
         self.redirect("/settings?password=1#password")
@@ -502,6 +610,7 @@ class Pages:
         try:
             self.service.revoke_api_key(key_id)
         except NotFound:
-            return self.render("error.html", 404, title="No such key",
-                               message="That API key does not exist or was already revoked.")
+            return self.render(
+                "error.html", 404, title="No such key", message="That API key does not exist or was already revoked."
+            )
         self.redirect("/settings#api-keys")

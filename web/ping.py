@@ -85,7 +85,7 @@ def route(method: str, path: str, is_ping_key: Callable[[str], bool]) -> Reply |
     A wrong site key on ``/ping/<key>/<name>`` answers exactly like an unknown token (404), so a
     reply never tells whether a key or a name exists.
     """
-    parts = path[len("/ping/"):].split("/") if path.startswith("/ping/") else []
+    parts = path[len("/ping/") :].split("/") if path.startswith("/ping/") else []
     if not 1 <= len(parts) <= 3 or "" in parts:
         return NOT_FOUND
     if method not in ALLOWED_METHODS:
@@ -122,9 +122,14 @@ class PingApi:
     arrive within ``body_timeout`` seconds.
     """
 
-    def __init__(self, service: Service, max_body: int,
-                 client_addr: Callable[[str | None, str], str | None], other: ASGIApp,
-                 body_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        service: Service,
+        max_body: int,
+        client_addr: Callable[[str | None, str], str | None],
+        other: ASGIApp,
+        body_timeout: float = 30.0,
+    ) -> None:
         self.service = service
         self.max_body = max_body
         self.body_timeout = body_timeout
@@ -149,8 +154,13 @@ class PingApi:
             logger.exception("internal error on %s %s", scope["method"], scope["path"][:80])
             status, text = 500, "internal error"
         body = (text + "\n").encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*self._headers, (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*self._headers, (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, str]:
@@ -185,11 +195,17 @@ class PingApi:
                 return raw.status, raw.text
             body = raw.decode("utf-8", "replace") or None
         client = scope.get("client")
-        meta = PingMeta(source="http", remote_addr=self.client_addr(client[0] if client else None, forwarded),
-                        method=method, user_agent=user_agent[:USER_AGENT_MAX] or None, body=body)
+        meta = PingMeta(
+            source="http",
+            remote_addr=self.client_addr(client[0] if client else None, forwarded),
+            method=method,
+            user_agent=user_agent[:USER_AGENT_MAX] or None,
+            body=body,
+        )
         try:
             outcome = await asyncio.wrap_future(
-                self.service.submit_ping(req.key, req.name, req.kind, req.exit_status, meta))
+                self.service.submit_ping(req.key, req.name, req.kind, req.exit_status, meta)
+            )
         except StoreError:
             return 503, "storage unavailable, try again"
         if outcome is PingOutcome.OK:

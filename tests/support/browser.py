@@ -20,8 +20,16 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
@@ -64,8 +72,15 @@ class WebClient:
     base: str
     jar: dict[str, str] = field(default_factory=dict)
 
-    def request(self, method: str, path: str, *, form: dict[str, str] | None = None,
-                data: bytes | None = None, headers: dict[str, str] | None = None) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        form: dict[str, str] | None = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         url = urllib.parse.urlsplit(self.base)
         conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=15)
         hdrs = {"Accept-Encoding": "gzip"}

@@ -15,16 +15,21 @@ from typing import Any
 HBGW = [sys.executable, "-m", "gateway"]
 
 
-def hbgw(*args: str, data_dir: Path | None = None, config: Path | None = None,
-         input: str | None = None, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def hbgw(
+    *args: str,
+    data_dir: Path | None = None,
+    config: Path | None = None,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 30,
+) -> subprocess.CompletedProcess[str]:
     """Run one ``hbgw`` CLI command and return its result (stdout/stderr as text)."""
     cmd = [*HBGW, *args]
     if config is not None:
         cmd += ["--config", str(config)]
     elif data_dir is not None:
         cmd += ["--data-dir", str(data_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout,
-                          env=_env())
+    proc = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout, env=_env())
     if check and proc.returncode != 0:
         raise AssertionError(f"hbgw {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
     return proc
@@ -53,8 +58,7 @@ def write_config(path: Path, data_dir: Path, extra: str = "", http: str = "") ->
 class Daemon:
     """``hbgw serve`` in a subprocess. ``start()`` waits until it answers; ``stop()`` by PID."""
 
-    def __init__(self, data_dir: Path, *, config: Path | None = None,
-                 args: Sequence[str] = ()) -> None:
+    def __init__(self, data_dir: Path, *, config: Path | None = None, args: Sequence[str] = ()) -> None:
         self.data_dir = data_dir
         self.config = config
         self.args = list(args)
@@ -74,8 +78,11 @@ class Daemon:
         run_file = self.data_dir / "run.json"
         run_file.unlink(missing_ok=True)
         cmd = [*HBGW, "serve"]
-        cmd += ["--config", str(self.config)] if self.config else \
-            ["--data-dir", str(self.data_dir), "--http", "127.0.0.1:0"]
+        cmd += (
+            ["--config", str(self.config)]
+            if self.config
+            else ["--data-dir", str(self.data_dir), "--http", "127.0.0.1:0"]
+        )
         cmd += self.args
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime

@@ -17,7 +17,9 @@ def query(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[
 
 def pings_of(data_dir: Path, name: str) -> list[tuple[Any, ...]]:
     """(kind, exit_status, source, remote_addr, method, user_agent, body) per ping, oldest first."""
-    return query(data_dir,
-                 "SELECT kind, exit_status, source, remote_addr, method, user_agent, body FROM pings"
-                 " JOIN checks ON checks.id = pings.check_id WHERE checks.name = ? ORDER BY pings.id",
-                 (name,))
+    return query(
+        data_dir,
+        "SELECT kind, exit_status, source, remote_addr, method, user_agent, body FROM pings"
+        " JOIN checks ON checks.id = pings.check_id WHERE checks.name = ? ORDER BY pings.id",
+        (name,),
+    )

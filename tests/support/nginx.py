@@ -37,10 +37,30 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and localhost; returns (cert, key)."""
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=30)
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     return cert, key
 
 
@@ -79,15 +99,23 @@ class Nginx:
 
     def config(self) -> str:
         d = self.dir
-        server = adapt(documented_server_block(), listen=f"127.0.0.1:{self.port}", cert=self.cert,
-                       key=self.key, upstream=self.upstream)
+        server = adapt(
+            documented_server_block(),
+            listen=f"127.0.0.1:{self.port}",
+            cert=self.cert,
+            key=self.key,
+            upstream=self.upstream,
+        )
         # Run as root in CI: keep the workers root too, so they can use the temp dirs below.
         user = "user root;\n" if os.geteuid() == 0 else ""
-        temps = "".join(f"  {kind}_temp_path {d}/{kind};\n"
-                        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        return (f"{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n"
-                "events { worker_connections 64; }\n"
-                f"http {{\n  access_log {d}/access.log;\n{temps}{server}\n}}\n")
+        temps = "".join(
+            f"  {kind}_temp_path {d}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        return (
+            f"{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n"
+            "events { worker_connections 64; }\n"
+            f"http {{\n  access_log {d}/access.log;\n{temps}{server}\n}}\n"
+        )
 
     def start(self, timeout: float = 15) -> Nginx:
         conf = self.dir / "nginx.conf"
@@ -95,8 +123,20 @@ class Nginx:
         log = open(self.dir / "stderr.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
         try:
             self.proc = subprocess.Popen(
-                [nginx_binary(), "-p", str(self.dir), "-e", str(self.dir / "error.log"),
-                 "-c", str(conf), "-g", "daemon off;"], stdout=log, stderr=log)
+                [
+                    nginx_binary(),
+                    "-p",
+                    str(self.dir),
+                    "-e",
+                    str(self.dir / "error.log"),
+                    "-c",
+                    str(conf),
+                    "-g",
+                    "daemon off;",
+                ],
+                stdout=log,
+                stderr=log,
+            )
         finally:
             log.close()
         deadline = time.monotonic() + timeout
@@ -112,8 +152,9 @@ class Nginx:
         raise AssertionError(f"nginx did not start listening:\n{self.log()}")
 
     def log(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in
-                         (self.dir / "stderr.log", self.dir / "error.log") if p.exists())
+        return "\n".join(
+            p.read_text(errors="replace") for p in (self.dir / "stderr.log", self.dir / "error.log") if p.exists()
+        )
 
     def stop(self) -> None:
         if self.proc is None:

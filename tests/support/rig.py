@@ -70,12 +70,16 @@ from = "hbgw@example.test"
 
 
 @contextmanager
-def rig(tmp_path: Path, checks: list[tuple[str, str, str]], alerts: str = 'coalesce = "0s"',
-        start: bool = True, security: str = "") -> Iterator[Rig]:
+def rig(
+    tmp_path: Path,
+    checks: list[tuple[str, str, str]],
+    alerts: str = 'coalesce = "0s"',
+    start: bool = True,
+    security: str = "",
+) -> Iterator[Rig]:
     data = tmp_path / "data"
     with SmtpSink() as sink, SimProcess(tmp_path / "modem") as sim:
-        cfg = write_config(tmp_path / "hbgw.toml", data,
-                           extra=config_text(tmp_path / "modem", sink, alerts, security))
+        cfg = write_config(tmp_path / "hbgw.toml", data, extra=config_text(tmp_path / "modem", sink, alerts, security))
         for name, period, grace in checks:
             hbgw("check", "add", name, "--period", period, "--grace", grace, config=cfg)
         d = Daemon(data, config=cfg)

@@ -19,7 +19,11 @@ class SimProcess:
     def start(self) -> SimProcess:
         self.proc = subprocess.Popen(
             [*HBGW, "simulate-modem", "--pty", str(self.link), "--control", "127.0.0.1:0", *self.extra],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env())
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=_env(),
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # "<device> control=host:port" once ready
         if "control=" not in line:

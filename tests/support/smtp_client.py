@@ -60,17 +60,19 @@ class RawSmtp:
 class InProcessSmtp:
     """``start_smtp`` over a fresh store in ``data_dir``, on its own loop in a thread."""
 
-    def __init__(self, data_dir: Path, *, domain: str = "hb.test", ping_key: str | None = None,
-                 **listener_kw: Any) -> None:
-        self.config = Config(data_dir=data_dir,
-                             smtp=SmtpConfig(listen="127.0.0.1:0", domain=domain),
-                             security=SecurityConfig(ping_key=ping_key))
+    def __init__(
+        self, data_dir: Path, *, domain: str = "hb.test", ping_key: str | None = None, **listener_kw: Any
+    ) -> None:
+        self.config = Config(
+            data_dir=data_dir,
+            smtp=SmtpConfig(listen="127.0.0.1:0", domain=domain),
+            security=SecurityConfig(ping_key=ping_key),
+        )
         self.store = Store(self.config.db_path).open()
         self.service = Service(self.store, self.config)
         self._kw = listener_kw
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="smtp-test-loop",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="smtp-test-loop", daemon=True)
         self.listener: SmtpListener | None = None
 
     @property

@@ -26,8 +26,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 class SmtpSink:
-    def __init__(self, *, tls: str | None = None, cert: tuple[Path, Path] | None = None,
-                 login: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, *, tls: str | None = None, cert: tuple[Path, Path] | None = None, login: tuple[str, str] | None = None
+    ) -> None:
         self.tls = tls
         self.login = login
         self.ssl_context: ssl.SSLContext | None = None
@@ -59,10 +60,14 @@ class SmtpSink:
         fut.result(timeout=10)
         return self
 
-    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                      data: object) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and self.login is not None and \
-            (data.login.decode(), data.password.decode()) == self.login
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: object
+    ) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and self.login is not None
+            and (data.login.decode(), data.password.decode()) == self.login
+        )
         user = data.login.decode() if isinstance(data, LoginPassword) else "?"
         with self._cond:
             self.logins.append((user, ok))
@@ -76,12 +81,16 @@ class SmtpSink:
             options.update(tls_context=self.ssl_context, require_starttls=True)
         if self.login is not None:
             # PLAIN only: smtplib tries every advertised mechanism, so a wrong password is one try
-            options.update(authenticator=self._authenticate, auth_required=True,
-                           auth_exclude_mechanism=["LOGIN"],
-                           auth_require_tls=self.tls == "starttls")  # SMTPS: all of it is TLS
+            options.update(
+                authenticator=self._authenticate,
+                auth_required=True,
+                auth_exclude_mechanism=["LOGIN"],
+                auth_require_tls=self.tls == "starttls",
+            )  # SMTPS: all of it is TLS
         factory = partial(SMTP, self, **options)
         self._server = await self._loop.create_server(
-            factory, "127.0.0.1", 0, ssl=self.ssl_context if self.tls == "ssl" else None)
+            factory, "127.0.0.1", 0, ssl=self.ssl_context if self.tls == "ssl" else None
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     def wait(self, count: int, timeout: float = 15.0) -> list[tuple[list[str], Message]]:
@@ -120,11 +129,20 @@ class SinkProcess:
     sessions that end in failed TLS handshakes: asyncio/aiosmtpd leak their end of those, which
     pytest would report against whatever test runs next. Stopped by its PID."""
 
-    def __init__(self, state: Path, *, tls: str, cert: tuple[Path, Path],
-                 login: tuple[str, str]) -> None:
+    def __init__(self, state: Path, *, tls: str, cert: tuple[Path, Path], login: tuple[str, str]) -> None:
         self.state = state
-        self.args = ["--tls", tls, "--cert", str(cert[0]), "--key", str(cert[1]),
-                     "--login", f"{login[0]}:{login[1]}", "--state", str(state)]
+        self.args = [
+            "--tls",
+            tls,
+            "--cert",
+            str(cert[0]),
+            "--key",
+            str(cert[1]),
+            "--login",
+            f"{login[0]}:{login[1]}",
+            "--state",
+            str(state),
+        ]
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -165,8 +183,7 @@ def main() -> None:
     if a.tls == "ssl":  # aiosmtpd cannot tell that an SMTPS session is all TLS
         warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
     user, _, password = (a.login or ":").partition(":")
-    sink = SmtpSink(tls=a.tls, cert=(a.cert, a.key) if a.cert else None,
-                    login=(user, password) if a.login else None)
+    sink = SmtpSink(tls=a.tls, cert=(a.cert, a.key) if a.cert else None, login=(user, password) if a.login else None)
 
     def record() -> None:
         with sink._cond:
