@@ -9,7 +9,7 @@ in [--min-period, --max-period] s, grace uniform in [0, --max-grace] s, fixed se
 database read-only every few milliseconds for new flip events (and, with ``--alerts``, outbox
 rows) until every check is down. For each flip it compares two moments with the check's own
 deadline (``late_at = anchor + period`` for up -> late, ``down_at = late_at + grace`` for the
-flip to down, computed with ``gateway.schedule.deadlines`` from the stored anchor):
+flip to down, computed with ``gateway.rules.schedule.deadlines`` from the stored anchor):
 
 * decided: ``events.at``, the ``now`` the watchdog evaluated the check at;
 * visible: when this second process first saw the committed row (commit time plus at most
@@ -44,8 +44,8 @@ from _common import (
     verdict,
 )
 
-from gateway import schedule as sched
 from gateway.model import Schedule
+from gateway.rules import schedule as sched
 
 TARGET_P50_MS = 100.0
 TARGET_P99_MS = 250.0

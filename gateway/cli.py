@@ -19,7 +19,7 @@ from typing import Any
 from gateway import __version__
 from gateway import config as cfgmod
 from gateway.config import Config, ConfigError
-from gateway.durations import format_duration, humanize, parse_duration
+from gateway.rules.durations import format_duration, humanize, parse_duration
 from gateway.service import Service, ValidationError, url_secret
 from gateway.store import Conflict, NotFound, Store, StoreError
 
@@ -199,7 +199,7 @@ def _open(config: Config) -> tuple[Store, Service]:
 
 def _poke_daemon(config: Config) -> None:
     """Tell a running daemon on the same data dir to re-read deadlines (best effort)."""
-    from gateway.daemon import read_run_file
+    from gateway.runtime.daemon import read_run_file
 
     info = read_run_file(config.data_dir)
     if not info or not isinstance(info.get("pid"), int):
@@ -220,7 +220,7 @@ def _poke_daemon(config: Config) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.daemon import Daemon
+    from gateway.runtime.daemon import Daemon
 
     config = resolve_config(args)
     if args.http:
@@ -494,7 +494,7 @@ def cmd_modem(args: argparse.Namespace) -> int:
 def _running_daemon(config: Config) -> int | None:
     """The PID of an ``hbgw serve`` running on this data dir (0 if unknown), or None. The data
     dir's lock says it; run.json (stale ones ignored) when the lock file is not readable here."""
-    from gateway.daemon import DataDirLock, read_run_file
+    from gateway.runtime.daemon import DataDirLock, read_run_file
 
     holder = DataDirLock.holder(config.data_dir)
     if holder is not None:
@@ -525,7 +525,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if pid:
-        from gateway.daemon import read_run_file
+        from gateway.runtime.daemon import read_run_file
 
         info = read_run_file(config.data_dir) or {}
         if info.get("pid") == pid:

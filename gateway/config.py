@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.durations import parse_duration
+from gateway.rules.durations import parse_duration
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -231,7 +231,7 @@ class _Reader:
 
 
 def _quiet(r: _Reader) -> tuple[int, int] | None:
-    from gateway.policy import parse_quiet_hours
+    from gateway.rules.policy import parse_quiet_hours
 
     text = r.string("quiet_hours", None)
     if text is None:
@@ -243,7 +243,7 @@ def _quiet(r: _Reader) -> tuple[int, int] | None:
 
 
 def _clock(r: _Reader, key: str) -> int | None:
-    from gateway.summary import parse_clock
+    from gateway.runtime.summary import parse_clock
 
     text = r.string(key, None)
     if text is None:

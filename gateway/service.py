@@ -20,13 +20,13 @@ from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Any
 
-from gateway import keywords, policy
-from gateway import schedule as sched
-from gateway import status as st
 from gateway.config import E164, Config, parse_hostport
-from gateway.durations import format_duration, humanize, parse_duration
 from gateway.model import Check, Flip, Ping, PingKind, PingMeta, Schedule, Status
 from gateway.passwords import generate_password, hash_password, verify_password
+from gateway.rules import keywords, policy
+from gateway.rules import schedule as sched
+from gateway.rules import status as st
+from gateway.rules.durations import format_duration, humanize, parse_duration
 from gateway.store import Conflict, NotFound, PingResult, Store
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ NAME_MAX = 200
 # Names a ping may create on its own (auto_create): short, URL- and SMS-friendly.
 AUTO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 TOKEN_BYTES = 18  # 144 bits
-MODEM_LOG_EVERY = 60.0  # the daemon records modem health this often (gateway.daemon)
+MODEM_LOG_EVERY = 60.0  # the daemon records modem health this often (gateway.runtime.daemon)
 STUCK_AFTER = 300.0  # a message still waiting after this long means alerts are not going out
 
 
@@ -460,7 +460,7 @@ class Service:
         return bool(self.config.security.auto_create and AUTO_NAME.fullmatch(name)), None
 
     def set_filters(self, name: str, filters: Mapping[str, Any] | None) -> Check:
-        """Set the keyword filters of the check ``name`` (shape and meaning: :mod:`gateway.keywords`);
+        """Set the keyword filters of the check ``name`` (shape and meaning: :mod:`gateway.rules.keywords`);
         None or an empty mapping removes them (every email is then a success).
 
         Raises ValidationError (field ``filters``) for invalid filters, NotFound for no such check.
@@ -704,7 +704,7 @@ class Service:
     ) -> Check:
         """Change a check's schedule, reminder interval, channels and email keyword filters in
         one transaction. ``repeat`` None = the global interval; ``filters`` as in
-        :mod:`gateway.keywords` (no keywords = none stored). Raises ValidationError, NotFound."""
+        :mod:`gateway.rules.keywords` (no keywords = none stored). Raises ValidationError, NotFound."""
         schedule = self.make_schedule(period, grace, cron, tz)
         if repeat is not None and not 60 <= repeat <= sched.MAX_PERIOD:
             raise ValidationError("repeat", "between 1m and 365d, or empty for the default")

@@ -11,7 +11,7 @@ process (``kill -9``) but not of the OS.
 Reads use per-thread connections opened read-only.
 
 Transaction functions (``_tx_*``) load rows, apply a pure transition from
-:mod:`gateway.status`, and write the result, so a read-modify-write is atomic.
+:mod:`gateway.rules.status`, and write the result, so a read-modify-write is atomic.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway import policy
-from gateway import status as st
 from gateway.model import Check, Event, Flip, Ping, PingKind, PingMeta, Schedule, Status
+from gateway.rules import policy
+from gateway.rules import status as st
 
 logger = logging.getLogger(__name__)
 

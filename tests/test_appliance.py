@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 
 from gateway import config as cfgmod
-from gateway import peer, summary
 from gateway.config import AlertsConfig, Config, ConfigError, PeerConfig
 from gateway.model import PingKind, Status
+from gateway.runtime import peer, summary
 from gateway.service import Service
 from gateway.store import Store, StoreError, restore_database
 from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
@@ -299,7 +299,7 @@ sms_to = ["{OWNER}"]
 
 
 def hbgw_run_info(data: Path) -> dict[str, Any]:
-    from gateway.daemon import read_run_file
+    from gateway.runtime.daemon import read_run_file
 
     info = read_run_file(data)
     assert info is not None
@@ -449,7 +449,7 @@ def test_status_tells_an_overdue_message_from_one_held_for_quiet_hours(tmp_path:
 def test_it_runs_one_daemon_per_data_dir_and_frees_it_even_after_kill_9(tmp_path: Path) -> None:
     """A second daemon on the same database would flip every check twice, send every alert
     twice and fight over the modem: it must refuse to start, clearly."""
-    from gateway.daemon import DataDirLock
+    from gateway.runtime.daemon import DataDirLock
 
     data = tmp_path / "data"
     cfg = write_config(tmp_path / "hbgw.toml", data)
@@ -750,7 +750,7 @@ def test_it_logs_when_the_peer_stops_and_starts_answering_not_every_failure(capl
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
-    with caplog.at_level(logging.INFO, logger="gateway.peer"):
+    with caplog.at_level(logging.INFO, logger="gateway.runtime.peer"):
         asyncio.run(main())
     text = [r.getMessage() for r in caplog.records]
     assert len([t for t in text if "failed" in t]) == 2  # two outages, one line each

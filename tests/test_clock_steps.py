@@ -15,9 +15,9 @@ import pytest
 
 from gateway.config import AlertsConfig, Config
 from gateway.model import PingKind, PingMeta, Status
+from gateway.runtime.watchdog import CLOCK_STEP, ClockWatch, Watchdog, boot_clock
 from gateway.service import Service
 from gateway.store import Store
-from gateway.watchdog import CLOCK_STEP, ClockWatch, Watchdog, boot_clock
 
 T0 = 1_800_000_000.0
 OWNER = "+15551230001"

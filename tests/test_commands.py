@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from gateway.commands import (
+from gateway.model import Status
+from gateway.rules.commands import (
     BAD_PIN,
     SMS_MAX,
     Command,
@@ -22,7 +23,6 @@ from gateway.commands import (
     render_nothing_to_ack,
     render_status,
 )
-from gateway.model import Status
 from modem.pdu import count_parts, is_gsm7
 
 NAMES = ["web1", "web2", "backup", "db", "db 1", "Mail Server", "café-paris"]

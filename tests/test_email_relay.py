@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.channels import ChannelError, EmailChannel
 from gateway.config import EmailConfig
+from gateway.runtime.channels import ChannelError, EmailChannel
 from tests.support.nginx import make_certificate
 from tests.support.smtp_sink import SinkProcess, SmtpSink
 

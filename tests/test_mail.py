@@ -18,9 +18,7 @@ from typing import Any
 import pytest
 
 from gateway import config as cfgmod
-from gateway import keywords
-from gateway.keywords import FilterError, Filters, classify, parse_filters
-from gateway.mail import (
+from gateway.intake.mail import (
     BAD_RCPT_LIMIT,
     NO_SUCH_ADDRESS,
     Address,
@@ -30,6 +28,8 @@ from gateway.mail import (
     read_message,
 )
 from gateway.model import PingKind
+from gateway.rules import keywords
+from gateway.rules.keywords import FilterError, Filters, classify, parse_filters
 from gateway.service import Service, ValidationError, new_token, url_secret
 from gateway.store import Store
 from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config

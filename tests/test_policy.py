@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from gateway import policy
 from gateway.model import Check, Flip, Schedule, Status
+from gateway.rules import policy
 from modem.pdu import is_gsm7
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC

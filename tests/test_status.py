@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from gateway import schedule as sched
-from gateway import status as st
 from gateway.model import Check, PingKind, Schedule, Status
+from gateway.rules import schedule as sched
+from gateway.rules import status as st
 
 T0 = 1_800_000_000.0  # a fixed "now"; nothing here reads the clock
 

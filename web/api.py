@@ -185,7 +185,7 @@ def install(app: bottle.Bottle, service: Service) -> None:
 
 def _filters(stored: str | None) -> dict[str, Any]:
     """A check's stored keyword filters as the mapping edit_check takes (kept unchanged)."""
-    from gateway import keywords
+    from gateway.rules import keywords
 
     try:
         parsed = keywords.loads(stored)

@@ -25,7 +25,7 @@ from markupsafe import Markup
 
 from gateway import service as svc
 from gateway.config import Config
-from gateway.durations import format_duration, humanize
+from gateway.rules.durations import format_duration, humanize
 from gateway.service import LoginRefused, Service, ValidationError
 from gateway.store import Conflict, NotFound
 from web.auth import Auth, safe_next

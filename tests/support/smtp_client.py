@@ -1,5 +1,5 @@
 """SMTP test clients: a raw line-level session (for what smtplib refuses to send) and an
-in-process listener (``gateway.mail.start_smtp`` on a loop in a thread) for limits that need
+in-process listener (``gateway.intake.mail.start_smtp`` on a loop in a thread) for limits that need
 small values, such as the idle timeout."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Config, SecurityConfig, SmtpConfig
-from gateway.mail import SmtpListener, start_smtp
+from gateway.intake.mail import SmtpListener, start_smtp
 from gateway.service import Service
 from gateway.store import Store
 

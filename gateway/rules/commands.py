@@ -38,8 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.durations import humanize
 from gateway.model import Status
+from gateway.rules.durations import humanize
 
 SMS_MAX = 160
 NAME_SHOWN = 30  # characters of a check name shown in a reply before "..."

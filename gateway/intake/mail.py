@@ -10,7 +10,7 @@ Anything else is refused at RCPT with one and the same ``550 5.1.1`` (wrong doma
 token, wrong key, unknown name), so the box is never a relay, a typo bounces at once, and the
 reply does not tell which part was wrong. Several recipients in one mail are one heartbeat each.
 
-The check's keyword filters (:mod:`gateway.keywords`) decide whether a mail is a success, a
+The check's keyword filters (:mod:`gateway.rules.keywords`) decide whether a mail is a success, a
 failure or a start; without filters every mail is a success. What is stored with the heartbeat
 (:class:`~gateway.model.PingMeta`): ``source="email"``, ``remote_addr`` the SMTP client's IP,
 ``method="SMTP"``, ``user_agent`` the header From (the envelope sender if there is none), and
@@ -46,9 +46,9 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gateway import keywords
 from gateway.config import Config, parse_hostport
 from gateway.model import Check, PingMeta
+from gateway.rules import keywords
 from gateway.service import PingOutcome, Service
 from gateway.store import BODY_EXCERPT, StoreError
 

@@ -13,8 +13,8 @@ import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.durations import humanize
 from gateway.model import Check, Flip, Status
+from gateway.rules.durations import humanize
 
 SMS_CHARS = 160
 

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway import policy
-from gateway.channels import Channel, ChannelError
 from gateway.config import Config
 from gateway.model import Status
+from gateway.rules import policy
+from gateway.runtime.channels import Channel, ChannelError
 from gateway.service import Service
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Runs SMS commands from allow-listed phones: parse (pure, gateway.commands), one service call
+"""Runs SMS commands from allow-listed phones: parse (pure, gateway.rules.commands), one service call
 per command (the same calls the web page and the API make), an event row saying who did what,
 and the reply through the outbox. The inbox has already stored the message and checked the
 sender against the allow-list."""
@@ -11,8 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from gateway import commands as cmds
-from gateway.commands import Command, ParseError, PinRejected, Verb
+from gateway.rules import commands as cmds
+from gateway.rules.commands import Command, ParseError, PinRejected, Verb
 from gateway.service import Service
 from gateway.store import NotFound
 

@@ -25,15 +25,15 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway import policy
-from gateway.channels import Channel, EmailChannel, SmsChannel
 from gateway.config import Config, parse_hostport
-from gateway.dispatch import Dispatcher
-from gateway.inbox import Inbox
+from gateway.intake.inbox import Inbox
+from gateway.intake.smscommands import CommandRunner
+from gateway.rules import policy
+from gateway.runtime.channels import Channel, EmailChannel, SmsChannel
+from gateway.runtime.dispatch import Dispatcher
+from gateway.runtime.watchdog import Watchdog
 from gateway.service import MODEM_LOG_EVERY, Service, iso
-from gateway.smscommands import CommandRunner
 from gateway.store import Store
-from gateway.watchdog import Watchdog
 from modem.driver import ModemKeeper, create_modem
 from web.app import Site
 
@@ -378,7 +378,7 @@ class Daemon:
             service.fresh_start(float(last_alive) if last_alive else None)
             store.set_setting("last_alive", repr(time.time()))
             if cfg.demo:
-                from gateway import demo
+                from gateway.runtime import demo
 
                 demo.seed(service)
 
@@ -411,7 +411,7 @@ class Daemon:
             tasks.append(asyncio.create_task(watchdog.run(), name="watchdog"))
             tasks.append(asyncio.create_task(self._alive(store), name="alive"))
             tasks.append(asyncio.create_task(self._prune(store), name="prune"))
-            from gateway import peer  # peer heartbeat, daily summary SMS (when configured)
+            from gateway.runtime import peer  # peer heartbeat, daily summary SMS (when configured)
 
             tasks.extend(peer.start_tasks(service, cfg, dispatcher.nudge))
             if cfg.demo:
@@ -423,7 +423,7 @@ class Daemon:
                 "started": iso(time.time()),
             }
             if cfg.smtp.listen:
-                from gateway.mail import start_smtp
+                from gateway.intake.mail import start_smtp
 
                 smtp = self.smtp = await start_smtp(service, cfg)
                 # serve() also closes the listener when the finally block cancels the tasks

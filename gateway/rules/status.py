@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from gateway import schedule as sched
 from gateway.model import Check, PingKind, Status
+from gateway.rules import schedule as sched
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Keyword filters: which kind of heartbeat a message is, from its subject and body text.
 
 Pure: no I/O, no clock. Written once and used by every edge that classifies a message by its
-words (today the SMTP listener, :mod:`gateway.mail`); Healthchecks keeps two copies of this logic.
+words (today the SMTP listener, :mod:`gateway.intake.mail`); Healthchecks keeps two copies of this logic.
 
 A check's filters are stored as JSON in ``checks.filters`` (NULL: no filters)::
 

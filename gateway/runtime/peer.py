@@ -111,7 +111,7 @@ async def run(peer: PeerConfig, *, ping: Callable[[str, float], Any] = ping_once
 def start_tasks(service: Service, config: Config, nudge: Callable[[], None] | None = None) -> list[asyncio.Task[None]]:
     """The daemon's appliance tasks that are configured: the peer heartbeat and the daily
     summary SMS. ``nudge`` wakes the dispatcher after a message is queued."""
-    from gateway import summary
+    from gateway.runtime import summary
 
     tasks: list[asyncio.Task[None]] = []
     if config.peer.url:

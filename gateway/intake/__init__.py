@@ -1,0 +1,1 @@
+"""Edges that take input from outside: SMTP heartbeats, inbound SMS."""

@@ -1,0 +1,1 @@
+"""Pure rules: no I/O, no clock reads (every function takes ``now``)."""

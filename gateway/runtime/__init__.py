@@ -1,0 +1,1 @@
+"""The running daemon: wiring, the watchdog, the dispatcher, the channels, background tasks."""
