@@ -369,6 +369,43 @@ class Service:
         self._outbox_changed()
         return oid
 
+    async def notify_owner(self, text: str) -> None:
+        """Queue a note about the gateway itself (the modem failing, working again) to every
+        ``email_to`` address; returns once it is committed."""
+        now = self.clock()
+        for addr in self.alerts.email_to:
+            await self.store.awrite_message("modem", "email", addr, text, now)
+        self._outbox_changed()
+
+    async def record_modem_health(
+        self,
+        *,
+        connected: bool,
+        signal_dbm: int | None,
+        registration: str | None,
+        operator: str | None,
+        error: str | None,
+    ) -> None:
+        """Log the modem's health now (the modem page's 24 h history, ``hbgw status``)."""
+        await self.store.alog_modem(self.clock(), connected, signal_dbm, registration, operator, error)
+
+    def last_alive(self) -> float | None:
+        """When the daemon last said it was running (None: never)."""
+        raw = self.store.get_setting(LAST_ALIVE_KEY)
+        return float(raw) if raw else None
+
+    async def note_alive(self) -> None:
+        """Record that the daemon is running now (a restart measures its downtime from this)."""
+        await self.store.aset_setting(LAST_ALIVE_KEY, repr(self.clock()))
+
+    def note_alive_now(self) -> None:
+        """:meth:`note_alive` for the daemon's start and stop, outside a running task."""
+        self.store.set_setting(LAST_ALIVE_KEY, repr(self.clock()))
+
+    async def prune(self) -> dict[str, int]:
+        """Forget old history (events, finished messages, received SMS); rows removed per table."""
+        return await self.store.aprune(self.clock())
+
     def notify_owner_by_email(self, text: str) -> None:
         """Queue a note about the gateway itself to every ``email_to`` address."""
         for addr in self.alerts.email_to:
@@ -1001,6 +1038,7 @@ LOGIN_MAX_FAILURES = 5  # per address within LOGIN_WINDOW
 PASSWORD_MIN = 10
 API_KEY_PREFIX = "hbgw_"
 OWNER_SETTINGS_KEY = "owner_settings"
+LAST_ALIVE_KEY = "last_alive"
 SPARK_SLOTS, SPARK_SLOT = 24, 3600.0
 STATUS_ORDER = {Status.DOWN: 0, Status.LATE: 1, Status.UP: 2, Status.NEW: 3, Status.PAUSED: 4}
 

@@ -16,6 +16,7 @@ Transaction functions (``_tx_*``) load rows, apply a pure transition from
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import dataclasses
 import datetime as dt
@@ -458,6 +459,44 @@ class Store:
     def write(self, fn: Callable[..., T], *args: Any, durable: bool = False) -> T:
         """Run ``fn(conn, *args)`` in a write transaction and wait for it (sync callers)."""
         return self.submit(fn, *args, durable=durable).result()
+
+    async def awrite(self, fn: Callable[..., T], *args: Any, durable: bool = False) -> T:
+        """Run ``fn(conn, *args)`` in a write transaction; awaits the commit without parking a
+        thread (async callers)."""
+        return await asyncio.wrap_future(self.submit(fn, *args, durable=durable))
+
+    async def awrite_message(
+        self, kind: str, channel: str, recipient: str, text: str, now: float, check_id: int | None = None
+    ) -> int:
+        """:meth:`queue_message` for async callers."""
+        return await self.awrite(_tx_queue_message, kind, channel, recipient, text, now, check_id, durable=True)
+
+    async def alog_modem(
+        self,
+        at: float,
+        connected: bool,
+        signal_dbm: int | None,
+        registration: str | None,
+        operator: str | None,
+        error: str | None,
+    ) -> None:
+        await self.awrite(_tx_log_modem, at, connected, signal_dbm, registration, operator, error)
+
+    async def aset_setting(self, key: str, value: str) -> None:
+        await self.awrite(_tx_set_setting, key, value)
+
+    async def aprune(self, now: float) -> dict[str, int]:
+        """:meth:`prune` for async callers: a batch per transaction, awaited."""
+        removed = {}
+        for table, sql in _PRUNE.items():
+            removed[table] = 0
+            keep = KEEP_EVENTS if table == "events" else KEEP_MESSAGES
+            while True:
+                n = await self.awrite(_tx_exec, sql, (now - keep, _PRUNE_BATCH))
+                removed[table] += n
+                if n < _PRUNE_BATCH:
+                    break
+        return removed
 
     def _writer_loop(self, conn: sqlite3.Connection, started: threading.Event) -> None:
         started.set()
