@@ -402,6 +402,21 @@ class Service:
         """:meth:`note_alive` for the daemon's start and stop, outside a running task."""
         self.store.set_setting(LAST_ALIVE_KEY, repr(self.clock()))
 
+    async def queue_daily_summary(self, day: str) -> int:
+        """Queue the daily "all is well" SMS to every owner number, once per local ``day`` (ISO
+        date) even across restarts: the day mark and the messages commit together. Returns how
+        many messages were queued (0: already sent for that day, or nobody to send to)."""
+        from gateway.runtime.summary import modem_word, summary_text
+
+        now = self.clock()
+        statuses = {c.name: self.status_of(c, now) for c in self.list_checks()}
+        text = summary_text(statuses, modem_word(self.modem_status()))
+        n = await self.store.aqueue_once(SUMMARY_DAY_KEY, day, "summary", "sms", self.alerts.sms_to, text, now)
+        if n:
+            self._outbox_changed()
+            logger.info("daily summary queued for %d recipient(s)", n)
+        return n
+
     async def prune(self) -> dict[str, int]:
         """Forget old history (events, finished messages, received SMS); rows removed per table."""
         return await self.store.aprune(self.clock())
@@ -1039,6 +1054,7 @@ PASSWORD_MIN = 10
 API_KEY_PREFIX = "hbgw_"
 OWNER_SETTINGS_KEY = "owner_settings"
 LAST_ALIVE_KEY = "last_alive"
+SUMMARY_DAY_KEY = "daily_summary_day"  # the local date of the last daily summary queued
 SPARK_SLOTS, SPARK_SLOT = 24, 3600.0
 STATUS_ORDER = {Status.DOWN: 0, Status.LATE: 1, Status.UP: 2, Status.NEW: 3, Status.PAUSED: 4}
 

@@ -25,7 +25,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -484,6 +484,13 @@ class Store:
 
     async def aset_setting(self, key: str, value: str) -> None:
         await self.awrite(_tx_set_setting, key, value)
+
+    async def aqueue_once(
+        self, key: str, mark: str, kind: str, channel: str, recipients: Sequence[str], text: str, now: float
+    ) -> int:
+        """Queue ``text`` to each recipient unless the setting ``key`` already holds ``mark``, and
+        set it, in one transaction. Returns the rows queued."""
+        return await self.awrite(_tx_queue_once, key, mark, kind, channel, tuple(recipients), text, now, durable=True)
 
     async def aprune(self, now: float) -> dict[str, int]:
         """:meth:`prune` for async callers: a batch per transaction, awaited."""
@@ -1313,6 +1320,25 @@ def _tx_log_modem(
         (at, int(connected), signal_dbm, registration, operator, error),
     )
     conn.execute("DELETE FROM modem_log WHERE at < ?", (at - 7 * 86400,))
+
+
+def _tx_queue_once(
+    conn: sqlite3.Connection,
+    key: str,
+    mark: str,
+    kind: str,
+    channel: str,
+    recipients: tuple[str, ...],
+    text: str,
+    now: float,
+) -> int:
+    r = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    if r and r[0] == mark:
+        return 0
+    for recipient in recipients:
+        _tx_queue_message(conn, kind, channel, recipient, text, now, None)
+    _tx_set_setting(conn, key, mark)
+    return len(recipients)
 
 
 def _tx_set_setting(conn: sqlite3.Connection, key: str, value: str) -> None:
