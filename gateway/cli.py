@@ -20,6 +20,7 @@ from gateway import __version__
 from gateway import config as cfgmod
 from gateway.config import Config, ConfigError
 from gateway.rules.durations import format_duration, humanize, parse_duration
+from gateway.rules.settings import E164
 from gateway.service import Service, ValidationError, url_secret
 from gateway.store import Conflict, NotFound, Store, StoreError
 
@@ -199,7 +200,7 @@ def _open(config: Config) -> tuple[Store, Service]:
 
 def _poke_daemon(config: Config) -> None:
     """Tell a running daemon on the same data dir to re-read deadlines (best effort)."""
-    from gateway.runtime.daemon import read_run_file
+    from gateway.runtime.process import read_run_file
 
     info = read_run_file(config.data_dir)
     if not info or not isinstance(info.get("pid"), int):
@@ -438,7 +439,7 @@ def cmd_sms(args: argparse.Namespace) -> int:
 
     config = resolve_config(args)
     if args.action == "send":
-        if not cfgmod.E164.match(args.number):
+        if not E164.fullmatch(args.number):
             raise UsageError(f"{args.number!r} is not an E.164 number (e.g. +15551234567)")
         try:
             refs = asyncio.run(_with_modem(config, lambda m: m.send_sms(args.number, args.text)))
@@ -494,7 +495,7 @@ def cmd_modem(args: argparse.Namespace) -> int:
 def _running_daemon(config: Config) -> int | None:
     """The PID of an ``hbgw serve`` running on this data dir (0 if unknown), or None. The data
     dir's lock says it; run.json (stale ones ignored) when the lock file is not readable here."""
-    from gateway.runtime.daemon import DataDirLock, read_run_file
+    from gateway.runtime.process import DataDirLock, read_run_file
 
     holder = DataDirLock.holder(config.data_dir)
     if holder is not None:
@@ -525,7 +526,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if pid:
-        from gateway.runtime.daemon import read_run_file
+        from gateway.runtime.process import read_run_file
 
         info = read_run_file(config.data_dir) or {}
         if info.get("pid") == pid:

@@ -12,14 +12,14 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.rules import settings as rules
 from gateway.rules.durations import parse_duration
-
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+from gateway.rules.settings import E164, Settings, SettingsError
 
 
 class ConfigError(Exception):
@@ -54,19 +54,8 @@ class ModemConfig:
     country_code: str | None = None  # e.g. "33": turns national numbers from the modem into E.164
 
 
-@dataclass(frozen=True)
-class AlertsConfig:
-    sms_to: tuple[str, ...] = ()
-    email_to: tuple[str, ...] = ()
-    repeat: float = 900.0
-    coalesce: float = 3.0
-    max_sms_per_hour: int = 30
-    silent_summary_min: int = 3
-    quiet_hours: tuple[int, int] | None = None  # minutes after midnight (start, end)
-    tz: str = "UTC"  # for times in messages and quiet hours
-    fallback_after: int = 3  # failed SMS attempts before the alert goes by email too
-    modem_alert_after: float = 600.0  # modem gone / SIM or registration problem this long → email
-    daily_summary: int | None = None  # minutes after midnight (in tz) of the "all is well" SMS
+# The [alerts] table is the one Settings type that governs alerts everywhere (file, page, API).
+AlertsConfig = Settings
 
 
 @dataclass(frozen=True)
@@ -84,8 +73,6 @@ class SecurityConfig:
     ping_key: str | None = field(default=None, repr=False)
     auto_create: bool = False
     max_checks: int = 1000
-    sms_allow: tuple[str, ...] = ()
-    sms_pin: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -109,7 +96,7 @@ class Config:
     http: HttpConfig = HttpConfig()
     smtp: SmtpConfig = SmtpConfig()
     modem: ModemConfig = ModemConfig()
-    alerts: AlertsConfig = AlertsConfig()
+    alerts: Settings = field(default_factory=Settings)
     email: EmailConfig = EmailConfig()
     security: SecurityConfig = SecurityConfig()
     defaults: DefaultsConfig = DefaultsConfig()
@@ -165,6 +152,17 @@ class _Reader:
             raise self.fail(key, f"expected {_kind_name(kind)}, got {type(value).__name__}")
         return value
 
+    def checked(self, key: str, kind: type | tuple[type, ...], default: Any, check: Callable[[str, Any], Any]) -> Any:
+        """A value validated by one of the settings rules (gateway.rules.settings), the same rule
+        the settings page and the API use."""
+        value = self.pop(key, kind, None)
+        if value is None:
+            return default
+        try:
+            return check(key, value)
+        except SettingsError as e:
+            raise self.fail(key, str(e)) from None
+
     def string(self, key: str, default: str | None) -> Any:
         value = self.pop(key, str, default)
         if isinstance(value, str) and not value.strip() and default is not None:
@@ -204,13 +202,6 @@ class _Reader:
             raise self.fail(key, "expected a list of strings")
         return tuple(value)
 
-    def numbers(self, key: str) -> tuple[str, ...]:
-        out = self.strings(key)
-        for n in out:
-            if not E164.match(n):
-                raise self.fail(key, f"{n!r} is not an E.164 number (e.g. +15551234567)")
-        return out
-
     def hostport(self, key: str, default: str | None) -> str | None:
         value: str | None = self.string(key, default)
         if value is not None:
@@ -228,30 +219,6 @@ class _Reader:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             where = f"[{self.table}]" if self.table else "the top level"
             raise self.fail(key, f"unknown key{hint}; {where} takes {', '.join(self.known)}")
-
-
-def _quiet(r: _Reader) -> tuple[int, int] | None:
-    from gateway.rules.policy import parse_quiet_hours
-
-    text = r.string("quiet_hours", None)
-    if text is None:
-        return None
-    try:
-        return parse_quiet_hours(text)
-    except ValueError as e:
-        raise r.fail("quiet_hours", str(e)) from None
-
-
-def _clock(r: _Reader, key: str) -> int | None:
-    from gateway.runtime.summary import parse_clock
-
-    text = r.string(key, None)
-    if text is None:
-        return None
-    try:
-        return parse_clock(text)
-    except ValueError as e:
-        raise r.fail(key, str(e)) from None
 
 
 def _zone(r: _Reader, key: str, default: str) -> str:
@@ -357,27 +324,29 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         raise r.fail("country_code", "the country calling code without + (e.g. 33, 1, 49)")
     if modem.pin is not None and not re.fullmatch(r"\d{4,8}", modem.pin):
         raise r.fail("pin", "a SIM PIN is 4 to 8 digits")
-    if modem.smsc is not None and not E164.match(modem.smsc):
+    if modem.smsc is not None and not E164.fullmatch(modem.smsc):
         raise r.fail("smsc", f"{modem.smsc!r} is not an E.164 number")
     r.done()
 
     r = _section(source, top, "alerts")
-    alerts = AlertsConfig(
-        sms_to=r.numbers("sms_to"),
-        email_to=r.strings("email_to"),
-        repeat=r.duration("repeat", d.alerts.repeat, lo=1.0),
-        coalesce=r.duration("coalesce", d.alerts.coalesce),
-        max_sms_per_hour=r.integer("max_sms_per_hour", d.alerts.max_sms_per_hour, 1, 10_000),
-        silent_summary_min=r.integer("silent_summary_min", d.alerts.silent_summary_min, 2, 10_000),
-        quiet_hours=_quiet(r),
+    da = d.alerts
+    alerts = Settings(
+        sms_to=r.checked("sms_to", list, (), rules.phone_numbers),
+        email_to=r.checked("email_to", list, (), rules.email_addresses),
+        sms_allow=r.checked("sms_allow", list, (), rules.phone_numbers),
+        sms_pin=r.checked("sms_pin", str, None, rules.pin),
+        repeat=r.checked("repeat", (str, int, float), da.repeat, lambda k, v: rules.duration(k, v, rules.REPEAT_MIN)),
+        coalesce=r.duration("coalesce", da.coalesce),
+        max_sms_per_hour=r.checked(
+            "max_sms_per_hour", int, da.max_sms_per_hour, lambda k, v: rules.whole_number(k, v, 1, rules.BUDGET_MAX)
+        ),
+        silent_summary_min=r.integer("silent_summary_min", da.silent_summary_min, 2, 10_000),
+        quiet_hours=r.checked("quiet_hours", str, None, rules.quiet_hours),
         tz=_zone(r, "tz", local_zone()),
-        fallback_after=r.integer("fallback_after", d.alerts.fallback_after, 1, 100),
-        modem_alert_after=r.duration("modem_alert_after", d.alerts.modem_alert_after, lo=1.0),
-        daily_summary=_clock(r, "daily_summary"),
+        fallback_after=r.integer("fallback_after", da.fallback_after, 1, 100),
+        modem_alert_after=r.duration("modem_alert_after", da.modem_alert_after, lo=1.0),
+        daily_summary=r.checked("daily_summary", str, None, rules.time_of_day),
     )
-    for addr in alerts.email_to:
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+", addr):
-            raise r.fail("email_to", f"{addr!r} is not an email address")
     r.done()
 
     r = _section(source, top, "email")
@@ -396,13 +365,18 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         ping_key=r.string("ping_key", None),
         auto_create=r.boolean("auto_create", d.security.auto_create),
         max_checks=r.integer("max_checks", d.security.max_checks, 1, 1_000_000),
-        sms_allow=r.numbers("sms_allow"),
-        sms_pin=r.string("sms_pin", None),
     )
+    # Before the one settings type, the allow-list and the PIN lived in [security]: still read
+    # there (not listed as its keys), into the same settings and through the same rules.
+    legacy = _Reader(source, "security", {k: r.data.pop(k) for k in ("sms_allow", "sms_pin") if k in r.data})
+    for key, kind, check in (("sms_allow", list, rules.phone_numbers), ("sms_pin", str, rules.pin)):
+        value = legacy.checked(key, kind, None, check)
+        if value is not None:
+            if getattr(alerts, key) not in ((), None):
+                raise legacy.fail(key, f"also set in [alerts]; keep it in [alerts] {key} only")
+            alerts = dataclasses.replace(alerts, **{key: value})
     if security.ping_key is not None and not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", security.ping_key):
         raise r.fail("ping_key", "must be 16-128 characters of A-Z a-z 0-9 _ - (hbgw init makes one)")
-    if security.sms_pin is not None and not re.fullmatch(r"\d{4,8}", security.sms_pin):
-        raise r.fail("sms_pin", "must be 4 to 8 digits")
     r.done()
 
     r = _section(source, top, "defaults")
@@ -478,12 +452,9 @@ def demo(base: Config | None = None) -> Config:
         alerts=dataclasses.replace(
             c.alerts,
             sms_to=c.alerts.sms_to or ("+15551230000",),
+            sms_allow=c.alerts.sms_allow or ("+15551230000",),
         ),
-        security=dataclasses.replace(
-            sec,
-            auto_create=True if base is None else sec.auto_create,
-            sms_allow=sec.sms_allow or ("+15551230000",),
-        ),
+        security=dataclasses.replace(sec, auto_create=True if base is None else sec.auto_create),
     )
 
 
@@ -525,6 +496,11 @@ max_sms_per_hour = 30 # beyond it: one summary SMS, the rest by email
 # quiet_hours = "22:00-07:00"  # reminders wait until the end (a first DOWN still goes out)
 # tz = "Europe/Paris"          # for times in messages; defaults to this machine's zone
 # daily_summary = "08:00"      # an "all is well" SMS every day at this time (in tz)
+# Phones allowed to send SMS commands (STATUS, ACK web1, OFF web1, ...).
+sms_allow = []
+# sms_pin = "4321"    # if set, commands must start with it: "4321 STATUS"
+# The settings page can change sms_to, email_to, sms_allow, sms_pin, repeat, quiet_hours and
+# max_sms_per_hour: a field changed there wins over this file until "use the file's values".
 
 [email]
 # Outbound relay for email alerts.
@@ -540,9 +516,6 @@ max_sms_per_hour = 30 # beyond it: one summary SMS, the rest by email
 ping_key = "{ping_key}"
 auto_create = false   # true: a ping for an unknown name with the right key creates the check
 max_checks = 1000
-# Phones allowed to send SMS commands (STATUS, ACK web1, OFF web1, ...).
-sms_allow = []
-# sms_pin = "4321"    # if set, commands must start with it: "4321 STATUS"
 
 [defaults]
 period = "15m"

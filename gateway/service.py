@@ -16,17 +16,19 @@ import secrets
 import socket
 import time
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
 
-from gateway.config import E164, Config, parse_hostport
+from gateway.config import Config, parse_hostport
 from gateway.model import Check, Flip, Ping, PingKind, PingMeta, Schedule, Status
 from gateway.passwords import generate_password, hash_password, verify_password
-from gateway.rules import keywords, policy
+from gateway.rules import keywords, lifecycle
 from gateway.rules import schedule as sched
+from gateway.rules import settings as rules
 from gateway.rules import status as st
 from gateway.rules.durations import format_duration, humanize, parse_duration
+from gateway.rules.settings import E164, Settings
 from gateway.store import Conflict, NotFound, PingResult, Store
 
 logger = logging.getLogger(__name__)
@@ -102,18 +104,7 @@ class Service:
         self.ping_key = config.security.ping_key or store.setting_or_create("ping_key", lambda: url_secret(16))
         self._deadline_listeners: list[Callable[[float], None]] = []
         self._outbox_listeners: list[Callable[[], None]] = []
-        a = config.alerts
-        self.alerts = policy.AlertSettings(
-            sms_to=a.sms_to,
-            email_to=a.email_to,
-            repeat=a.repeat,
-            quiet_hours=a.quiet_hours,
-            tz=a.tz,
-            silent_summary_min=a.silent_summary_min,
-            coalesce=a.coalesce,
-        )
-        store.alerts = self.alerts
-        self.load_owner_settings()  # what the owner saved on the settings page wins
+        self._settings = self._load_settings()  # the file's, with what the owner saved on the page
         # Set by the daemon: a callable giving the modem's current status for pages and probes.
         self.modem_status_source: Callable[[], dict[str, Any] | None] | None = None
 
@@ -196,10 +187,13 @@ class Service:
         return check
 
     def _update(self, name: str, change: Callable[[Check], Check], event: str | None) -> Check:
-        now = self.clock()
-        check, flip = self.store.update_check(name, change, now, event)
-        self._changed(check, [flip] if flip else [])
-        return check
+        """Apply the owner's ``change`` (a pure function of the check as stored) atomically, with
+        an event row saying what they did and whatever it does to alerts."""
+        now, s = self.clock(), self.settings
+        d = self.store.change_check(name, lambda c: lifecycle.change(c, change(c), now, event, s), now)
+        assert d.check is not None
+        self._changed(d.check, [d.flip] if d.flip else [])
+        return d.check
 
     def pause(self, name: str) -> Check:
         return self._update(name, st.apply_pause, "paused")
@@ -262,8 +256,13 @@ class Service:
         check name. The future resolves once the ping is committed (or raises StoreError); an
         event loop awaits it with ``asyncio.wrap_future`` instead of parking a thread on it."""
         meta = meta or PingMeta()
+        now, settings = self.clock(), self.settings
+
+        def decide(check: Check, body: str | None) -> lifecycle.Decision:
+            return lifecycle.ping(check, kind, exit_status, now, settings, body)
+
         if name is None:
-            stored = self.store.submit_ping(key, None, kind, exit_status, meta, self.clock())
+            stored = self.store.submit_ping(key, None, decide, meta, kind, exit_status, now)
         elif not self.check_ping_key(key):
             done: concurrent.futures.Future[PingOutcome] = concurrent.futures.Future()
             done.set_result(PingOutcome.NOT_FOUND)
@@ -273,7 +272,7 @@ class Service:
             create = None
             if sec.auto_create and AUTO_NAME.fullmatch(name):
                 create = (new_token(), self.make_schedule(), sec.max_checks)
-            stored = self.store.submit_ping(None, name, kind, exit_status, meta, self.clock(), create)
+            stored = self.store.submit_ping(None, name, decide, meta, kind, exit_status, now, create)
         outcome: concurrent.futures.Future[PingOutcome] = concurrent.futures.Future()
 
         def finish(f: concurrent.futures.Future[PingResult | None]) -> None:
@@ -305,11 +304,16 @@ class Service:
     # ------------------------------------------------------------------ watchdog
 
     def advance(self, now: float | None = None) -> list[Flip]:
-        """Flip every check whose deadline has passed by ``now`` (default: the clock's now;
-        blocking, the watchdog runs it)."""
-        flips = self.store.advance(self.clock() if now is None else now)
+        """Flip every check whose deadline has passed by ``now`` (default: the clock's now) and
+        queue the reminders that are due (blocking; the watchdog runs it)."""
+        now = self.clock() if now is None else now
+        s = self.settings
+        decisions = self.store.advance(now, lambda c: lifecycle.advance(c, now, s))
+        for d in decisions:
+            if d.error is not None and d.check is not None:
+                logger.error("cannot evaluate check id=%d (%s); retrying in an hour", d.check.id, d.error)
         self._outbox_changed()  # flips may have queued alerts, and reminders come without flips
-        return flips
+        return [d.flip for d in decisions if d.flip is not None]
 
     def next_deadline(self) -> float | None:
         return self.store.min_deadline()
@@ -317,15 +321,28 @@ class Service:
     def fresh_start(self, offline_since: float | None) -> list[Check]:
         """On start-up: checks whose deadline passed while the gateway was not running get a fresh
         period + grace from now instead of a false DOWN (see DESIGN §5)."""
-        reset = self.store.fresh_start(self.clock(), offline_since)
+        now, s = self.clock(), self.settings
+        decisions = self.store.fresh_start(now, lambda due: lifecycle.fresh_start(due, now, offline_since, s))
+        reset = [d.check for d in decisions if d.check is not None]
         if reset:
             logger.info("gateway was offline; %d check(s) given a fresh period", len(reset))
+            self._outbox_changed()
         return reset
 
     def clock_stepped(self, expected: float, now: float) -> list[Check]:
-        """The wall clock jumped from ``expected`` to ``now``: no false DOWN for the skipped time
-        (forward), no late deadlines (back). See Store.clock_stepped."""
-        reset = self.store.clock_stepped(expected, now)
+        """The wall clock jumped from ``expected`` to ``now`` (NTP setting a clock that booted
+        wrong, a person running ``date``). Forward: checks whose deadline fell in the skipped
+        time get a fresh period, as after an outage of the gateway (with a note to the owner).
+        Back: checks stamped in the future get a fresh period, so no deadline ends up late."""
+        s = self.settings
+        if now >= expected:
+            decisions = self.store.fresh_start(
+                now, lambda due: lifecycle.fresh_start(due, now, expected, s, clock_step=True)
+            )
+            reset = [d.check for d in decisions if d.check is not None]
+        else:
+            decisions = self.store.clock_back(now, lambda cs: lifecycle.clock_back(cs, now, expected, s))
+            reset = [d.check for d in decisions if d.check is not None and d.check.anchor == now]
         logger.warning("the system clock jumped %+.1f s; %d check(s) given a fresh period", now - expected, len(reset))
         self._outbox_changed()
         return reset
@@ -360,7 +377,7 @@ class Service:
 
     def send_test_sms(self, number: str, text: str) -> int:
         """Queue a test SMS to ``number`` (E.164). Returns the outbox id."""
-        if not E164.match(number):
+        if not E164.fullmatch(number):
             raise ValidationError("number", "use the international format, e.g. +15551234567")
         text = text.strip() or "hbgw test message"
         if len(text) > 1000:
@@ -373,7 +390,7 @@ class Service:
         """Queue a note about the gateway itself (the modem failing, working again) to every
         ``email_to`` address; returns once it is committed."""
         now = self.clock()
-        for addr in self.alerts.email_to:
+        for addr in self.settings.email_to:
             await self.store.awrite_message("modem", "email", addr, text, now)
         self._outbox_changed()
 
@@ -411,7 +428,7 @@ class Service:
         now = self.clock()
         statuses = {c.name: self.status_of(c, now) for c in self.list_checks()}
         text = summary_text(statuses, modem_word(self.modem_status()))
-        n = await self.store.aqueue_once(SUMMARY_DAY_KEY, day, "summary", "sms", self.alerts.sms_to, text, now)
+        n = await self.store.aqueue_once(SUMMARY_DAY_KEY, day, "summary", "sms", self.settings.sms_to, text, now)
         if n:
             self._outbox_changed()
             logger.info("daily summary queued for %d recipient(s)", n)
@@ -423,7 +440,7 @@ class Service:
 
     def notify_owner_by_email(self, text: str) -> None:
         """Queue a note about the gateway itself to every ``email_to`` address."""
-        for addr in self.alerts.email_to:
+        for addr in self.settings.email_to:
             self.store.queue_message("modem", "email", addr, text, self.clock())
         self._outbox_changed()
 
@@ -636,109 +653,66 @@ class Service:
                 self.store.touch_api_key(key["id"], now)
         return key
 
-    def owner_settings(self) -> OwnerSettings:
-        """Alerting settings in force: those saved on the settings page, else the config file's."""
-        a, s = self.config.alerts, self.config.security
-        base = OwnerSettings(
-            sms_to=a.sms_to,
-            email_to=a.email_to,
-            sms_allow=s.sms_allow,
-            sms_pin=s.sms_pin,
-            repeat=a.repeat,
-            quiet_hours=a.quiet_hours,
-            max_sms_per_hour=a.max_sms_per_hour,
-            saved=False,
-        )
+    @property
+    def settings(self) -> Settings:
+        """The alert settings in force: the config file's, with the fields saved on the page."""
+        return self._settings
+
+    def owner_settings(self) -> Settings:
+        """The alert settings in force (kept in memory; the settings page and the API change
+        them through this service, which keeps it current)."""
+        return self._settings
+
+    def settings_view(self) -> SettingsView:
+        """What the settings page shows: the settings in force, the config file's, and which
+        fields the page has set (those win over the file until reset)."""
+        return SettingsView(self._settings, self.config.alerts, frozenset(self._saved_overrides()))
+
+    def _saved_overrides(self) -> dict[str, Any]:
         raw = self.store.get_setting(OWNER_SETTINGS_KEY)
         if not raw:
-            return base
+            return {}
         try:
             saved = json.loads(raw)
-            return dataclasses.replace(
-                base,
-                sms_to=tuple(saved["sms_to"]),
-                email_to=tuple(saved["email_to"]),
-                sms_allow=tuple(saved["sms_allow"]),
-                sms_pin=saved["sms_pin"] or None,
-                repeat=float(saved["repeat"]),
-                quiet_hours=tuple(saved["quiet_hours"]) if saved["quiet_hours"] else None,
-                max_sms_per_hour=int(saved["max_sms_per_hour"]),
-                saved=True,
-            )
-        except (ValueError, KeyError, TypeError):
+            rules.apply(self.config.alerts, saved)  # validates
+        except (ValueError, TypeError, AttributeError):
             logger.error("saved alert settings are unreadable; using the config file's")
-            return base
+            return {}
+        if not isinstance(saved, dict):
+            return {}
+        return {k: v for k, v in saved.items() if k in rules.EDITABLE}
 
-    def load_owner_settings(self) -> OwnerSettings:
-        """Put the saved settings in force (start-up); returns them."""
-        owner = self.owner_settings()
-        self.alerts = dataclasses.replace(
-            self.alerts,
-            sms_to=owner.sms_to,
-            email_to=owner.email_to,
-            repeat=owner.repeat,
-            quiet_hours=owner.quiet_hours,
-        )
-        self.store.alerts = self.alerts
-        return owner
+    def _load_settings(self) -> Settings:
+        return rules.apply(self.config.alerts, self._saved_overrides())
 
-    def update_owner_settings(
-        self,
-        *,
-        sms_to: Sequence[str],
-        email_to: Sequence[str],
-        sms_allow: Sequence[str],
-        sms_pin: str,
-        repeat: str,
-        quiet_hours: str,
-        max_sms_per_hour: str,
-    ) -> OwnerSettings:
-        """Validate, save and put in force the owner's alerting settings. Numbers are normalized
-        to E.164. Raises ValidationError naming the first bad field."""
-        pin = sms_pin.strip()
-        if pin and not re.fullmatch(r"\d{4,8}", pin):
-            raise ValidationError("sms_pin", "a PIN is 4 to 8 digits (or leave it empty)")
-        every = parse_duration_field("repeat", repeat)
-        if every is None or every < 60:
-            raise ValidationError("repeat", "at least 1m (e.g. 15m, 1h)")
-        quiet = None
-        if quiet_hours.strip():
-            try:
-                quiet = policy.parse_quiet_hours(quiet_hours)
-            except ValueError as e:
-                raise ValidationError("quiet_hours", str(e)) from None
+    def load_owner_settings(self) -> Settings:
+        """Read the saved settings again and put them in force; returns them."""
+        self._settings = self._load_settings()
+        return self._settings
+
+    def update_owner_settings(self, **raw: Any) -> Settings:
+        """Validate, save and put in force the editable alert settings (the settings page, the
+        API): ``raw`` holds form strings or JSON values by field name (see
+        :data:`gateway.rules.settings.EDITABLE`); fields left out keep their value. Only the
+        fields that then differ from the config file are stored, so the file still governs the
+        rest. Raises ValidationError naming the first bad field."""
         try:
-            budget = int(max_sms_per_hour.strip())
-        except ValueError:
-            raise ValidationError("max_sms_per_hour", "a whole number of messages") from None
-        if not 1 <= budget <= 10_000:
-            raise ValidationError("max_sms_per_hour", "between 1 and 10000")
-        owner = OwnerSettings(
-            sms_to=_numbers("sms_to", sms_to),
-            email_to=_emails("email_to", email_to),
-            sms_allow=_numbers("sms_allow", sms_allow),
-            sms_pin=pin or None,
-            repeat=every,
-            quiet_hours=quiet,
-            max_sms_per_hour=budget,
-            saved=True,
-        )
+            fields = rules.parse_edit(raw)
+        except rules.SettingsError as e:
+            raise ValidationError(e.field, str(e)) from None
+        wanted = dataclasses.replace(self._settings, **fields)
         self.store.set_setting(
-            OWNER_SETTINGS_KEY,
-            json.dumps(
-                {
-                    "sms_to": owner.sms_to,
-                    "email_to": owner.email_to,
-                    "sms_allow": owner.sms_allow,
-                    "sms_pin": owner.sms_pin,
-                    "repeat": owner.repeat,
-                    "quiet_hours": owner.quiet_hours,
-                    "max_sms_per_hour": owner.max_sms_per_hour,
-                }
-            ),
+            OWNER_SETTINGS_KEY, json.dumps(rules.to_json(rules.overrides(self.config.alerts, wanted)))
         )
         self.store.add_event(None, self.clock(), "note", "alert settings changed on the web page")
         logger.info("alert settings changed")
+        return self.load_owner_settings()
+
+    def use_file_settings(self) -> Settings:
+        """Forget what the settings page saved: the config file governs every field again."""
+        self.store.set_setting(OWNER_SETTINGS_KEY, "")
+        self.store.add_event(None, self.clock(), "note", "alert settings reset to the config file's")
+        logger.info("alert settings reset to the config file's")
         return self.load_owner_settings()
 
     def edit_check(
@@ -856,7 +830,7 @@ class Service:
             timeline=timeline[:events],
             snippets=self.snippets(check),
             filters=filters,
-            default_repeat=self.alerts.repeat,
+            default_repeat=self.settings.repeat,
         )
 
     def snippets(self, check: Check) -> list[Snippet]:
@@ -984,7 +958,7 @@ class Service:
         return self._setup_troubles() + self._outbox_troubles(now, waiting, overdue)
 
     def _setup_troubles(self) -> list[str]:
-        a, troubles = self.alerts, []
+        a, troubles = self.settings, []
         if not a.sms_to and not a.email_to:
             troubles.append(
                 "nobody to alert: add a phone number or an email address on the"
@@ -1076,15 +1050,14 @@ class WebSession:
 
 
 @dataclasses.dataclass(frozen=True)
-class OwnerSettings:
-    sms_to: tuple[str, ...]
-    email_to: tuple[str, ...]
-    sms_allow: tuple[str, ...]
-    sms_pin: str | None = dataclasses.field(repr=False)
-    repeat: float
-    quiet_hours: tuple[int, int] | None
-    max_sms_per_hour: int
-    saved: bool  # saved on the settings page (else all from the config file)
+class SettingsView:
+    in_force: Settings
+    file: Settings  # the config file's [alerts]
+    on_page: frozenset[str]  # fields saved on the settings page: they win over the file
+
+    @property
+    def saved(self) -> bool:
+        return bool(self.on_page)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1197,34 +1170,6 @@ def _down_since(check: Check, ev: st.Evaluation) -> float | None:
     if check.down_since is not None:
         return check.down_since
     return ev.down_at if ev.down_at is not None else check.last_ping
-
-
-def _numbers(field: str, values: Sequence[str]) -> tuple[str, ...]:
-    out: list[str] = []
-    for raw in values:
-        number = re.sub(r"[\s().-]", "", raw)
-        if not number:
-            continue
-        if number.startswith("00"):
-            number = "+" + number[2:]
-        if not E164.match(number):
-            raise ValidationError(field, f"{raw.strip()!r} is not an international number (e.g. +15551234567)")
-        if number not in out:
-            out.append(number)
-    return tuple(out)
-
-
-def _emails(field: str, values: Sequence[str]) -> tuple[str, ...]:
-    out: list[str] = []
-    for raw in values:
-        addr = raw.strip()
-        if not addr:
-            continue
-        if len(addr) > 254 or not re.fullmatch(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+", addr):
-            raise ValidationError(field, f"{addr!r} is not an email address")
-        if addr not in out:
-            out.append(addr)
-    return tuple(out)
 
 
 SYSTEMD_TIMER_EVERY = 300.0  # what systemd/hbgw-ping@.timer ships with

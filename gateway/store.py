@@ -10,8 +10,9 @@ process (``kill -9``) but not of the OS.
 
 Reads use per-thread connections opened read-only.
 
-Transaction functions (``_tx_*``) load rows, apply a pure transition from
-:mod:`gateway.rules.status`, and write the result, so a read-modify-write is atomic.
+Transaction functions (``_tx_*``) load rows, hand them to a pure decision from
+:mod:`gateway.rules.lifecycle` that the caller chose, and write the result, so a
+read-modify-write is atomic. No business rule lives here: only SQL and row mapping.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import datetime as dt
-import functools
 import logging
 import queue
 import sqlite3
@@ -30,8 +29,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.model import Check, Event, Flip, Ping, PingKind, PingMeta, Schedule, Status
-from gateway.rules import policy
-from gateway.rules import status as st
+from gateway.rules.lifecycle import Decision
+from gateway.rules.policy import Outgoing
 
 logger = logging.getLogger(__name__)
 
@@ -199,64 +198,66 @@ _CHECK_COLUMNS = (
 )
 
 
-def _check_from_row(r: sqlite3.Row | tuple[Any, ...]) -> Check:
+def _check_from_row(r: sqlite3.Row) -> Check:
     return Check(
-        id=r[0],
-        name=r[1],
-        token=r[2],
-        schedule=Schedule(period=r[3], grace=r[4], cron=r[5], tz=r[6]),
-        status=Status(r[7]),
-        anchor=r[8],
-        last_ping=r[9],
-        last_start=r[10],
-        last_failed=bool(r[11]),
-        last_exit_status=r[12],
-        next_deadline=r[13],
-        sms_enabled=bool(r[14]),
-        email_enabled=bool(r[15]),
-        created=r[16],
-        n_pings=r[17],
-        repeat=r[18],
-        muted_until=r[19],
-        acked=bool(r[20]),
-        filters=r[21],
-        down_since=r[22],
-        last_alert=r[23],
-        alert_at=r[24],
+        id=r["id"],
+        name=r["name"],
+        token=r["token"],
+        schedule=Schedule(period=r["period"], grace=r["grace"], cron=r["cron"], tz=r["tz"]),
+        status=Status(r["status"]),
+        anchor=r["anchor"],
+        last_ping=r["last_ping"],
+        last_start=r["last_start"],
+        last_failed=bool(r["last_failed"]),
+        last_exit_status=r["last_exit_status"],
+        next_deadline=r["next_deadline"],
+        sms_enabled=bool(r["sms_enabled"]),
+        email_enabled=bool(r["email_enabled"]),
+        created=r["created"],
+        n_pings=r["n_pings"],
+        repeat=r["repeat"],
+        muted_until=r["muted_until"],
+        acked=bool(r["acked"]),
+        filters=r["filters"],
+        down_since=r["down_since"],
+        last_alert=r["last_alert"],
+        alert_at=r["alert_at"],
     )
 
 
 def _save_check(conn: sqlite3.Connection, c: Check) -> None:
     conn.execute(
-        "UPDATE checks SET status=?, anchor=?, last_ping=?, last_start=?, last_failed=?,"
-        " last_exit_status=?, next_deadline=?, sms_enabled=?, email_enabled=?, n_pings=?,"
-        " period=?, grace=?, cron=?, tz=?, repeat=?, muted_until=?, acked=?, filters=?,"
-        " down_since=?, last_alert=?, alert_at=?, token=? WHERE id=?",
-        (
-            c.status.value,
-            c.anchor,
-            c.last_ping,
-            c.last_start,
-            int(c.last_failed),
-            c.last_exit_status,
-            c.next_deadline,
-            int(c.sms_enabled),
-            int(c.email_enabled),
-            c.n_pings,
-            c.schedule.period,
-            c.schedule.grace,
-            c.schedule.cron,
-            c.schedule.tz,
-            c.repeat,
-            c.muted_until,
-            int(c.acked),
-            c.filters,
-            c.down_since,
-            c.last_alert,
-            c.alert_at,
-            c.token,
-            c.id,
-        ),
+        "UPDATE checks SET status=:status, anchor=:anchor, last_ping=:last_ping, last_start=:last_start,"
+        " last_failed=:last_failed, last_exit_status=:last_exit_status, next_deadline=:next_deadline,"
+        " sms_enabled=:sms_enabled, email_enabled=:email_enabled, n_pings=:n_pings, period=:period,"
+        " grace=:grace, cron=:cron, tz=:tz, repeat=:repeat, muted_until=:muted_until, acked=:acked,"
+        " filters=:filters, down_since=:down_since, last_alert=:last_alert, alert_at=:alert_at,"
+        " token=:token WHERE id=:id",
+        {
+            "status": c.status.value,
+            "anchor": c.anchor,
+            "last_ping": c.last_ping,
+            "last_start": c.last_start,
+            "last_failed": int(c.last_failed),
+            "last_exit_status": c.last_exit_status,
+            "next_deadline": c.next_deadline,
+            "sms_enabled": int(c.sms_enabled),
+            "email_enabled": int(c.email_enabled),
+            "n_pings": c.n_pings,
+            "period": c.schedule.period,
+            "grace": c.schedule.grace,
+            "cron": c.schedule.cron,
+            "tz": c.schedule.tz,
+            "repeat": c.repeat,
+            "muted_until": c.muted_until,
+            "acked": int(c.acked),
+            "filters": c.filters,
+            "down_since": c.down_since,
+            "last_alert": c.last_alert,
+            "alert_at": c.alert_at,
+            "token": c.token,
+            "id": c.id,
+        },
     )
 
 
@@ -275,50 +276,20 @@ def _add_event(
     )
 
 
-def _transition(
-    conn: sqlite3.Connection,
-    before: Check,
-    after: Check,
-    now: float,
-    reason: str,
-    alerts: policy.AlertSettings | None,
-    body: str | None = None,
-) -> tuple[Check, Flip | None]:
-    """Save ``after``; record a status change as a flip event and, in the same transaction, the
-    alert rows it causes; keep the outage bookkeeping (down_since, ack, next reminder) right."""
-    went_down = after.status is Status.DOWN and before.status is not Status.DOWN
-    recovered = before.status is Status.DOWN and after.status is not Status.DOWN
-    if went_down:
-        after = dataclasses.replace(after, down_since=now, last_alert=now, acked=False)
-    elif recovered:
-        after = dataclasses.replace(after, down_since=None, acked=False, muted_until=None)
-    alert_at = None
-    if alerts is not None and after.status is Status.DOWN:
-        alert_at = policy.next_reminder(after, after.last_alert or now, alerts)
-    if after.alert_at != alert_at:  # replace() costs ~5 us a ping on the writer thread
-        after = dataclasses.replace(after, alert_at=alert_at)
-    _save_check(conn, after)
-    if before.status is after.status:
-        return after, None
-    cur = conn.execute(
-        "INSERT INTO events (check_id, at, kind, old_status, new_status, detail) VALUES (?, ?, 'flip', ?, ?, ?)",
-        (after.id, now, before.status.value, after.status.value, reason),
-    )
-    flip = Flip(check_id=after.id, at=now, old=before.status, new=after.status, reason=reason)
-    if alerts is not None:
-        down_since = before.down_since if recovered else now
-        _queue(
-            conn,
-            policy.alerts_for_flip(
-                before, after, flip, flip_id=cur.lastrowid or 0, down_since=down_since, body=body, s=alerts, now=now
-            ),
-            now,
-            alerts.coalesce,
-        )
-    return after, flip
+def _apply(conn: sqlite3.Connection, d: Decision, before: Check | None, now: float) -> None:
+    """Write what a decision says: the check (when it changed), its events, the flip as an event
+    row, the alerts as outbox rows. Runs inside the transaction that loaded ``before``."""
+    if d.check is not None and d.check != before:
+        _save_check(conn, d.check)
+    for note in d.events:
+        _add_event(conn, note.check_id, now, note.kind, detail=note.detail)
+    if d.flip is not None:
+        f = d.flip
+        _add_event(conn, f.check_id, f.at, "flip", f.old.value, f.new.value, f.reason)
+    _queue(conn, d.alerts, now, d.wait)
 
 
-def _queue(conn: sqlite3.Connection, rows: list[policy.Outgoing], now: float, wait: float) -> int:
+def _queue(conn: sqlite3.Connection, rows: Sequence[Outgoing], now: float, wait: float) -> int:
     """Insert outbox rows (a row whose dedupe key exists is skipped); returns how many."""
     n = 0
     for r in rows:
@@ -329,6 +300,11 @@ def _queue(conn: sqlite3.Connection, rows: list[policy.Outgoing], now: float, wa
         )
         n += cur.rowcount
     return n
+
+
+Decide = Callable[[Check], Decision]
+DecidePing = Callable[[Check, "str | None"], Decision]  # (check, stored body excerpt)
+DecideAll = Callable[[list[Check]], list[Decision]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,8 +336,6 @@ class Store:
         self._readers_lock = threading.Lock()
         self._local = threading.local()
         self._closed = False
-        # Alert settings; None means "record flips, decide no alerts" (CLI, tests).
-        self.alerts: policy.AlertSettings | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -411,6 +385,7 @@ class Store:
 
     def _connect_writer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.row_factory = sqlite3.Row  # rows are read by column name
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -440,6 +415,7 @@ class Store:
             if self._closed:
                 raise StoreError("store is closed")
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=10)
+            conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout=10000")
             self._local.conn = conn
             with self._readers_lock:
@@ -645,52 +621,42 @@ class Store:
     def remove_check(self, name: str) -> Check:
         return self.write(_tx_remove_check, name)
 
-    def update_check(
-        self, name: str, change: Callable[[Check], Check], now: float, event: str | None = None
-    ) -> tuple[Check, Flip | None]:
-        """Apply a pure ``change`` to the named check atomically; raises NotFound."""
-        return self.write(_tx_update_check, name, change, now, event, self.alerts, durable=True)
+    def change_check(self, name: str, decide: Decide, now: float) -> Decision:
+        """Load the named check, ``decide`` what becomes of it (a pure function of the check as
+        loaded), write that, all in one transaction. Raises NotFound."""
+        return self.write(_tx_change_check, name, decide, now, durable=True)
 
     def submit_ping(
         self,
         token: str | None,
         name: str | None,
+        decide: DecidePing,
+        meta: PingMeta,
         kind: PingKind,
         exit_status: int | None,
-        meta: PingMeta,
         now: float,
         create: tuple[str, Schedule, int] | None = None,
     ) -> concurrent.futures.Future[PingResult | None]:
         """Queue a ping for the check with ``token``, or else the one called ``name`` (created
-        when ``create`` = (token, schedule, max_checks) is given and it does not exist). The
+        when ``create`` = (token, schedule, max_checks) is given and it does not exist):
+        ``decide`` says what the ping does to the check; the ping row is stored beside it. The
         future resolves after COMMIT: None when there is no such check; Conflict when creating
         it would pass the cap."""
-        return self.submit(_tx_record_ping, token, name, kind, exit_status, meta, now, create, self.alerts)
+        return self.submit(_tx_record_ping, token, name, decide, meta, kind, exit_status, now, create)
 
-    def record_ping(
-        self, token: str, kind: PingKind, exit_status: int | None, meta: PingMeta, now: float
-    ) -> PingResult | None:
-        """Store a ping for the check with ``token``; None when no check has that token."""
-        return self.submit_ping(token, None, kind, exit_status, meta, now).result()
+    def advance(self, now: float, decide: Decide) -> list[Decision]:
+        """``decide`` for every check whose deadline or reminder time is at or before ``now``
+        (the partial indexes); returns the decisions written."""
+        return self.write(_tx_advance, now, decide, durable=True)
 
-    def advance(self, now: float) -> list[Flip]:
-        """Bring every check whose deadline has passed up to ``now``; returns the flips."""
-        return self.write(_tx_advance, now, self.alerts, durable=True)
+    def fresh_start(self, now: float, decide: DecideAll) -> list[Decision]:
+        """``decide`` for the checks whose deadline is at or before ``now`` (at start-up, after
+        a clock jump forward), all at once; returns the decisions written."""
+        return self.write(_tx_decide_all, _DEADLINE_PASSED, now, decide, durable=True)
 
-    def fresh_start(self, now: float, offline_since: float | None) -> list[Check]:
-        """Give checks whose deadline passed while the gateway was offline a fresh period."""
-        return self.write(_tx_fresh_start, now, offline_since, self.alerts, durable=True)
-
-    def clock_stepped(self, expected: float, now: float) -> list[Check]:
-        """The wall clock jumped from ``expected`` to ``now`` (NTP setting a clock that booted
-        wrong, a person running ``date``). Forward: checks whose deadline fell in the skipped
-        time get a fresh period, as after an outage of the gateway (with a note to the owner).
-        Back: checks stamped in the future get a fresh period, so no deadline ends up late."""
-        if now >= expected:
-            return self.write(
-                functools.partial(_tx_fresh_start, clock_step=True), now, expected, self.alerts, durable=True
-            )
-        return self.write(_tx_clock_back, now, expected, self.alerts, durable=True)
+    def clock_back(self, now: float, decide: DecideAll) -> list[Decision]:
+        """``decide`` for the checks anchored or alerted after ``now`` (the clock went back)."""
+        return self.write(_tx_decide_all, _STAMPED_AFTER, now, decide, durable=True)
 
     def set_setting(self, key: str, value: str) -> None:
         self.write(_tx_set_setting, key, value)
@@ -1029,35 +995,25 @@ def _tx_remove_check(conn: sqlite3.Connection, name: str) -> Check:
     return check
 
 
-def _tx_update_check(
-    conn: sqlite3.Connection,
-    name: str,
-    change: Callable[[Check], Check],
-    now: float,
-    event: str | None,
-    alerts: policy.AlertSettings | None = None,
-) -> tuple[Check, Flip | None]:
+def _tx_change_check(conn: sqlite3.Connection, name: str, decide: Decide, now: float) -> Decision:
     before = _load(conn, "name = ?", name)
     if before is None:
         raise NotFound(name)
-    after = change(before)
-    if after == before:
-        return before, None
-    if event:
-        _add_event(conn, after.id, now, event)
-    return _transition(conn, before, after, now, event or "update", alerts)
+    d = decide(before)
+    _apply(conn, d, before, now)
+    return d
 
 
 def _tx_record_ping(
     conn: sqlite3.Connection,
     token: str | None,
     name: str | None,
+    decide: DecidePing,
+    meta: PingMeta,
     kind: PingKind,
     exit_status: int | None,
-    meta: PingMeta,
     now: float,
     create: tuple[str, Schedule, int] | None,
-    alerts: policy.AlertSettings | None = None,
 ) -> PingResult | None:
     created = False
     if token is not None:
@@ -1070,8 +1026,9 @@ def _tx_record_ping(
     if before is None:
         return None
     body = meta.body[:BODY_EXCERPT] if meta.body else None
-    reason = "fail" if kind is PingKind.FAIL or exit_status not in (None, 0) else "ping"
-    after, flip = _transition(conn, before, st.apply_ping(before, kind, exit_status, now), now, reason, alerts, body)
+    d = decide(before, body)
+    _apply(conn, d, before, now)
+    after = d.check or before
     conn.execute(
         "INSERT INTO pings (check_id, at, kind, exit_status, source, remote_addr, method,"
         " user_agent, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1083,126 +1040,33 @@ def _tx_record_ping(
             " WHERE check_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
             (after.id, after.id, PING_HISTORY),
         )
-    return PingResult(after, flip, created)
+    return PingResult(after, d.flip, created)
 
 
-def _tx_advance(conn: sqlite3.Connection, now: float, alerts: policy.AlertSettings | None = None) -> list[Flip]:
-    flips = []
+def _tx_advance(conn: sqlite3.Connection, now: float, decide: Decide) -> list[Decision]:
     rows = conn.execute(
         f"SELECT {_CHECK_COLUMNS} FROM checks WHERE next_deadline <= ? OR alert_at <= ?", (now, now)
     ).fetchall()
+    out = []
     for row in rows:
         before = _check_from_row(row)
-        try:
-            after, flip = _transition(conn, before, st.refresh(before, now), now, "deadline", alerts)
-            if flip:
-                flips.append(flip)
-            if alerts is not None and after.alert_at is not None and after.alert_at <= now:
-                _queue(
-                    conn,
-                    policy.reminders(after, down_since=after.down_since or now, s=alerts, now=now),
-                    now,
-                    alerts.coalesce,
-                )
-                after = dataclasses.replace(after, last_alert=now)
-                after = dataclasses.replace(after, alert_at=policy.next_reminder(after, now, alerts))
-        except Exception:
-            # A poison row (say, a cron expression a library upgrade no longer accepts) must not
-            # crash-loop the watchdog: log it, push it an hour out, go on.
-            logger.exception("cannot evaluate check id=%d; retrying in an hour", before.id)
-            after = dataclasses.replace(
-                before, next_deadline=now + 3600, alert_at=now + 3600 if before.alert_at else None
-            )
-        # never spin on one row
-        if after.next_deadline is not None and after.next_deadline <= now:
-            after = dataclasses.replace(after, next_deadline=now + 1)
-        if after.alert_at is not None and after.alert_at <= now:
-            after = dataclasses.replace(after, alert_at=now + 1)
-        _save_check(conn, after)
-    return flips
+        d = decide(before)
+        _apply(conn, d, before, now)
+        out.append(d)
+    return out
 
 
-def _tx_fresh_start(
-    conn: sqlite3.Connection,
-    now: float,
-    offline_since: float | None,
-    alerts: policy.AlertSettings | None = None,
-    *,
-    clock_step: bool = False,
-) -> list[Check]:
-    reset = []
-    rows = conn.execute(
-        f"SELECT {_CHECK_COLUMNS} FROM checks WHERE next_deadline IS NOT NULL AND next_deadline <= ?", (now,)
-    ).fetchall()
-    for row in rows:
-        before = _check_from_row(row)
-        ev = st.evaluate(before, now)
-        if ev.down_at is None or (offline_since is not None and ev.down_at < offline_since):
-            continue  # went down while we were running: the watchdog will flip it now
-        after = st.apply_fresh_start(before, now)
-        if after != before:
-            _save_check(conn, after)
-            reset.append(after)
-    if reset and clock_step and offline_since is not None:
-        _add_event(
-            conn,
-            None,
-            now,
-            "note",
-            detail=f"the clock jumped forward from {_iso(offline_since)} to {_iso(now)};"
-            f" {len(reset)} check(s) given a fresh period",
-        )
-        if alerts is not None:
-            _queue(conn, policy.clock_note(offline_since, now, len(reset), alerts), now, 0.0)
-    elif reset:
-        detail = (
-            f"gateway was offline from {_iso(offline_since)} to {_iso(now)}; {len(reset)} check(s) given a fresh period"
-        )
-        _add_event(conn, None, now, "note", detail=detail)
-        if alerts is not None:
-            _queue(conn, policy.offline_note(offline_since, now, len(reset), alerts), now, 0.0)
-    return reset
+_DEADLINE_PASSED = "next_deadline IS NOT NULL AND next_deadline <= :now"
+_STAMPED_AFTER = "anchor > :now OR last_alert > :now"
 
 
-def _tx_clock_back(
-    conn: sqlite3.Connection, now: float, expected: float, alerts: policy.AlertSettings | None = None
-) -> list[Check]:
-    """The clock went back: heartbeats it stamped ahead of the corrected time would push
-    deadlines late by the same amount, so checks anchored in the future start a fresh period;
-    a down check alerted "in the future" counts its next reminder from now."""
-    reset = []
-    rows = conn.execute(
-        f"SELECT {_CHECK_COLUMNS} FROM checks WHERE anchor > ? OR last_alert > ?", (now, now)
-    ).fetchall()
-    for row in rows:
-        before = _check_from_row(row)
-        after = before
-        if before.anchor is not None and before.anchor > now:
-            after = st.apply_fresh_start(after, now)
-        if after.status is Status.DOWN and after.last_alert is not None and after.last_alert > now:
-            after = dataclasses.replace(
-                after,
-                last_alert=now,
-                alert_at=(policy.next_reminder(after, now, alerts) if alerts is not None else after.alert_at),
-            )
-        if after != before:
-            _save_check(conn, after)
-            if after.anchor != before.anchor:
-                reset.append(after)
-    _add_event(
-        conn,
-        None,
-        now,
-        "note",
-        detail=f"the clock went back from {_iso(expected)} to {_iso(now)}; {len(reset)} check(s) given a fresh period",
-    )
-    return reset
-
-
-def _iso(ts: float | None) -> str:
-    if ts is None:
-        return "?"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _tx_decide_all(conn: sqlite3.Connection, where: str, now: float, decide: DecideAll) -> list[Decision]:
+    rows = conn.execute(f"SELECT {_CHECK_COLUMNS} FROM checks WHERE {where}", {"now": now}).fetchall()
+    before = {c.id: c for c in map(_check_from_row, rows)}
+    decisions = decide(list(before.values()))
+    for d in decisions:
+        _apply(conn, d, before.get(d.check.id) if d.check else None, now)
+    return decisions
 
 
 def _tx_queue_message(

@@ -11,10 +11,11 @@ from hypothesis import strategies as hs
 
 from gateway.model import Check, Flip, Schedule, Status
 from gateway.rules import policy
+from gateway.rules.settings import Settings, quiet_hours
 from modem.pdu import is_gsm7
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
-S = policy.AlertSettings(sms_to=("+15551230000",), email_to=("o@example.test",), repeat=900, tz="UTC")
+S = Settings(sms_to=("+15551230000",), email_to=("o@example.test",), repeat=900, tz="UTC")
 
 
 def check(**kw: object) -> Check:
@@ -48,7 +49,7 @@ def test_it_sends_down_by_sms_and_email_with_the_last_heartbeat() -> None:
         check(),
         check(status=Status.DOWN),
         flip(Status.LATE, Status.DOWN),
-        flip_id=1,
+        key="flip1",
         down_since=T0,
         body=None,
         s=S,
@@ -69,7 +70,7 @@ def test_it_reports_a_failure_with_exit_status_and_body_excerpt() -> None:
         check(),
         after,
         flip(Status.UP, Status.DOWN, "fail"),
-        flip_id=1,
+        key="flip1",
         down_since=T0,
         body="rsync:\xa0connection   refused\n",
         s=S,
@@ -85,7 +86,7 @@ def test_it_says_up_with_the_downtime() -> None:
         check(status=Status.DOWN),
         check(),
         flip(Status.DOWN, Status.UP, "ping"),
-        flip_id=2,
+        key="flip2",
         down_since=T0 - 47 * 60,
         body=None,
         s=S,
@@ -101,7 +102,7 @@ def test_it_says_up_with_the_downtime() -> None:
 def test_it_follows_the_per_check_toggles(sms: bool, email: bool, channels: set[str]) -> None:
     after = check(status=Status.DOWN, sms_enabled=sms, email_enabled=email)
     out = policy.alerts_for_flip(
-        check(), after, flip(Status.UP, Status.DOWN), flip_id=1, down_since=T0, body=None, s=S, now=T0
+        check(), after, flip(Status.UP, Status.DOWN), key="flip1", down_since=T0, body=None, s=S, now=T0
     )
     assert {o.channel for o in out} == channels
 
@@ -112,7 +113,7 @@ def test_it_sends_nothing_for_late_paused_or_muted() -> None:
             check(),
             check(status=Status.LATE),
             flip(Status.UP, Status.LATE),
-            flip_id=1,
+            key="flip1",
             down_since=None,
             body=None,
             s=S,
@@ -125,7 +126,7 @@ def test_it_sends_nothing_for_late_paused_or_muted() -> None:
             check(status=Status.DOWN),
             check(status=Status.PAUSED),
             flip(Status.DOWN, Status.PAUSED),
-            flip_id=1,
+            key="flip1",
             down_since=T0,
             body=None,
             s=S,
@@ -136,7 +137,7 @@ def test_it_sends_nothing_for_late_paused_or_muted() -> None:
     muted = check(status=Status.DOWN, muted_until=T0 + 60)
     assert (
         policy.alerts_for_flip(
-            check(), muted, flip(Status.UP, Status.DOWN), flip_id=1, down_since=T0, body=None, s=S, now=T0
+            check(), muted, flip(Status.UP, Status.DOWN), key="flip1", down_since=T0, body=None, s=S, now=T0
         )
         == []
     )
@@ -153,7 +154,7 @@ def test_it_stops_reminders_when_acked_recovered_or_silenced() -> None:
 
 
 def test_it_holds_reminders_during_quiet_hours() -> None:
-    quiet = dataclasses.replace(S, quiet_hours=policy.parse_quiet_hours("22:00-07:00"))
+    quiet = dataclasses.replace(S, quiet_hours=quiet_hours("quiet_hours", "22:00-07:00"))
     night = dt.datetime(2027, 1, 15, 23, 50, tzinfo=dt.UTC).timestamp()
     due = policy.next_reminder(check(status=Status.DOWN), night, quiet)
     assert due == dt.datetime(2027, 1, 16, 7, 0, tzinfo=dt.UTC).timestamp()
@@ -164,7 +165,7 @@ def test_it_holds_reminders_during_quiet_hours() -> None:
 @pytest.mark.parametrize("bad", ["22-07", "25:00-07:00", "22:00-07:60", "night"])
 def test_it_rejects_malformed_quiet_hours(bad: str) -> None:
     with pytest.raises(ValueError):
-        policy.parse_quiet_hours(bad)
+        quiet_hours("quiet_hours", bad)
 
 
 def pend(kind: str, name: str | None, text: str = "", at: float = T0) -> policy.Pending:
@@ -209,7 +210,7 @@ def test_it_never_alerts_for_paused_and_only_on_down_or_recovery(
 ) -> None:
     before = check(status=old)
     after = check(status=new, sms_enabled=sms, email_enabled=email, muted_until=None if mute is None else T0 + mute)
-    out = policy.alerts_for_flip(before, after, flip(old, new), flip_id=1, down_since=T0 - 60, body=None, s=S, now=T0)
+    out = policy.alerts_for_flip(before, after, flip(old, new), key="flip1", down_since=T0 - 60, body=None, s=S, now=T0)
     if Status.PAUSED in (old, new) or (after.muted_until is not None and after.muted_until > T0):
         assert out == []
     elif new is Status.DOWN and old is not Status.DOWN:

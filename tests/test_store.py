@@ -11,11 +11,27 @@ from pathlib import Path
 import pytest
 
 from gateway import store as storemod
-from gateway.model import PingKind, PingMeta, Schedule, Status
+from gateway.model import Flip, PingKind, PingMeta, Schedule, Status
+from gateway.rules import lifecycle
+from gateway.rules.settings import Settings
 from gateway.store import Conflict, Store, StoreError
 
 T0 = 1_800_000_000.0
 S = Schedule(period=60, grace=60)
+SETTINGS = Settings()
+
+
+def ping(
+    store: Store, token: str, kind: PingKind, meta: PingMeta, now: float
+) -> concurrent.futures.Future[storemod.PingResult | None]:
+    """A ping as the service submits it: the store writes what the pure lifecycle decides."""
+    return store.submit_ping(
+        token, None, lambda c, body: lifecycle.ping(c, kind, None, now, SETTINGS, body), meta, kind, None, now
+    )
+
+
+def advance(store: Store, now: float) -> list[Flip]:
+    return [d.flip for d in store.advance(now, lambda c: lifecycle.advance(c, now, SETTINGS)) if d.flip]
 
 
 @pytest.fixture
@@ -52,17 +68,9 @@ def test_it_commits_many_concurrent_pings_and_isolates_a_failing_job(store: Stor
         conn.execute("INSERT INTO settings (key, value) VALUES ('half', 'done')")
         raise RuntimeError("job bug")
 
-    futures = [
-        store.submit(storemod._tx_record_ping, check.token, None, PingKind.SUCCESS, None, PingMeta(), T0 + i, None)
-        for i in range(200)
-    ]
+    futures = [ping(store, check.token, PingKind.SUCCESS, PingMeta(), T0 + i) for i in range(200)]
     bad = store.submit(boom)
-    futures += [
-        store.submit(
-            storemod._tx_record_ping, check.token, None, PingKind.SUCCESS, None, PingMeta(), T0 + 200 + i, None
-        )
-        for i in range(200)
-    ]
+    futures += [ping(store, check.token, PingKind.SUCCESS, PingMeta(), T0 + 200 + i) for i in range(200)]
     concurrent.futures.wait([*futures, bad])
     assert all(f.result() is not None for f in futures)
     with pytest.raises(RuntimeError, match="job bug"):
@@ -75,12 +83,10 @@ def test_it_commits_many_concurrent_pings_and_isolates_a_failing_job(store: Stor
 def test_it_keeps_only_the_newest_pings_per_check(store: Store) -> None:
     check = store.add_check("chatty", "tok" * 8, S, T0)
     other = store.add_check("quiet", "tik" * 8, S, T0)
-    store.record_ping(other.token, PingKind.SUCCESS, None, PingMeta(), T0)
+    ping(store, other.token, PingKind.SUCCESS, PingMeta(), T0).result()
     for i in range(storemod.PING_HISTORY + 120):
-        store.submit(
-            storemod._tx_record_ping, check.token, None, PingKind.SUCCESS, None, PingMeta(body=str(i)), T0 + i, None
-        )
-    store.record_ping(check.token, PingKind.LOG, None, PingMeta(body="last"), T0 + 5000)
+        ping(store, check.token, PingKind.SUCCESS, PingMeta(body=str(i)), T0 + i)
+    ping(store, check.token, PingKind.LOG, PingMeta(body="last"), T0 + 5000).result()
     n = store.count_pings(check.id)
     assert storemod.PING_HISTORY <= n < storemod.PING_HISTORY + storemod._PRUNE_EVERY
     assert store.list_pings(check.id, 1)[0].body == "last"
@@ -117,13 +123,13 @@ def test_it_fails_writes_clearly_when_the_database_becomes_read_only(tmp_path: P
 def test_it_advances_only_checks_whose_deadline_passed(store: Store) -> None:
     a = store.add_check("a", "a" * 24, Schedule(period=10, grace=10), T0)
     b = store.add_check("b", "b" * 24, Schedule(period=100, grace=10), T0)
-    store.record_ping(a.token, PingKind.SUCCESS, None, PingMeta(), T0)
-    store.record_ping(b.token, PingKind.SUCCESS, None, PingMeta(), T0)
+    ping(store, a.token, PingKind.SUCCESS, PingMeta(), T0).result()
+    ping(store, b.token, PingKind.SUCCESS, PingMeta(), T0).result()
     assert store.min_deadline() == T0 + 10
-    flips = store.advance(T0 + 15)
+    flips = advance(store, T0 + 15)
     assert [(f.check_id, f.old, f.new) for f in flips] == [(a.id, Status.UP, Status.LATE)]
     assert store.min_deadline() == T0 + 20
-    flips = store.advance(T0 + 25)
+    flips = advance(store, T0 + 25)
     assert [(f.old, f.new) for f in flips] == [(Status.LATE, Status.DOWN)]
     assert store.min_deadline() == T0 + 100
 
@@ -163,7 +169,7 @@ def test_a_ping_submitted_from_an_event_loop_is_awaited_not_blocked_on(tmp_path:
 
         outcomes = asyncio.run(main())
         assert outcomes == [PingOutcome.OK, PingOutcome.OK, PingOutcome.NOT_FOUND, PingOutcome.OK, PingOutcome.LIMIT]
-        assert store.record_ping(check.token, PingKind.SUCCESS, None, PingMeta(), 1e9) is not None  # writer alive
+        assert ping(store, check.token, PingKind.SUCCESS, PingMeta(), 1e9).result() is not None  # writer alive
         kinds = [p.kind for p in store.list_pings(check.id)]
         assert kinds[:2] == [PingKind.SUCCESS, PingKind.LOG]  # the cancelled waiter's ping was stored
         assert len(kinds) == 4

@@ -121,6 +121,11 @@ class Mutation:
     ok_status: int = 303
 
 
+def _alerts_saved_on_the_page(c: WebClient, name: str) -> None:
+    form = {"csrf": c.csrf(), "email_to": f"{name}@example.org", "repeat": "20m", "max_sms_per_hour": "30"}
+    assert c.post("/settings/alerts", form).status == 303
+
+
 def _paused(c: WebClient, gw: Daemon, name: str) -> None:
     add_check(c, name)
     assert c.post(f"/checks/{name}/pause", {"csrf": c.csrf()}).status == 303
@@ -186,6 +191,12 @@ MUTATIONS = {
         },
         lambda gw, n: n in (query(gw, "SELECT value FROM settings WHERE key = 'owner_settings'") or [("",)])[0][0],
         prepare=lambda c, gw, n: None,
+    ),
+    "use the file's alert settings": Mutation(
+        "/settings/alerts/reset",
+        lambda n: {},
+        lambda gw, n: query(gw, "SELECT value FROM settings WHERE key = 'owner_settings'") == [("",)],
+        prepare=lambda c, gw, n: _alerts_saved_on_the_page(c, n),
     ),
     "create api key": Mutation(
         "/settings/api-keys",

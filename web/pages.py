@@ -26,6 +26,7 @@ from markupsafe import Markup
 from gateway import service as svc
 from gateway.config import Config
 from gateway.rules.durations import format_duration, humanize
+from gateway.rules.settings import format_quiet_hours
 from gateway.service import LoginRefused, Service, ValidationError
 from gateway.store import Conflict, NotFound
 from web.auth import Auth, safe_next
@@ -155,7 +156,7 @@ class Pages:
         return f"/static/{name}?v={self.assets.get(name, '0')}"
 
     def _zone(self) -> dt.tzinfo:
-        return self.service.alerts.zone
+        return self.service.settings.zone
 
     def _when(self, ts: float | None) -> str:
         if ts is None:
@@ -259,6 +260,7 @@ class Pages:
         r("/modem/phone", "POST", self.phone_reply, auth="page")
         r("/settings", "GET", self.settings, auth="page")
         r("/settings/alerts", "POST", self.save_alerts, auth="page")
+        r("/settings/alerts/reset", "POST", self.reset_alerts, auth="page")
         r("/settings/password", "POST", self.change_password, auth="page")
         r("/settings/api-keys", "POST", self.create_api_key, auth="page")
         r("/settings/api-keys/<key_id:int>/revoke", "POST", self.revoke_api_key, auth="page")
@@ -537,24 +539,33 @@ class Pages:
         key_label: str = "",
         password_changed: bool = False,
     ) -> bytes:
-        owner = self.service.owner_settings()
+        view = self.service.settings_view()
+        owner = view.in_force
         if alerts is None:
-            quiet = owner.quiet_hours
             alerts = {
                 "sms_to": "\n".join(owner.sms_to),
                 "email_to": "\n".join(owner.email_to),
                 "sms_allow": "\n".join(owner.sms_allow),
                 "sms_pin": owner.sms_pin or "",
                 "repeat": format_duration(owner.repeat),
-                "quiet_hours": (f"{quiet[0] // 60:02d}:{quiet[0] % 60:02d}-{quiet[1] // 60:02d}:{quiet[1] % 60:02d}")
-                if quiet
-                else "",
+                "quiet_hours": format_quiet_hours(owner.quiet_hours),
                 "max_sms_per_hour": str(owner.max_sms_per_hour),
             }
+        file = view.file
+        from_file = {
+            "sms_to": ", ".join(file.sms_to) or "none",
+            "email_to": ", ".join(file.email_to) or "none",
+            "sms_allow": ", ".join(file.sms_allow) or "none",
+            "sms_pin": "set" if file.sms_pin else "none",
+            "repeat": format_duration(file.repeat),
+            "quiet_hours": format_quiet_hours(file.quiet_hours) or "none",
+            "max_sms_per_hour": str(file.max_sms_per_hour),
+        }
         return self.render(
             "settings.html",
             status,
-            owner=owner,
+            owner=view,
+            from_file=from_file,
             alerts=alerts,
             errors=errors or {},
             email=self.config.email,
@@ -574,17 +585,13 @@ class Pages:
             for k in ("sms_to", "email_to", "sms_allow", "sms_pin", "repeat", "quiet_hours", "max_sms_per_hour")
         }
         try:
-            self.service.update_owner_settings(
-                sms_to=split_list(alerts["sms_to"]),
-                email_to=split_list(alerts["email_to"]),
-                sms_allow=split_list(alerts["sms_allow"]),
-                sms_pin=alerts["sms_pin"],
-                repeat=alerts["repeat"],
-                quiet_hours=alerts["quiet_hours"],
-                max_sms_per_hour=alerts["max_sms_per_hour"],
-            )
+            self.service.update_owner_settings(**alerts)
         except ValidationError as e:
             return self.settings(status=400, errors={e.field: str(e)}, alerts=alerts)
+        self.redirect("/settings?saved=1")
+
+    def reset_alerts(self) -> bytes:
+        self.service.use_file_settings()
         self.redirect("/settings?saved=1")
 
     def change_password(self) -> bytes:

@@ -8,33 +8,14 @@ not) together.
 from __future__ import annotations
 
 import datetime as dt
-import re
-import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.model import Check, Flip, Status
 from gateway.rules.durations import humanize
+from gateway.rules.settings import Settings
 
 SMS_CHARS = 160
-
-
-@dataclass(frozen=True)
-class AlertSettings:
-    sms_to: tuple[str, ...] = ()
-    email_to: tuple[str, ...] = ()
-    repeat: float = 900.0
-    quiet_hours: tuple[int, int] | None = None  # minutes after midnight: (start, end), local time
-    tz: str = "UTC"
-    silent_summary_min: int = 3
-    coalesce: float = 3.0  # seconds an alert waits for others to the same recipient
-
-    @property
-    def zone(self) -> dt.tzinfo:
-        try:
-            return zoneinfo.ZoneInfo(self.tz)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            return dt.UTC
 
 
 @dataclass(frozen=True)
@@ -50,18 +31,7 @@ class Outgoing:
     check_name: str | None = None
 
 
-def parse_quiet_hours(text: str) -> tuple[int, int]:
-    """``"22:00-07:00"`` → (1320, 420). Raises ValueError."""
-    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
-    if not m:
-        raise ValueError(f"{text!r} is not a time range like 22:00-07:00")
-    h1, m1, h2, m2 = (int(x) for x in m.groups())
-    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
-        raise ValueError(f"{text!r} has an invalid time")
-    return h1 * 60 + m1, h2 * 60 + m2
-
-
-def quiet_until(t: float, s: AlertSettings) -> float | None:
+def quiet_until(t: float, s: Settings) -> float | None:
     """If ``t`` falls in quiet hours, the moment they end; else None."""
     if s.quiet_hours is None:
         return None
@@ -78,7 +48,7 @@ def quiet_until(t: float, s: AlertSettings) -> float | None:
     return end_at.timestamp()
 
 
-def clock(t: float, s: AlertSettings) -> str:
+def clock(t: float, s: Settings) -> str:
     return dt.datetime.fromtimestamp(t, s.zone).strftime("%H:%M")
 
 
@@ -93,7 +63,7 @@ def excerpt(body: str | None, n: int = 60) -> str:
 # ------------------------------------------------------------------------------ texts
 
 
-def down_text(check: Check, s: AlertSettings, now: float) -> str:
+def down_text(check: Check, s: Settings, now: float) -> str:
     if check.last_ping is None:
         return f"DOWN {check.name}: no heartbeat yet. Reply ACK {check.name} to silence."
     return (
@@ -102,7 +72,7 @@ def down_text(check: Check, s: AlertSettings, now: float) -> str:
     )
 
 
-def fail_text(check: Check, body: str | None, s: AlertSettings, now: float) -> str:
+def fail_text(check: Check, body: str | None, s: Settings, now: float) -> str:
     what = f"exit status {check.last_exit_status}" if check.last_exit_status else "failure reported"
     tail = excerpt(body)
     return (
@@ -112,7 +82,7 @@ def fail_text(check: Check, body: str | None, s: AlertSettings, now: float) -> s
     )
 
 
-def reminder_text(check: Check, down_since: float, s: AlertSettings, now: float) -> str:
+def reminder_text(check: Check, down_since: float, s: Settings, now: float) -> str:
     return (
         f"STILL DOWN {check.name} for {humanize(now - down_since)} (since {clock(down_since, s)})."
         f" Reply ACK {check.name} to silence."
@@ -125,7 +95,7 @@ def up_text(check: Check, down_since: float | None, now: float) -> str:
     return f"UP {check.name} after {humanize(now - down_since)}"
 
 
-def offline_note_text(since: float | None, until: float, n: int, s: AlertSettings) -> str:
+def offline_note_text(since: float | None, until: float, n: int, s: Settings) -> str:
     start = clock(since, s) if since is not None else "?"
     return (
         f"hbgw was offline from {start} to {clock(until, s)}; {n} server(s) given a fresh"
@@ -137,7 +107,7 @@ def offline_note_text(since: float | None, until: float, n: int, s: AlertSetting
 
 
 def _fan_out(
-    kind: str, check: Check | None, text: str, key: str, s: AlertSettings, *, sms: bool = True, email: bool = True
+    kind: str, check: Check | None, text: str, key: str, s: Settings, *, sms: bool = True, email: bool = True
 ) -> list[Outgoing]:
     cid, name = (check.id, check.name) if check else (None, None)
     out = [Outgoing(kind, "sms", n, text, cid, f"{key}:sms:{n}", name) for n in s.sms_to if sms]
@@ -154,10 +124,10 @@ def alerts_for_flip(
     after: Check,
     flip: Flip,
     *,
-    flip_id: int,
+    key: str,
     down_since: float | None,
     body: str | None,
-    s: AlertSettings,
+    s: Settings,
     now: float,
 ) -> list[Outgoing]:
     """What a status change sends: DOWN (or FAIL with the exit status and body excerpt) when a
@@ -165,7 +135,6 @@ def alerts_for_flip(
     check's SMS and email toggles and a mute; never alerts for a paused check."""
     if after.status is Status.PAUSED or before.status is Status.PAUSED:
         return []
-    key = f"flip{flip_id}"
     sms, email = after.sms_enabled, after.email_enabled
     if _silenced(after, now):
         return []
@@ -177,7 +146,7 @@ def alerts_for_flip(
     return []
 
 
-def next_reminder(check: Check, last_alert: float, s: AlertSettings) -> float | None:
+def next_reminder(check: Check, last_alert: float, s: Settings) -> float | None:
     """When the next reminder for a down check is due, or None when none will be: recovered,
     paused, acknowledged, or both its channels off. A mute or quiet hours push it later."""
     if check.status is not Status.DOWN or check.acked:
@@ -190,7 +159,7 @@ def next_reminder(check: Check, last_alert: float, s: AlertSettings) -> float | 
     return quiet_until(due, s) or due
 
 
-def reminders(check: Check, *, down_since: float, s: AlertSettings, now: float) -> list[Outgoing]:
+def reminders(check: Check, *, down_since: float, s: Settings, now: float) -> list[Outgoing]:
     """The reminder due now for a check that is still down (the caller checked ``next_reminder``)."""
     if check.status is not Status.DOWN or check.acked or _silenced(check, now):
         return []
@@ -206,18 +175,18 @@ def reminders(check: Check, *, down_since: float, s: AlertSettings, now: float) 
     )
 
 
-def offline_note(since: float | None, until: float, n: int, s: AlertSettings) -> list[Outgoing]:
+def offline_note(since: float | None, until: float, n: int, s: Settings) -> list[Outgoing]:
     return _fan_out("note", None, offline_note_text(since, until, n, s), f"offline@{int(until)}", s)
 
 
-def clock_note_text(before: float, after: float, n: int, s: AlertSettings) -> str:
+def clock_note_text(before: float, after: float, n: int, s: Settings) -> str:
     return (
         f"hbgw's clock jumped from {clock(before, s)} to {clock(after, s)}; {n} server(s)"
         f" given a fresh period, no alerts for the skipped time."
     )
 
 
-def clock_note(before: float, after: float, n: int, s: AlertSettings) -> list[Outgoing]:
+def clock_note(before: float, after: float, n: int, s: Settings) -> list[Outgoing]:
     return _fan_out("note", None, clock_note_text(before, after, n, s), f"clock@{int(after)}", s)
 
 
@@ -250,7 +219,7 @@ class Pending:
     created: float
 
 
-def merge(rows: Sequence[Pending], *, watched: int, s: AlertSettings) -> str:
+def merge(rows: Sequence[Pending], *, watched: int, s: Settings) -> str:
     """One message for alerts decided close together for the same recipient.
 
     One row: its own text. Several checks going silent together (``silent_summary_min`` or more

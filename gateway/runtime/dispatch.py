@@ -94,7 +94,7 @@ class Dispatcher:
         channel_name, recipient = rows[0]["channel"], rows[0]["recipient"]
         ids = [r["id"] for r in rows]
         alerts = self.config.alerts
-        email_to = self.service.alerts.email_to  # as saved on the settings page, else config
+        email_to = self.service.settings.email_to  # as saved on the settings page, else config
         budget = (await asyncio.to_thread(self.service.owner_settings)).max_sms_per_hour
         exempt = {"test", "budget", "reply"}
         if (
@@ -152,7 +152,7 @@ class Dispatcher:
         if len(rows) == 1:
             return pending[0].text
         watched = sum(1 for c in self.store.list_checks() if c.status not in (Status.PAUSED, Status.NEW))
-        headline = policy.merge(pending, watched=watched, s=self.service.alerts)
+        headline = policy.merge(pending, watched=watched, s=self.service.settings)
         if not full:
             return headline
         return headline + "\n\n" + "\n".join(r.text for r in pending)
@@ -165,7 +165,7 @@ class Dispatcher:
         if now - self._budget_notice_at < HOUR:
             return
         self._budget_notice_at = now
-        until = policy.clock(now + HOUR, self.service.alerts)
+        until = policy.clock(now + HOUR, self.service.settings)
         text = (
             f"hbgw: SMS budget of {budget}/h reached; further alerts by email until {until}. Send STATUS for a summary."
         )
@@ -173,14 +173,14 @@ class Dispatcher:
 
     async def _modem_failing(self, error: str) -> None:
         now = self.clock()
-        if now - self._modem_alert_at < HOUR or not self.service.alerts.email_to:
+        if now - self._modem_alert_at < HOUR or not self.service.settings.email_to:
             return
         self._modem_alert_at = now
         text = (
             f"hbgw: sending SMS is failing ({error}). Alerts are going by email until the"
             f" modem works again; check the modem page."
         )
-        for addr in self.service.alerts.email_to:
+        for addr in self.service.settings.email_to:
             await asyncio.to_thread(self.store.queue_message, "modem", "email", addr, text, now)
 
 

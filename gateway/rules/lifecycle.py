@@ -1,0 +1,182 @@
+"""A check's alert lifecycle: what a ping, a passing deadline, an owner's action or a gateway
+restart does to a stored check, and which alerts that decides.
+
+Pure: every function takes the check as loaded, ``now`` and the :class:`Settings` in force, and
+returns a :class:`Decision`: the check to save, the flip (if the status changed), the event rows
+and the outbox rows to write. The store runs a decision inside the transaction that loaded the
+check (load → decide → save), so a flip and the alerts it causes are written together or not at
+all; nothing here reads the clock or touches the database.
+
+Outage bookkeeping lives here: ``down_since`` and ``last_alert`` are set when a check goes down,
+an acknowledgement and a mute end with the outage, and ``alert_at`` (the next reminder, indexed
+for the watchdog) follows every change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gateway.model import Check, Flip, PingKind, Status
+from gateway.rules import policy
+from gateway.rules import status as st
+from gateway.rules.policy import Outgoing
+from gateway.rules.settings import Settings
+
+POISON_RETRY = 3600.0  # a check that cannot be evaluated is looked at again after this long
+
+
+@dataclass(frozen=True)
+class Note:
+    """An event row to write: a note about the gateway (``check_id`` None) or an owner's action."""
+
+    kind: str
+    detail: str | None = None
+    check_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to write for one check (``check`` is None for a decision about no check)."""
+
+    check: Check | None
+    flip: Flip | None = None
+    events: tuple[Note, ...] = ()
+    alerts: tuple[Outgoing, ...] = ()
+    wait: float = 0.0  # seconds the alerts wait for others to the same recipient (coalescing)
+    error: str | None = field(default=None, compare=False)  # a check that could not be evaluated
+
+
+def transition(before: Check, after: Check, now: float, reason: str, s: Settings, body: str | None = None) -> Decision:
+    """``before`` becomes ``after`` at ``now`` (``reason``: ping, fail, deadline, or an owner's
+    action). Keeps the outage bookkeeping right and decides the alerts a status change causes."""
+    went_down = after.status is Status.DOWN and before.status is not Status.DOWN
+    recovered = before.status is Status.DOWN and after.status is not Status.DOWN
+    if went_down:
+        after = dataclasses.replace(after, down_since=now, last_alert=now, acked=False)
+    elif recovered:
+        after = dataclasses.replace(after, down_since=None, acked=False, muted_until=None)
+    alert_at = policy.next_reminder(after, after.last_alert or now, s) if after.status is Status.DOWN else None
+    if after.alert_at != alert_at:  # replace() costs ~5 us a ping on the writer thread
+        after = dataclasses.replace(after, alert_at=alert_at)
+    if before.status is after.status:
+        return Decision(after)
+    flip = Flip(check_id=after.id, at=now, old=before.status, new=after.status, reason=reason)
+    down_since = before.down_since if recovered else now
+    alerts = policy.alerts_for_flip(
+        before, after, flip, key=flip_key(flip), down_since=down_since, body=body, s=s, now=now
+    )
+    return Decision(after, flip, alerts=tuple(alerts), wait=s.coalesce)
+
+
+def flip_key(flip: Flip) -> str:
+    """The dedupe key of a flip's alerts: a decision retried after a failed commit never doubles
+    a row, and two different flips never share one."""
+    return f"flip{flip.check_id}:{flip.old.value}>{flip.new.value}@{flip.at!r}"
+
+
+def ping(before: Check, kind: PingKind, exit_status: int | None, now: float, s: Settings, body: str | None) -> Decision:
+    """A heartbeat of ``kind`` (with ``exit_status``, ``body``) reached ``before`` at ``now``."""
+    reason = "fail" if kind is PingKind.FAIL or exit_status not in (None, 0) else "ping"
+    return transition(before, st.apply_ping(before, kind, exit_status, now), now, reason, s, body)
+
+
+def change(before: Check, after: Check, now: float, event: str | None, s: Settings) -> Decision:
+    """The owner changed ``before`` into ``after`` (pause, resume, ack, mute, edit...): the change,
+    an event row saying what they did, and whatever the change does to alerts."""
+    if after == before:
+        return Decision(before)
+    d = transition(before, after, now, event or "update", s)
+    if event:
+        d = dataclasses.replace(d, events=(Note(event, None, before.id), *d.events))
+    return d
+
+
+def advance(before: Check, now: float, s: Settings) -> Decision:
+    """The watchdog reached ``before``'s deadline or reminder time: flip it late or down, queue
+    the reminder that is due, and set the next times. Never leaves a time at or before ``now``
+    (the watchdog would spin on the row); a check that cannot be evaluated (say, a cron
+    expression a library upgrade no longer accepts) is pushed an hour out with ``error`` set,
+    so one poison row cannot crash-loop the watchdog."""
+    try:
+        d = transition(before, st.refresh(before, now), now, "deadline", s)
+        after = d.check
+        assert after is not None
+        if after.alert_at is not None and after.alert_at <= now:
+            reminders = policy.reminders(after, down_since=after.down_since or now, s=s, now=now)
+            after = dataclasses.replace(after, last_alert=now)
+            after = dataclasses.replace(after, alert_at=policy.next_reminder(after, now, s))
+            d = dataclasses.replace(d, check=after, alerts=(*d.alerts, *reminders), wait=s.coalesce)
+    except Exception as e:
+        after = dataclasses.replace(
+            before,
+            next_deadline=now + POISON_RETRY,
+            alert_at=now + POISON_RETRY if before.alert_at else None,
+        )
+        d = Decision(after, error=f"{type(e).__name__}: {e}")
+    if after.next_deadline is not None and after.next_deadline <= now:
+        after = dataclasses.replace(after, next_deadline=now + 1)
+    if after.alert_at is not None and after.alert_at <= now:
+        after = dataclasses.replace(after, alert_at=now + 1)
+    return dataclasses.replace(d, check=after)
+
+
+def fresh_start(
+    due: Sequence[Check], now: float, offline_since: float | None, s: Settings, *, clock_step: bool = False
+) -> list[Decision]:
+    """The gateway was not running (or the clock jumped forward) from ``offline_since`` to
+    ``now``: each check in ``due`` (its deadline at or before ``now``) whose down time fell in
+    that gap gets a fresh period + grace from ``now`` instead of a false DOWN; one note (and one
+    message to the owner) says so. Checks that went down while the gateway ran are left to the
+    watchdog."""
+    out: list[Decision] = []
+    for before in due:
+        ev = st.evaluate(before, now)
+        if ev.down_at is None or (offline_since is not None and ev.down_at < offline_since):
+            continue
+        after = st.apply_fresh_start(before, now)
+        if after != before:
+            out.append(Decision(after))
+    if not out:
+        return out
+    n = len(out)
+    if clock_step and offline_since is not None:
+        detail = (
+            f"the clock jumped forward from {_iso(offline_since)} to {_iso(now)}; {n} check(s) given a fresh period"
+        )
+        alerts = policy.clock_note(offline_since, now, n, s)
+    else:
+        detail = f"gateway was offline from {_iso(offline_since)} to {_iso(now)}; {n} check(s) given a fresh period"
+        alerts = policy.offline_note(offline_since, now, n, s)
+    out.append(Decision(None, events=(Note("note", detail),), alerts=tuple(alerts)))
+    return out
+
+
+def clock_back(candidates: Sequence[Check], now: float, expected: float, s: Settings) -> list[Decision]:
+    """The clock went back from ``expected`` to ``now``: heartbeats it stamped ahead of the
+    corrected time would push deadlines late by the same amount, so checks anchored in the
+    future start a fresh period; a down check alerted "in the future" counts its next reminder
+    from now. ``candidates``: checks anchored or alerted after ``now``."""
+    out: list[Decision] = []
+    reset = 0
+    for before in candidates:
+        after = before
+        if before.anchor is not None and before.anchor > now:
+            after = st.apply_fresh_start(after, now)
+        if after.status is Status.DOWN and after.last_alert is not None and after.last_alert > now:
+            after = dataclasses.replace(after, last_alert=now, alert_at=policy.next_reminder(after, now, s))
+        if after != before:
+            out.append(Decision(after))
+            if after.anchor != before.anchor:
+                reset += 1
+    detail = f"the clock went back from {_iso(expected)} to {_iso(now)}; {reset} check(s) given a fresh period"
+    out.append(Decision(None, events=(Note("note", detail),)))
+    return out
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return "?"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
