@@ -29,7 +29,7 @@ from gateway.rules import settings as rules
 from gateway.rules import status as st
 from gateway.rules.durations import format_duration, humanize, parse_duration
 from gateway.rules.settings import E164, Settings
-from gateway.store import Conflict, NotFound, PingResult, Store
+from gateway.store import Conflict, DecideAll, NotFound, PingResult, Store
 
 logger = logging.getLogger(__name__)
 
@@ -305,10 +305,17 @@ class Service:
 
     def advance(self, now: float | None = None) -> list[Flip]:
         """Flip every check whose deadline has passed by ``now`` (default: the clock's now) and
-        queue the reminders that are due (blocking; the watchdog runs it)."""
+        queue the reminders that are due (sync callers: the CLI, tests)."""
         now = self.clock() if now is None else now
         s = self.settings
-        decisions = self.store.advance(now, lambda c: lifecycle.advance(c, now, s))
+        return self._advanced(self.store.advance(now, lambda c: lifecycle.advance(c, now, s)))
+
+    async def advance_async(self, now: float) -> list[Flip]:
+        """:meth:`advance` for the watchdog: awaits the commit, parks no thread."""
+        s = self.settings
+        return self._advanced(await self.store.aadvance(now, lambda c: lifecycle.advance(c, now, s)))
+
+    def _advanced(self, decisions: list[lifecycle.Decision]) -> list[Flip]:
         for d in decisions:
             if d.error is not None and d.check is not None:
                 logger.error("cannot evaluate check id=%d (%s); retrying in an hour", d.check.id, d.error)
@@ -334,18 +341,37 @@ class Service:
         wrong, a person running ``date``). Forward: checks whose deadline fell in the skipped
         time get a fresh period, as after an outage of the gateway (with a note to the owner).
         Back: checks stamped in the future get a fresh period, so no deadline ends up late."""
+        write = self.store.fresh_start if now >= expected else self.store.clock_back
+        return self._stepped(expected, now, write(now, self._step_decision(expected, now)))
+
+    async def clock_stepped_async(self, expected: float, now: float) -> list[Check]:
+        """:meth:`clock_stepped` for the watchdog: awaits the commit, parks no thread."""
+        write = self.store.afresh_start if now >= expected else self.store.aclock_back
+        return self._stepped(expected, now, await write(now, self._step_decision(expected, now)))
+
+    def _step_decision(self, expected: float, now: float) -> DecideAll:
         s = self.settings
         if now >= expected:
-            decisions = self.store.fresh_start(
-                now, lambda due: lifecycle.fresh_start(due, now, expected, s, clock_step=True)
-            )
-            reset = [d.check for d in decisions if d.check is not None]
-        else:
-            decisions = self.store.clock_back(now, lambda cs: lifecycle.clock_back(cs, now, expected, s))
-            reset = [d.check for d in decisions if d.check is not None and d.check.anchor == now]
+            return lambda due: lifecycle.fresh_start(due, now, expected, s, True)
+        return lambda stamped: lifecycle.clock_back(stamped, now, expected, s)
+
+    def _stepped(self, expected: float, now: float, decisions: list[lifecycle.Decision]) -> list[Check]:
+        checks = [d.check for d in decisions if d.check is not None]
+        reset = checks if now >= expected else [c for c in checks if c.anchor == now]
         logger.warning("the system clock jumped %+.1f s; %d check(s) given a fresh period", now - expected, len(reset))
         self._outbox_changed()
         return reset
+
+    # ------------------------------------------------------------------ inbound SMS
+
+    async def record_inbound_sms(self, sender: str, text: str) -> tuple[int, bool]:
+        """Store an SMS that reached the SIM (before anything else is done with it); returns its
+        inbox id and whether ``sender`` may command the gateway (the allow-list in force)."""
+        allowed = sender in self.settings.sms_allow
+        return await self.store.aadd_inbox(sender, text, self.clock(), allowed), allowed
+
+    async def mark_inbox_handled(self, inbox_id: int, reply: str | None) -> None:
+        await self.store.amark_inbox_handled(inbox_id, reply)
 
     # ------------------------------------------------------------------ owner actions (web, SMS, CLI)
 

@@ -468,6 +468,37 @@ class Store:
         set it, in one transaction. Returns the rows queued."""
         return await self.awrite(_tx_queue_once, key, mark, kind, channel, tuple(recipients), text, now, durable=True)
 
+    async def aadvance(self, now: float, decide: Decide) -> list[Decision]:
+        """:meth:`advance` for async callers (the watchdog)."""
+        return await self.awrite(_tx_advance, now, decide, durable=True)
+
+    async def afresh_start(self, now: float, decide: DecideAll) -> list[Decision]:
+        return await self.awrite(_tx_decide_all, _DEADLINE_PASSED, now, decide, durable=True)
+
+    async def aclock_back(self, now: float, decide: DecideAll) -> list[Decision]:
+        return await self.awrite(_tx_decide_all, _STAMPED_AFTER, now, decide, durable=True)
+
+    async def arelease_leases(self) -> int:
+        return await self.awrite(_tx_release_leases, durable=True)
+
+    async def aclaim_due(self, now: float, lease: float) -> list[list[dict[str, Any]]]:
+        return await self.awrite(_tx_claim_due, now, lease, durable=True)
+
+    async def amark_sent(self, ids: list[int], refs: str, now: float) -> None:
+        await self.awrite(_tx_mark_sent, ids, refs, now, durable=True)
+
+    async def amark_retry(self, ids: list[int], error: str, not_before: float) -> None:
+        await self.awrite(_tx_mark_retry, ids, error, not_before, durable=True)
+
+    async def amark_failed(self, ids: list[int], error: str, fallback_to: tuple[str, ...], now: float) -> int:
+        return await self.awrite(_tx_mark_failed, ids, error, fallback_to, now, durable=True)
+
+    async def aadd_inbox(self, sender: str, text: str, received: float, allowed: bool) -> int:
+        return await self.awrite(_tx_add_inbox, sender, text, received, allowed, durable=True)
+
+    async def amark_inbox_handled(self, inbox_id: int, reply: str | None) -> None:
+        await self.awrite(_tx_mark_inbox, inbox_id, reply)
+
     async def aprune(self, now: float) -> dict[str, int]:
         """:meth:`prune` for async callers: a batch per transaction, awaited."""
         removed = {}
@@ -953,6 +984,12 @@ class Store:
             .fetchall()
         )
         return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def count_watched(self) -> int:
+        """Checks that are watched for pings (not paused, pinged at least once)."""
+        return int(
+            self._reader().execute("SELECT count(*) FROM checks WHERE status NOT IN ('paused', 'new')").fetchone()[0]
+        )
 
     def total_pings(self) -> int:
         """Pings received over the checks' lifetimes (kept counters, not the pruned log)."""

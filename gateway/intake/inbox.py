@@ -3,7 +3,6 @@ command the gateway. Messages from anyone else are shown in the web inbox and ne
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -46,14 +45,12 @@ class Inbox:
 
     async def __call__(self, sms: InboundSms) -> None:
         sender = normalize_number(sms.sender, self.country)
-        # read per message: the owner may change the allow-list on the settings page
-        allowed = sender in self.service.owner_settings().sms_allow
         text = sms.text if sms.complete else sms.text + " [incomplete]"
-        inbox_id = await asyncio.to_thread(self.service.store.add_inbox, sender, text, self.clock(), allowed)
+        inbox_id, allowed = await self.service.record_inbound_sms(sender, text)
         if not allowed:
             logger.info("SMS from a number not on the allow-list stored (id %d), not answered", inbox_id)
             return
         if self.run_command is None:
             return
         reply = await self.run_command(sender, text)
-        await asyncio.to_thread(self.service.store.mark_inbox_handled, inbox_id, reply)
+        await self.service.mark_inbox_handled(inbox_id, reply)

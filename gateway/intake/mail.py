@@ -404,7 +404,9 @@ def _peer_ip(session: Session) -> str | None:
 
 
 class _Handler:
-    """The aiosmtpd hooks: validate at RCPT, record at DATA. Store calls run in worker threads."""
+    """The aiosmtpd hooks: validate at RCPT, record at DATA. Heartbeats are awaited on the store
+    writer's commit, the same path HTTP pings take; only the parsing of a message runs in a
+    worker thread (a large one must not stall the loop the watchdog shares)."""
 
     def __init__(self, service: Service, domain: str, max_recipients: int) -> None:
         self.service = service
@@ -421,7 +423,7 @@ class _Handler:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return TOO_MANY_RECIPIENTS
         parsed = parse_address(address, self.domain)
-        target = None if parsed is None else await asyncio.to_thread(self._resolve, parsed)
+        target = None if parsed is None else self._resolve(parsed)  # one indexed read
         if target is None:
             session.bad_recipients += 1
             logger.debug("refused a recipient from %s", _peer_ip(session))
@@ -453,16 +455,16 @@ class _Handler:
         self.in_flight += 1
         self.idle.clear()
         try:
-            return await asyncio.to_thread(self._deliver, list(envelope.targets), content, _peer_ip(session), sender)
+            return await self._deliver(list(envelope.targets), content, _peer_ip(session), sender)
         finally:
             self.in_flight -= 1
             if not self.in_flight:
                 self.idle.set()
 
-    def _deliver(self, targets: list[_Target], content: bytes, peer: str | None, envelope_sender: str) -> str:
-        """Parse the message and record one heartbeat per target (a worker thread)."""
+    async def _deliver(self, targets: list[_Target], content: bytes, peer: str | None, envelope_sender: str) -> str:
+        """Parse the message and record one heartbeat per target; answers once they are committed."""
         try:
-            text = read_message(content)
+            text = await asyncio.to_thread(read_message, content)
         except MailRejected as e:
             logger.info("refused a message from %s: %s", peer, e.reply)
             return e.reply
@@ -475,10 +477,11 @@ class _Handler:
             for t in targets:
                 kind = keywords.classify(_filters(t.check), text.subject, text.body)
                 if t.address.token is not None:
-                    outcome = self.service.record_ping(t.address.token, kind, None, meta)
+                    stored = self.service.submit_ping(t.address.token, None, kind, None, meta)
                 else:
                     assert t.address.key is not None and t.address.name is not None
-                    outcome = self.service.record_named_ping(t.address.key, t.address.name, kind, None, meta)
+                    stored = self.service.submit_ping(t.address.key, t.address.name, kind, None, meta)
+                outcome = await asyncio.wrap_future(stored)
                 outcomes.append(outcome)
                 logger.debug(
                     "email heartbeat (%s) for %r from %s: %s",

@@ -124,7 +124,7 @@ def advance(before: Check, now: float, s: Settings) -> Decision:
 
 
 def fresh_start(
-    due: Sequence[Check], now: float, offline_since: float | None, s: Settings, *, clock_step: bool = False
+    due: Sequence[Check], now: float, offline_since: float | None, s: Settings, clock_step: bool = False
 ) -> list[Decision]:
     """The gateway was not running (or the clock jumped forward) from ``offline_since`` to
     ``now``: each check in ``due`` (its deadline at or before ``now``) whose down time fell in

@@ -8,7 +8,7 @@ not) together.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gateway.model import Check, Flip, Status
@@ -204,6 +204,42 @@ def modem_trouble(connected: bool, sim: str | None, registration: str | None) ->
 def modem_alert_due(trouble_since: float | None, alerted: bool, now: float, after: float) -> bool:
     """Whether to email about a modem problem that started at ``trouble_since`` (once per spell)."""
     return trouble_since is not None and not alerted and now - trouble_since >= after
+
+
+# ------------------------------------------------------------------------------ sending
+
+BUDGET_EXEMPT = frozenset({"test", "budget", "reply"})  # never held back by the SMS budget
+MAX_BACKOFF = 300.0
+
+
+def counts_against_budget(kinds: Iterable[str]) -> bool:
+    """Whether a message merging rows of these kinds is held to the SMS budget: everything but a
+    test SMS, the budget notice itself and replies to the owner's commands."""
+    return not all(k in BUDGET_EXEMPT for k in kinds)
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before trying a failed message again: 5 s, 10 s, 20 s ... at most 5 min."""
+    return float(min(MAX_BACKOFF, 5.0 * 2 ** (attempts - 1)))
+
+
+def give_up(permanent: bool, attempts: int, fallback_after: int) -> bool:
+    """Whether a failed message goes by email instead of being tried again."""
+    return permanent or attempts >= fallback_after
+
+
+def budget_notice_text(budget: int, until: float, s: Settings) -> str:
+    return (
+        f"hbgw: SMS budget of {budget}/h reached; further alerts by email until {clock(until, s)}."
+        " Send STATUS for a summary."
+    )
+
+
+def sms_failing_text(error: str) -> str:
+    return (
+        f"hbgw: sending SMS is failing ({error}). Alerts are going by email until the"
+        " modem works again; check the modem page."
+    )
 
 
 # ------------------------------------------------------------------------------ coalescing

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.config import Config
-from gateway.model import Status
 from gateway.rules import policy
 from gateway.runtime.channels import Channel, ChannelError
 from gateway.service import Service
@@ -25,7 +24,6 @@ from gateway.service import Service
 logger = logging.getLogger(__name__)
 
 LEASE = 300.0  # longer than any send (modem wait + 60 s per part)
-MAX_BACKOFF = 300.0
 HOUR = 3600.0
 
 
@@ -60,13 +58,13 @@ class Dispatcher:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        released = await asyncio.to_thread(self.store.release_leases)
+        released = await self.store.arelease_leases()
         if released:
             logger.warning("%d message(s) were being sent when the gateway stopped: sending again", released)
         while not self._stopping:
             self._wake.clear()
             try:
-                groups = await asyncio.to_thread(self.store.claim_due, self.clock(), LEASE)
+                groups = await self.store.aclaim_due(self.clock(), LEASE)
             except Exception:
                 logger.exception("cannot read the outbox; retrying in 1 s")
                 await asyncio.sleep(1)
@@ -74,7 +72,7 @@ class Dispatcher:
             if groups:
                 await asyncio.gather(*(self._send_group(g) for g in groups))
                 continue
-            nxt = await asyncio.to_thread(self.store.next_due_message)
+            nxt = self.store.next_due_message()  # a read: one indexed row, no writer wait
             timeout = 60.0 if nxt is None else max(0.0, min(60.0, nxt - self.clock()))
             try:  # not wait_for: on 3.11 it can swallow the cancellation that stops this loop
                 async with asyncio.timeout(timeout):
@@ -93,22 +91,19 @@ class Dispatcher:
         now = self.clock()
         channel_name, recipient = rows[0]["channel"], rows[0]["recipient"]
         ids = [r["id"] for r in rows]
-        alerts = self.config.alerts
-        email_to = self.service.settings.email_to  # as saved on the settings page, else config
-        budget = (await asyncio.to_thread(self.service.owner_settings)).max_sms_per_hour
-        exempt = {"test", "budget", "reply"}
+        settings = self.service.settings
+        email_to, budget = settings.email_to, settings.max_sms_per_hour
         if (
             channel_name == "sms"
-            and not all(r["kind"] in exempt for r in rows)
-            and await asyncio.to_thread(self._over_budget, now, budget)
+            and policy.counts_against_budget(r["kind"] for r in rows)
+            and self._over_budget(now, budget)
         ):
             await self._budget_notice(recipient, now, budget)
-            n = await asyncio.to_thread(self.store.mark_failed, ids, f"SMS budget of {budget}/h reached", email_to, now)
+            n = await self.store.amark_failed(ids, f"SMS budget of {budget}/h reached", email_to, now)
             logger.warning("SMS budget reached: %d message(s) to email instead", n)
             self.nudge()
             return
-        # _text reads the checks (to say "5 of 6 servers"): off the loop, which the watchdog shares
-        text = await asyncio.to_thread(self._text, rows, full=channel_name == "email")
+        text = self._text(rows, full=channel_name == "email")
         channel = self.channels.get(channel_name)
         try:
             if channel is None:
@@ -117,8 +112,8 @@ class Dispatcher:
         except ChannelError as e:
             attempts = max(r["attempts"] for r in rows) + 1
             error = str(e)
-            if e.permanent or attempts >= alerts.fallback_after:
-                n = await asyncio.to_thread(self.store.mark_failed, ids, error, email_to, self.clock())
+            if policy.give_up(e.permanent, attempts, settings.fallback_after):
+                n = await self.store.amark_failed(ids, error, email_to, self.clock())
                 logger.error(
                     "%s to %s failed for good after %d attempt(s): %s; %d by email",
                     channel_name,
@@ -131,8 +126,8 @@ class Dispatcher:
                     await self._modem_failing(error)
                 self.nudge()
             else:
-                delay = min(MAX_BACKOFF, 5.0 * 2 ** (attempts - 1))
-                await asyncio.to_thread(self.store.mark_retry, ids, error, self.clock() + delay)
+                delay = policy.retry_delay(attempts)
+                await self.store.amark_retry(ids, error, self.clock() + delay)
                 logger.warning(
                     "%s to %s failed (attempt %d, retry in %.0f s): %s",
                     channel_name,
@@ -142,7 +137,7 @@ class Dispatcher:
                     error,
                 )
             return
-        await asyncio.to_thread(self.store.mark_sent, ids, ref, self.clock())
+        await self.store.amark_sent(ids, ref, self.clock())
         logger.info("sent %s to %s (%d alert(s) in one message)", channel_name, _mask(recipient), len(rows))
 
     def _text(self, rows: list[dict[str, Any]], *, full: bool) -> str:
@@ -151,7 +146,7 @@ class Dispatcher:
         pending = [policy.Pending(r["kind"], r["check_name"], r["text"], r["created"]) for r in rows]
         if len(rows) == 1:
             return pending[0].text
-        watched = sum(1 for c in self.store.list_checks() if c.status not in (Status.PAUSED, Status.NEW))
+        watched = self.store.count_watched()
         headline = policy.merge(pending, watched=watched, s=self.service.settings)
         if not full:
             return headline
@@ -165,23 +160,17 @@ class Dispatcher:
         if now - self._budget_notice_at < HOUR:
             return
         self._budget_notice_at = now
-        until = policy.clock(now + HOUR, self.service.settings)
-        text = (
-            f"hbgw: SMS budget of {budget}/h reached; further alerts by email until {until}. Send STATUS for a summary."
-        )
-        await asyncio.to_thread(self.store.queue_message, "budget", "sms", recipient, text, now)
+        text = policy.budget_notice_text(budget, now + HOUR, self.service.settings)
+        await self.store.awrite_message("budget", "sms", recipient, text, now)
 
     async def _modem_failing(self, error: str) -> None:
         now = self.clock()
         if now - self._modem_alert_at < HOUR or not self.service.settings.email_to:
             return
         self._modem_alert_at = now
-        text = (
-            f"hbgw: sending SMS is failing ({error}). Alerts are going by email until the"
-            f" modem works again; check the modem page."
-        )
+        text = policy.sms_failing_text(error)
         for addr in self.service.settings.email_to:
-            await asyncio.to_thread(self.store.queue_message, "modem", "email", addr, text, now)
+            await self.store.awrite_message("modem", "email", addr, text, now)
 
 
 def _mask(number: str) -> str:

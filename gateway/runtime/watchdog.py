@@ -120,7 +120,7 @@ class Watchdog:
 
     async def _clock_stepped(self, expected: float, now: float) -> None:
         try:
-            await asyncio.to_thread(self.service.clock_stepped, expected, now)
+            await self.service.clock_stepped_async(expected, now)
         except Exception:
             logger.exception("could not re-anchor checks after a clock step; retrying in 1 s")
             self.clock_watch.undo(now - expected)
@@ -128,7 +128,7 @@ class Watchdog:
 
     async def _advance(self, now: float) -> list[Flip]:
         try:
-            flips = await asyncio.to_thread(self.service.advance, now)
+            flips = await self.service.advance_async(now)
         except Exception:
             # The store is failing (disk full, read-only): keep the loop alive, try again soon.
             logger.exception("watchdog could not record status changes; retrying in 1 s")
