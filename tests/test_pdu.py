@@ -1,10 +1,12 @@
-"""SMS PDU codec: public corpus vectors, round trips, python-gammu as an independent oracle,
-malformed input, reassembly.
+"""SMS PDU codec: the project's own vectors, public corpus vectors, round trips, python-gammu
+as an independent oracle, malformed input, reassembly.
 
-Corpus files are read in place through the ``corpus_dir`` fixture. Every corpus case has a
-parametrized test; ``test_it_covers_every_corpus_case`` fails when a table grows or shrinks
-so no case goes untested silently. Where we disagree with a corpus expectation, the case
-says why (``*_NOTES`` tables) and checks what we do instead, never bending the codec.
+The project's vectors (tests/vectors/pdu.json, made with python-gammu as the oracle by
+tests/vectors/make_vectors.py) always run. Corpus files are read in place through the
+``corpus_dir`` fixture; without ``../shared/corpus`` those cases are skipped. Every corpus
+case has a parametrized test; ``test_it_covers_every_corpus_case`` fails when a table grows
+or shrinks so no case goes untested silently. Where we disagree with a corpus expectation,
+the case says why (``*_NOTES`` tables) and checks what we do instead, never bending the codec.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -48,6 +52,7 @@ from modem.pdu import (
     pack_septets,
     unpack_septets,
 )
+from tests.support.corpus import ROOT, vectors
 
 UTC = dt.UTC
 PGM = "python_gsmmodem_pdu_vectors.json"
@@ -434,6 +439,112 @@ def test_it_encodes_submits_like_modemmanager(corpus_dir: Path, index: int) -> N
     )
     assert part.hex == case["expected_pdu_hex"]
     assert part.tpdu_length == len(part.hex) // 2 - case["expected_msgstart"]
+
+
+# --------------------------------------------------------------------------------------------
+# Project vectors (tests/vectors/pdu.json): always run, corpus or not
+# --------------------------------------------------------------------------------------------
+
+OWN = vectors("pdu.json")
+OWN_DELIVERS: list[dict[str, Any]] = OWN["deliver"]
+OWN_REPORTS: list[dict[str, Any]] = OWN["status_report"]
+OWN_SUBMITS: list[dict[str, Any]] = OWN["submit"]
+
+
+def by_id(rows: list[dict[str, Any]]) -> list[Any]:
+    return [pytest.param(row, id=row["id"]) for row in rows]
+
+
+def own_concat(vector: dict[str, Any]) -> Concat | None:
+    c = vector["concat"]
+    return None if c is None else Concat(c["ref"], c["total"], c["seq"], c["bits"])
+
+
+@pytest.mark.parametrize("vector", by_id(OWN_DELIVERS))
+def test_it_decodes_the_project_delivers(vector: dict[str, Any]) -> None:
+    got = decode_pdu(vector["pdu"])
+    assert isinstance(got, Deliver)
+    assert (got.smsc, got.sender, got.sender_toa) == (vector["smsc"], vector["sender"], vector["sender_toa"])
+    assert (got.encoding, got.concat) == (vector["encoding"], own_concat(vector))
+    assert_same_instant_and_zone(got.timestamp, dt.datetime.fromisoformat(vector["timestamp"]))
+    if vector["data"] is None:
+        assert got.text == vector["text"]
+    else:
+        assert got.data.hex().upper() == vector["data"]
+        assert got.text == got.data.decode("latin-1")
+
+
+def own_messages() -> list[Any]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for vector in OWN_DELIVERS:
+        if vector["concat"] is not None:
+            groups.setdefault(vector["id"].rsplit("-", 1)[0], []).append(vector)
+    return [pytest.param(parts, id=name) for name, parts in groups.items()]
+
+
+@pytest.mark.parametrize("parts", own_messages())
+def test_it_reassembles_the_project_multipart_delivers(parts: list[dict[str, Any]]) -> None:
+    decoded = [decode_pdu(v["pdu"]) for v in parts]
+    assert len(decoded) == parts[0]["concat"]["total"] > 1
+    reassembler = Reassembler()
+    results = [reassembler.add(p, now=0.0) for p in reversed(decoded) if isinstance(p, Deliver)]
+    whole = results[-1]
+    assert results[:-1] == [None] * (len(parts) - 1)
+    assert whole is not None
+    assert (whole.text, whole.concat) == ("".join(v["text"] for v in parts), None)
+
+
+@pytest.mark.parametrize("vector", by_id(OWN_REPORTS))
+def test_it_decodes_the_project_status_reports(vector: dict[str, Any]) -> None:
+    got = decode_pdu(vector["pdu"])
+    assert isinstance(got, StatusReport)
+    assert (got.smsc, got.message_ref, got.recipient, got.status) == (
+        vector["smsc"],
+        vector["message_ref"],
+        vector["recipient"],
+        vector["status"],
+    )
+    assert_same_instant_and_zone(got.sc_timestamp, dt.datetime.fromisoformat(vector["sc_timestamp"]))
+    assert_same_instant_and_zone(got.discharge_time, dt.datetime.fromisoformat(vector["discharge_time"]))
+    assert got.delivered is (vector["status"] < 0x20)
+    assert got.permanent_failure is (0x40 <= vector["status"] <= 0x5F)
+
+
+@pytest.mark.parametrize("vector", by_id(OWN_SUBMITS))
+def test_it_encodes_submits_octet_for_octet_like_gammu(vector: dict[str, Any]) -> None:
+    parts = encode_submit(
+        vector["number"],
+        vector["text"],
+        smsc=vector["smsc"],
+        validity=dt.timedelta(minutes=vector["validity_minutes"]),
+        message_ref=vector["message_ref"],
+        reject_duplicates=vector["reject_duplicates"],
+        concat_ref=vector["concat_ref"],
+        ref16=vector["ref16"],
+    )
+    assert [(p.hex, p.tpdu_length) for p in parts] == [(w["pdu"], w["tpdu_length"]) for w in vector["parts"]]
+    assert count_parts(vector["text"], ref16=vector["ref16"]) == (vector["encoding"], len(parts))
+    decoded = [decode_pdu(w["pdu"]) for w in vector["parts"]]
+    assert all(isinstance(d, Submit) and d.recipient == vector["number"] for d in decoded)
+    assert joined_text(decoded) == vector["text"]
+
+
+def test_it_keeps_the_project_vectors_true_to_gammu() -> None:
+    """Regenerating tests/vectors with python-gammu (PDU decodes and its AT driver on a pty)
+    gives the committed files: the vectors still agree with the oracle."""
+    made_with = OWN["made_with"]
+    versions = gammu.Version()
+    if (versions[1], versions[0]) != (made_with["python-gammu"], made_with["libGammu"]):
+        pytest.skip(f"vectors made with libGammu {made_with['libGammu']}, this is {versions[0]}")
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.vectors.make_vectors", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 # --------------------------------------------------------------------------------------------
