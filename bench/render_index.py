@@ -107,7 +107,7 @@ def main() -> int:
             populate(service, clock, args.checks)
             print(f"setup: {args.checks} checks, {store.total_pings()} pings in {time.perf_counter() - t0:.1f} s")
             store.set_setting("admin_password", hash_password("bench-password"))
-            session = service.login("bench-password", "127.0.0.1")
+            session = service.accounts.login("bench-password", "127.0.0.1")
             app = create_app(service, config)
             cookie = f"hbgw_session={session.token}"
             # the first render compiles the templates and reads the 23 past hours of pings

@@ -19,9 +19,11 @@ from typing import Any
 from gateway import __version__
 from gateway import config as cfgmod
 from gateway.config import Config, ConfigError
+from gateway.errors import ValidationError
+from gateway.model import OutboxRow, iso
 from gateway.rules.durations import format_duration, humanize, parse_duration
 from gateway.rules.settings import E164
-from gateway.service import Service, ValidationError, url_secret
+from gateway.service import Service, url_secret
 from gateway.store import Conflict, NotFound, Store, StoreError
 
 logger = logging.getLogger("hbgw")
@@ -321,7 +323,7 @@ def _render_show(d: dict[str, Any]) -> str:
 def snippets(service: Service, name: str) -> str:
     """The check page's copy-paste snippets, as text: a title, then the lines indented."""
     out = []
-    for snippet in service.snippets(service.get_check(name)):
+    for snippet in service.views.snippets(service.get_check(name)):
         out.append(snippet.title + ":")
         out.extend(f"  {line}" if line else "" for line in snippet.text.splitlines())
     return "\n".join(out)
@@ -338,11 +340,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"ping URL: {service.ping_url(check)}")
             print(f"email:    {service.email_address(check)}")
         elif args.action == "list":
-            rows = [service.describe(c) for c in service.list_checks()]
+            rows = [service.views.describe(c) for c in service.list_checks()]
             print(json.dumps(rows, indent=2) if args.json else _render_list(service, rows))
         elif args.action == "show":
             check = service.get_check(args.name)
-            d = service.describe(check)
+            d = service.views.describe(check)
             if args.json:
                 print(json.dumps(d, indent=2))
             else:
@@ -350,28 +352,22 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print()
                 print(snippets(service, check.name))
         elif args.action == "set":
-            check = service.get_check(args.name)
+            changes: dict[str, Any] = {}
             if args.sms:
-                service.set_sms_enabled(check.name, args.sms == "on")
+                changes["sms_enabled"] = args.sms == "on"
             if args.email:
-                service.set_email_enabled(check.name, args.email == "on")
+                changes["email_enabled"] = args.email == "on"
             if args.filters is not None:
                 try:
-                    filters = json.loads(args.filters)
+                    changes["filters"] = json.loads(args.filters)
                 except ValueError:
                     raise ValidationError("filters", "--filters takes a JSON object") from None
-                if not isinstance(filters, dict):
+                if not isinstance(changes["filters"], dict):
                     raise ValidationError("filters", "--filters takes a JSON object")
-                service.set_filters(check.name, filters)
-            if any(v is not None for v in (args.period, args.grace, args.cron, args.tz)):
-                s = check.schedule
-                service.set_schedule(
-                    check.name,
-                    period=args.period if args.period is not None else s.period,
-                    grace=args.grace if args.grace is not None else s.grace,
-                    cron=args.cron if args.cron is not None else s.cron,
-                    tz=args.tz if args.tz is not None else s.tz,
-                )
+            for key in ("period", "grace", "cron", "tz"):
+                if getattr(args, key) is not None:
+                    changes[key] = getattr(args, key)
+            check = service.patch_check(args.name, **changes)
             _poke_daemon(config)
             print(f"updated {check.name}")
         elif args.action == "rm":
@@ -450,22 +446,22 @@ def cmd_sms(args: argparse.Namespace) -> int:
         return EXIT_OK
     store, service = _open(config)
     try:
-        rows = service.list_outbox(args.limit) if args.action == "outbox" else service.list_inbox(args.limit)
+        rows = service.views.outbox(args.limit) if args.action == "outbox" else service.views.inbox(args.limit)
     finally:
         store.close()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([r.to_json() for r in rows], indent=2))
         return EXIT_OK
     for r in rows:
-        if args.action == "outbox":
-            err = f"  ({r['error']})" if r["error"] else ""
+        if isinstance(r, OutboxRow):
+            err = f"  ({r.error})" if r.error else ""
             print(
-                f"{r['id']:>5} {r['created']} {r['channel']:5} {r['to']:18} {r['state']:8}"
-                f" x{r['attempts']} {r['text'][:60]}{err}"
+                f"{r.id:>5} {iso(r.created)} {r.channel:5} {r.recipient:18} {r.state:8}"
+                f" x{r.attempts} {r.text[:60]}{err}"
             )
         else:
-            flag = "" if r["allowed"] else "  [not allow-listed]"
-            print(f"{r['id']:>5} {r['received']} {r['from']:18} {r['text'][:60]}{flag}")
+            flag = "" if r.allowed else "  [not allow-listed]"
+            print(f"{r.id:>5} {iso(r.received)} {r.sender:18} {r.text[:60]}{flag}")
     return EXIT_OK
 
 
@@ -522,7 +518,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     pid = _running_daemon(config)
     store, service = _open(config)
     try:
-        h = service.health(pid)
+        h = service.views.health(pid)
     finally:
         store.close()
     if pid:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -117,3 +118,95 @@ class PingMeta:
     method: str | None = None
     user_agent: str | None = None
     body: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One message in the outbox: an alert, a reply, a note (rows for one recipient decided
+    close together are sent as one message)."""
+
+    id: int
+    created: float
+    channel: str  # "sms" | "email"
+    recipient: str
+    text: str
+    state: str  # pending | sending | sent | failed
+    attempts: int
+    error: str | None
+    sent_at: float | None
+    refs: str | None  # the modem's message references, once sent
+    kind: str  # down | fail | up | reminder | note | test | reply | budget | modem | summary
+    check_name: str | None
+    check_id: int | None
+
+    def to_json(self) -> dict[str, object]:
+        """The stable JSON form (CLI ``--json``, the API)."""
+        return {
+            "id": self.id,
+            "to": self.recipient,
+            "channel": self.channel,
+            "text": self.text,
+            "state": self.state,
+            "attempts": self.attempts,
+            "error": self.error,
+            "kind": self.kind,
+            "check": self.check_name,
+            "created": iso(self.created),
+            "sent_at": iso(self.sent_at),
+            "refs": self.refs,
+        }
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    """One SMS that reached the SIM, stored before anything was done with it."""
+
+    id: int
+    received: float
+    sender: str
+    text: str
+    allowed: bool  # on the allow-list when it arrived: its text was a command
+    handled: bool
+    reply: str | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "received": iso(self.received),
+            "from": self.sender,
+            "text": self.text,
+            "allowed": self.allowed,
+            "handled": self.handled,
+            "reply": self.reply,
+        }
+
+
+@dataclass(frozen=True)
+class ModemLogRow:
+    """The modem's health at one moment, as the daemon recorded it."""
+
+    at: float
+    connected: bool
+    signal_dbm: int | None
+    registration: str | None
+    operator: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as stored: never the key itself, only its first characters for recognition."""
+
+    id: int
+    label: str
+    prefix: str
+    created: float
+    last_used: float | None
+    revoked: float | None
+
+
+def iso(ts: float | None) -> str | None:
+    """POSIX seconds → ISO 8601 UTC with a Z, to the second (None stays None)."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

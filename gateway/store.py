@@ -28,7 +28,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.model import Check, Event, Flip, Ping, PingKind, PingMeta, Schedule, Status
+from gateway.model import (
+    ApiKey,
+    Check,
+    Event,
+    Flip,
+    InboxRow,
+    ModemLogRow,
+    OutboxRow,
+    Ping,
+    PingKind,
+    PingMeta,
+    Schedule,
+    Status,
+)
 from gateway.rules.lifecycle import Decision
 from gateway.rules.policy import Outgoing
 
@@ -302,6 +315,36 @@ def _queue(conn: sqlite3.Connection, rows: Sequence[Outgoing], now: float, wait:
     return n
 
 
+_OUTBOX_COLUMNS = (
+    "id, created, channel, recipient, text, state, attempts, error, sent_at, refs, kind, check_name, check_id"
+)
+
+
+def _outbox_from_row(r: sqlite3.Row) -> OutboxRow:
+    return OutboxRow(
+        id=r["id"],
+        created=r["created"],
+        channel=r["channel"],
+        recipient=r["recipient"],
+        text=r["text"],
+        state=r["state"],
+        attempts=r["attempts"],
+        error=r["error"],
+        sent_at=r["sent_at"],
+        refs=r["refs"],
+        kind=r["kind"],
+        check_name=r["check_name"],
+        check_id=r["check_id"],
+    )
+
+
+_API_KEY_COLUMNS = "id, label, prefix, created, last_used, revoked"
+
+
+def _api_key_from_row(r: sqlite3.Row) -> ApiKey:
+    return ApiKey(r["id"], r["label"], r["prefix"], r["created"], r["last_used"], r["revoked"])
+
+
 Decide = Callable[[Check], Decision]
 DecidePing = Callable[[Check, "str | None"], Decision]  # (check, stored body excerpt)
 DecideAll = Callable[[list[Check]], list[Decision]]
@@ -468,6 +511,14 @@ class Store:
         set it, in one transaction. Returns the rows queued."""
         return await self.awrite(_tx_queue_once, key, mark, kind, channel, tuple(recipients), text, now, durable=True)
 
+    async def achange_check(self, name: str, decide: Decide, now: float) -> Decision:
+        """:meth:`change_check` for async callers."""
+        return await self.awrite(_tx_change_check, name, decide, now, durable=True)
+
+    async def aadd_event(self, check_name: str | None, at: float, kind: str, detail: str | None) -> None:
+        """An event row, for the check called ``check_name`` (if it still exists) or the gateway."""
+        await self.awrite(_tx_add_named_event, check_name, at, kind, detail)
+
     async def aadvance(self, now: float, decide: Decide) -> list[Decision]:
         """:meth:`advance` for async callers (the watchdog)."""
         return await self.awrite(_tx_advance, now, decide, durable=True)
@@ -481,7 +532,7 @@ class Store:
     async def arelease_leases(self) -> int:
         return await self.awrite(_tx_release_leases, durable=True)
 
-    async def aclaim_due(self, now: float, lease: float) -> list[list[dict[str, Any]]]:
+    async def aclaim_due(self, now: float, lease: float) -> list[list[OutboxRow]]:
         return await self.awrite(_tx_claim_due, now, lease, durable=True)
 
     async def amark_sent(self, ids: list[int], refs: str, now: float) -> None:
@@ -707,7 +758,7 @@ class Store:
         """Queue one message to send as soon as possible; returns its outbox id."""
         return self.write(_tx_queue_message, kind, channel, recipient, text, now, check_id, durable=True)
 
-    def claim_due(self, now: float, lease: float) -> list[list[dict[str, Any]]]:
+    def claim_due(self, now: float, lease: float) -> list[list[OutboxRow]]:
         """Claim every due message, grouped by (channel, recipient): each group is sent as one
         message. Claimed rows are 'sending' until ``now + lease``; a crash before they are
         marked sent makes them due again then (at-least-once)."""
@@ -759,28 +810,9 @@ class Store:
         )
         return {k: n for k, n in rows}
 
-    def list_outbox(self, limit: int = 100) -> list[dict[str, Any]]:
-        cols = (
-            "id",
-            "created",
-            "channel",
-            "recipient",
-            "text",
-            "state",
-            "attempts",
-            "error",
-            "sent_at",
-            "refs",
-            "kind",
-            "check_name",
-            "check_id",
-        )
-        rows = (
-            self._reader()
-            .execute(f"SELECT {', '.join(cols)} FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
-            .fetchall()
-        )
-        return [dict(zip(cols, r, strict=True)) for r in rows]
+    def list_outbox(self, limit: int = 100) -> list[OutboxRow]:
+        rows = self._reader().execute(f"SELECT {_OUTBOX_COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
+        return [_outbox_from_row(r) for r in rows]
 
     def recent_alerted_names(self, limit: int) -> list[str]:
         rows = (
@@ -800,12 +832,14 @@ class Store:
     def mark_inbox_handled(self, inbox_id: int, reply: str | None) -> None:
         self.write(_tx_mark_inbox, inbox_id, reply)
 
-    def list_inbox(self, limit: int = 100) -> list[dict[str, Any]]:
-        cols = ("id", "received", "sender", "text", "allowed", "handled", "reply")
-        rows = (
-            self._reader().execute(f"SELECT {', '.join(cols)} FROM inbox ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    def list_inbox(self, limit: int = 100) -> list[InboxRow]:
+        rows = self._reader().execute(
+            "SELECT id, received, sender, text, allowed, handled, reply FROM inbox ORDER BY id DESC LIMIT ?", (limit,)
         )
-        return [dict(zip(cols, r, strict=True)) for r in rows]
+        return [
+            InboxRow(r["id"], r["received"], r["sender"], r["text"], bool(r["allowed"]), bool(r["handled"]), r["reply"])
+            for r in rows
+        ]
 
     def prune(self, now: float) -> dict[str, int]:
         """Forget old history (see KEEP_EVENTS, KEEP_MESSAGES), a batch per transaction.
@@ -857,12 +891,10 @@ class Store:
     def delete_session(self, sid_hash: str) -> None:
         self.write(_tx_exec, "DELETE FROM sessions WHERE id = ?", (sid_hash,))
 
-    def delete_sessions(self, keep: str | None = None) -> int:
-        """Remove every session but ``keep`` (a hash); returns how many went."""
-        return self.write(_tx_exec, "DELETE FROM sessions WHERE id IS NOT ?", (keep,))
-
-    def purge_sessions(self, now: float) -> int:
-        return self.write(_tx_exec, "DELETE FROM sessions WHERE expires <= ?", (now,))
+    def set_password(self, key: str, digest: str, *, forget: Sequence[str], keep_session: str | None) -> int:
+        """Store a new password hash under ``key``, empty the settings ``forget`` and end every
+        session but ``keep_session``, in one transaction. Returns the sessions ended."""
+        return self.write(_tx_set_password, key, digest, tuple(forget), keep_session)
 
     def login_failures(self, remote_addr: str, since: float) -> tuple[int, float | None]:
         """How many failed logins came from ``remote_addr`` since ``since``, and the oldest one."""
@@ -890,24 +922,18 @@ class Store:
             (label, prefix, digest, created),
         )
 
-    def list_api_keys(self) -> list[dict[str, Any]]:
-        cols = ("id", "label", "prefix", "created", "last_used", "revoked")
-        rows = (
-            self._reader()
-            .execute(f"SELECT {', '.join(cols)} FROM api_keys ORDER BY revoked IS NOT NULL, id DESC")
-            .fetchall()
-        )
-        return [dict(zip(cols, r, strict=True)) for r in rows]
+    def list_api_keys(self) -> list[ApiKey]:
+        rows = self._reader().execute(f"SELECT {_API_KEY_COLUMNS} FROM api_keys ORDER BY revoked IS NOT NULL, id DESC")
+        return [_api_key_from_row(r) for r in rows]
 
-    def find_api_key(self, digest: str) -> dict[str, Any] | None:
+    def find_api_key(self, digest: str) -> ApiKey | None:
         """The live (not revoked) key with this hash, or None."""
-        cols = ("id", "label", "prefix", "created", "last_used", "revoked")
         r = (
             self._reader()
-            .execute(f"SELECT {', '.join(cols)} FROM api_keys WHERE hash = ? AND revoked IS NULL", (digest,))
+            .execute(f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE hash = ? AND revoked IS NULL", (digest,))
             .fetchone()
         )
-        return dict(zip(cols, r, strict=True)) if r else None
+        return _api_key_from_row(r) if r else None
 
     def revoke_api_key(self, key_id: int, at: float) -> bool:
         """Revoke a key; False when there is no live key with that id."""
@@ -942,16 +968,11 @@ class Store:
             out.setdefault(check_id, {})[slot] = (int(n), int(fails or 0))
         return out
 
-    def list_outbox_for_check(self, check_id: int, limit: int = 100) -> list[dict[str, Any]]:
-        cols = ("id", "created", "channel", "recipient", "text", "state", "attempts", "error", "sent_at", "kind")
-        rows = (
-            self._reader()
-            .execute(
-                f"SELECT {', '.join(cols)} FROM outbox WHERE check_id = ? ORDER BY id DESC LIMIT ?", (check_id, limit)
-            )
-            .fetchall()
+    def list_outbox_for_check(self, check_id: int, limit: int = 100) -> list[OutboxRow]:
+        rows = self._reader().execute(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE check_id = ? ORDER BY id DESC LIMIT ?", (check_id, limit)
         )
-        return [dict(zip(cols, r, strict=True)) for r in rows]
+        return [_outbox_from_row(r) for r in rows]
 
     def outbox_backlog(self, now: float) -> tuple[int, float | None]:
         """Messages waiting to go out, and since when the longest-overdue one could have gone
@@ -976,14 +997,15 @@ class Store:
             .fetchone()[0]
         )
 
-    def modem_history(self, since: float) -> list[dict[str, Any]]:
-        cols = ("at", "connected", "signal_dbm", "registration", "operator", "error")
-        rows = (
-            self._reader()
-            .execute(f"SELECT {', '.join(cols)} FROM modem_log WHERE at >= ? ORDER BY at", (since,))
-            .fetchall()
+    def modem_history(self, since: float) -> list[ModemLogRow]:
+        rows = self._reader().execute(
+            "SELECT at, connected, signal_dbm, registration, operator, error FROM modem_log WHERE at >= ? ORDER BY at",
+            (since,),
         )
-        return [dict(zip(cols, r, strict=True)) for r in rows]
+        return [
+            ModemLogRow(r["at"], bool(r["connected"]), r["signal_dbm"], r["registration"], r["operator"], r["error"])
+            for r in rows
+        ]
 
     def count_watched(self) -> int:
         """Checks that are watched for pings (not paused, pinged at least once)."""
@@ -1030,6 +1052,13 @@ def _tx_remove_check(conn: sqlite3.Connection, name: str) -> Check:
         raise NotFound(name)
     conn.execute("DELETE FROM checks WHERE id = ?", (check.id,))
     return check
+
+
+def _tx_add_named_event(
+    conn: sqlite3.Connection, check_name: str | None, at: float, kind: str, detail: str | None
+) -> None:
+    check = _load(conn, "name = ?", check_name) if check_name else None
+    _add_event(conn, check.id if check else None, at, kind, detail=detail)
 
 
 def _tx_change_check(conn: sqlite3.Connection, name: str, decide: Decide, now: float) -> Decision:
@@ -1117,10 +1146,7 @@ def _tx_queue_message(
     return int(cur.lastrowid or 0)
 
 
-_OUTBOX_COLS = ("id", "created", "channel", "recipient", "text", "attempts", "kind", "check_name", "check_id")
-
-
-def _tx_claim_due(conn: sqlite3.Connection, now: float, lease: float) -> list[list[dict[str, Any]]]:
+def _tx_claim_due(conn: sqlite3.Connection, now: float, lease: float) -> list[list[OutboxRow]]:
     heads = conn.execute(
         # The redundant state IN (...) lets SQLite use the partial index outbox_due instead of
         # scanning every sent/failed row of the outbox's history on each claim.
@@ -1132,20 +1158,22 @@ def _tx_claim_due(conn: sqlite3.Connection, now: float, lease: float) -> list[li
     for channel, recipient in heads:
         # Everything waiting for this recipient goes in one message: alerts decided close
         # together are merged (coalescing), and nothing waits longer than the first one's window.
-        rows = conn.execute(
-            f"SELECT {', '.join(_OUTBOX_COLS)} FROM outbox WHERE channel = ? AND recipient = ?"
-            # state IN (...): the partial index, as above; "+id": sort the few rows it yields
-            # rather than walk the whole table in rowid order (SQLite's choice without stats)
-            " AND state IN ('pending', 'sending')"
-            " AND (state = 'pending' OR (state = 'sending' AND lease_until <= ?)) ORDER BY +id",
-            (channel, recipient, now),
-        ).fetchall()
-        ids = [r[0] for r in rows]
+        rows = [
+            _outbox_from_row(r)
+            for r in conn.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE channel = ? AND recipient = ?"
+                # state IN (...): the partial index, as above; "+id": sort the few rows it yields
+                # rather than walk the whole table in rowid order (SQLite's choice without stats)
+                " AND state IN ('pending', 'sending')"
+                " AND (state = 'pending' OR (state = 'sending' AND lease_until <= ?)) ORDER BY +id",
+                (channel, recipient, now),
+            )
+        ]
         conn.executemany(
             "UPDATE outbox SET state = 'sending', lease_until = ?, attempts = attempts + 1 WHERE id = ?",
-            [(now + lease, i) for i in ids],
+            [(now + lease, r.id) for r in rows],
         )
-        groups.append([dict(zip(_OUTBOX_COLS, r, strict=True)) for r in rows])
+        groups.append(rows)  # as they were before this claim (attempts: those already made)
     return groups
 
 
@@ -1240,6 +1268,15 @@ def _tx_queue_once(
         _tx_queue_message(conn, kind, channel, recipient, text, now, None)
     _tx_set_setting(conn, key, mark)
     return len(recipients)
+
+
+def _tx_set_password(
+    conn: sqlite3.Connection, key: str, digest: str, forget: tuple[str, ...], keep_session: str | None
+) -> int:
+    _tx_set_setting(conn, key, digest)
+    for k in forget:
+        _tx_set_setting(conn, k, "")
+    return int(conn.execute("DELETE FROM sessions WHERE id IS NOT ?", (keep_session,)).rowcount)
 
 
 def _tx_set_setting(conn: sqlite3.Connection, key: str, value: str) -> None:

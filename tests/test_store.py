@@ -195,7 +195,7 @@ def test_prune_forgets_old_history_but_never_pending_messages_or_the_newest_ids(
             ("new-sent", now - day),
         )
     }
-    claimed = [r["id"] for g in store.claim_due(now, 60) for r in g]
+    claimed = [r.id for g in store.claim_due(now, 60) for r in g]
     assert sorted(claimed) == sorted(ids.values())
     store.mark_sent([ids["old-sent"], ids["new-sent"]], "1", now)
     store.mark_failed([ids["old-failed"]], "CMS 500", (), now)

@@ -29,8 +29,9 @@ from typing import Any
 
 import bottle
 
-from gateway import service as svc
-from gateway.service import Service, ValidationError
+from gateway.errors import ValidationError
+from gateway.readmodels import signal_bars
+from gateway.service import Service, parse_duration_field
 from gateway.store import Conflict, NotFound
 
 logger = logging.getLogger(__name__)
@@ -108,21 +109,21 @@ def install(app: bottle.Bottle, service: Service) -> None:
 
     def list_checks() -> str:
         now = service.clock()
-        return reply(200, {"checks": [service.describe(c, now) for c in service.list_checks()]})
+        return reply(200, {"checks": [service.views.describe(c, now) for c in service.list_checks()]})
 
     def create() -> str:
         data = body()
         check = service.add_check(
             _text(data, "name") or "",
-            period=svc.parse_duration_field("period", data.get("period")),
-            grace=svc.parse_duration_field("grace", data.get("grace")),
+            period=parse_duration_field("period", data.get("period")),
+            grace=parse_duration_field("grace", data.get("grace")),
             cron=_text(data, "cron"),
             tz=_text(data, "tz"),
         )
-        return reply(201, service.describe(check))
+        return reply(201, service.views.describe(check))
 
     def get(name: str) -> str:
-        return reply(200, service.describe(service.get_check(name)))
+        return reply(200, service.views.describe(service.get_check(name)))
 
     def update(name: str) -> str:
         data = body()
@@ -130,41 +131,36 @@ def install(app: bottle.Bottle, service: Service) -> None:
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ValidationError(unknown[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
-        check = service.get_check(name)
-        s = check.schedule
-        repeat = data.get("repeat", check.repeat)
-        service.edit_check(
-            name,
-            period=svc.parse_duration_field("period", data.get("period", s.period)),
-            grace=svc.parse_duration_field("grace", data.get("grace", s.grace)),
-            cron=_text(data, "cron") if "cron" in data else s.cron,
-            tz=_text(data, "tz") if "tz" in data else s.tz,
-            repeat=svc.parse_duration_field("repeat", repeat),
-            sms_enabled=_flag(data, "sms_enabled", check.sms_enabled),
-            email_enabled=_flag(data, "email_enabled", check.email_enabled),
-            filters=_filters(check.filters),
-        )
-        return reply(200, service.describe(service.get_check(name)))
+        changes: dict[str, Any] = {}
+        for key in data:
+            if key in ("period", "grace", "repeat"):
+                changes[key] = parse_duration_field(key, data[key])
+            elif key in ("cron", "tz"):
+                changes[key] = _text(data, key)
+            else:
+                changes[key] = _flag(data, key, False)
+        # one transaction, merged with the check as stored then: two edits never undo each other
+        return reply(200, service.views.describe(service.patch_check(name, **changes)))
 
     def delete(name: str) -> str:
         check = service.remove_check(name)
         return reply(200, {"deleted": check.name})
 
     def pause(name: str) -> str:
-        return reply(200, service.describe(service.pause(name)))
+        return reply(200, service.views.describe(service.pause(name)))
 
     def resume(name: str) -> str:
-        return reply(200, service.describe(service.resume(name)))
+        return reply(200, service.views.describe(service.resume(name)))
 
     def new_url(name: str) -> str:
-        return reply(200, service.describe(service.replace_token(name)))
+        return reply(200, service.views.describe(service.replace_token(name)))
 
     def pings(name: str) -> str:
         try:
             limit = int(bottle.request.query.get("limit") or 100)
         except ValueError:
             raise ValidationError("limit", "a number from 1 to 1000") from None
-        return reply(200, {"pings": service.ping_log(name, limit)})
+        return reply(200, {"pings": service.views.ping_log(name, limit)})
 
     route("/api/v1/checks", "GET", list_checks)
     route("/api/v1/checks", "POST", create)
@@ -183,20 +179,9 @@ def install(app: bottle.Bottle, service: Service) -> None:
     app.route("/api/<rest:path>", ["GET", "POST", "PATCH", "PUT", "DELETE"], unknown)
 
 
-def _filters(stored: str | None) -> dict[str, Any]:
-    """A check's stored keyword filters as the mapping edit_check takes (kept unchanged)."""
-    from gateway.rules import keywords
-
-    try:
-        parsed = keywords.loads(stored)
-    except keywords.FilterError:
-        return {}
-    return parsed.to_dict() if parsed else {}
-
-
 def metrics(service: Service) -> str:
     """Prometheus text exposition format 0.0.4."""
-    m = service.metrics()
+    m = service.views.metrics()
     out = ["# HELP hbgw_checks Checks by current status.", "# TYPE hbgw_checks gauge"]
     out += [f'hbgw_checks{{status="{s.value}"}} {n}' for s, n in m["checks"].items()]
     out += [
@@ -233,7 +218,7 @@ def metrics(service: Service) -> str:
             f"hbgw_modem_signal_dbm {int(modem['signal_dbm'])}",
             "# HELP hbgw_modem_signal_bars Modem signal strength in bars (0-5).",
             "# TYPE hbgw_modem_signal_bars gauge",
-            f"hbgw_modem_signal_bars {svc.signal_bars(int(modem['signal_dbm']))}",
+            f"hbgw_modem_signal_bars {signal_bars(int(modem['signal_dbm']))}",
         ]
     bottle.response.content_type = "text/plain; version=0.0.4; charset=utf-8"
     bottle.response.set_header("Cache-Control", "no-store")

@@ -66,8 +66,6 @@ def create_app(service: Service, config: Config, *, demo_phone: Any = None) -> b
         env = bottle.request.environ
         return resolve(env.get("REMOTE_ADDR"), env.get("HTTP_X_FORWARDED_FOR", ""))
 
-    service.load_owner_settings()
-
     def headers() -> None:
         auth.add_security_headers(bottle.response)
 

@@ -27,7 +27,9 @@ from typing import Any
 
 import bottle
 
-from gateway.service import SESSION_TTL, Service, WebSession
+from gateway.accounts import SESSION_TTL, WebSession
+from gateway.model import ApiKey
+from gateway.service import Service
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class Auth:
         env = bottle.request.environ
         if "hbgw.session" not in env:
             token = bottle.request.get_cookie(SESSION_COOKIE)
-            env["hbgw.session"] = self.service.web_session(token) if token else None
+            env["hbgw.session"] = self.service.accounts.web_session(token) if token else None
         found: WebSession | None = env["hbgw.session"]
         return found
 
@@ -124,7 +126,7 @@ class Auth:
     def end_session(self) -> None:
         session = self.session()
         if session is not None:
-            self.service.logout(session)
+            self.service.accounts.logout(session)
         bottle.response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=self.is_tls())
         bottle.request.environ["hbgw.session"] = None
 
@@ -156,12 +158,12 @@ class Auth:
 
     # ------------------------------------------------------------------ API keys
 
-    def api_key(self) -> dict[str, Any] | None:
+    def api_key(self) -> ApiKey | None:
         header = bottle.request.get_header("Authorization") or ""
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             return None
-        return self.service.authenticate_api_key(secret.strip())
+        return self.service.accounts.authenticate_api_key(secret.strip())
 
 
 class AuthPlugin:

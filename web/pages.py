@@ -23,11 +23,14 @@ import bottle
 import jinja2
 from markupsafe import Markup
 
-from gateway import service as svc
+from gateway.accounts import LoginRefused
 from gateway.config import Config
+from gateway.errors import ValidationError
+from gateway.model import ApiKey, ModemLogRow, iso
+from gateway.readmodels import STATUS_ORDER, CheckPage, ModemPage
 from gateway.rules.durations import format_duration, humanize
 from gateway.rules.settings import format_quiet_hours
-from gateway.service import LoginRefused, Service, ValidationError
+from gateway.service import Service, parse_duration_field
 from gateway.store import Conflict, NotFound
 from web.auth import Auth, safe_next
 
@@ -78,7 +81,7 @@ def bars_svg(bars: int | None) -> Markup:
     return Markup(f'<svg class="bars" viewBox="0 0 19 12" aria-hidden="true">{"".join(rects)}</svg>')
 
 
-def signal_svg(history: Sequence[dict[str, Any]], now: float) -> Markup:
+def signal_svg(history: Sequence[ModemLogRow], now: float) -> Markup:
     """The last 24 h of signal readings (dBm) as a step line: a reading holds until the next one
     (or now); disconnected stretches are gaps."""
     width, height, since = 480.0, 80.0, now - 86400
@@ -91,13 +94,13 @@ def signal_svg(history: Sequence[dict[str, Any]], now: float) -> Markup:
 
     lines: list[list[str]] = [[]]
     for i, row in enumerate(history):
-        dbm = row["signal_dbm"]
-        if not row["connected"] or dbm is None:
+        dbm = row.signal_dbm
+        if not row.connected or dbm is None:
             if lines[-1]:
                 lines.append([])
             continue
-        until = history[i + 1]["at"] if i + 1 < len(history) else now
-        lines[-1] += [f"{x(row['at']):.1f},{y(dbm):.1f}", f"{x(until):.1f},{y(dbm):.1f}"]
+        until = history[i + 1].at if i + 1 < len(history) else now
+        lines[-1] += [f"{x(row.at):.1f},{y(dbm):.1f}", f"{x(until):.1f},{y(dbm):.1f}"]
     polys = "".join(f'<polyline points="{" ".join(pts)}"/>' for pts in lines if pts)
     grid = "".join(f'<line x1="0" x2="{width:.0f}" y1="{g}" y2="{g}"/>' for g in (21, 41, 61))
     return Markup(
@@ -126,7 +129,7 @@ class Pages:
         self.auth = auth
         self.client_addr = client_addr
         self.demo_phone = demo_phone
-        self.demo_password = service.ensure_demo_password() if config.demo else None
+        self.demo_password = service.accounts.ensure_demo_password() if config.demo else None
         self.assets = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:10] for p in STATIC.iterdir() if p.is_file()}
         env = jinja2.Environment(
             loader=jinja2.PackageLoader("web"),
@@ -138,14 +141,13 @@ class Pages:
         env.filters.update(
             ago=self._ago,
             when=self._when,
-            iso=svc.iso,
+            iso=iso,
             dur=humanize,
             fdur=format_duration,
             q=quote,
-            isowhen=self._isowhen,
         )
         env.globals.update(
-            spark=spark_svg, bars_svg=bars_svg, signal_svg=signal_svg, asset=self.asset, statuses=list(svc.STATUS_ORDER)
+            spark=spark_svg, bars_svg=bars_svg, signal_svg=signal_svg, asset=self.asset, statuses=list(STATUS_ORDER)
         )
         self.env = env
 
@@ -162,16 +164,6 @@ class Pages:
         if ts is None:
             return ""
         return dt.datetime.fromtimestamp(ts, self._zone()).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-    def _isowhen(self, text: str | None) -> str:
-        """An ISO 8601 UTC time from the service's JSON forms, shown like :meth:`_when`."""
-        if not text:
-            return ""
-        try:
-            at = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-        except ValueError:
-            return text
-        return self._when(at.timestamp())
 
     def _ago(self, ts: float | None, now: float) -> str:
         if ts is None:
@@ -282,7 +274,7 @@ class Pages:
             return self._login_page(nxt)
         f = self.form()
         try:
-            session = self.service.login(f.get("password", ""), self.client_addr())
+            session = self.service.accounts.login(f.get("password", ""), self.client_addr())
         except LoginRefused as e:
             if e.retry_after is not None:
                 bottle.response.set_header("Retry-After", str(int(e.retry_after) + 1))
@@ -316,10 +308,10 @@ class Pages:
     # -- the status table
 
     def index(self) -> bytes:
-        return self.render("index.html", ov=self.service.overview(), add={}, errors={})
+        return self.render("index.html", ov=self.service.views.overview(), add={}, errors={})
 
     def partial_overview(self) -> bytes:
-        return self.render("_overview.html", ov=self.service.overview())
+        return self.render("_overview.html", ov=self.service.views.overview())
 
     def add_check(self) -> bytes:
         f = self.form()
@@ -327,13 +319,15 @@ class Pages:
         try:
             check = self.service.add_check(
                 values["name"],
-                period=svc.parse_duration_field("period", values["period"]),
-                grace=svc.parse_duration_field("grace", values["grace"]),
+                period=parse_duration_field("period", values["period"]),
+                grace=parse_duration_field("grace", values["grace"]),
             )
         except ValidationError as e:
-            return self.render("index.html", 400, ov=self.service.overview(), add=values, errors={e.field: str(e)})
+            return self.render(
+                "index.html", 400, ov=self.service.views.overview(), add=values, errors={e.field: str(e)}
+            )
         except Conflict as e:
-            return self.render("index.html", 400, ov=self.service.overview(), add=values, errors={"name": str(e)})
+            return self.render("index.html", 400, ov=self.service.views.overview(), add=values, errors={"name": str(e)})
         self.redirect(f"/checks/{quote(check.name)}")
 
     def toggle_sms(self) -> bytes:
@@ -354,7 +348,7 @@ class Pages:
     def check(self, name: str) -> bytes:
         if bottle.request.method == "GET":
             try:
-                page = self.service.check_page(name)
+                page = self.service.views.check_page(name)
             except NotFound:
                 return self.not_found(name)
             return self._check_page(page, self._check_values(page), {})
@@ -372,11 +366,11 @@ class Pages:
         try:
             self.service.edit_check(
                 name,
-                period=svc.parse_duration_field("period", values["period"]),
-                grace=svc.parse_duration_field("grace", values["grace"]),
+                period=parse_duration_field("period", values["period"]),
+                grace=parse_duration_field("grace", values["grace"]),
                 cron=values["cron"].strip() or None,
                 tz=values["tz"].strip() or None,
-                repeat=svc.parse_duration_field("repeat", values["repeat"]),
+                repeat=parse_duration_field("repeat", values["repeat"]),
                 sms_enabled=values["sms"],
                 email_enabled=values["email"],
                 filters={
@@ -391,15 +385,13 @@ class Pages:
             return self.not_found(name)
         except ValidationError as e:
             try:
-                page = self.service.check_page(name)
+                page = self.service.views.check_page(name)
             except NotFound:
                 return self.not_found(name)
             return self._check_page(page, values, {e.field: str(e)}, 400)
         self.redirect(f"/checks/{quote(name)}?saved=1")
 
-    def _check_page(
-        self, page: svc.CheckPage, values: dict[str, Any], errors: dict[str, str], status: int = 200
-    ) -> bytes:
+    def _check_page(self, page: CheckPage, values: dict[str, Any], errors: dict[str, str], status: int = 200) -> bytes:
         return self.render(
             "check.html",
             status,
@@ -411,7 +403,7 @@ class Pages:
             new_url=bool(bottle.request.query.get("new-url")),
         )
 
-    def _check_values(self, page: svc.CheckPage) -> dict[str, Any]:
+    def _check_values(self, page: CheckPage) -> dict[str, Any]:
         c, fl = page.check, page.filters
         return {
             "period": format_duration(c.schedule.period),
@@ -471,7 +463,7 @@ class Pages:
         errors: dict[str, str] | None = None,
         reply: str = "",
     ) -> bytes:
-        page = self.service.modem_page()
+        page = self.service.views.modem_page()
         return self.render(
             "modem.html",
             status,
@@ -483,7 +475,7 @@ class Pages:
             queued=bottle.request.query.get("queued"),
         )
 
-    def _phone(self, page: svc.ModemPage) -> dict[str, Any] | None:
+    def _phone(self, page: ModemPage) -> dict[str, Any] | None:
         """The demo phone's conversation: what the gateway sent to the owner's number and what
         the owner sent back, oldest first."""
         if self.demo_phone is None:
@@ -494,21 +486,15 @@ class Pages:
         messages = [
             {"at": m.at.timestamp(), "text": m.text, "out": False} for m in self.demo_phone.sent() if m.number == number
         ]
-        for m in page.inbox:
-            if m["from"] == number and m["received"]:
-                at = dt.datetime.strptime(m["received"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-                messages.append({"at": at.timestamp(), "text": m["text"], "out": True})
+        messages += [{"at": m.received, "text": m.text, "out": True} for m in page.inbox if m.sender == number]
         messages.sort(key=lambda m: m["at"])
         return {"number": number, "messages": messages[-30:]}
 
     def test_sms(self) -> bytes:
         f = self.form()
         sms = {"number": f.get("number", "").strip(), "text": f.get("text", "")}
-        sender = getattr(self.service, "send_test_sms", None)
-        if sender is None:
-            return self.modem(status=503, sms=sms, errors={"number": "sending is not available yet"})
         try:
-            sender(sms["number"], sms["text"])
+            self.service.send_test_sms(sms["number"], sms["text"])
         except ValidationError as e:
             return self.modem(status=400, sms=sms, errors={e.field: str(e)})
         self.redirect("/modem?queued=1#outbox")
@@ -519,7 +505,7 @@ class Pages:
                 "error.html", 404, title="Not here", message="The simulated phone exists only in demo mode."
             )
         text = self.form().get("reply", "").strip()
-        owner = self.service.owner_settings().sms_to
+        owner = self.service.settings.sms_to
         if not text or len(text) > 480:
             return self.modem(status=400, errors={"reply": "write 1 to 480 characters"}, reply=text)
         if not owner:
@@ -535,7 +521,7 @@ class Pages:
         status: int = 200,
         errors: dict[str, str] | None = None,
         alerts: dict[str, str] | None = None,
-        new_key: tuple[dict[str, Any], str] | None = None,
+        new_key: tuple[ApiKey, str] | None = None,
         key_label: str = "",
         password_changed: bool = False,
     ) -> bytes:
@@ -570,7 +556,7 @@ class Pages:
             errors=errors or {},
             email=self.config.email,
             config_file=self.config.source,
-            keys=self.service.list_api_keys(),
+            keys=self.service.accounts.list_api_keys(),
             new_key=new_key,
             key_label=key_label,
             password_changed=password_changed or bool(bottle.request.query.get("password")),
@@ -599,7 +585,7 @@ class Pages:
         session = self.auth.session()
         assert session is not None  # the plugin let us in
         try:
-            self.service.change_password(session, f.get("current", ""), f.get("new", ""), f.get("again", ""))
+            self.service.accounts.change_password(session, f.get("current", ""), f.get("new", ""), f.get("again", ""))
         except ValidationError as e:
             return self.settings(status=400, errors={e.field: str(e)})
         self.redirect("/settings?password=1#password")
@@ -607,7 +593,7 @@ class Pages:
     def create_api_key(self) -> bytes:
         label = self.form().get("label", "")
         try:
-            new_key = self.service.create_api_key(label)
+            new_key = self.service.accounts.create_api_key(label)
         except ValidationError as e:
             return self.settings(status=400, errors={e.field: str(e)}, key_label=label)
         # Rendered, not redirected: the key is shown this once and never travels in a URL.
@@ -615,7 +601,7 @@ class Pages:
 
     def revoke_api_key(self, key_id: int) -> bytes:
         try:
-            self.service.revoke_api_key(key_id)
+            self.service.accounts.revoke_api_key(key_id)
         except NotFound:
             return self.render(
                 "error.html", 404, title="No such key", message="That API key does not exist or was already revoked."

@@ -4,29 +4,14 @@ command the gateway. Messages from anyone else are shown in the web inbox and ne
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 
+from gateway.rules.phone import normalize_number
 from gateway.service import Service
 from modem.driver import InboundSms
 
 logger = logging.getLogger(__name__)
-
-
-def normalize_number(number: str, country_code: str | None) -> str:
-    """A sender as E.164 where possible: ``+...`` stays, ``00...`` → ``+...``, a national
-    ``0...`` gets ``+<country_code>``; anything else (alphanumeric senders) is returned as is."""
-    n = re.sub(r"[\s().-]", "", number)
-    if re.fullmatch(r"\+\d{6,15}", n):
-        return n
-    if re.fullmatch(r"00\d{6,15}", n):
-        return "+" + n[2:]
-    if country_code and re.fullmatch(r"0\d{5,14}", n):
-        return f"+{country_code}{n[1:]}"
-    if country_code and re.fullmatch(rf"{country_code}\d{{6,13}}", n):
-        return "+" + n
-    return number
 
 
 CommandRunner = Callable[[str, str], Awaitable[str | None]]

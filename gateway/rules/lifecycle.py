@@ -65,16 +65,22 @@ def transition(before: Check, after: Check, now: float, reason: str, s: Settings
         return Decision(after)
     flip = Flip(check_id=after.id, at=now, old=before.status, new=after.status, reason=reason)
     down_since = before.down_since if recovered else now
+    # A ping resumes a paused check ("pings resume it"): one that reports a failure starts an
+    # outage at once, and that outage is announced like any other (its reminders and UP follow).
+    told = before
+    if before.status is Status.PAUSED and reason in ("ping", "fail"):
+        told = dataclasses.replace(before, status=Status.NEW)
     alerts = policy.alerts_for_flip(
-        before, after, flip, key=flip_key(flip), down_since=down_since, body=body, s=s, now=now
+        told, after, flip, key=flip_key(flip, after.n_pings), down_since=down_since, body=body, s=s, now=now
     )
     return Decision(after, flip, alerts=tuple(alerts), wait=s.coalesce)
 
 
-def flip_key(flip: Flip) -> str:
+def flip_key(flip: Flip, n_pings: int) -> str:
     """The dedupe key of a flip's alerts: a decision retried after a failed commit never doubles
-    a row, and two different flips never share one."""
-    return f"flip{flip.check_id}:{flip.old.value}>{flip.new.value}@{flip.at!r}"
+    a row, and two different flips never share one (``n_pings`` tells apart flips that pings
+    cause at one timestamp: fail, recover, fail)."""
+    return f"flip{flip.check_id}:{flip.old.value}>{flip.new.value}@{flip.at!r}#{n_pings}"
 
 
 def ping(before: Check, kind: PingKind, exit_status: int | None, now: float, s: Settings, body: str | None) -> Decision:
@@ -133,10 +139,13 @@ def fresh_start(
     watchdog."""
     out: list[Decision] = []
     for before in due:
-        ev = st.evaluate(before, now)
+        try:
+            ev = st.evaluate(before, now)
+            after = st.apply_fresh_start(before, now)
+        except Exception:
+            continue  # a poison check: advance() pushes it out and says so
         if ev.down_at is None or (offline_since is not None and ev.down_at < offline_since):
             continue
-        after = st.apply_fresh_start(before, now)
         if after != before:
             out.append(Decision(after))
     if not out:
@@ -164,7 +173,10 @@ def clock_back(candidates: Sequence[Check], now: float, expected: float, s: Sett
     for before in candidates:
         after = before
         if before.anchor is not None and before.anchor > now:
-            after = st.apply_fresh_start(after, now)
+            try:
+                after = st.apply_fresh_start(after, now)
+            except Exception:
+                continue  # a poison check: advance() pushes it out and says so
         if after.status is Status.DOWN and after.last_alert is not None and after.last_alert > now:
             after = dataclasses.replace(after, last_alert=now, alert_at=policy.next_reminder(after, now, s))
         if after != before:

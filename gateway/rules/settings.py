@@ -263,5 +263,9 @@ def to_json(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def _from_json(key: str, value: Any) -> Any:
     if key == "quiet_hours" and isinstance(value, list):  # stored as [start, end] before
-        return format_quiet_hours((int(value[0]), int(value[1]))) if value else ""
+        if not value:
+            return ""
+        if len(value) != 2 or not all(isinstance(v, int) and 0 <= v < 24 * 60 for v in value):
+            raise SettingsError(key, f"{value!r} is not a stored time range")
+        return format_quiet_hours((value[0], value[1]))
     return value

@@ -14,10 +14,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from gateway.config import Config
+from gateway.model import OutboxRow
 from gateway.rules import policy
+from gateway.rules.phone import mask
 from gateway.runtime.channels import Channel, ChannelError
 from gateway.service import Service
 
@@ -80,22 +81,22 @@ class Dispatcher:
             except TimeoutError:
                 pass
 
-    async def _send_group(self, rows: list[dict[str, Any]]) -> None:
+    async def _send_group(self, rows: list[OutboxRow]) -> None:
         try:
             await self._send(rows)
         except Exception:
             # Our own bug, not the channel's: keep the rows (they come back after the lease)
-            logger.exception("dispatch failed for outbox rows %s", [r["id"] for r in rows])
+            logger.exception("dispatch failed for outbox rows %s", [r.id for r in rows])
 
-    async def _send(self, rows: list[dict[str, Any]]) -> None:
+    async def _send(self, rows: list[OutboxRow]) -> None:
         now = self.clock()
-        channel_name, recipient = rows[0]["channel"], rows[0]["recipient"]
-        ids = [r["id"] for r in rows]
+        channel_name, recipient = rows[0].channel, rows[0].recipient
+        ids = [r.id for r in rows]
         settings = self.service.settings
         email_to, budget = settings.email_to, settings.max_sms_per_hour
         if (
             channel_name == "sms"
-            and policy.counts_against_budget(r["kind"] for r in rows)
+            and policy.counts_against_budget(r.kind for r in rows)
             and self._over_budget(now, budget)
         ):
             await self._budget_notice(recipient, now, budget)
@@ -110,14 +111,14 @@ class Dispatcher:
                 raise ChannelError(f"no {channel_name} channel configured", permanent=True)
             ref = await channel.send(recipient, text)
         except ChannelError as e:
-            attempts = max(r["attempts"] for r in rows) + 1
+            attempts = max(r.attempts for r in rows) + 1
             error = str(e)
             if policy.give_up(e.permanent, attempts, settings.fallback_after):
                 n = await self.store.amark_failed(ids, error, email_to, self.clock())
                 logger.error(
                     "%s to %s failed for good after %d attempt(s): %s; %d by email",
                     channel_name,
-                    _mask(recipient),
+                    mask(recipient),
                     attempts,
                     error,
                     n,
@@ -131,19 +132,19 @@ class Dispatcher:
                 logger.warning(
                     "%s to %s failed (attempt %d, retry in %.0f s): %s",
                     channel_name,
-                    _mask(recipient),
+                    mask(recipient),
                     attempts,
                     delay,
                     error,
                 )
             return
         await self.store.amark_sent(ids, ref, self.clock())
-        logger.info("sent %s to %s (%d alert(s) in one message)", channel_name, _mask(recipient), len(rows))
+        logger.info("sent %s to %s (%d alert(s) in one message)", channel_name, mask(recipient), len(rows))
 
-    def _text(self, rows: list[dict[str, Any]], *, full: bool) -> str:
+    def _text(self, rows: list[OutboxRow], *, full: bool) -> str:
         """One message for the rows; ``full`` (email) adds every alert's own text below the
         summary line, since an email has no 160-character limit."""
-        pending = [policy.Pending(r["kind"], r["check_name"], r["text"], r["created"]) for r in rows]
+        pending = [policy.Pending(r.kind, r.check_name, r.text, r.created) for r in rows]
         if len(rows) == 1:
             return pending[0].text
         watched = self.store.count_watched()
@@ -171,11 +172,3 @@ class Dispatcher:
         text = policy.sms_failing_text(error)
         for addr in self.service.settings.email_to:
             await self.store.awrite_message("modem", "email", addr, text, now)
-
-
-def _mask(number: str) -> str:
-    """Enough of a recipient to tell them apart in logs, not enough to leak it."""
-    if "@" in number:
-        user, _, domain = number.partition("@")
-        return user[:2] + "***@" + domain
-    return number[:4] + "***" + number[-2:] if len(number) > 6 else "***"

@@ -1,0 +1,377 @@
+"""What the pages, the CLI, ``/metrics`` and ``hbgw status`` show: read-only views over the
+store, as typed records (the JSON forms are built here too, once).
+
+Nothing here writes; every method reads the store (read-only connections) and the service's
+settings in force, and takes ``now`` from the service's clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import TYPE_CHECKING, Any
+
+from gateway.model import Check, InboxRow, ModemLogRow, OutboxRow, Ping, Status, iso
+from gateway.rules import keywords
+from gateway.rules import status as st
+from gateway.rules.durations import humanize
+from gateway.snippets import Snippet, snippets
+
+if TYPE_CHECKING:
+    from gateway.service import Service
+
+MODEM_LOG_EVERY = 60.0  # the daemon records modem health this often (gateway.runtime.modemwatch)
+STUCK_AFTER = 300.0  # a message still waiting after this long means alerts are not going out
+SPARK_SLOTS, SPARK_SLOT = 24, 3600.0
+STATUS_ORDER = {Status.DOWN: 0, Status.LATE: 1, Status.UP: 2, Status.NEW: 3, Status.PAUSED: 4}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModemSummary:
+    connected: bool
+    operator: str | None
+    bars: int | None  # 0-5
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckRow:
+    check: Check
+    status: Status  # evaluated at the overview's ``now``
+    down_since: float | None
+    spark: tuple[tuple[int, int], ...]  # (pings, failures) per hourly slot, oldest first
+
+
+@dataclasses.dataclass(frozen=True)
+class Overview:
+    now: float
+    rows: list[CheckRow]
+    counts: dict[Status, int]
+    modem: ModemSummary | None  # None: no modem configured
+    troubles: list[str]  # what keeps alerts from going out (Views.alert_troubles)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimelineEntry:
+    at: float
+    kind: str  # an event kind ("flip", "created", "command", ...) or "alert" (an outbox row)
+    old_status: str | None
+    new_status: str | None
+    detail: str | None
+    channel: str | None = None
+    recipient: str | None = None
+    state: str | None = None
+    error: str | None = None
+    sent_at: float | None = None
+    alert_kind: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckPage:
+    now: float
+    check: Check
+    status: Status
+    down_since: float | None
+    late_at: float | None
+    down_at: float | None
+    pings: list[Ping]
+    timeline: list[TimelineEntry]
+    snippets: list[Snippet]
+    filters: keywords.Filters
+    default_repeat: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ModemPage:
+    now: float
+    backend: str
+    device: str
+    status: dict[str, Any] | None  # the modem task's live description (gateway.runtime.daemon)
+    bars: int | None
+    history: list[ModemLogRow]
+    outbox: list[OutboxRow]
+    inbox: list[InboxRow]
+    sms_last_hour: int
+    max_sms_per_hour: int
+    owner_numbers: tuple[str, ...]
+
+
+def count_statuses(statuses: Any) -> dict[Status, int]:
+    """How many of each status, every status present (zero when none), problems first."""
+    counts = {s: 0 for s in STATUS_ORDER}
+    for s in statuses:
+        counts[s] += 1
+    return counts
+
+
+def signal_bars(dbm: int | None) -> int | None:
+    """Signal strength in dBm → 0-5 bars, as phones show it (None: unknown)."""
+    if dbm is None:
+        return None
+    for bars, floor in ((5, -73), (4, -83), (3, -93), (2, -103), (1, -111)):
+        if dbm >= floor:
+            return bars
+    return 0
+
+
+class Views:
+    """Read models over one service's store and settings."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.store = service.store
+        self.config = service.config
+        self._spark_cache: tuple[float, dict[int, dict[int, tuple[int, int]]]] | None = None
+
+    def _now(self) -> float:
+        return self.service.clock()
+
+    # ------------------------------------------------------------------ checks
+
+    def describe(self, check: Check, now: float | None = None) -> dict[str, Any]:
+        """The stable JSON form of a check (CLI ``--json`` and the API)."""
+        now = self._now() if now is None else now
+        ev = st.evaluate(check, now)
+        return {
+            "name": check.name,
+            "status": ev.status.value,
+            "last_ping": iso(check.last_ping),
+            "period": check.schedule.period,
+            "grace": check.schedule.grace,
+            "cron": check.schedule.cron,
+            "tz": check.schedule.tz,
+            "sms_enabled": check.sms_enabled,
+            "email_enabled": check.email_enabled,
+            "ping_url": self.service.ping_url(check),
+            "email": self.service.email_address(check),
+            "late_at": iso(ev.late_at),
+            "down_at": iso(ev.down_at),
+            "last_exit_status": check.last_exit_status,
+            "n_pings": check.n_pings,
+            "created": iso(check.created),
+            "filters": json.loads(check.filters) if check.filters else None,
+        }
+
+    def snippets(self, check: Check) -> list[Snippet]:
+        """Copy-paste ways to ping ``check`` (gateway.snippets)."""
+        return snippets(check, self.service.ping_url(check), self.service.email_address(check))
+
+    def overview(self) -> Overview:
+        """Every check for the status page, problems first (down, late, up, new, paused; then by
+        name), with a ping histogram of the last 24 clock hours (oldest first, this hour last)."""
+        now = self._now()
+        hour = now // SPARK_SLOT * SPARK_SLOT  # slots are clock hours; the last one is this hour
+        past = self._past_hours(hour)
+        current = self.store.ping_histogram(hour, SPARK_SLOT)
+        rows = []
+        for check in self.store.list_checks():
+            ev = st.evaluate(check, now)
+            done = past.get(check.id, {})
+            # (a deleted check's id can be reused: nothing from before this one was created)
+            born = (check.created - (hour - (SPARK_SLOTS - 1) * SPARK_SLOT)) // SPARK_SLOT
+            spark = tuple(done.get(i, (0, 0)) if i >= born else (0, 0) for i in range(SPARK_SLOTS - 1))
+            spark += (current.get(check.id, {}).get(0, (0, 0)),)
+            rows.append(CheckRow(check, ev.status, _down_since(check, ev), spark))
+        rows.sort(key=lambda r: (STATUS_ORDER[r.status], r.check.name.casefold()))
+        return Overview(
+            now=now,
+            rows=rows,
+            counts=count_statuses(r.status for r in rows),
+            modem=self._modem_summary(),
+            troubles=self.alert_troubles(),
+        )
+
+    def _past_hours(self, hour: float) -> dict[int, dict[int, tuple[int, int]]]:
+        """The ping histogram of the 23 whole hours before ``hour``. Those hours are over, so it
+        is computed once an hour and kept (a cache: the pings table is the truth)."""
+        cached = self._spark_cache
+        if cached is None or cached[0] != hour:
+            start = hour - (SPARK_SLOTS - 1) * SPARK_SLOT
+            cached = (hour, self.store.ping_histogram(start, SPARK_SLOT, until=hour))
+            self._spark_cache = cached
+        return cached[1]
+
+    def check_page(self, name: str, *, pings: int = 50, events: int = 100) -> CheckPage:
+        """One check with its ping log, timeline (events and the alerts sent for it, newest
+        first) and copy-paste snippets. Raises NotFound."""
+        check = self.service.get_check(name)
+        now = self._now()
+        ev = st.evaluate(check, now)
+        timeline = [
+            TimelineEntry(e.at, e.kind, e.old_status, e.new_status, e.detail)
+            for e in self.store.list_events(check.id, events)
+        ]
+        timeline += [
+            TimelineEntry(
+                r.created,
+                "alert",
+                None,
+                None,
+                r.text,
+                channel=r.channel,
+                recipient=r.recipient,
+                state=r.state,
+                error=r.error,
+                sent_at=r.sent_at,
+                alert_kind=r.kind,
+            )
+            for r in self.store.list_outbox_for_check(check.id, events)
+        ]
+        timeline.sort(key=lambda t: t.at, reverse=True)
+        try:
+            filters = keywords.loads(check.filters) or keywords.Filters()
+        except keywords.FilterError:
+            filters = keywords.Filters()
+        return CheckPage(
+            now=now,
+            check=check,
+            status=ev.status,
+            down_since=_down_since(check, ev),
+            late_at=ev.late_at,
+            down_at=ev.down_at,
+            pings=self.store.list_pings(check.id, pings),
+            timeline=timeline[:events],
+            snippets=self.snippets(check),
+            filters=filters,
+            default_repeat=self.service.settings.repeat,
+        )
+
+    def ping_log(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest pings of a check in their JSON form. Raises NotFound."""
+        check = self.service.get_check(name)
+        return [
+            {
+                "at": iso(p.at),
+                "kind": p.kind.value,
+                "exit_status": p.exit_status,
+                "source": p.source,
+                "remote_addr": p.remote_addr,
+                "method": p.method,
+                "user_agent": p.user_agent,
+                "body": p.body,
+            }
+            for p in self.store.list_pings(check.id, max(1, min(limit, 1000)))
+        ]
+
+    # ------------------------------------------------------------------ messages and modem
+
+    def outbox(self, limit: int = 100) -> list[OutboxRow]:
+        return self.store.list_outbox(limit)
+
+    def inbox(self, limit: int = 100) -> list[InboxRow]:
+        return self.store.list_inbox(limit)
+
+    def modem_page(self) -> ModemPage:
+        """What the modem page shows: status now, 24 h history, outbox, inbox, SMS budget."""
+        now = self._now()
+        status = self.service.modem_status()
+        settings = self.service.settings
+        return ModemPage(
+            now=now,
+            backend=self.config.modem.backend,
+            device=self.config.modem.device,
+            status=status,
+            bars=signal_bars(status.get("signal_dbm")) if status else None,
+            history=self.store.modem_history(now - 86400),
+            outbox=self.outbox(50),
+            inbox=self.inbox(50),
+            sms_last_hour=self.store.sms_sent_since(now - 3600),
+            max_sms_per_hour=settings.max_sms_per_hour,
+            owner_numbers=settings.sms_to,
+        )
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters and gauges for /metrics: checks by status, pings received, messages by
+        channel and state, modem signal."""
+        now = self._now()
+        return {
+            "checks": count_statuses(st.evaluate(c, now).status for c in self.store.list_checks()),
+            "pings": self.store.total_pings(),
+            "outbox": self.store.count_outbox(),
+            "modem": self.service.modem_status(),
+        }
+
+    # ------------------------------------------------------------------ trouble
+
+    def health(self, daemon_pid: int | None) -> dict[str, Any]:
+        """What ``hbgw status`` reports, read from the database by any process: the daemon, the
+        modem as the daemon last recorded it (each minute and on change), the checks, the
+        outbox. ``ok`` is False when alerts could not go out as they should."""
+        now = self._now()
+        statuses = {c.name: st.evaluate(c, now).status for c in self.store.list_checks()}
+        waiting, overdue = self.store.outbox_backlog(now)
+        failed = self.store.count_failed(now - 86400)
+        modem: dict[str, Any] | None = None
+        if self.config.modem.backend != "none":
+            seen = self.store.modem_history(now - 3 * MODEM_LOG_EVERY)
+            last = seen[-1] if seen else None
+            modem = {"backend": self.config.modem.backend, "connected": bool(last and last.connected)}
+            modem["as_of"] = iso(last.at) if last else None
+            if last is not None:
+                modem |= {
+                    "registration": last.registration,
+                    "operator": last.operator,
+                    "signal_dbm": last.signal_dbm,
+                    "error": last.error,
+                }
+        troubles = self._setup_troubles()
+        if daemon_pid is None:
+            troubles.append("the gateway is not running")
+        elif modem is not None and not modem["connected"]:
+            troubles.append("the modem is not connected" if modem["as_of"] else "no recent modem report")
+        troubles += _outbox_troubles(now, waiting, overdue)
+        return {
+            "ok": not troubles,
+            "troubles": troubles,
+            "daemon": {"running": daemon_pid is not None, "pid": daemon_pid or None},
+            "modem": modem,
+            "checks": {s.value: n for s, n in count_statuses(statuses.values()).items()},
+            "down": sorted(n for n, s in statuses.items() if s is Status.DOWN),
+            "late": sorted(n for n, s in statuses.items() if s is Status.LATE),
+            "outbox": {"waiting": waiting, "overdue_since": iso(overdue), "failed_24h": failed},
+        }
+
+    def alert_troubles(self) -> list[str]:
+        """What keeps alerts from going out, as the settings and the outbox tell (the web page
+        shows these; ``health`` adds the daemon and the modem)."""
+        now = self._now()
+        waiting, overdue = self.store.outbox_backlog(now)
+        return self._setup_troubles() + _outbox_troubles(now, waiting, overdue)
+
+    def _setup_troubles(self) -> list[str]:
+        a, troubles = self.service.settings, []
+        if not a.sms_to and not a.email_to:
+            troubles.append(
+                "nobody to alert: add a phone number or an email address on the"
+                " settings page ([alerts] sms_to, email_to)"
+            )
+        if a.sms_to and self.config.modem.backend == "none":
+            troubles.append("SMS numbers are set but no modem is configured ([modem] backend)")
+        if a.email_to and not self.config.email.host:
+            troubles.append("email addresses are set but no mail relay is configured ([email] host)")
+        return troubles
+
+    def _modem_summary(self) -> ModemSummary | None:
+        if self.config.modem.backend == "none":
+            return None
+        status = self.service.modem_status()
+        if status is None:
+            return ModemSummary(connected=False, operator=None, bars=None)
+        return ModemSummary(
+            connected=bool(status.get("connected")),
+            operator=status.get("operator"),
+            bars=signal_bars(status.get("signal_dbm")),
+        )
+
+
+def _outbox_troubles(now: float, waiting: int, overdue: float | None) -> list[str]:
+    if overdue is not None and now - overdue > STUCK_AFTER:
+        return [f"{waiting} message(s) waiting; one is {humanize(now - overdue)} overdue"]
+    return []
+
+
+def _down_since(check: Check, ev: st.Evaluation) -> float | None:
+    if ev.status is not Status.DOWN:
+        return None
+    if check.down_since is not None:
+        return check.down_since
+    return ev.down_at if ev.down_at is not None else check.last_ping
