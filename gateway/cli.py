@@ -255,7 +255,7 @@ def _data_dir_hint(config: Config) -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from gateway.passwords import generate_password, hash_password
+    from gateway.passwords import generate_password
 
     path: Path = args.config or DEFAULT_CONFIG
     if path.exists() and not args.force:
@@ -270,9 +270,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     os.chmod(path, 0o600)
     config = cfgmod.load(path)
     password = generate_password()
-    store, _ = _open(config)
+    store, service = _open(config)
     try:
-        store.set_setting("admin_password", hash_password(password))
+        service.accounts.set_password(password)
     finally:
         store.close()
     print(f"wrote {path} (mode 0600); data in {data_dir}")
@@ -393,8 +393,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:
-    from gateway.passwords import hash_password
-
     config = resolve_config(args)
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -403,14 +401,16 @@ def cmd_passwd(args: argparse.Namespace) -> int:
         if getpass.getpass("again: ") != password:
             print("hbgw: the passwords differ", file=sys.stderr)
             return EXIT_FAIL
-    if len(password) < 10:
-        print("hbgw: use at least 10 characters", file=sys.stderr)
-        return EXIT_FAIL
-    store = Store(config.db_path).open()
+    store, service = _open(config)
     try:
-        store.set_setting("admin_password", hash_password(password))
+        dropped = service.accounts.set_password(password)
+    except ValidationError as e:
+        print(f"hbgw: {e}", file=sys.stderr)
+        return EXIT_FAIL
     finally:
         store.close()
+    if dropped:
+        print(f"{dropped} web session(s) logged out")
     print("admin password changed")
     return EXIT_OK
 

@@ -30,6 +30,7 @@ from gateway.rules import settings as rules
 from gateway.rules import status as st
 from gateway.rules.durations import parse_duration
 from gateway.rules.settings import E164, Settings
+from gateway.rules.summary import modem_word, summary_text
 from gateway.store import Conflict, DecideAll, NotFound, PingResult, Store
 
 logger = logging.getLogger(__name__)
@@ -474,8 +475,6 @@ class Service:
         """Queue the daily "all is well" SMS to every owner number, once per local ``day`` (ISO
         date) even across restarts: the day mark and the messages commit together. Returns how
         many messages were queued (0: already sent for that day, or nobody to send to)."""
-        from gateway.runtime.summary import modem_word, summary_text
-
         now = self.clock()
         statuses = {c.name: self.status_of(c, now) for c in self.list_checks()}
         text = summary_text(statuses, modem_word(self.modem_status()))

@@ -30,7 +30,8 @@ import pytest
 from gateway import config as cfgmod
 from gateway.config import AlertsConfig, Config, ConfigError, PeerConfig
 from gateway.model import PingKind, Status
-from gateway.runtime import peer, summary
+from gateway.rules import summary as daily
+from gateway.runtime import peer
 from gateway.service import Service
 from gateway.store import Store, StoreError, restore_database
 from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
@@ -159,7 +160,7 @@ def test_the_systemd_snippet_runs_and_gives_units_that_verify(
     with Store(config.db_path) as store:
         service = Service(store, config)
         check = service.add_check(name, period=period, grace=60)
-        text = {s.key: s.text for s in service.snippets(check)}["systemd"]
+        text = {s.key: s.text for s in service.views.snippets(check)}["systemd"]
         url = service.ping_url(check)
     lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
     assert lines[-1].startswith("systemctl daemon-reload && systemctl enable --now hbgw-ping@")
@@ -299,7 +300,7 @@ sms_to = ["{OWNER}"]
 
 
 def hbgw_run_info(data: Path) -> dict[str, Any]:
-    from gateway.runtime.daemon import read_run_file
+    from gateway.runtime.process import read_run_file
 
     info = read_run_file(data)
     assert info is not None
@@ -434,14 +435,14 @@ def test_status_tells_an_overdue_message_from_one_held_for_quiet_hours(tmp_path:
         now = time.time()
         held = store.queue_message("alert", "sms", OWNER, "held", now)
         store.write(lambda conn: conn.execute("UPDATE outbox SET not_before = ? WHERE id = ?", (now + 3600, held)))
-        h = service.health(daemon_pid=None)
+        h = service.views.health(daemon_pid=None)
         assert h["outbox"] == {"waiting": 1, "overdue_since": None, "failed_24h": 0}
         assert h["troubles"] == [
             "SMS numbers are set but no modem is configured ([modem] backend)",
             "the gateway is not running",
         ]
         store.queue_message("alert", "sms", OWNER, "stuck", now - 600)
-        h = service.health(daemon_pid=None)
+        h = service.views.health(daemon_pid=None)
         assert h["outbox"]["waiting"] == 2 and h["outbox"]["overdue_since"]
         assert h["troubles"][-1] == "2 message(s) waiting; one is 10 min overdue"
 
@@ -449,7 +450,7 @@ def test_status_tells_an_overdue_message_from_one_held_for_quiet_hours(tmp_path:
 def test_it_runs_one_daemon_per_data_dir_and_frees_it_even_after_kill_9(tmp_path: Path) -> None:
     """A second daemon on the same database would flip every check twice, send every alert
     twice and fight over the modem: it must refuse to start, clearly."""
-    from gateway.runtime.daemon import DataDirLock
+    from gateway.runtime.process import DataDirLock
 
     data = tmp_path / "data"
     cfg = write_config(tmp_path / "hbgw.toml", data)
@@ -781,12 +782,12 @@ def test_it_logs_when_the_peer_stops_and_starts_answering_not_every_failure(capl
     ],
 )
 def test_it_writes_the_daily_summary(statuses: dict[str, Status], modem: str | None, text: str) -> None:
-    assert summary.summary_text(statuses, modem) == text
+    assert daily.summary_text(statuses, modem) == text
 
 
 def test_it_keeps_the_daily_summary_to_one_sms() -> None:
     many = {f"server-{i:02d}.example.net": Status.DOWN for i in range(40)}
-    text = summary.summary_text(many, "ok")
+    text = daily.summary_text(many, "ok")
     assert len(text) <= 160 and text.endswith(" more.") and "server-00.example.net" in text
 
 
@@ -800,15 +801,15 @@ def test_it_schedules_the_summary_at_local_time_across_dst() -> None:
         d = dt.datetime.fromtimestamp(t, paris)
         return d.month, d.day, d.hour, d.minute
 
-    assert local(summary.next_run(at(2024, 6, 1, 7, 59), 8 * 60, paris)) == (6, 1, 8, 0)
-    assert local(summary.next_run(at(2024, 6, 1, 8, 0), 8 * 60, paris)) == (6, 2, 8, 0)
+    assert local(daily.next_run(at(2024, 6, 1, 7, 59), 8 * 60, paris)) == (6, 1, 8, 0)
+    assert local(daily.next_run(at(2024, 6, 1, 8, 0), 8 * 60, paris)) == (6, 2, 8, 0)
     # spring forward: 02:30 does not exist on 31 March, the summary comes an hour "late"
-    assert local(summary.next_run(at(2024, 3, 31, 1, 0), 150, paris)) == (3, 31, 3, 30)
+    assert local(daily.next_run(at(2024, 3, 31, 1, 0), 150, paris)) == (3, 31, 3, 30)
     # fall back: 02:30 happens twice on 27 October: one summary, at the first
-    first = summary.next_run(at(2024, 10, 27, 1, 0), 150, paris)
+    first = daily.next_run(at(2024, 10, 27, 1, 0), 150, paris)
     assert local(first) == (10, 27, 2, 30)
-    assert local(summary.next_run(first, 150, paris)) == (10, 28, 2, 30)
-    assert summary.next_run(first, 150, paris) - first > 86400  # not the second 02:30
+    assert local(daily.next_run(first, 150, paris)) == (10, 28, 2, 30)
+    assert daily.next_run(first, 150, paris) - first > 86400  # not the second 02:30
 
 
 def test_it_queues_the_summary_to_every_owner_once_a_day(tmp_path: Path) -> None:
@@ -820,14 +821,15 @@ def test_it_queues_the_summary_to_every_owner_once_a_day(tmp_path: Path) -> None
         service.add_check("db1", period=3600)
         service.record_ping(web1.token, PingKind.SUCCESS)
         nudged: list[bool] = []
-        assert summary.queue_summary(service, "2024-06-01", lambda: nudged.append(True)) == 2
-        assert summary.queue_summary(service, "2024-06-01") == 0  # a restart the same day
-        rows = service.list_outbox()
-        assert {r["to"] for r in rows} == {OWNER, "+15551230001"} and nudged == [True]
-        assert {(r["kind"], r["channel"], r["text"]) for r in rows} == {
+        service.on_outbox(lambda: nudged.append(True))
+        assert asyncio.run(service.queue_daily_summary("2024-06-01")) == 2
+        assert asyncio.run(service.queue_daily_summary("2024-06-01")) == 0  # a restart the same day
+        rows = service.views.outbox()
+        assert {r.recipient for r in rows} == {OWNER, "+15551230001"} and nudged == [True]
+        assert {(r.kind, r.channel, r.text) for r in rows} == {
             ("summary", "sms", "hbgw daily: 1 up, 0 down, 1 new. All is well.")
         }
-        assert summary.queue_summary(service, "2024-06-02") == 2
+        assert asyncio.run(service.queue_daily_summary("2024-06-02")) == 2
     finally:
         store.close()
 

@@ -266,8 +266,8 @@ def test_an_older_token_starting_with_a_dash_works_as_its_snippet_shows(gw: Daem
     config = cfgmod.load(gw.cfg)  # type: ignore[attr-defined]
     with Store(config.db_path) as store:
         service = Service(store, config)
-        snippet = {s.key: s.text for s in service.snippets(service.get_check("dashed"))}["email"]
-        plain = {s.key: s.text for s in service.snippets(service.get_check("web1"))}["email"]
+        snippet = {s.key: s.text for s in service.views.snippets(service.get_check("dashed"))}["email"]
+        plain = {s.key: s.text for s in service.views.snippets(service.get_check("web1"))}["email"]
     assert f"| mail -s ok -- {addr(gw, 'dashed')}" in snippet
     assert f"| mail -s ok {addr(gw, 'web1')}" in plain
     # msmtp, like mail and sendmail, reads what follows "--" as recipients, not options.

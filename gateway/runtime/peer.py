@@ -108,14 +108,14 @@ async def run(peer: PeerConfig, *, ping: Callable[[str, float], Any] = ping_once
         await asyncio.sleep(due - now)
 
 
-def start_tasks(service: Service, config: Config, nudge: Callable[[], None] | None = None) -> list[asyncio.Task[None]]:
+def start_tasks(service: Service, config: Config) -> list[asyncio.Task[None]]:
     """The daemon's appliance tasks that are configured: the peer heartbeat and the daily
-    summary SMS. ``nudge`` wakes the dispatcher after a message is queued."""
+    summary SMS (queued through the service, which wakes the dispatcher)."""
     from gateway.runtime import summary
 
     tasks: list[asyncio.Task[None]] = []
     if config.peer.url:
         tasks.append(asyncio.create_task(run(config.peer), name="peer"))
     if config.alerts.daily_summary is not None:
-        tasks.append(asyncio.create_task(summary.run(service, config, nudge), name="daily-summary"))
+        tasks.append(asyncio.create_task(summary.run(service, config, clock=service.clock), name="daily-summary"))
     return tasks
