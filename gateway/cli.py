@@ -23,6 +23,7 @@ from gateway.errors import ValidationError
 from gateway.model import OutboxRow, iso
 from gateway.rules.durations import format_duration, humanize, parse_duration
 from gateway.rules.settings import E164
+from gateway.runtime.process import running_daemon
 from gateway.service import Service, url_secret
 from gateway.store import Conflict, NotFound, Store, StoreError
 
@@ -202,17 +203,8 @@ def _open(config: Config) -> tuple[Store, Service]:
 
 def _poke_daemon(config: Config) -> None:
     """Tell a running daemon on the same data dir to re-read deadlines (best effort)."""
-    from gateway.runtime.process import read_run_file
-
-    info = read_run_file(config.data_dir)
-    if not info or not isinstance(info.get("pid"), int):
-        return
-    pid = info["pid"]
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return
-    if b"hbgw" in cmdline or b"gateway" in cmdline:
+    pid = running_daemon(config.data_dir)
+    if pid:
         try:
             os.kill(pid, signal.SIGHUP)
         except OSError:
@@ -488,25 +480,6 @@ def cmd_modem(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _running_daemon(config: Config) -> int | None:
-    """The PID of an ``hbgw serve`` running on this data dir (0 if unknown), or None. The data
-    dir's lock says it; run.json (stale ones ignored) when the lock file is not readable here."""
-    from gateway.runtime.process import DataDirLock, read_run_file
-
-    holder = DataDirLock.holder(config.data_dir)
-    if holder is not None:
-        return holder
-    info = read_run_file(config.data_dir)
-    pid = info.get("pid") if info else None
-    if not isinstance(pid, int):
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return pid if b"hbgw" in cmdline or b"gateway" in cmdline else None
-
-
 EXIT_DEGRADED = 3
 
 
@@ -515,7 +488,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not config.db_path.exists():
         print(f"hbgw: no database at {config.db_path} (the gateway never ran here)", file=sys.stderr)
         return EXIT_FAIL
-    pid = _running_daemon(config)
+    pid = running_daemon(config.data_dir)
     store, service = _open(config)
     try:
         h = service.views.health(pid)
@@ -575,7 +548,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from gateway.store import restore_database
 
     config = resolve_config(args)
-    pid = _running_daemon(config)
+    pid = running_daemon(config.data_dir)
     if pid is not None:
         print(
             f"hbgw: the gateway is running on {config.data_dir}{f' (pid {pid})' if pid else ''}:"

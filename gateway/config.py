@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway.rules import settings as rules
 from gateway.rules.durations import parse_duration
-from gateway.rules.settings import E164, Settings, SettingsError
+from gateway.rules.settings import E164, PIN, Settings, SettingsError
 
 
 class ConfigError(Exception):
@@ -322,7 +322,7 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
     )
     if modem.country_code is not None and not re.fullmatch(r"[1-9]\d{0,2}", modem.country_code):
         raise r.fail("country_code", "the country calling code without + (e.g. 33, 1, 49)")
-    if modem.pin is not None and not re.fullmatch(r"\d{4,8}", modem.pin):
+    if modem.pin is not None and not PIN.fullmatch(modem.pin):
         raise r.fail("pin", "a SIM PIN is 4 to 8 digits")
     if modem.smsc is not None and not E164.fullmatch(modem.smsc):
         raise r.fail("smsc", f"{modem.smsc!r} is not an E.164 number")

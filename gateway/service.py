@@ -344,10 +344,10 @@ class Service:
         """Store an SMS that reached the SIM (before anything else is done with it); returns its
         inbox id and whether ``sender`` may command the gateway (the allow-list in force)."""
         allowed = sender in self.settings.sms_allow
-        return await self.store.aadd_inbox(sender, text, self.clock(), allowed), allowed
+        return await self.store.add_inbox(sender, text, self.clock(), allowed), allowed
 
     async def mark_inbox_handled(self, inbox_id: int, reply: str | None) -> None:
-        await self.store.amark_inbox_handled(inbox_id, reply)
+        await self.store.mark_inbox_handled(inbox_id, reply)
 
     # ------------------------------------------------------------------ owner actions (web, SMS, CLI)
 
@@ -456,7 +456,7 @@ class Service:
         error: str | None,
     ) -> None:
         """Log the modem's health now (the modem page's 24 h history, ``hbgw status``)."""
-        await self.store.alog_modem(self.clock(), connected, signal_dbm, registration, operator, error)
+        await self.store.log_modem(self.clock(), connected, signal_dbm, registration, operator, error)
 
     def last_alive(self) -> float | None:
         """When the daemon last said it was running (None: never)."""
@@ -478,7 +478,7 @@ class Service:
         now = self.clock()
         statuses = {c.name: self.status_of(c, now) for c in self.list_checks()}
         text = summary_text(statuses, modem_word(self.modem_status()))
-        n = await self.store.aqueue_once(SUMMARY_DAY_KEY, day, "summary", "sms", self.settings.sms_to, text, now)
+        n = await self.store.queue_once(SUMMARY_DAY_KEY, day, "summary", "sms", self.settings.sms_to, text, now)
         if n:
             self._outbox_changed()
             logger.info("daily summary queued for %d recipient(s)", n)
@@ -486,19 +486,7 @@ class Service:
 
     async def prune(self) -> dict[str, int]:
         """Forget old history (events, finished messages, received SMS); rows removed per table."""
-        return await self.store.aprune(self.clock())
-
-    def notify_owner_by_email(self, text: str) -> None:
-        """Queue a note about the gateway itself to every ``email_to`` address."""
-        for addr in self.settings.email_to:
-            self.store.queue_message("modem", "email", addr, text, self.clock())
-        self._outbox_changed()
-
-    def send_reply(self, number: str, text: str) -> int:
-        """Queue an SMS reply to an owner's command (no coalescing delay)."""
-        oid = self.store.queue_message("reply", "sms", number, text, self.clock())
-        self._outbox_changed()
-        return oid
+        return await self.store.prune(self.clock())
 
     def modem_status(self) -> dict[str, Any] | None:
         src = self.modem_status_source

@@ -490,7 +490,7 @@ class Store:
         """:meth:`queue_message` for async callers."""
         return await self.awrite(_tx_queue_message, kind, channel, recipient, text, now, check_id, durable=True)
 
-    async def alog_modem(
+    async def log_modem(
         self,
         at: float,
         connected: bool,
@@ -504,7 +504,7 @@ class Store:
     async def aset_setting(self, key: str, value: str) -> None:
         await self.awrite(_tx_set_setting, key, value)
 
-    async def aqueue_once(
+    async def queue_once(
         self, key: str, mark: str, kind: str, channel: str, recipients: Sequence[str], text: str, now: float
     ) -> int:
         """Queue ``text`` to each recipient unless the setting ``key`` already holds ``mark``, and
@@ -529,29 +529,31 @@ class Store:
     async def aclock_back(self, now: float, decide: DecideAll) -> list[Decision]:
         return await self.awrite(_tx_decide_all, _STAMPED_AFTER, now, decide, durable=True)
 
-    async def arelease_leases(self) -> int:
+    async def release_leases(self) -> int:
         return await self.awrite(_tx_release_leases, durable=True)
 
-    async def aclaim_due(self, now: float, lease: float) -> list[list[OutboxRow]]:
+    async def claim_due(self, now: float, lease: float) -> list[list[OutboxRow]]:
         return await self.awrite(_tx_claim_due, now, lease, durable=True)
 
-    async def amark_sent(self, ids: list[int], refs: str, now: float) -> None:
+    async def mark_sent(self, ids: list[int], refs: str, now: float) -> None:
         await self.awrite(_tx_mark_sent, ids, refs, now, durable=True)
 
-    async def amark_retry(self, ids: list[int], error: str, not_before: float) -> None:
+    async def mark_retry(self, ids: list[int], error: str, not_before: float) -> None:
         await self.awrite(_tx_mark_retry, ids, error, not_before, durable=True)
 
-    async def amark_failed(self, ids: list[int], error: str, fallback_to: tuple[str, ...], now: float) -> int:
+    async def mark_failed(self, ids: list[int], error: str, fallback_to: tuple[str, ...], now: float) -> int:
         return await self.awrite(_tx_mark_failed, ids, error, fallback_to, now, durable=True)
 
-    async def aadd_inbox(self, sender: str, text: str, received: float, allowed: bool) -> int:
+    async def add_inbox(self, sender: str, text: str, received: float, allowed: bool) -> int:
         return await self.awrite(_tx_add_inbox, sender, text, received, allowed, durable=True)
 
-    async def amark_inbox_handled(self, inbox_id: int, reply: str | None) -> None:
+    async def mark_inbox_handled(self, inbox_id: int, reply: str | None) -> None:
         await self.awrite(_tx_mark_inbox, inbox_id, reply)
 
-    async def aprune(self, now: float) -> dict[str, int]:
-        """:meth:`prune` for async callers: a batch per transaction, awaited."""
+    async def prune(self, now: float) -> dict[str, int]:
+        """Forget old history (events for KEEP_EVENTS, finished outbox rows and received SMS for
+        KEEP_MESSAGES; never a pending message, never the newest event or outbox id), a batch per
+        transaction so pings keep flowing. Returns the rows removed per table."""
         removed = {}
         for table, sql in _PRUNE.items():
             removed[table] = 0
@@ -758,27 +760,6 @@ class Store:
         """Queue one message to send as soon as possible; returns its outbox id."""
         return self.write(_tx_queue_message, kind, channel, recipient, text, now, check_id, durable=True)
 
-    def claim_due(self, now: float, lease: float) -> list[list[OutboxRow]]:
-        """Claim every due message, grouped by (channel, recipient): each group is sent as one
-        message. Claimed rows are 'sending' until ``now + lease``; a crash before they are
-        marked sent makes them due again then (at-least-once)."""
-        return self.write(_tx_claim_due, now, lease, durable=True)
-
-    def mark_sent(self, ids: list[int], refs: str, now: float) -> None:
-        self.write(_tx_mark_sent, ids, refs, now, durable=True)
-
-    def mark_retry(self, ids: list[int], error: str, not_before: float) -> None:
-        self.write(_tx_mark_retry, ids, error, not_before, durable=True)
-
-    def mark_failed(self, ids: list[int], error: str, fallback_to: tuple[str, ...], now: float) -> int:
-        """Give up on ``ids``; queue the same texts by email to ``fallback_to``. Returns the number
-        of fallback rows queued."""
-        return self.write(_tx_mark_failed, ids, error, fallback_to, now, durable=True)
-
-    def release_leases(self) -> int:
-        """At start-up: messages a previous run was sending are due again now."""
-        return self.write(_tx_release_leases, durable=True)
-
     def next_due_message(self) -> float | None:
         r = (
             self._reader()
@@ -826,12 +807,6 @@ class Store:
         )
         return list(dict.fromkeys(r[0] for r in rows))
 
-    def add_inbox(self, sender: str, text: str, received: float, allowed: bool) -> int:
-        return self.write(_tx_add_inbox, sender, text, received, allowed, durable=True)
-
-    def mark_inbox_handled(self, inbox_id: int, reply: str | None) -> None:
-        self.write(_tx_mark_inbox, inbox_id, reply)
-
     def list_inbox(self, limit: int = 100) -> list[InboxRow]:
         rows = self._reader().execute(
             "SELECT id, received, sender, text, allowed, handled, reply FROM inbox ORDER BY id DESC LIMIT ?", (limit,)
@@ -840,34 +815,6 @@ class Store:
             InboxRow(r["id"], r["received"], r["sender"], r["text"], bool(r["allowed"]), bool(r["handled"]), r["reply"])
             for r in rows
         ]
-
-    def prune(self, now: float) -> dict[str, int]:
-        """Forget old history (see KEEP_EVENTS, KEEP_MESSAGES), a batch per transaction.
-        Returns the rows removed per table."""
-        removed = {}
-        for table, sql in _PRUNE.items():
-            removed[table] = 0
-            while True:
-                n = self.write(
-                    _tx_exec, sql, (now - (KEEP_EVENTS if table == "events" else KEEP_MESSAGES), _PRUNE_BATCH)
-                )
-                removed[table] += n
-                if n < _PRUNE_BATCH:
-                    break
-        return removed
-
-    def log_modem(
-        self,
-        at: float,
-        connected: bool,
-        signal_dbm: int | None,
-        registration: str | None,
-        operator: str | None,
-        error: str | None,
-    ) -> None:
-        self.write(_tx_log_modem, at, connected, signal_dbm, registration, operator, error)
-
-    # ---- email heartbeats ----
 
     def get_check_by_token(self, token: str) -> Check | None:
         """The check whose ping token is ``token`` (exact, case-sensitive), or None."""

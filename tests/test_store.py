@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 import sqlite3
@@ -195,15 +196,15 @@ def test_prune_forgets_old_history_but_never_pending_messages_or_the_newest_ids(
             ("new-sent", now - day),
         )
     }
-    claimed = [r.id for g in store.claim_due(now, 60) for r in g]
+    claimed = [r.id for g in asyncio.run(store.claim_due(now, 60)) for r in g]
     assert sorted(claimed) == sorted(ids.values())
-    store.mark_sent([ids["old-sent"], ids["new-sent"]], "1", now)
-    store.mark_failed([ids["old-failed"]], "CMS 500", (), now)
-    store.mark_retry([ids["old-pending"]], "busy", now + 60)
-    store.add_inbox("+33600000001", "STATUS", now - 100 * day, True)
-    store.add_inbox("+33600000001", "ACK web1", now - day, True)
+    asyncio.run(store.mark_sent([ids["old-sent"], ids["new-sent"]], "1", now))
+    asyncio.run(store.mark_failed([ids["old-failed"]], "CMS 500", (), now))
+    asyncio.run(store.mark_retry([ids["old-pending"]], "busy", now + 60))
+    asyncio.run(store.add_inbox("+33600000001", "STATUS", now - 100 * day, True))
+    asyncio.run(store.add_inbox("+33600000001", "ACK web1", now - day, True))
 
-    removed = store.prune(now)
+    removed = asyncio.run(store.prune(now))
 
     assert removed == {"events": 6, "outbox": 2, "inbox": 1}  # "created" event + 5 old notes
     kinds = [e.kind for e in store.list_events(check.id)]
@@ -211,9 +212,9 @@ def test_prune_forgets_old_history_but_never_pending_messages_or_the_newest_ids(
     left = {r[0] for r in storemod_rows(store, "SELECT text FROM outbox")}
     assert left == {"old-pending", "new-sent"}
     assert [r[0] for r in storemod_rows(store, "SELECT text FROM inbox")] == ["ACK web1"]
-    assert store.prune(now) == {"events": 0, "outbox": 0, "inbox": 0}
+    assert asyncio.run(store.prune(now)) == {"events": 0, "outbox": 0, "inbox": 0}
     # everything old: the newest event and outbox row still stay, so ids never restart
-    assert store.prune(now + 1_000 * day) == {"events": 0, "outbox": 0, "inbox": 1}
+    assert asyncio.run(store.prune(now + 1_000 * day)) == {"events": 0, "outbox": 0, "inbox": 1}
     assert len(store.list_events(check.id)) == 1
     assert {r[0] for r in storemod_rows(store, "SELECT text FROM outbox")} == {"old-pending", "new-sent"}
 

@@ -59,13 +59,13 @@ class Dispatcher:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        released = await self.store.arelease_leases()
+        released = await self.store.release_leases()
         if released:
             logger.warning("%d message(s) were being sent when the gateway stopped: sending again", released)
         while not self._stopping:
             self._wake.clear()
             try:
-                groups = await self.store.aclaim_due(self.clock(), LEASE)
+                groups = await self.store.claim_due(self.clock(), LEASE)
             except Exception:
                 logger.exception("cannot read the outbox; retrying in 1 s")
                 await asyncio.sleep(1)
@@ -100,7 +100,7 @@ class Dispatcher:
             and self._over_budget(now, budget)
         ):
             await self._budget_notice(recipient, now, budget)
-            n = await self.store.amark_failed(ids, f"SMS budget of {budget}/h reached", email_to, now)
+            n = await self.store.mark_failed(ids, f"SMS budget of {budget}/h reached", email_to, now)
             logger.warning("SMS budget reached: %d message(s) to email instead", n)
             self.nudge()
             return
@@ -114,7 +114,7 @@ class Dispatcher:
             attempts = max(r.attempts for r in rows) + 1
             error = str(e)
             if policy.give_up(e.permanent, attempts, settings.fallback_after):
-                n = await self.store.amark_failed(ids, error, email_to, self.clock())
+                n = await self.store.mark_failed(ids, error, email_to, self.clock())
                 logger.error(
                     "%s to %s failed for good after %d attempt(s): %s; %d by email",
                     channel_name,
@@ -128,7 +128,7 @@ class Dispatcher:
                 self.nudge()
             else:
                 delay = policy.retry_delay(attempts)
-                await self.store.amark_retry(ids, error, self.clock() + delay)
+                await self.store.mark_retry(ids, error, self.clock() + delay)
                 logger.warning(
                     "%s to %s failed (attempt %d, retry in %.0f s): %s",
                     channel_name,
@@ -138,7 +138,7 @@ class Dispatcher:
                     error,
                 )
             return
-        await self.store.amark_sent(ids, ref, self.clock())
+        await self.store.mark_sent(ids, ref, self.clock())
         logger.info("sent %s to %s (%d alert(s) in one message)", channel_name, mask(recipient), len(rows))
 
     def _text(self, rows: list[OutboxRow], *, full: bool) -> str:

@@ -108,6 +108,24 @@ def remove_run_file(data_dir: Path) -> None:
 # ---------------------------------------------------------------------------------- systemd
 
 
+def running_daemon(data_dir: Path) -> int | None:
+    """The PID of an ``hbgw serve`` running on ``data_dir`` (0 if unknown), or None. The data
+    dir's lock says it; the run file (a stale one ignored) when the lock file is not readable
+    by this user."""
+    holder = DataDirLock.holder(data_dir)
+    if holder is not None:
+        return holder
+    info = read_run_file(data_dir)
+    pid = info.get("pid") if info else None
+    if not isinstance(pid, int):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if b"hbgw" in cmdline or b"gateway" in cmdline else None
+
+
 def sd_notify(message: str) -> None:
     """Tell systemd (Type=notify) ``message``; a no-op outside systemd."""
     addr = os.environ.get("NOTIFY_SOCKET")
