@@ -98,14 +98,14 @@ def create_checks(data_dir: Path, schedules: Sequence[Schedule], *, prefix: str 
     """Create ``len(schedules)`` checks named ``<prefix>-00001``... directly in the store (no
     daemon running); returns their ping tokens in order. The inserts are queued all at once so
     the store's writer group-commits them (seconds for 10,000 instead of minutes)."""
-    from gateway import store as store_mod
+    from gateway.store import tx
 
     data_dir.mkdir(parents=True, exist_ok=True)
     tokens = [new_token() for _ in schedules]
     now = time.time()
     with Store(data_dir / DB_NAME) as store:
         futures = [
-            store.submit(store_mod._tx_add_check, f"{prefix}-{i:05d}", tok, sch, now, None)
+            store.submit(tx.add_check, f"{prefix}-{i:05d}", tok, sch, now, None)
             for i, (tok, sch) in enumerate(zip(tokens, schedules, strict=True), 1)
         ]
         for f in futures:

@@ -89,7 +89,7 @@ def test_it_keeps_only_the_newest_pings_per_check(store: Store) -> None:
         ping(store, check.token, PingKind.SUCCESS, PingMeta(body=str(i)), T0 + i)
     ping(store, check.token, PingKind.LOG, PingMeta(body="last"), T0 + 5000).result()
     n = store.count_pings(check.id)
-    assert storemod.PING_HISTORY <= n < storemod.PING_HISTORY + storemod._PRUNE_EVERY
+    assert storemod.PING_HISTORY <= n < storemod.PING_HISTORY + storemod.PRUNE_EVERY
     assert store.list_pings(check.id, 1)[0].body == "last"
     assert store.count_pings(other.id) == 1
 

@@ -1,0 +1,138 @@
+"""The database schema, one migration per version (``PRAGMA user_version``)."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # v1
+    """
+    CREATE TABLE checks (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL COLLATE NOCASE UNIQUE,
+        token TEXT NOT NULL UNIQUE,
+        period REAL NOT NULL,
+        grace REAL NOT NULL,
+        cron TEXT,
+        tz TEXT NOT NULL DEFAULT 'UTC',
+        status TEXT NOT NULL DEFAULT 'new',
+        anchor REAL,
+        last_ping REAL,
+        last_start REAL,
+        last_failed INTEGER NOT NULL DEFAULT 0,
+        last_exit_status INTEGER,
+        next_deadline REAL,
+        sms_enabled INTEGER NOT NULL DEFAULT 1,
+        email_enabled INTEGER NOT NULL DEFAULT 1,
+        repeat REAL,
+        created REAL NOT NULL,
+        n_pings INTEGER NOT NULL DEFAULT 0,
+        muted_until REAL,
+        acked INTEGER NOT NULL DEFAULT 0,
+        filters TEXT,
+        down_since REAL,
+        last_alert REAL,
+        alert_at REAL
+    );
+    -- reminders due, the watchdog's second queue
+    CREATE INDEX checks_alert_at ON checks(alert_at) WHERE alert_at IS NOT NULL;
+    -- the watchdog's priority queue: only checks that will change status on their own
+    CREATE INDEX checks_next_deadline ON checks(next_deadline) WHERE next_deadline IS NOT NULL;
+
+    CREATE TABLE pings (
+        id INTEGER PRIMARY KEY,
+        check_id INTEGER NOT NULL REFERENCES checks(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        exit_status INTEGER,
+        source TEXT NOT NULL,
+        remote_addr TEXT,
+        method TEXT,
+        user_agent TEXT,
+        body TEXT
+    );
+    CREATE INDEX pings_by_check ON pings(check_id, id);
+
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        check_id INTEGER REFERENCES checks(id) ON DELETE CASCADE,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        old_status TEXT,
+        new_status TEXT,
+        detail TEXT
+    );
+    CREATE INDEX events_by_check ON events(check_id, id);
+
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        created REAL NOT NULL,
+        channel TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        text TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        not_before REAL NOT NULL,
+        lease_until REAL,
+        refs TEXT,
+        sent_at REAL,
+        check_id INTEGER REFERENCES checks(id) ON DELETE SET NULL,
+        dedupe_key TEXT UNIQUE,
+        kind TEXT NOT NULL DEFAULT 'alert',
+        check_name TEXT,
+        fallback_of INTEGER
+    );
+    CREATE INDEX outbox_due ON outbox(not_before) WHERE state IN ('pending', 'sending');
+
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY,
+        received REAL NOT NULL,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        allowed INTEGER NOT NULL DEFAULT 0,
+        handled INTEGER NOT NULL DEFAULT 0,
+        reply TEXT
+    );
+
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        csrf TEXT NOT NULL,
+        created REAL NOT NULL,
+        expires REAL NOT NULL,
+        remote_addr TEXT
+    );
+
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        label TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL,
+        last_used REAL,
+        revoked REAL
+    );
+
+    CREATE TABLE login_attempts (
+        remote_addr TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX login_attempts_by_addr ON login_attempts(remote_addr, at);
+
+    CREATE TABLE modem_log (
+        at REAL NOT NULL,
+        connected INTEGER NOT NULL,
+        signal_dbm INTEGER,
+        registration TEXT,
+        operator TEXT,
+        error TEXT
+    );
+    CREATE INDEX modem_log_at ON modem_log(at);
+    """,
+]
+
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,456 @@
+"""Write transactions: each runs on the store's writer thread inside a SAVEPOINT of a group
+commit (see :class:`gateway.store.Store`). Checks are loaded, handed to the pure decision the
+caller chose (:mod:`gateway.rules.lifecycle`) and saved: SQL and row mapping only."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gateway.model import Check, Flip, OutboxRow, PingKind, PingMeta, Schedule
+from gateway.rules.lifecycle import Decision
+from gateway.rules.policy import Outgoing
+from gateway.store.errors import Conflict, NotFound
+from gateway.store.rows import CHECK_COLUMNS, OUTBOX_COLUMNS, check_from_row, outbox_from_row
+
+PING_HISTORY = 1000  # newest pings kept per check
+
+
+PRUNE_EVERY = 50  # prune in batches: at most PING_HISTORY + PRUNE_EVERY - 1 rows stay
+
+
+BODY_EXCERPT = 10_000  # characters of a ping body that are stored
+
+
+Decide = Callable[[Check], Decision]
+
+
+DecidePing = Callable[[Check, "str | None"], Decision]  # (check, stored body excerpt)
+
+
+DecideAll = Callable[[list[Check]], list[Decision]]
+
+
+@dataclasses.dataclass(frozen=True)
+class PingResult:
+    check: Check
+    flip: Flip | None
+    created: bool = False
+
+
+def save_check(conn: sqlite3.Connection, c: Check) -> None:
+    conn.execute(
+        "UPDATE checks SET status=:status, anchor=:anchor, last_ping=:last_ping, last_start=:last_start,"
+        " last_failed=:last_failed, last_exit_status=:last_exit_status, next_deadline=:next_deadline,"
+        " sms_enabled=:sms_enabled, email_enabled=:email_enabled, n_pings=:n_pings, period=:period,"
+        " grace=:grace, cron=:cron, tz=:tz, repeat=:repeat, muted_until=:muted_until, acked=:acked,"
+        " filters=:filters, down_since=:down_since, last_alert=:last_alert, alert_at=:alert_at,"
+        " token=:token WHERE id=:id",
+        {
+            "status": c.status.value,
+            "anchor": c.anchor,
+            "last_ping": c.last_ping,
+            "last_start": c.last_start,
+            "last_failed": int(c.last_failed),
+            "last_exit_status": c.last_exit_status,
+            "next_deadline": c.next_deadline,
+            "sms_enabled": int(c.sms_enabled),
+            "email_enabled": int(c.email_enabled),
+            "n_pings": c.n_pings,
+            "period": c.schedule.period,
+            "grace": c.schedule.grace,
+            "cron": c.schedule.cron,
+            "tz": c.schedule.tz,
+            "repeat": c.repeat,
+            "muted_until": c.muted_until,
+            "acked": int(c.acked),
+            "filters": c.filters,
+            "down_since": c.down_since,
+            "last_alert": c.last_alert,
+            "alert_at": c.alert_at,
+            "token": c.token,
+            "id": c.id,
+        },
+    )
+
+
+def add_event(
+    conn: sqlite3.Connection,
+    check_id: int | None,
+    at: float,
+    kind: str,
+    old: str | None = None,
+    new: str | None = None,
+    detail: str | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO events (check_id, at, kind, old_status, new_status, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (check_id, at, kind, old, new, detail),
+    )
+
+
+def apply(conn: sqlite3.Connection, d: Decision, before: Check | None, now: float) -> None:
+    """Write what a decision says: the check (when it changed), its events, the flip as an event
+    row, the alerts as outbox rows. Runs inside the transaction that loaded ``before``."""
+    if d.check is not None and d.check != before:
+        save_check(conn, d.check)
+    for note in d.events:
+        add_event(conn, note.check_id, now, note.kind, detail=note.detail)
+    if d.flip is not None:
+        f = d.flip
+        add_event(conn, f.check_id, f.at, "flip", f.old.value, f.new.value, f.reason)
+    queue_rows(conn, d.alerts, now, d.wait)
+
+
+def queue_rows(conn: sqlite3.Connection, rows: Sequence[Outgoing], now: float, wait: float) -> int:
+    """Insert outbox rows (a row whose dedupe key exists is skipped); returns how many."""
+    n = 0
+    for r in rows:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO outbox (created, channel, recipient, text, not_before, check_id,"
+            " dedupe_key, kind, check_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (now, r.channel, r.recipient, r.text, now + wait, r.check_id, r.dedupe, r.kind, r.check_name),
+        )
+        n += cur.rowcount
+    return n
+
+
+def load_check(conn: sqlite3.Connection, where: str, arg: Any) -> Check | None:
+    r = conn.execute(f"SELECT {CHECK_COLUMNS} FROM checks WHERE {where}", (arg,)).fetchone()
+    return check_from_row(r) if r else None
+
+
+def add_check(
+    conn: sqlite3.Connection, name: str, token: str, schedule: Schedule, now: float, max_checks: int | None
+) -> Check:
+    if max_checks is not None:
+        n = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
+        if n >= max_checks:
+            raise Conflict(f"the limit of {max_checks} checks is reached")
+    try:
+        cur = conn.execute(
+            "INSERT INTO checks (name, token, period, grace, cron, tz, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (name, token, schedule.period, schedule.grace, schedule.cron, schedule.tz, now),
+        )
+    except sqlite3.IntegrityError:
+        raise Conflict(f"a check named {name!r} exists") from None
+    add_event(conn, cur.lastrowid, now, "created")
+    check = load_check(conn, "id = ?", cur.lastrowid)
+    assert check is not None
+    return check
+
+
+def remove_check(conn: sqlite3.Connection, name: str) -> Check:
+    check = load_check(conn, "name = ?", name)
+    if check is None:
+        raise NotFound(name)
+    conn.execute("DELETE FROM checks WHERE id = ?", (check.id,))
+    return check
+
+
+def add_named_event(conn: sqlite3.Connection, check_name: str | None, at: float, kind: str, detail: str | None) -> None:
+    check = load_check(conn, "name = ?", check_name) if check_name else None
+    add_event(conn, check.id if check else None, at, kind, detail=detail)
+
+
+def change_check(conn: sqlite3.Connection, name: str, decide: Decide, now: float) -> Decision:
+    before = load_check(conn, "name = ?", name)
+    if before is None:
+        raise NotFound(name)
+    d = decide(before)
+    apply(conn, d, before, now)
+    return d
+
+
+def record_ping(
+    conn: sqlite3.Connection,
+    token: str | None,
+    name: str | None,
+    decide: DecidePing,
+    meta: PingMeta,
+    kind: PingKind,
+    exit_status: int | None,
+    now: float,
+    create: tuple[str, Schedule, int] | None,
+) -> PingResult | None:
+    created = False
+    if token is not None:
+        before = load_check(conn, "token = ?", token)
+    else:
+        before = load_check(conn, "name = ?", name)
+        if before is None and create is not None and name is not None:
+            before = add_check(conn, name, create[0], create[1], now, create[2])
+            created = True
+    if before is None:
+        return None
+    body = meta.body[:BODY_EXCERPT] if meta.body else None
+    d = decide(before, body)
+    apply(conn, d, before, now)
+    after = d.check or before
+    conn.execute(
+        "INSERT INTO pings (check_id, at, kind, exit_status, source, remote_addr, method,"
+        " user_agent, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (after.id, now, kind.value, exit_status, meta.source, meta.remote_addr, meta.method, meta.user_agent, body),
+    )
+    if after.n_pings % PRUNE_EVERY == 0:
+        conn.execute(
+            "DELETE FROM pings WHERE check_id = ? AND id <= (SELECT id FROM pings"
+            " WHERE check_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (after.id, after.id, PING_HISTORY),
+        )
+    return PingResult(after, d.flip, created)
+
+
+def advance(conn: sqlite3.Connection, now: float, decide: Decide) -> list[Decision]:
+    rows = conn.execute(
+        f"SELECT {CHECK_COLUMNS} FROM checks WHERE next_deadline <= ? OR alert_at <= ?", (now, now)
+    ).fetchall()
+    out = []
+    for row in rows:
+        before = check_from_row(row)
+        d = decide(before)
+        apply(conn, d, before, now)
+        out.append(d)
+    return out
+
+
+def decide_all(conn: sqlite3.Connection, where: str, now: float, decide: DecideAll) -> list[Decision]:
+    rows = conn.execute(f"SELECT {CHECK_COLUMNS} FROM checks WHERE {where}", {"now": now}).fetchall()
+    before = {c.id: c for c in map(check_from_row, rows)}
+    decisions = decide(list(before.values()))
+    for d in decisions:
+        apply(conn, d, before.get(d.check.id) if d.check else None, now)
+    return decisions
+
+
+def queue_message(
+    conn: sqlite3.Connection, kind: str, channel: str, recipient: str, text: str, now: float, check_id: int | None
+) -> int:
+    cur = conn.execute(
+        "INSERT INTO outbox (created, channel, recipient, text, not_before, check_id, kind)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (now, channel, recipient, text, now, check_id, kind),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def claim_due(conn: sqlite3.Connection, now: float, lease: float) -> list[list[OutboxRow]]:
+    heads = conn.execute(
+        # The redundant state IN (...) lets SQLite use the partial index outbox_due instead of
+        # scanning every sent/failed row of the outbox's history on each claim.
+        "SELECT DISTINCT channel, recipient FROM outbox WHERE state IN ('pending', 'sending')"
+        " AND ((state = 'pending' AND not_before <= ?) OR (state = 'sending' AND lease_until <= ?))",
+        (now, now),
+    ).fetchall()
+    groups = []
+    for channel, recipient in heads:
+        # Everything waiting for this recipient goes in one message: alerts decided close
+        # together are merged (coalescing), and nothing waits longer than the first one's window.
+        rows = [
+            outbox_from_row(r)
+            for r in conn.execute(
+                f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE channel = ? AND recipient = ?"
+                # state IN (...): the partial index, as above; "+id": sort the few rows it yields
+                # rather than walk the whole table in rowid order (SQLite's choice without stats)
+                " AND state IN ('pending', 'sending')"
+                " AND (state = 'pending' OR (state = 'sending' AND lease_until <= ?)) ORDER BY +id",
+                (channel, recipient, now),
+            )
+        ]
+        conn.executemany(
+            "UPDATE outbox SET state = 'sending', lease_until = ?, attempts = attempts + 1 WHERE id = ?",
+            [(now + lease, r.id) for r in rows],
+        )
+        groups.append(rows)  # as they were before this claim (attempts: those already made)
+    return groups
+
+
+def mark_sent(conn: sqlite3.Connection, ids: list[int], refs: str, now: float) -> None:
+    conn.executemany(
+        "UPDATE outbox SET state = 'sent', sent_at = ?, refs = ?, error = NULL,"
+        " lease_until = NULL WHERE id = ? AND state = 'sending'",
+        [(now, refs, i) for i in ids],
+    )
+
+
+def mark_retry(conn: sqlite3.Connection, ids: list[int], error: str, not_before: float) -> None:
+    conn.executemany(
+        "UPDATE outbox SET state = 'pending', error = ?, not_before = ?,"
+        " lease_until = NULL WHERE id = ? AND state = 'sending'",
+        [(error, not_before, i) for i in ids],
+    )
+
+
+def mark_failed(conn: sqlite3.Connection, ids: list[int], error: str, fallback_to: tuple[str, ...], now: float) -> int:
+    n = 0
+    for i in ids:
+        cur = conn.execute(
+            "UPDATE outbox SET state = 'failed', error = ?, lease_until = NULL WHERE id = ? AND state = 'sending'",
+            (error, i),
+        )
+        if not cur.rowcount:
+            continue
+        row = conn.execute("SELECT text, kind, check_id, check_name, channel FROM outbox WHERE id = ?", (i,)).fetchone()
+        if row[4] == "email":
+            continue  # email is the last resort; the failure is visible in the outbox
+        for addr in fallback_to:
+            n += conn.execute(
+                "INSERT OR IGNORE INTO outbox (created, channel, recipient, text, not_before,"
+                " check_id, dedupe_key, kind, check_name, fallback_of)"
+                " VALUES (?, 'email', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (now, addr, row[0], now, row[2], f"fallback:{i}:{addr}", row[1], row[3], i),
+            ).rowcount
+    return n
+
+
+def release_leases(conn: sqlite3.Connection) -> int:
+    return conn.execute(
+        "UPDATE outbox SET state = 'pending', lease_until = NULL, not_before = 0 WHERE state = 'sending'"
+    ).rowcount
+
+
+def add_inbox(conn: sqlite3.Connection, sender: str, text: str, received: float, allowed: bool) -> int:
+    cur = conn.execute(
+        "INSERT INTO inbox (received, sender, text, allowed) VALUES (?, ?, ?, ?)",
+        (received, sender, text, int(allowed)),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def mark_inbox(conn: sqlite3.Connection, inbox_id: int, reply: str | None) -> None:
+    conn.execute("UPDATE inbox SET handled = 1, reply = ? WHERE id = ?", (reply, inbox_id))
+
+
+def log_modem(
+    conn: sqlite3.Connection,
+    at: float,
+    connected: bool,
+    signal_dbm: int | None,
+    registration: str | None,
+    operator: str | None,
+    error: str | None,
+) -> None:
+    conn.execute(
+        "INSERT INTO modem_log (at, connected, signal_dbm, registration, operator, error) VALUES (?, ?, ?, ?, ?, ?)",
+        (at, int(connected), signal_dbm, registration, operator, error),
+    )
+    conn.execute("DELETE FROM modem_log WHERE at < ?", (at - 7 * 86400,))
+
+
+def queue_once(
+    conn: sqlite3.Connection,
+    key: str,
+    mark: str,
+    kind: str,
+    channel: str,
+    recipients: tuple[str, ...],
+    text: str,
+    now: float,
+) -> int:
+    r = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    if r and r[0] == mark:
+        return 0
+    for recipient in recipients:
+        queue_message(conn, kind, channel, recipient, text, now, None)
+    set_setting(conn, key, mark)
+    return len(recipients)
+
+
+def set_password(
+    conn: sqlite3.Connection, key: str, digest: str, forget: tuple[str, ...], keep_session: str | None
+) -> int:
+    set_setting(conn, key, digest)
+    for k in forget:
+        set_setting(conn, k, "")
+    return int(conn.execute("DELETE FROM sessions WHERE id IS NOT ?", (keep_session,)).rowcount)
+
+
+def set_setting(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def setting_or_create(conn: sqlite3.Connection, key: str, make: Callable[[], str]) -> str:
+    r = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    if r:
+        return str(r[0])
+    value = make()
+    conn.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (key, value))
+    return value
+
+
+def execute(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
+    """One statement; returns the number of rows it changed."""
+    return int(conn.execute(sql, args).rowcount)
+
+
+def insert(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
+    return int(conn.execute(sql, args).lastrowid or 0)
+
+
+def add_session(
+    conn: sqlite3.Connection, sid_hash: str, csrf: str, created: float, expires: float, remote_addr: str | None
+) -> None:
+    conn.execute("DELETE FROM sessions WHERE expires <= ?", (created,))
+    conn.execute(
+        "INSERT INTO sessions (id, csrf, created, expires, remote_addr) VALUES (?, ?, ?, ?, ?)",
+        (sid_hash, csrf, created, expires, remote_addr),
+    )
+
+
+def add_login_failure(conn: sqlite3.Connection, remote_addr: str, at: float, forget_before: float) -> None:
+    conn.execute("DELETE FROM login_attempts WHERE at < ?", (forget_before,))
+    conn.execute("INSERT INTO login_attempts (remote_addr, at) VALUES (?, ?)", (remote_addr, at))
+
+
+def set_settings(conn: sqlite3.Connection, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        set_setting(conn, key, value)
+
+
+DEADLINE_PASSED = "next_deadline IS NOT NULL AND next_deadline <= :now"
+
+
+STAMPED_AFTER = "anchor > :now OR last_alert > :now"
+
+
+# The newest row of events and outbox always stays, so their ids never restart (outbox dedupe keys
+# are built from event ids).
+PRUNE = {
+    "events": "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?"
+    " AND id < (SELECT max(id) FROM events) ORDER BY id LIMIT ?)",
+    "outbox": "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE created < ?"
+    " AND state IN ('sent', 'failed') AND id < (SELECT max(id) FROM outbox) ORDER BY id LIMIT ?)",
+    "inbox": "DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE received < ? ORDER BY id LIMIT ?)",
+}
+
+
+def first_ping_id_at(conn: sqlite3.Connection, since: float) -> int | None:
+    """The smallest ping id stored at or after ``since``, by binary search on the rowid.
+
+    There is no index on ``pings.at``, but one writer inserts pings with the wall clock, so
+    ``at`` grows with ``id``; a search over ids costs ~20 rowid lookups instead of a scan of
+    up to a million rows. A clock step backwards only moves the window's edge by that step,
+    and callers still filter on ``at``.
+    """
+    lo, hi = conn.execute("SELECT min(id), max(id) FROM pings").fetchone()
+    if hi is None:
+        return None
+
+    def at_or_after(i: int) -> float:
+        r = conn.execute("SELECT at FROM pings WHERE id >= ? ORDER BY id LIMIT 1", (i,)).fetchone()
+        return float(r[0])
+
+    if at_or_after(hi) < since:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if at_or_after(mid) >= since:
+            hi = mid
+        else:
+            lo = mid + 1
+    return int(lo)
