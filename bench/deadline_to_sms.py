@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -50,7 +51,7 @@ def sim_start(link: Path, sent_log: Path) -> subprocess.Popen[str]:
     return proc
 
 
-def sent(sent_log: Path) -> list[dict]:
+def sent(sent_log: Path) -> list[dict[str, Any]]:
     try:
         return [json.loads(line) for line in sent_log.read_text().splitlines() if line.strip()]
     except OSError:
@@ -61,7 +62,7 @@ def ts(iso: str) -> float:
     return dt.datetime.fromisoformat(iso).timestamp()
 
 
-def wait_sms(sent_log: Path, count: int, timeout: float) -> list[dict]:
+def wait_sms(sent_log: Path, count: int, timeout: float) -> list[dict[str, Any]]:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         rows = sent(sent_log)

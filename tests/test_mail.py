@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from gateway import config as cfgmod
+from gateway.errors import ValidationError
 from gateway.intake.mail import (
     BAD_RCPT_LIMIT,
     NO_SUCH_ADDRESS,
@@ -30,7 +31,7 @@ from gateway.intake.mail import (
 from gateway.model import PingKind
 from gateway.rules import keywords
 from gateway.rules.keywords import FilterError, Filters, classify, parse_filters
-from gateway.service import Service, ValidationError, new_token, url_secret
+from gateway.service import Service, new_token, url_secret
 from gateway.store import Store
 from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
 from tests.support.db import pings_of

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import zoneinfo
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -210,7 +211,7 @@ events = hs.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(schedules(), events)
-def test_it_keeps_stored_facts_consistent_after_any_sequence(schedule: Schedule, seq: list) -> None:
+def test_it_keeps_stored_facts_consistent_after_any_sequence(schedule: Schedule, seq: list[Any]) -> None:
     check, now = make_check(schedule=schedule), T0
     for what, kind, code, gap in seq:
         now += gap

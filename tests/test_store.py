@@ -8,6 +8,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,7 @@ def test_it_commits_many_concurrent_pings_and_isolates_a_failing_job(store: Stor
         raise RuntimeError("job bug")
 
     futures = [ping(store, check.token, PingKind.SUCCESS, PingMeta(), T0 + i) for i in range(200)]
-    bad = store.submit(boom)
+    bad: concurrent.futures.Future[Any] = store.submit(boom)
     futures += [ping(store, check.token, PingKind.SUCCESS, PingMeta(), T0 + 200 + i) for i in range(200)]
     concurrent.futures.wait([*futures, bad])
     assert all(f.result() is not None for f in futures)

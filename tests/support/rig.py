@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modem.simulator import SimulatorControl
 from tests.support.daemon import Daemon, hbgw, hbgw_json, write_config
@@ -38,7 +39,7 @@ class Rig:
     def texts(self) -> list[str]:
         return [s["text"] for s in self.sim.sent()]
 
-    def outbox(self) -> list[tuple]:
+    def outbox(self) -> list[tuple[Any, ...]]:
         con = sqlite3.connect(f"file:{self.data / 'hbgw.sqlite3'}?mode=ro", uri=True)
         try:
             return con.execute("SELECT channel, state, kind, attempts, error FROM outbox ORDER BY id").fetchall()
