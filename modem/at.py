@@ -622,8 +622,6 @@ class AtRouter:
     def __init__(self) -> None:
         self._txn: _Txn | None = None
         self._held: Urc | None = None  # URC waiting for its PDU/body line
-        self.stray_finals = 0
-        self.junk_bytes = 0
 
     @property
     def busy(self) -> bool:
@@ -666,7 +664,6 @@ class AtRouter:
         if isinstance(event, EchoEvent):
             return out
         if isinstance(event, JunkEvent):
-            self.junk_bytes += event.size
             logger.info("AT: dropped %d bytes of garbage (%s)", event.size, event.reason)
             return out
         line = event.text
@@ -688,7 +685,6 @@ class AtRouter:
         txn = self._txn
         if txn is None:
             if parse_final(line) is not None:
-                self.stray_finals += 1
                 logger.debug("AT: stray final result with no command in flight dropped")
             elif line[:2].upper() == "AT":
                 logger.debug("AT: stray echo dropped")

@@ -1,4 +1,4 @@
-"""``GammuModem``: the :class:`~modem.driver.Modem` interface over python-gammu.
+"""``GammuModem``: the :class:`~modem.interface.Modem` interface over python-gammu.
 
 python-gammu can segfault on odd modem replies, so gammu never runs in the
 gateway's process: every ``GammuModem`` owns one worker process
@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modem.driver import InboundHandler, InboundSms, Modem, ModemStatus
 from modem.errors import ModemError, ModemTimeout, PortGone, SimError
+from modem.interface import InboundHandler, InboundSms, Modem, ModemStatus
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import gammu
 
 from modem.pdu import is_gsm7
 
-logger = logging.getLogger("modem.gammu_worker")
+logger = logging.getLogger(__name__)
 
 # Busy SIM (right after power-up or PIN entry): how long init keeps retrying.
 SIM_BUSY_RETRY_SECONDS = 30.0

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 from modem.errors import PduError
 
@@ -1021,6 +1021,17 @@ MISSING_PART = "[...]"
 class _Pending:
     first_seen: float
     parts: dict[int, Deliver]
+    storage: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Reassembled:
+    """One message out of the :class:`Reassembler`, with where its parts were kept."""
+
+    message: Deliver  # concat=None; a missing part shows as ``[...]``
+    parts: int  # the total when complete, else how many different parts arrived
+    complete: bool
+    storage: tuple[int, ...]  # every storage slot given with its parts (duplicates too), sorted
 
 
 def _join(mapping: dict[int, Deliver], total: int) -> Deliver:
@@ -1054,6 +1065,12 @@ class Reassembler:
     passes as ``now`` (e.g. ``time.monotonic()``). At most ``max_pending`` incomplete sets
     are buffered; beyond that the oldest is pushed out and handed back, partial, by the
     next :meth:`expire`, so a flood of stray parts cannot grow memory without bound.
+
+    A caller that keeps parts somewhere (a modem's SIM storage) passes their slots to
+    :meth:`put`; each message comes back from :meth:`put` or :meth:`take_expired` with the
+    slots of all its parts, and :meth:`holds` says whether a slot still waits here. This is
+    the one record of which stored parts are buffered: a set pushed out or expired takes its
+    slots with it.
     """
 
     def __init__(self, timeout: float = 3600.0, *, max_pending: int = 256) -> None:
@@ -1062,7 +1079,7 @@ class Reassembler:
         self.timeout = timeout
         self.max_pending = max_pending
         self._pending: dict[tuple[str, int, int], _Pending] = {}
-        self._evicted: list[Deliver] = []
+        self._evicted: list[Reassembled] = []
 
     def __len__(self) -> int:
         """Number of incomplete messages buffered."""
@@ -1074,9 +1091,15 @@ class Reassembler:
         A message without concatenation (or of one part) comes back at once. A duplicate
         part (same sequence number) is ignored: the first copy wins.
         """
+        whole = self.put(part, now)
+        return None if whole is None else whole.message
+
+    def put(self, part: Deliver, now: float, storage: Iterable[int] = ()) -> Reassembled | None:
+        """:meth:`add`, remembering the storage slots ``part`` was kept in: the whole message
+        comes back with the slots of every part (a duplicate's too, so it can be deleted)."""
         concat = part.concat
         if concat is None or concat.total <= 1:
-            return replace(part, concat=None)
+            return Reassembled(replace(part, concat=None), 1, True, tuple(sorted(set(storage))))
         key = (part.sender, concat.ref, concat.total)
         pending = self._pending.get(key)
         if pending is None:
@@ -1085,22 +1108,32 @@ class Reassembler:
                 self._evicted.append(self._partial(oldest))
             pending = self._pending[key] = _Pending(now, {})
         pending.parts.setdefault(concat.seq, part)
+        pending.storage.update(storage)
         if len(pending.parts) < concat.total:
             return None
         del self._pending[key]
-        return _join(pending.parts, concat.total)
+        return Reassembled(_join(pending.parts, concat.total), concat.total, True, tuple(sorted(pending.storage)))
 
     def expire(self, now: float) -> list[Deliver]:
         """Remove and return incomplete messages whose first part came more than ``timeout``
         ago (and any pushed out by ``max_pending``), oldest first, each with the parts that
         arrived joined and every missing part shown as ``[...]``.
         """
+        return [r.message for r in self.take_expired(now)]
+
+    def take_expired(self, now: float) -> list[Reassembled]:
+        """:meth:`expire`, each message with its storage slots (``complete`` False)."""
         old = [k for k, p in self._pending.items() if now - p.first_seen > self.timeout]
         old.sort(key=lambda k: self._pending[k].first_seen)
         out, self._evicted = self._evicted, []
         out.extend(self._partial(k) for k in old)
         return out
 
-    def _partial(self, key: tuple[str, int, int]) -> Deliver:
+    def holds(self, slot: int) -> bool:
+        """True while a part kept in storage ``slot`` waits here: in an incomplete set, or in
+        one pushed out that :meth:`take_expired` has not handed back yet."""
+        return any(slot in p.storage for p in self._pending.values()) or any(slot in r.storage for r in self._evicted)
+
+    def _partial(self, key: tuple[str, int, int]) -> Reassembled:
         pending = self._pending.pop(key)
-        return _join(pending.parts, key[2])
+        return Reassembled(_join(pending.parts, key[2]), len(pending.parts), False, tuple(sorted(pending.storage)))

@@ -1,0 +1,615 @@
+"""``AtModem``: the :class:`~modem.interface.Modem` interface over AT commands in PDU mode
+(pyserial, through :class:`~modem.at.AtChannel`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from modem.at import (
+    SIM_BUSY_CME,
+    SIM_BUSY_CMS,
+    AtChannel,
+    StoredPdu,
+    Urc,
+    info_text,
+    parse_cmgl,
+    parse_cmgr,
+    parse_cmgs,
+    parse_cmti,
+    parse_cops,
+    parse_cpin,
+    parse_cpms,
+    parse_csca,
+    parse_csq,
+    parse_registration,
+    rssi_to_dbm,
+)
+from modem.errors import (
+    CmeError,
+    CmsError,
+    CommandError,
+    ModemError,
+    ModemTimeout,
+    PduError,
+    PortGone,
+    SimError,
+)
+from modem.interface import InboundHandler, InboundSms, Modem, ModemStatus, SimAbsent, mask_number
+from modem.pdu import Deliver, Reassembled, Reassembler, StatusReport, decode_pdu, encode_submit
+
+# Named as before the split into modules: log filters (and a test) select "modem.driver".
+logger = logging.getLogger(__name__)
+
+
+_REFUSED = (CmeError, CmsError, CommandError)  # the modem answered, with an error
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadJob:
+    mem: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class _ListJob:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _PduJob:
+    pdu: str
+
+
+_InboundJob = _ReadJob | _ListJob | _PduJob
+
+
+PART_TRIES = 3  # tries for each later part of a multipart SMS (AtModem.send_sms)
+
+
+class AtModem(Modem):
+    """A GSM modem driven with AT commands in PDU mode over pyserial.
+
+    ``url`` is anything ``serial.serial_for_url`` opens: ``/dev/ttyUSB2``, a pty, or
+    ``socket://host:port``. ``command_timeout`` bounds ordinary commands; ``send_timeout``
+    the network's answer to each part of an SMS (after the payload); ``list_timeout``
+    ``AT+CMGL``; ``multipart_timeout`` how long an incomplete multipart message waits for
+    its missing parts before it is handed over with ``complete=False``;
+    ``sim_busy_timeout`` how long "SIM busy" answers are waited out during :meth:`open`;
+    ``poll_interval`` how often storage is listed when the modem refuses ``AT+CNMI``.
+    Raises ValueError for a PIN that is not 4-8 digits or an SMSC that is not a number.
+
+    One asyncio lock serialises everything that talks to the modem (sends, inbound
+    processing, status), so those interleave safely. Inbound messages are processed by
+    one task: ``+CMTI`` only queues work, the reader thread never waits for it.
+    """
+
+    backend = "at"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        baudrate: int = 115200,
+        pin: str | None = None,
+        smsc: str | None = None,
+        command_timeout: float = 10.0,
+        send_timeout: float = 60.0,
+        list_timeout: float = 60.0,
+        multipart_timeout: float = 3600.0,
+        sim_busy_timeout: float = 30.0,
+        poll_interval: float = 60.0,
+        part_retry_delay: float = 2.0,
+    ) -> None:
+        if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
+            raise ValueError("the SIM PIN must be 4 to 8 digits")  # never echo the value
+        if smsc is not None and not re.fullmatch(r"\+?\d{3,20}", smsc):
+            raise ValueError("the SMSC must be a phone number (digits, optional leading +)")
+        self.url = url
+        self._baudrate = baudrate
+        self._pin = pin
+        self._smsc = smsc
+        self._command_timeout = command_timeout
+        self._send_timeout = send_timeout
+        self._list_timeout = list_timeout
+        self._multipart_timeout = multipart_timeout
+        self._part_retry_delay = part_retry_delay
+        self._sim_busy_timeout = sim_busy_timeout
+        self._poll_interval = poll_interval
+        self._handler: InboundHandler | None = None
+        self._channel: AtChannel | None = None
+        self._lock = asyncio.Lock()
+        self._gone = asyncio.Event()
+        self._queue: asyncio.Queue[_InboundJob] = asyncio.Queue()
+        self._inbound_task: asyncio.Task[None] | None = None
+        # The one record of multipart parts waiting for the rest, and of their storage indexes.
+        self._reassembler = Reassembler(multipart_timeout, max_pending=1024)
+        self._skipped: set[tuple[int | None, str]] = set()  # (index, pdu) not to look at again
+        self._failed: set[int] = set()  # indexes whose hand-over failed in this session
+        self._mem1: str | None = None
+        self._polling = False
+        self._next_poll = 0.0
+        self._concat_ref = random.randrange(256)
+
+    def __repr__(self) -> str:
+        return f"AtModem({self.url!r})"  # never the PIN
+
+    # -- Modem interface -------------------------------------------------------------------
+
+    def set_inbound_handler(self, handler: InboundHandler) -> None:
+        """Called once per complete inbound message; storage is cleaned after it returned."""
+        self._handler = handler
+
+    async def open(self) -> None:
+        """Open the port and run the init sequence (DESIGN §6), then queue the messages
+        stored while offline for the inbound handler.
+
+        Raises SimError when the SIM needs a human (wrong PIN: the PIN is sent at most
+        once; PUK; PIN required but not configured), SimAbsent when no usable SIM is
+        inserted, PortGone when the device cannot be opened, ModemTimeout when it stays
+        silent, CommandError when it refuses PDU mode.
+        """
+        if self._channel is not None:
+            raise RuntimeError("AtModem.open called twice")
+        channel = AtChannel(self.url, baudrate=self._baudrate, on_urc=self._on_urc, on_gone=self._on_gone)
+        self._failed.clear()
+        # Fresh loop-bound primitives: the object may be reopened from another event loop.
+        self._lock = asyncio.Lock()
+        self._gone = asyncio.Event()
+        self._queue = asyncio.Queue()
+        await channel.open(timeout=self._command_timeout)
+        self._channel = channel
+        try:
+            async with self._lock:
+                await self._initialise(channel)
+        except BaseException:
+            self._channel = None
+            await channel.close()
+            raise
+        self._inbound_task = asyncio.create_task(self._inbound_loop(), name=f"inbound {self.url}")
+        self._queue.put_nowait(_ListJob())
+
+    async def close(self, *, grace: float = 10.0) -> None:
+        """Stop inbound processing, let an SMS in flight finish (up to ``grace`` s), close
+        the port. Idempotent."""
+        task, self._inbound_task = self._inbound_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        channel, self._channel = self._channel, None
+        if channel is None:
+            return
+        acquired = False
+        try:
+            await asyncio.wait_for(self._lock.acquire(), grace)
+            acquired = True
+        except TimeoutError:
+            logger.warning("closing %s with a command still in flight", self.url)
+        try:
+            await channel.close()
+        finally:
+            if acquired:
+                self._lock.release()
+
+    async def wait_gone(self) -> None:
+        """Return once the port vanished (USB unplug, TCP reset)."""
+        await self._gone.wait()
+
+    async def send_sms(self, number: str, text: str) -> list[int]:
+        """Send ``text`` to ``number``; one ``AT+CMGS`` per part; returns the references.
+
+        Raises PduError (permanent) for a number or text that cannot be encoded, CmsError
+        / CmeError / CommandError from the modem (``permanent`` tells whether to retry),
+        ModemTimeout, PortGone.
+
+        When a later part of a multipart message is refused with an error that may pass (the
+        network busy, a temporary failure), that part alone is tried again, ``PART_TRIES``
+        times in all: the same PDU, so the phone still joins it to the parts already sent. Had
+        the whole message been sent again instead, the phone would show an orphaned fragment
+        next to it. Other failures of a later part leave the sent parts sent.
+        """
+        self._concat_ref = (self._concat_ref + 1) % 256
+        parts = encode_submit(number, text, concat_ref=self._concat_ref)
+        refs: list[int] = []
+        async with self._lock:
+            channel = self._require_channel()
+            for i, part in enumerate(parts):
+                for attempt in range(1, PART_TRIES + 1):
+                    try:
+                        lines = await channel.command_with_prompt(
+                            f"AT+CMGS={part.tpdu_length}",
+                            part.hex,
+                            timeout=self._send_timeout,
+                            prompt_timeout=self._command_timeout,
+                        )
+                        break
+                    except (CmsError, CmeError) as exc:
+                        if i == 0 or exc.permanent or attempt == PART_TRIES:
+                            raise  # nothing sent yet, or no use: the caller decides
+                        logger.warning("part %d of %d refused (%s); sending it again", i + 1, len(parts), exc)
+                        await asyncio.sleep(self._part_retry_delay * attempt)
+                mr = parse_cmgs(lines)
+                if mr is None:
+                    logger.warning("AT+CMGS succeeded without a message reference")
+                refs.append(-1 if mr is None else mr)
+        logger.info("SMS sent to %s (%d part(s))", mask_number(number), len(parts))
+        return refs
+
+    async def status(self) -> ModemStatus:
+        """Identity, SIM, registration, operator, signal and SMSC. A query the modem
+        refuses gives None; after one timeout the remaining queries are skipped (None).
+        Raises PortGone when the port is gone."""
+        async with self._lock:
+            channel = self._require_channel()
+            timeout = min(self._command_timeout, 5.0)
+            stalled = False
+
+            async def ask(cmd: str, **kw: Any) -> list[str] | None:
+                nonlocal stalled
+                if stalled:
+                    return None
+                try:
+                    return await channel.command(cmd, timeout=timeout, **kw)
+                except ModemTimeout:
+                    stalled = True
+                    return None
+                except _REFUSED as exc:
+                    if isinstance(exc, CmeError) and cmd == "AT+CPIN?":
+                        return [f"+CPIN: {_SIM_BY_CME.get(exc.code, 'ERROR')}"]
+                    return None
+
+            manufacturer = _info(await ask("AT+CGMI", expect_prefix=None), "+CGMI:")
+            model = _info(await ask("AT+CGMM", expect_prefix=None), "+CGMM:")
+            revision = _info(await ask("AT+CGMR", expect_prefix=None), "+CGMR:")
+            imei = _info(await ask("AT+CGSN", expect_prefix=None), "+CGSN:")
+            cpin = await ask("AT+CPIN?", soft_final="+CPIN:")
+            creg = await ask("AT+CREG?")
+            cops = await ask("AT+COPS?")
+            csq = await ask("AT+CSQ")
+            csca = await ask("AT+CSCA?")
+        registration = None
+        for line in creg or []:
+            reg = parse_registration(line, solicited=True)
+            if reg is not None:
+                registration = reg.state
+                break
+        operator = parse_cops(cops) if cops else None
+        signal = parse_csq(csq) if csq else None
+        return ModemStatus(
+            backend=self.backend,
+            port=self.url,
+            manufacturer=manufacturer,
+            model=model,
+            revision=revision,
+            imei=imei,
+            sim=parse_cpin(cpin) if cpin else None,
+            registration=registration,
+            operator=operator.name if operator else None,
+            signal_dbm=rssi_to_dbm(signal[0]) if signal else None,
+            smsc=parse_csca(csca) if csca else None,
+        )
+
+    # -- init sequence ---------------------------------------------------------------------
+
+    async def _initialise(self, ch: AtChannel) -> None:
+        t = self._command_timeout
+        await ch.abort_prompt()  # ESC: leave a "> " prompt a previous run left open
+        await self._wake(ch)
+        try:
+            await ch.command("ATE0", timeout=t)
+            ch.expect_echo = False
+        except _REFUSED:
+            logger.info("modem refused ATE0; echoes are stripped instead")
+        try:
+            await ch.command("AT+CMEE=1", timeout=t)
+        except _REFUSED:
+            logger.info("modem refused AT+CMEE=1; errors will be less specific")
+        await self._unlock_sim(ch)
+
+        reg = None
+        for line in await self._optional(ch, "AT+CREG?") or []:
+            reg = parse_registration(line, solicited=True) or reg
+        csq = parse_csq(await self._optional(ch, "AT+CSQ") or [])
+        await self._optional(ch, "AT+COPS?")
+        try:
+            await self._busy_retry(ch, "AT+CMGF=0", t)
+        except _REFUSED as exc:
+            raise CommandError("the modem refuses PDU mode (AT+CMGF=0)", permanent=True) from exc
+        current = parse_csca(await self._optional(ch, "AT+CSCA?") or [])
+        if self._smsc and current != self._smsc:
+            toa = 145 if self._smsc.startswith("+") else 129
+            if await self._optional(ch, f'AT+CSCA="{self._smsc}",{toa}') is None:
+                logger.warning("modem refused the configured SMSC; keeping its own")
+        elif not current and not self._smsc:
+            logger.warning("no SMSC set on the SIM and none configured: sending will fail")
+        await self._enable_indications(ch)
+        self._mem1 = parse_cpms(await self._optional(ch, "AT+CPMS?") or [])
+        logger.info(
+            "modem %s ready: registration %s, signal %s dBm",
+            self.url,
+            reg.state if reg else "unknown",
+            rssi_to_dbm(csq[0]) if csq else "unknown",
+        )
+
+    async def _wake(self, ch: AtChannel) -> None:
+        """``AT`` until the modem answers: a modem just plugged in may need a few seconds.
+        Any final result counts (a PIN-locked modem may answer ``+CME ERROR: 11``)."""
+        last: ModemTimeout | None = None
+        for attempt in range(4):
+            try:
+                await ch.command("AT", timeout=min(self._command_timeout, 1.0 * 2**attempt))
+                return
+            except _REFUSED:
+                return
+            except ModemTimeout as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def _sim_state(self, ch: AtChannel) -> str:
+        """``AT+CPIN?`` → state, waiting out "SIM busy". Raises SimAbsent for a missing or
+        failed SIM."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._sim_busy_timeout
+        delay = 0.1
+        while True:
+            try:
+                lines = await ch.command("AT+CPIN?", timeout=self._command_timeout, soft_final="+CPIN:")
+            except CmeError as exc:
+                if exc.code in SIM_BUSY_CME and loop.time() + delay < deadline:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                state = _SIM_BY_CME.get(exc.code)
+                if state in ("NOT INSERTED", "SIM FAILURE"):
+                    raise SimAbsent(f"SIM unusable: {state.lower()}") from exc
+                if state is None:
+                    raise
+                return state
+            except CommandError:
+                logger.warning("modem refused AT+CPIN?; assuming the SIM is ready")
+                return "READY"
+            return parse_cpin(lines) or "READY"
+
+    async def _unlock_sim(self, ch: AtChannel) -> None:
+        state = await self._sim_state(ch)
+        if state == "SIM PIN":
+            if not self._pin:
+                raise SimError("the SIM asks for a PIN and none is configured")
+            # Sent at most once per open: a second wrong PIN brings the SIM closer to PUK.
+            try:
+                await ch.command(f'AT+CPIN="{self._pin}"', timeout=max(self._command_timeout, 30.0))
+            except (*_REFUSED, ModemTimeout) as exc:
+                try:
+                    state = await self._sim_state(ch)
+                except ModemError:
+                    state = "UNKNOWN"
+                if state != "READY":
+                    raise SimError("the SIM did not accept the configured PIN; it will not be sent again") from exc
+            else:
+                state = await self._sim_state(ch)  # waits out the busy phase after unlocking
+                if state == "SIM PIN":
+                    raise SimError("PIN accepted but the SIM is still locked; not retrying")
+        if state in ("READY", "SIM PIN2", "SIM PUK2"):
+            return
+        if state == "SIM PUK":
+            raise SimError("the SIM is blocked: it needs its PUK")
+        raise SimError(f"the SIM is locked ({state})")
+
+    async def _busy_retry(self, ch: AtChannel, cmd: str, timeout: float) -> list[str]:
+        """Run ``cmd``, retrying while the SIM reports busy (right after unlocking)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._sim_busy_timeout
+        delay = 0.1
+        while True:
+            try:
+                return await ch.command(cmd, timeout=timeout)
+            except (CmeError, CmsError) as exc:
+                busy = SIM_BUSY_CME if isinstance(exc, CmeError) else SIM_BUSY_CMS
+                if exc.code not in busy or loop.time() + delay >= deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _optional(self, ch: AtChannel, cmd: str) -> list[str] | None:
+        """A command whose refusal is not fatal: None (logged) when refused."""
+        try:
+            return await self._busy_retry(ch, cmd, self._command_timeout)
+        except _REFUSED as exc:
+            logger.info("modem refused %s: %s", cmd.split("=")[0], exc)
+            return None
+
+    async def _enable_indications(self, ch: AtChannel) -> None:
+        for cnmi in ("AT+CNMI=2,1,0,1,0", "AT+CNMI=2,1,0,0,0", "AT+CNMI=1,1,0,0,0", "AT+CNMI=2,1"):
+            try:
+                await self._busy_retry(ch, cnmi, self._command_timeout)
+            except _REFUSED:
+                continue
+            self._polling = False
+            if cnmi != "AT+CNMI=2,1,0,1,0":
+                logger.info("modem refused the preferred AT+CNMI; using %s", cnmi)
+            return
+        logger.warning("modem refuses every AT+CNMI: polling storage every %g s instead", self._poll_interval)
+        self._polling = True
+        self._next_poll = time.monotonic() + self._poll_interval
+
+    # -- URCs and port loss (called on the loop by the channel) ----------------------------
+
+    def _on_urc(self, urc: Urc) -> None:
+        if urc.name == "+CMTI":
+            where = parse_cmti(urc)
+            if where is None:
+                logger.warning("malformed +CMTI ignored")
+                return
+            self._queue.put_nowait(_ReadJob(*where))
+        elif urc.name == "+CMT":
+            if urc.pdu:
+                self._queue.put_nowait(_PduJob(urc.pdu))
+        elif urc.name in ("+CDS", "+CDSI"):
+            logger.debug("status report ignored (none requested)")
+        else:
+            logger.debug("URC %s", urc.name)
+
+    def _on_gone(self, exc: PortGone) -> None:
+        self._gone.set()
+
+    def _require_channel(self) -> AtChannel:
+        if self._channel is None:
+            raise PortGone(f"{self.url}: modem is not open")
+        return self._channel
+
+    # -- inbound processing (one task) ------------------------------------------------------
+
+    def _wake_in(self) -> float:
+        waits = [max(0.05, min(60.0, self._multipart_timeout / 4))]
+        if self._polling:
+            waits.append(max(0.0, self._next_poll - time.monotonic()))
+        return min(waits)
+
+    async def _inbound_loop(self) -> None:
+        while True:
+            job: _InboundJob | None
+            try:
+                job = await asyncio.wait_for(self._queue.get(), self._wake_in())
+            except TimeoutError:
+                job = None
+            if job is None and self._polling and time.monotonic() >= self._next_poll:
+                self._next_poll = time.monotonic() + self._poll_interval
+                job = _ListJob()
+            try:
+                if job is not None:
+                    await self._run_job(job)
+                await self._expire()
+            except PortGone:
+                return
+            except ModemError as exc:
+                logger.warning("inbound SMS processing failed: %s", exc)
+            except Exception:
+                logger.exception("bug in inbound SMS processing")
+
+    async def _run_job(self, job: _InboundJob) -> None:
+        if isinstance(job, _PduJob):
+            await self._accept([StoredPdu(None, 0, None, job.pdu)])
+            return
+        async with self._lock:
+            ch = self._require_channel()
+            if isinstance(job, _ListJob):
+                items = parse_cmgl(await ch.command("AT+CMGL=4", timeout=self._list_timeout))
+            else:
+                if self._reassembler.holds(job.index):
+                    return
+                if (
+                    self._mem1 is not None
+                    and job.mem != self._mem1
+                    and await self._optional(ch, f'AT+CPMS="{job.mem}"') is not None
+                ):
+                    self._mem1 = job.mem
+                try:
+                    lines = await ch.command(f"AT+CMGR={job.index}", timeout=self._command_timeout)
+                except (CmsError, CmeError) as exc:
+                    if exc.code in (21, 22, 321):  # already gone (handled via +CMGL)
+                        return
+                    raise
+                stored = parse_cmgr(lines, job.index)
+                items = [stored] if stored is not None else []
+        await self._accept(items)
+
+    async def _accept(self, items: list[StoredPdu]) -> None:
+        """Decode stored/received PDUs, reassemble, hand complete messages over."""
+        now = time.monotonic()
+        for item in items:
+            if item.stat in (2, 3):  # our own outgoing drafts
+                continue
+            if item.index is not None and (self._reassembler.holds(item.index) or item.index in self._failed):
+                continue
+            if (item.index, item.pdu) in self._skipped:
+                continue
+            try:
+                msg = decode_pdu(item.pdu, smsc=True)
+            except PduError:
+                # A poison message: keep it in storage for a human, never look at it again
+                # in this session (it must not stall the messages behind it).
+                logger.warning(
+                    "unreadable SMS PDU at index %s (%d hex digits) skipped and kept",
+                    item.index,
+                    len(item.pdu),
+                )
+                self._skipped.add((item.index, item.pdu))
+                continue
+            if isinstance(msg, StatusReport):
+                logger.debug("stored status report at index %s deleted", item.index)
+                await self._delete([item.index] if item.index is not None else [])
+                continue
+            if not isinstance(msg, Deliver):
+                self._skipped.add((item.index, item.pdu))
+                continue
+            storage = () if item.index is None else (item.index,)
+            whole = self._reassembler.put(msg, now, storage)
+            if whole is not None:
+                await self._hand_over(whole)
+
+    async def _expire(self) -> None:
+        """Hand over the multipart messages the reassembler gave up on: timed out, or pushed
+        out by newer sets. Their storage indexes come with them, so they are deleted too."""
+        for whole in self._reassembler.take_expired(time.monotonic()):
+            logger.info("multipart SMS incomplete (%d part(s) arrived): handed over", whole.parts)
+            await self._hand_over(whole)
+
+    async def _hand_over(self, whole: Reassembled) -> None:
+        msg = whole.message
+        sms = InboundSms(
+            sender=msg.sender,
+            text=msg.text,
+            sent_at=msg.timestamp,
+            received_at=dt.datetime.now(dt.UTC),
+            parts=whole.parts,
+            complete=whole.complete,
+            storage=whole.storage,
+        )
+        handler = self._handler
+        if handler is None:
+            logger.warning("inbound SMS left in storage: no handler set")
+            return
+        try:
+            await handler(sms)  # outside the lock: the handler may send a reply
+        except Exception:
+            # Kept in storage and read again at the next open, not on every +CMTI/listing
+            # in this session: a message that breaks the handler must not loop.
+            logger.exception("inbound SMS handler failed; message kept in storage")
+            self._failed.update(whole.storage)
+            return
+        await self._delete(list(whole.storage))
+
+    async def _delete(self, indexes: list[int]) -> None:
+        if not indexes:
+            return
+        async with self._lock:
+            ch = self._require_channel()
+            for index in indexes:
+                try:
+                    await ch.command(f"AT+CMGD={index}", timeout=self._command_timeout)
+                except _REFUSED as exc:
+                    logger.warning("could not delete stored SMS %d: %s", index, exc)
+
+
+_SIM_BY_CME: dict[int, str] = {
+    10: "NOT INSERTED",
+    11: "SIM PIN",
+    12: "SIM PUK",
+    13: "SIM FAILURE",
+    14: "BUSY",
+    15: "SIM FAILURE",
+    262: "SIM PUK",
+}
+
+
+def _info(lines: list[str] | None, prefix: str) -> str | None:
+    return info_text(lines, prefix) if lines else None

@@ -1,0 +1,112 @@
+"""The ``Modem`` interface every backend implements, and the records it returns.
+
+The gateway talks only to this interface (through :class:`~modem.keeper.ModemKeeper`,
+which owns one backend, reconnects it with backoff and reports its health). Backends:
+:class:`~modem.atmodem.AtModem` (pyserial) and :class:`~modem.gammu.GammuModem`
+(python-gammu). :mod:`modem.driver` re-exports all of these.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from modem.errors import SimError
+
+
+@dataclass(frozen=True)
+class ModemStatus:
+    """What ``modem probe`` prints and the web page shows. Unknown values are ``None``."""
+
+    backend: str  # "at" | "gammu"
+    port: str  # device path or socket:// URL (never credentials)
+    manufacturer: str | None = None
+    model: str | None = None
+    revision: str | None = None
+    imei: str | None = None
+    sim: str | None = None  # "READY", "SIM PIN", "SIM PUK", "NOT INSERTED", ...
+    registration: str | None = None  # "home" | "roaming" | "searching" | "denied" | "unregistered" | "unknown"
+    operator: str | None = None
+    signal_dbm: int | None = None  # None when the modem reports 99 (unknown)
+    smsc: str | None = None
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    """One complete inbound message (multipart already reassembled)."""
+
+    sender: str  # "+4915..." (international), national digits, or alphanumeric
+    text: str
+    sent_at: dt.datetime | None  # SMSC timestamp, timezone-aware
+    received_at: dt.datetime  # when the modem layer read it, UTC
+    parts: int = 1
+    complete: bool = True  # False when parts were missing and the reassembly timed out
+    storage: tuple[int, ...] = field(default=(), compare=False)  # SIM indexes, for deletion
+
+
+InboundHandler = Callable[[InboundSms], Awaitable[None]]
+
+
+class Modem(abc.ABC):
+    """One GSM modem. Methods raise :class:`modem.errors.ModemError` subclasses only.
+
+    Not thread-safe: one asyncio task owns a modem (see :class:`ModemKeeper`).
+    """
+
+    backend: str = "?"
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and run the init sequence (PIN, registration, PDU mode, new-SMS
+        indications), then hand over messages stored while offline. Raises
+        ``SimError`` (permanent) for a wrong PIN / PUK, ``PortGone`` or
+        ``ModemTimeout`` when the device is absent or silent."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the port. Idempotent."""
+
+    @abc.abstractmethod
+    async def status(self) -> ModemStatus:
+        """Query identity, SIM, registration, operator, signal and SMSC."""
+
+    @abc.abstractmethod
+    async def send_sms(self, number: str, text: str) -> list[int]:
+        """Send ``text`` (split into parts as needed) to ``number``.
+
+        Returns the message references the network confirmed (``+CMGS: <mr>``),
+        one per part. Raises ``CmsError`` (``permanent`` says whether a retry can
+        help), ``ModemTimeout`` or ``PortGone``.
+        """
+
+    @abc.abstractmethod
+    def set_inbound_handler(self, handler: InboundHandler) -> None:
+        """Called once per complete inbound message. The backend deletes the
+        message from modem storage only after the handler returned normally."""
+
+    async def wait_gone(self) -> None:
+        """Return when the backend noticed on its own that its device vanished.
+
+        The default never returns (until cancelled): :class:`ModemKeeper` then notices a
+        lost device through failing calls and its periodic status refresh. Backends that
+        see the port go (``AtModem``'s reader thread) override it.
+        """
+        await asyncio.Event().wait()
+
+
+class SimAbsent(SimError):
+    """The SIM is missing or failing and no PIN was sent: safe to try again later
+    (someone may insert or reseat it). Any other :class:`SimError` needs a human."""
+
+
+def mask_number(recipient: str) -> str:
+    """Enough of a phone number (or an email address) to tell people apart in logs and event
+    rows, not enough to leak it: ``+155***67``, ``ow***@example.net``. The one masker of the
+    project: the driver, the simulator and the gateway all use it."""
+    if "@" in recipient:
+        user, _, domain = recipient.partition("@")
+        return user[:2] + "***@" + domain
+    return recipient[:4] + "***" + recipient[-2:] if len(recipient) > 6 else "***"

@@ -1,0 +1,405 @@
+"""The simulated modem as a whole (:class:`Simulator`): power, SIM, radio, fault injection,
+and the commands that are not about SMS (identity, ``+CPIN``, ``+CREG``, ``+COPS`` ...).
+
+The command line is :class:`~modem.sim.machine.AtMachine`'s, the SMS side
+:class:`~modem.sim.sms.SmsCommands`'.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from modem.sim.machine import _cme, _cms, _error, _Handler, _int_arg, split_args
+from modem.sim.network import Network, _utcnow
+from modem.sim.records import SimOptions
+from modem.sim.sms import SmsCommands, _scts
+
+# Named as before the split into modules: log filters select "modem.simulator".
+logger = logging.getLogger(__name__)
+
+
+class Simulator(SmsCommands):
+    """A simulated GSM modem with its SIM, attached to ``network``. Transport-independent and
+    thread-safe; powered on when created.
+
+    A transport calls :meth:`feed` with the bytes the host wrote and drains
+    :meth:`read_output`; :meth:`set_waker` lets it know when output appears
+    from another thread (an injected SMS's ``+CMTI``).
+    """
+
+    def __init__(self, network: Network, options: SimOptions | None = None) -> None:
+        super().__init__(network, options or SimOptions())
+        self._pin = self.options.pin
+        self._pin_left = self.options.pin_attempts
+        self._puk_left = 10
+        self._registration = self.options.registration
+        self._signal = self.options.signal_csq
+        self._handlers = self._build_handlers()
+        network._attach(self)
+        self.power_on()
+
+    # -- power and fault injection
+
+    def power_on(self) -> None:
+        """Power up (or reset): settings to defaults, SIM locked again, busy phase restarts."""
+        with self._lock:
+            self._powered = True
+            self._powered_at = time.monotonic()
+            self._busy_until = self._powered_at + self.options.sim_busy_seconds
+            self._sim_state = "SIM PIN" if self._pin else "READY"
+            if self._pin_left <= 0:
+                self._sim_state = "SIM PUK" if self._puk_left > 0 else "BLOCKED"
+            self._radio_on = True
+            self._reset_io()
+            self._reset_settings()
+        self._flush_network()
+
+    def power_off(self) -> None:
+        """Power down (USB unplugged): output dropped, inbound SMS wait in the network."""
+        with self._lock:
+            self._powered = False
+            self._out.clear()
+            self._delay_until = None
+
+    def _reset_settings(self) -> None:
+        super()._reset_settings()
+        self._creg_n = 0
+        self._cgreg_n = 0
+        self._cops_format = 0
+
+    def hang(self, on: bool = True) -> None:
+        """Stop answering anything (input is dropped) until ``hang(False)`` or a power cycle."""
+        with self._lock:
+            self._hung = on
+            self._line.clear()
+            if on:
+                self._out.clear()
+                self._delay_until = None
+        logger.info("simulator: hang %s", "on" if on else "off")
+
+    @property
+    def hung(self) -> bool:
+        return self._hung
+
+    def set_latency(self, seconds: float, command: str | None = None) -> None:
+        """Delay every answer by ``seconds``; with ``command`` (e.g. ``"+CMGS"``) only that one."""
+        with self._lock:
+            if command is None:
+                self._latency = max(0.0, seconds)
+            else:
+                self._command_latency[command.upper()] = max(0.0, seconds)
+
+    def set_signal(self, csq: int) -> None:
+        with self._lock:
+            self._signal = csq
+
+    def set_registration(self, stat: int) -> None:
+        """Change the network registration (+CREG stat); emits ``+CREG`` when enabled."""
+        with self._lock:
+            self._registration = stat
+            if self._creg_n:
+                self._urc(f"+CREG: {self._creg_body(self._creg_n)[2:]}")
+        self._flush_network()
+
+    def urc(self, line: str, *, mid_reply: bool = False) -> None:
+        """Emit an unsolicited line (``RING``, ``^RSSI: 12`` ...). With ``mid_reply``
+        it is inserted inside the next multi-line answer instead, like modems that
+        interleave URCs with replies."""
+        with self._lock:
+            if mid_reply:
+                self._mid_reply_urcs.append(line)
+            else:
+                self._urc(line)
+
+    @property
+    def pin_attempts_left(self) -> int:
+        return self._pin_left
+
+    @property
+    def sim_state(self) -> str:
+        """``READY``, ``SIM PIN``, ``SIM PUK``, ``BLOCKED`` or ``BUSY``."""
+        with self._lock:
+            if time.monotonic() < self._busy_until:
+                return "BUSY"
+            return self._sim_state
+
+    # -- basic commands and SIM checks
+
+    def _basic(self, cmd: str) -> list[str]:
+        letter = cmd[0].upper()
+        value = cmd[1:]
+        if letter == "E":
+            if value not in ("", "0", "1"):
+                raise _error()
+            self._echo = value == "1"
+            return []
+        if letter == "Z" or cmd.upper() == "&F":
+            self._reset_settings()
+            return []
+        if letter == "I":
+            o = self.options
+            return [
+                f"Manufacturer: {o.manufacturer}",
+                f"Model: {o.model}",
+                f"Revision: {o.revision}",
+                f"IMEI: {o.imei}",
+                "+GCAP: +CGSM",
+            ]
+        if letter == "V":
+            if value not in ("", "1"):
+                raise _error()  # numeric result codes are not simulated
+            return []
+        if letter in "QXLMH&":
+            return []
+        if letter == "S":
+            if value.endswith("?"):
+                return ["013" if value.startswith("3") else "000"]
+            return []
+        raise _error()
+
+    def _sim_ready(self) -> bool:
+        return self.sim_state == "READY"
+
+    def _require_sim(self, *, sms: bool = False) -> None:
+        state = self.sim_state
+        if state == "READY":
+            return
+        if sms:
+            code = {"BUSY": 314, "SIM PIN": 311, "SIM PUK": 316}.get(state, 310)
+            raise _cms(code)
+        raise _cme({"BUSY": 14, "SIM PIN": 11, "SIM PUK": 12}.get(state, 13))
+
+    def _reg_stat(self) -> int:
+        if not self._radio_on or not self._sim_ready():
+            return 0
+        return self._registration
+
+    # -- handlers
+
+    def _build_handlers(self) -> dict[str, _Handler]:
+        simple = {
+            "+CGMI": lambda: self.options.manufacturer,
+            "+GMI": lambda: self.options.manufacturer,
+            "+CGMM": lambda: self.options.model,
+            "+GMM": lambda: self.options.model,
+            "+CGMR": lambda: self.options.revision,
+            "+GMR": lambda: self.options.revision,
+            "+CGSN": lambda: self.options.imei,
+            "+GSN": lambda: self.options.imei,
+        }
+        handlers: dict[str, _Handler] = {}
+        for name, value in simple.items():
+            handlers[name] = self._identity(value)
+        handlers.update(
+            {
+                "+CIMI": self._h_cimi,
+                "+CMEE": self._h_cmee,
+                "+CPIN": self._h_cpin,
+                "+CPINR": self._h_cpinr,
+                "+CREG": self._h_creg,
+                "+CGREG": self._h_cgreg,
+                "+CEREG": self._h_cgreg,
+                "+CGATT": self._h_cgatt,
+                "+CSQ": self._h_csq,
+                "+COPS": self._h_cops,
+                "+CFUN": self._h_cfun,
+                "+CSCA": self._h_csca,
+                "+CSCS": self._h_cscs,
+                "+CPMS": self._h_cpms,
+                "+CNMI": self._h_cnmi,
+                "+CMGF": self._h_cmgf,
+                "+CMGS": self._h_cmgs,
+                "+CMGL": self._h_cmgl,
+                "+CMGR": self._h_cmgr,
+                "+CMGD": self._h_cmgd,
+                "+CSMP": self._h_csmp,
+                "+CSDH": self._h_csdh,
+                "+CSMS": self._h_csms,
+                "+CNMA": lambda kind, arg: [],
+                "+GCAP": lambda kind, arg: ["+GCAP: +CGSM"],
+                "+CCLK": self._h_cclk,
+            }
+        )
+        return handlers
+
+    def _identity(self, value: Callable[[], str]) -> _Handler:
+        def handler(kind: str, arg: str) -> list[str]:
+            if kind == "test":
+                return []
+            if kind != "exec":
+                raise _error()
+            return [value()]
+
+        return handler
+
+    def _h_cimi(self, kind: str, arg: str) -> list[str]:
+        if kind == "test":
+            return []
+        if kind != "exec":
+            raise _error()
+        self._require_sim()
+        return [self.options.imsi]
+
+    def _h_cmee(self, kind: str, arg: str) -> list[str]:
+        if kind == "read":
+            return [f"+CMEE: {self._cmee}"]
+        if kind == "test":
+            return ["+CMEE: (0-2)"]
+        value = _int_arg(split_args(arg), 0, 0) if kind == "set" else 0
+        if value not in (0, 1, 2):
+            raise _error()
+        self._cmee = value
+        return []
+
+    def _h_cpin(self, kind: str, arg: str) -> list[str]:
+        if kind == "test":
+            return []
+        state = self.sim_state
+        if kind == "read":
+            if state == "BUSY":
+                raise _cme(14)
+            if state == "BLOCKED":
+                raise _cme(13)
+            return [f"+CPIN: {state}"]
+        if kind != "set":
+            raise _error()
+        args = split_args(arg)
+        if state == "BUSY":
+            raise _cme(14)
+        if state == "BLOCKED":
+            raise _cme(13)
+        if state == "READY":
+            raise _cme(3)
+        if state == "SIM PIN":
+            if args[0] != self._pin:
+                self._pin_left -= 1
+                logger.info("simulator: wrong PIN, %d attempt(s) left", self._pin_left)
+                if self._pin_left <= 0:
+                    self._sim_state = "SIM PUK"
+                raise _cme(16)
+            self._pin_left = self.options.pin_attempts
+        else:  # SIM PUK: AT+CPIN="<puk>","<new pin>"
+            if len(args) < 2 or not args[1]:
+                raise _cme(12)
+            if args[0] != self.options.puk:
+                self._puk_left -= 1
+                if self._puk_left <= 0:
+                    self._sim_state = "BLOCKED"
+                raise _cme(16)
+            self._pin = args[1]
+            self._pin_left = self.options.pin_attempts
+            self._puk_left = 10
+        self._sim_state = "READY"
+        self._busy_until = time.monotonic() + self.options.busy_after_pin_seconds
+        if self._creg_n:
+            self._urc(f"+CREG: {self._creg_body(self._creg_n)[2:]}")
+        self._after_reply(self._flush_network)
+        return []
+
+    def _h_cpinr(self, kind: str, arg: str) -> list[str]:
+        if kind == "test":
+            return []
+        return [
+            f"+CPINR: SIM PIN,{self._pin_left},{self.options.pin_attempts}",
+            f"+CPINR: SIM PUK,{self._puk_left},10",
+        ]
+
+    def _creg_body(self, n: int) -> str:
+        stat = self._reg_stat()
+        body = f"{n},{stat}"
+        if n == 2 and stat in (1, 5):
+            body += ',"1A2B","00003C4D"'
+        return body
+
+    def _h_creg(self, kind: str, arg: str) -> list[str]:
+        if kind == "test":
+            return ["+CREG: (0-2)"]
+        if kind == "read":
+            return [f"+CREG: {self._creg_body(self._creg_n)}"]
+        if kind == "set":
+            value = _int_arg(split_args(arg), 0, 0)
+            if value not in (0, 1, 2):
+                raise _error()
+            self._creg_n = value
+            return []
+        raise _error()
+
+    def _h_cgreg(self, kind: str, arg: str) -> list[str]:
+        if kind == "test":
+            return ["+CGREG: (0-2)"]
+        if kind == "read":
+            return [f"+CGREG: {self._creg_body(self._cgreg_n)}"]
+        if kind == "set":
+            value = _int_arg(split_args(arg), 0, 0)
+            if value not in (0, 1, 2):
+                raise _error()
+            self._cgreg_n = value
+            return []
+        raise _error()
+
+    def _h_cgatt(self, kind: str, arg: str) -> list[str]:
+        if kind == "read":
+            return [f"+CGATT: {1 if self._reg_stat() in (1, 5) else 0}"]
+        if kind == "test":
+            return ["+CGATT: (0,1)"]
+        if kind == "set":
+            return []
+        raise _error()
+
+    def _h_csq(self, kind: str, arg: str) -> list[str]:
+        if kind == "test":
+            return ["+CSQ: (0-31,99),(0-7,99)"]
+        if kind != "exec":
+            raise _error()
+        rssi = self._signal if self._radio_on else 99
+        return [f"+CSQ: {rssi},99"]
+
+    def _h_cops(self, kind: str, arg: str) -> list[str]:
+        o = self.options
+        if kind == "test":
+            return [f'+COPS: (2,"{o.operator}","{o.operator_short}","{o.operator_numeric}",0),,(0-4),(0-2)']
+        if kind == "read":
+            if self._reg_stat() not in (1, 5):
+                return ["+COPS: 0"]
+            name = (o.operator, o.operator_short, o.operator_numeric)[self._cops_format]
+            return [f'+COPS: 0,{self._cops_format},"{self._enc(name)}",0']
+        if kind != "set":
+            raise _error()
+        args = split_args(arg)
+        mode = _int_arg(args, 0, 0)
+        if mode == 3:
+            fmt = _int_arg(args, 1, 0)
+            if fmt not in (0, 1, 2):
+                raise _error()
+            self._cops_format = fmt
+            return []
+        if mode in (0, 1, 2, 4):
+            if mode == 2:
+                self._registration = 0
+            elif mode == 0 and self._registration == 0:
+                self._registration = self.options.registration
+            return []
+        raise _error()
+
+    def _h_cfun(self, kind: str, arg: str) -> list[str]:
+        if kind == "read":
+            return [f"+CFUN: {1 if self._radio_on else 4}"]
+        if kind == "test":
+            return ["+CFUN: (0,1,4),(0-1)"]
+        if kind != "set":
+            raise _error()
+        fun = _int_arg(split_args(arg), 0, 1)
+        if fun not in (0, 1, 4):
+            raise _error()
+        self._radio_on = fun == 1
+        self._after_reply(self._flush_network)
+        return []
+
+    def _h_cclk(self, kind: str, arg: str) -> list[str]:
+        if kind == "read":
+            return [f'+CCLK: "{_scts(_utcnow())}"']
+        if kind in ("set", "test"):
+            return []
+        raise _error()

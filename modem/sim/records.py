@@ -1,0 +1,74 @@
+"""The simulator's options and records: how the simulated modem and its SIM behave at
+power-up (:class:`SimOptions`), a message as the network saw it sent (:class:`SentSms`), and
+one storage slot (:class:`StoredSms`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class SimOptions:
+    """How the simulated modem and its SIM behave at power-up."""
+
+    pin: str | None = None  # None: SIM not PIN-locked
+    puk: str = "12345678"
+    pin_attempts: int = 3
+    sim_busy_seconds: float = 0.0  # +CME ERROR: 14 for this long after power-up
+    busy_after_pin_seconds: float = 0.0  # ... and for this long after a correct PIN
+    latency: float = 0.0  # seconds before every command's answer
+    echo: bool = True
+    operator: str = "HBGW Sim"
+    operator_short: str = "HBGW"
+    operator_numeric: str = "00101"
+    signal_csq: int = 20  # +CSQ rssi, 0..31 or 99
+    registration: int = 1  # +CREG stat: 1 home, 5 roaming, 2 searching, 3 denied, 0 not
+    smsc: str = "+15550000000"
+    manufacturer: str = "HBGW"
+    model: str = "HBGW-SIM-1"
+    revision: str = "HBGW-SIM 1.0"
+    imei: str = "356938035643809"
+    imsi: str = "001010123456789"
+    storage_size: int = 30  # slots per storage ("SM" and "ME")
+    first_index: int = 1  # some modems number storage from 0
+    cnmi: tuple[int, int, int, int, int] = (2, 1, 0, 1, 0)  # new-SMS indications at power-up
+    esc_ok: bool = True  # answer OK after ESC aborts a prompt
+    # Broken firmware: refuses AT+CMGF=0 yet lists and reads messages in PDU format.
+    # (python-gammu then falls back to text mode and crashes on the PDU reply.)
+    refuse_pdu_mode: bool = False
+    first_message_ref: int = 1
+
+
+@dataclass(frozen=True)
+class SentSms:
+    """One message the modem submitted, as the network saw it (multipart reassembled)."""
+
+    number: str
+    text: str
+    parts: int
+    refs: tuple[int, ...]
+    at: dt.datetime  # UTC, when the last part arrived
+    encoding: str = ""  # "gsm7" | "ucs2" | "8bit" | "text" (text-mode submit)
+    pdus: tuple[str, ...] = ()  # the hex PDUs as the host sent them (text mode: empty)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "text": self.text,
+            "parts": self.parts,
+            "refs": list(self.refs),
+            "at": self.at.isoformat(),
+            "encoding": self.encoding,
+            "pdus": list(self.pdus),
+        }
+
+
+@dataclass
+class StoredSms:
+    """One slot of the simulated SIM/phone storage."""
+
+    index: int
+    stat: int  # 0 REC UNREAD, 1 REC READ, 2 STO UNSENT, 3 STO SENT
+    pdu: str  # hex, with the SMSC field
