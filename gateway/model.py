@@ -194,6 +194,26 @@ class ModemLogRow:
 
 
 @dataclass(frozen=True)
+class ModemReport:
+    """The modem as the daemon's modem task sees it now (the modem page, /metrics)."""
+
+    backend: str
+    port: str
+    connected: bool
+    last_error: str | None
+    since: float  # when the connection state last changed
+    retrying: bool
+    manufacturer: str | None = None
+    model: str | None = None
+    imei: str | None = None
+    sim: str | None = None
+    registration: str | None = None
+    operator: str | None = None
+    signal_dbm: int | None = None
+    smsc: str | None = None
+
+
+@dataclass(frozen=True)
 class ApiKey:
     """An API key as stored: never the key itself, only its first characters for recognition."""
 

@@ -11,7 +11,7 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
-from gateway.model import Check, InboxRow, ModemLogRow, OutboxRow, Ping, Status, iso
+from gateway.model import Check, InboxRow, ModemLogRow, ModemReport, OutboxRow, Ping, Status, iso
 from gateway.rules import keywords
 from gateway.rules import status as st
 from gateway.rules.durations import humanize
@@ -85,7 +85,7 @@ class ModemPage:
     now: float
     backend: str
     device: str
-    status: dict[str, Any] | None  # the modem task's live description (gateway.runtime.daemon)
+    status: ModemReport | None  # as the modem task sees it now
     bars: int | None
     history: list[ModemLogRow]
     outbox: list[OutboxRow]
@@ -270,7 +270,7 @@ class Views:
             backend=self.config.modem.backend,
             device=self.config.modem.device,
             status=status,
-            bars=signal_bars(status.get("signal_dbm")) if status else None,
+            bars=signal_bars(status.signal_dbm) if status else None,
             history=self.store.modem_history(now - 86400),
             outbox=self.outbox(50),
             inbox=self.inbox(50),
@@ -356,11 +356,7 @@ class Views:
         status = self.service.modem_status()
         if status is None:
             return ModemSummary(connected=False, operator=None, bars=None)
-        return ModemSummary(
-            connected=bool(status.get("connected")),
-            operator=status.get("operator"),
-            bars=signal_bars(status.get("signal_dbm")),
-        )
+        return ModemSummary(connected=status.connected, operator=status.operator, bars=signal_bars(status.signal_dbm))
 
 
 def _outbox_troubles(now: float, waiting: int, overdue: float | None) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 from gateway.accounts import Accounts
 from gateway.config import Config, parse_hostport
 from gateway.errors import ValidationError
-from gateway.model import Check, Flip, PingKind, PingMeta, Schedule, Status
+from gateway.model import Check, Flip, ModemReport, PingKind, PingMeta, Schedule, Status
 from gateway.readmodels import Views
 from gateway.rules import commands as cmds
 from gateway.rules import keywords, lifecycle
@@ -93,7 +93,7 @@ class Service:
         self.accounts = Accounts(store, config, clock=clock)  # logins, sessions, API keys
         self.views = Views(self)  # what pages, the CLI and /metrics show
         # Set by the daemon: a callable giving the modem's current status for pages and probes.
-        self.modem_status_source: Callable[[], dict[str, Any] | None] | None = None
+        self.modem_status_source: Callable[[], ModemReport | None] | None = None
 
     # ------------------------------------------------------------------ wiring
 
@@ -488,7 +488,7 @@ class Service:
         """Forget old history (events, finished messages, received SMS); rows removed per table."""
         return await self.store.prune(self.clock())
 
-    def modem_status(self) -> dict[str, Any] | None:
+    def modem_status(self) -> ModemReport | None:
         src = self.modem_status_source
         return src() if src is not None else None
 

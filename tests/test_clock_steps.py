@@ -13,15 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import AlertsConfig, Config
 from gateway.model import PingKind, PingMeta, Status
 from gateway.runtime.watchdog import CLOCK_STEP, ClockWatch, Watchdog, boot_clock
-from gateway.service import Service
+from gateway.service import PingOutcome, Service
 from gateway.store import Store
-
-T0 = 1_800_000_000.0
-OWNER = "+15551230001"
-
+from tests.support import clockrig
+from tests.support.clockrig import OWNER, T0, Clocks
 
 # ------------------------------------------------------------------------------ ClockWatch (pure)
 
@@ -61,20 +58,6 @@ def test_the_boot_clock_moves_with_real_time() -> None:
 # ------------------------------------------------------------------------- store and service
 
 
-class Clocks:
-    """A wall clock and a boot clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.wall, self.boot = T0, 1000.0
-
-    def run(self, seconds: float) -> None:
-        self.wall += seconds
-        self.boot += seconds
-
-    def step(self, seconds: float) -> None:
-        self.wall += seconds
-
-
 @pytest.fixture
 def clocks() -> Clocks:
     return Clocks()
@@ -82,23 +65,25 @@ def clocks() -> Clocks:
 
 @pytest.fixture
 def service(tmp_path: Path, clocks: Clocks) -> Iterator[Service]:
-    config = Config(data_dir=tmp_path, alerts=AlertsConfig(sms_to=(OWNER,), coalesce=0.0))
-    with Store(config.db_path) as store:
-        yield Service(store, config, clock=lambda: clocks.wall)
+    config = clockrig.config(tmp_path, alerts={"email_to": []})
+    store = Store(config.db_path).open()
+    try:
+        yield Service(store, config, clock=clocks)
+    finally:
+        store.close()
 
 
 def ping(service: Service, name: str) -> None:
     token = service.get_check(name).token
-    assert service.record_ping(token, PingKind.SUCCESS, None, PingMeta()) is not None
+    assert service.record_ping(token, PingKind.SUCCESS, None, PingMeta()) is PingOutcome.OK
 
 
 def notes(service: Service) -> list[str]:
-    return [e.detail or "" for e in service.store.list_events() if e.kind == "note"]
+    return [e.detail or "" for e in clockrig.events(service) if e.kind == "note"]
 
 
 def alerts(service: Service) -> list[str]:
-    rows = sorted(service.list_outbox(), key=lambda m: m["id"])
-    return [m["text"] for m in rows if m["to"] == OWNER]
+    return [m["text"] for m in clockrig.outbox(service) if m["to"] == OWNER]
 
 
 def test_a_forward_step_gives_a_fresh_period_instead_of_a_false_down(service: Service, clocks: Clocks) -> None:
@@ -180,7 +165,7 @@ class Looks:
 
 async def _watch(service: Service, clocks: Clocks, scenario: Callable[[Looks], Awaitable[None]]) -> None:
     looks = Looks(clocks)
-    dog = Watchdog(service, recheck=0.01, clock=lambda: clocks.wall, boot=looks)
+    dog = Watchdog(service, recheck=0.01, clock=clocks, boot=looks)
     task = asyncio.create_task(dog.run())
     try:
         await scenario(looks)
@@ -215,8 +200,7 @@ def test_the_watchdog_hands_a_step_over_before_it_flips_anything(service: Servic
         await _until(lambda: service.get_check("web1").status is Status.DOWN)
 
     asyncio.run(_watch(service, clocks, scenario))
-    events = service.store.list_events(service.get_check("web1").id)  # newest first
-    kinds = [(e.kind, e.old_status, e.new_status) for e in reversed(events)]
+    kinds = [(e.kind, e.old_status, e.new_status) for e in clockrig.events(service, "web1")]
     assert [k for k in kinds if k[0] == "flip"] == [
         ("flip", "new", "up"),
         ("flip", "up", "late"),

@@ -1,14 +1,21 @@
 """The watchdog flips checks on time, the history survives restarts, and a gateway that was
-itself offline gives checks a fresh period instead of a false DOWN."""
+itself offline gives checks a fresh period instead of a false DOWN.
+
+What the watchdog decides runs in-process on clocks the test moves (tests/support/clockrig.py);
+the daemon as a subprocess (``slow``) shows the flips happen on time in real time, across
+restarts and kill -9, and for checks another process changed.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
+import pytest
+
+from gateway.model import PingKind, Status
+from tests.support.clockrig import T0, Gateway
 from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
 
 
@@ -33,6 +40,62 @@ def ping(d: Daemon, cfg: Path, name: str) -> None:
     )
 
 
+def flips(g: Gateway, name: str) -> list[tuple[str | None, str | None, str | None]]:
+    """(old, new, reason) of each status change of ``name``, oldest first."""
+    return [(e.old_status, e.new_status, e.detail) for e in g.events(name) if e.kind == "flip"]
+
+
+def notes(g: Gateway) -> list[str]:
+    return [e.detail or "" for e in g.events() if e.kind == "note"]
+
+
+# ------------------------------------------------------------------------------ in-process
+
+
+def test_it_recovers_on_the_next_ping(tmp_path: Path) -> None:
+    with Gateway(tmp_path) as g:
+        g.add("web1", period=1, grace=0)
+        g.ping("web1")
+        assert g.tick(0.999) == []
+        g.tick(0.001)
+        assert g.service.get_check("web1").status is Status.DOWN
+        g.clocks.run(30)
+        g.ping("web1")
+        assert g.service.get_check("web1").status is Status.UP
+        assert flips(g, "web1") == [("new", "up", "ping"), ("up", "down", "deadline"), ("down", "up", "ping")]
+        g.dispatch()
+        assert [t.split(":")[0] for t in g.sms.texts()] == ["DOWN web1", "UP web1 after 30 s"]
+
+
+def test_it_gives_a_fresh_period_after_the_gateway_was_offline(tmp_path: Path) -> None:
+    with Gateway(tmp_path) as g:
+        g.add("web1", period=4, grace=2)
+        g.add("gone", period=1, grace=0)
+        g.ping("web1", "gone")
+        g.ping("gone", kind=PingKind.FAIL)
+        g.dispatch()
+        sent = len(g.sms.sent)  # the FAIL
+        g.clocks.run(6.5)  # the gateway is off (since T0) for longer than web1's period + grace
+        reset = g.service.fresh_start(offline_since=T0)
+        assert [c.name for c in reset] == ["web1"]
+        web1 = g.service.get_check("web1")
+        assert g.service.status_of(web1) is Status.UP  # not a false DOWN
+        assert (web1.anchor, web1.next_deadline) == (g.clocks(), g.clocks() + 4)
+        assert g.describe("web1")["down_at"] == "2027-01-15T08:00:12Z"  # now (T0 + 6.5 s) + period + grace
+        assert g.service.get_check("gone").status is Status.DOWN  # stays down
+        assert g.tick() == []  # the watchdog's first look
+        [note] = notes(g)
+        assert note.startswith("gateway was offline from ")
+        assert len(g.sms.sent) == sent + 1 and g.sms.texts()[-1].startswith("hbgw was offline from ")
+        assert flips(g, "web1") == [("new", "up", "ping")]
+        assert g.tick(3.999) == []
+        assert [(f.old, f.new) for f in g.tick(0.001)] == [(Status.UP, Status.LATE)]  # on the fresh deadline
+
+
+# ------------------------------------------------------------------------------ end to end
+
+
+@pytest.mark.slow
 def test_it_goes_late_then_down_on_time(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cfg = write_config(tmp_path / "hbgw.toml", data)
@@ -59,18 +122,7 @@ def test_it_goes_late_then_down_on_time(tmp_path: Path) -> None:
     assert 2.0 <= flips[2][3] - pinged_at < 3.5
 
 
-def test_it_recovers_on_the_next_ping(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    cfg = write_config(tmp_path / "hbgw.toml", data)
-    hbgw("check", "add", "web1", "--period", "1s", "--grace", "0s", config=cfg)
-    with Daemon(data, config=cfg) as d:
-        ping(d, cfg, "web1")
-        wait_for(lambda: hbgw_json("check", "show", "web1", config=cfg)["status"] == "down", what="down")
-        ping(d, cfg, "web1")
-        assert hbgw_json("check", "show", "web1", config=cfg)["status"] == "up"
-        assert events(data, "web1")[-1][:3] == ("down", "up", "ping")
-
-
+@pytest.mark.slow
 def test_it_keeps_history_and_statuses_across_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cfg = write_config(tmp_path / "hbgw.toml", data)
@@ -98,6 +150,7 @@ def test_it_keeps_history_and_statuses_across_a_restart(tmp_path: Path) -> None:
         assert d2.info["pid"] != d.info["pid"]
 
 
+@pytest.mark.slow
 def test_it_loses_no_acknowledged_ping_when_killed(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cfg = write_config(tmp_path / "hbgw.toml", data)
@@ -115,33 +168,7 @@ def test_it_loses_no_acknowledged_ping_when_killed(tmp_path: Path) -> None:
     assert hbgw_json("check", "show", "web1", config=cfg)["n_pings"] == 20
 
 
-def test_it_gives_a_fresh_period_after_the_gateway_was_offline(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    cfg = write_config(tmp_path / "hbgw.toml", data)
-    hbgw("check", "add", "web1", "--period", "4s", "--grace", "2s", config=cfg)
-    hbgw("check", "add", "gone", "--period", "1s", "--grace", "0s", config=cfg)
-    d = Daemon(data, config=cfg).start()
-    ping(d, cfg, "web1")
-    ping(d, cfg, "gone")
-    url = hbgw_json("check", "show", "gone", config=cfg)["ping_url"]
-    subprocess.run(
-        ["curl", "-fsS", "-o", "/dev/null", d.url + "/ping/" + url.rsplit("/", 1)[1] + "/fail"], check=True, timeout=10
-    )
-    assert d.stop() == 0
-    time.sleep(6.5)  # the gateway is off for longer than web1's period + grace
-    with Daemon(data, config=cfg):
-        web1 = hbgw_json("check", "show", "web1", config=cfg)
-        assert web1["status"] == "up"  # not a false DOWN
-        down_at = dt.datetime.fromisoformat(web1["down_at"])
-        assert down_at > dt.datetime.now(dt.UTC)  # a fresh period + grace from the restart
-        assert hbgw_json("check", "show", "gone", config=cfg)["status"] == "down"  # stays down
-        con = sqlite3.connect(f"file:{data / 'hbgw.sqlite3'}?mode=ro", uri=True)
-        notes = con.execute("SELECT detail FROM events WHERE kind = 'note'").fetchall()
-        con.close()
-        assert len(notes) == 1 and notes[0][0].startswith("gateway was offline from ")
-    assert [(o, n) for o, n, _, _ in events(data, "web1")] == [("new", "up")]
-
-
+@pytest.mark.slow
 def test_it_notices_checks_changed_by_the_cli_while_running(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cfg = write_config(tmp_path / "hbgw.toml", data)

@@ -81,6 +81,9 @@ ENDPOINTS = [
     ("POST", "/api/v1/checks/web1/new-url"),
     ("GET", "/api/v1/checks/web1/pings"),
     ("GET", "/metrics"),
+    ("GET", "/api/v1/settings"),
+    ("PATCH", "/api/v1/settings"),
+    ("DELETE", "/api/v1/settings"),
 ]
 
 
@@ -101,11 +104,21 @@ def test_it_needs_a_valid_api_key(gw: Daemon, admin: WebClient, method: str, pat
         call.client.jar = dict(admin.jar)
     else:
         call = Api(gw, None)
+    saved = page_settings(gw)
     status, body = call(method, path, {"name": "sneaky"} if method != "GET" else None)
     assert status == 401
     if path.startswith("/api"):
         assert "API key" in body["error"]
     assert checks(gw) == {"web1": ("new", 1)}  # nothing created, changed or deleted
+    assert page_settings(gw) == saved
+
+
+def page_settings(gw: Daemon) -> list[tuple[str]]:
+    con = sqlite3.connect(f"file:{gw.data_dir / 'hbgw.sqlite3'}?mode=ro", uri=True)
+    try:
+        return list(con.execute("SELECT value FROM settings WHERE key = 'owner_settings'"))
+    finally:
+        con.close()
 
 
 def checks(gw: Daemon) -> dict[str, tuple[str, int]]:
@@ -175,6 +188,23 @@ def test_it_manages_checks(gw: Daemon, api: Api) -> None:
     assert api("GET", "/api/v1/checks/api-box") == (404, {"error": "no such check"})
     assert api("DELETE", "/api/v1/checks/api-box")[0] == 404
     assert api("GET", "/api/v1/nothing")[0] == 404
+
+
+def test_it_edits_alert_settings_with_the_rules_of_the_page(api: Api) -> None:
+    status, got = api("GET", "/api/v1/settings")
+    assert status == 200 and got["set_on_page"] == [] and got["settings"]["repeat"] == 900
+    status, got = api("PATCH", "/api/v1/settings", {"sms_to": ["+33 6 12 34 56 78"], "repeat": "20m"})
+    assert status == 200, got
+    assert (got["settings"]["sms_to"], got["settings"]["repeat"]) == (["+33612345678"], 1200)
+    assert got["set_on_page"] == ["repeat", "sms_to"]
+    for bad, field in (({"repeat": "soon"}, "repeat"), ({"sms_pin": "12"}, "sms_pin"), ({"nope": 1}, "nope")):
+        status, err = api("PATCH", "/api/v1/settings", bad)
+        assert (status, err["field"]) == (400, field)
+    status, got = api("PATCH", "/api/v1/settings", {"sms_pin": "4321"})
+    assert status == 200 and got["settings"]["sms_pin"] is True and "4321" not in json.dumps(got)
+    status, got = api("DELETE", "/api/v1/settings")
+    assert status == 200 and got["set_on_page"] == [] and got["settings"]["repeat"] == 900
+    assert got["settings"]["sms_to"] == [] and got["settings"]["sms_pin"] is False
 
 
 def test_it_toggles_sms_like_the_page_does(gw: Daemon, api: Api, admin: WebClient) -> None:

@@ -3,6 +3,7 @@ mutating route, sessions, login throttling, security headers, hostile names, for
 
 from __future__ import annotations
 
+import html
 import re
 import sqlite3
 import uuid
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from gateway import config as cfgmod
 from tests.support.browser import WebClient, csrf_of
 from tests.support.daemon import Daemon, hbgw, write_config
 
@@ -509,3 +511,37 @@ def test_it_has_no_demo_phone_outside_demo_mode(gw: Daemon, admin: WebClient) ->
     r = admin.post("/modem/phone", {"csrf": admin.csrf(), "reply": "STATUS"})
     assert r.status == 404
     assert "Simulated phone" not in admin.get("/modem").text
+
+
+def test_it_logs_every_session_out_when_hbgw_passwd_sets_a_new_password(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "hbgw.toml", tmp_path / "data")
+    hbgw("passwd", "--password-stdin", config=cfg, input=PASSWORD + "\n")
+    with Daemon(tmp_path / "data", config=cfg) as d:
+        c = WebClient(d.url)
+        assert c.login(PASSWORD).status == 303 and c.get("/").status == 200
+        r = hbgw("passwd", "--password-stdin", config=cfg, input="a-brand-new-password\n")
+        assert "1 web session(s) logged out" in r.stdout
+        assert c.get("/").status == 303  # back to the login page
+        assert WebClient(d.url).login(PASSWORD).status != 303
+        assert WebClient(d.url).login("a-brand-new-password").status == 303
+
+
+def test_it_refuses_the_settings_page_values_the_config_file_refuses(tmp_path: Path) -> None:
+    """One validator: the page says what the file says, for the same value."""
+    cfg = write_config(tmp_path / "hbgw.toml", tmp_path / "data")
+    hbgw("passwd", "--password-stdin", config=cfg, input=PASSWORD + "\n")
+    form = {"sms_to": "", "email_to": "", "sms_allow": "", "sms_pin": "", "repeat": "15m", "quiet_hours": ""}
+    with Daemon(tmp_path / "data", config=cfg) as d:
+        c = WebClient(d.url)
+        assert c.login(PASSWORD).status == 303
+        for field, bad in (("sms_to", "0612345678"), ("sms_pin", "12"), ("quiet_hours", "25:00-07:00")):
+            r = c.post("/settings/alerts", {**form, "max_sms_per_hour": "30", field: bad, "csrf": c.csrf()})
+            assert r.status == 400
+            try:
+                cfgmod.parse({"alerts": {field: [bad] if field == "sms_to" else bad}}, "f.toml")
+            except cfgmod.ConfigError as e:
+                said = str(e).split(f"[alerts] {field}: ", 1)[1]
+            else:
+                raise AssertionError(f"the file took {field} = {bad!r}")
+            shown = re.search(rf'<p class="err" id="e-{field}">([^<]*)</p>', r.text)
+            assert shown is not None and html.unescape(shown.group(1)) == said

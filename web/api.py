@@ -31,6 +31,7 @@ import bottle
 
 from gateway.errors import ValidationError
 from gateway.readmodels import signal_bars
+from gateway.rules import settings as settings_rules
 from gateway.service import Service, parse_duration_field
 from gateway.store import Conflict, NotFound
 
@@ -162,6 +163,27 @@ def install(app: bottle.Bottle, service: Service) -> None:
             raise ValidationError("limit", "a number from 1 to 1000") from None
         return reply(200, {"pings": service.views.ping_log(name, limit)})
 
+    def settings_json() -> dict[str, Any]:
+        view = service.settings_view()
+        out = settings_rules.to_json({k: getattr(view.in_force, k) for k in settings_rules.EDITABLE})
+        out["sms_pin"] = bool(view.in_force.sms_pin)  # whether one is set, never the PIN itself
+        return {"settings": out, "set_on_page": sorted(view.on_page)}
+
+    def get_settings() -> str:
+        return reply(200, settings_json())
+
+    def update_settings() -> str:
+        # the same rules as the settings page and the config file (gateway.rules.settings)
+        service.update_owner_settings(**body())
+        return reply(200, settings_json())
+
+    def reset_settings() -> str:
+        service.use_file_settings()
+        return reply(200, settings_json())
+
+    route("/api/v1/settings", "GET", get_settings)
+    route("/api/v1/settings", ["POST", "PATCH"], update_settings)
+    route("/api/v1/settings", "DELETE", reset_settings)
     route("/api/v1/checks", "GET", list_checks)
     route("/api/v1/checks", "POST", create)
     route("/api/v1/checks/<name>", "GET", get)
@@ -209,16 +231,16 @@ def metrics(service: Service) -> str:
     out += [
         "# HELP hbgw_modem_connected Whether the modem is connected (1) or not (0).",
         "# TYPE hbgw_modem_connected gauge",
-        f"hbgw_modem_connected {1 if modem and modem.get('connected') else 0}",
+        f"hbgw_modem_connected {1 if modem and modem.connected else 0}",
     ]
-    if modem and modem.get("signal_dbm") is not None:
+    if modem and modem.signal_dbm is not None:
         out += [
             "# HELP hbgw_modem_signal_dbm Modem signal strength in dBm.",
             "# TYPE hbgw_modem_signal_dbm gauge",
-            f"hbgw_modem_signal_dbm {int(modem['signal_dbm'])}",
+            f"hbgw_modem_signal_dbm {modem.signal_dbm}",
             "# HELP hbgw_modem_signal_bars Modem signal strength in bars (0-5).",
             "# TYPE hbgw_modem_signal_bars gauge",
-            f"hbgw_modem_signal_bars {signal_bars(int(modem['signal_dbm']))}",
+            f"hbgw_modem_signal_bars {signal_bars(modem.signal_dbm)}",
         ]
     bottle.response.content_type = "text/plain; version=0.0.4; charset=utf-8"
     bottle.response.set_header("Cache-Control", "no-store")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from modem.interface import mask_number
+
 
 def normalize_number(number: str, country_code: str | None) -> str:
     """A sender as E.164 where possible: ``+...`` stays, ``00...`` → ``+...``, a national
@@ -21,10 +23,4 @@ def normalize_number(number: str, country_code: str | None) -> str:
     return number
 
 
-def mask(recipient: str) -> str:
-    """Enough of a number or email address to tell people apart in logs and events, not enough
-    to leak it: ``+155***67``, ``ow***@example.net``."""
-    if "@" in recipient:
-        user, _, domain = recipient.partition("@")
-        return user[:2] + "***@" + domain
-    return recipient[:4] + "***" + recipient[-2:] if len(recipient) > 6 else "***"
+mask = mask_number  # the project's one masker: ``+155***67``, ``ow***@example.net``

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
 
-from gateway.model import Status
+from gateway.model import ModemReport, Status
 
 SMS_LIMIT = 160  # one GSM-7 message
 
@@ -56,8 +55,8 @@ def summary_text(statuses: Mapping[str, Status], modem: str | None) -> str:
     return f"{head} Not OK: {', '.join(names)}{f' +{more} more' if more else ''}."
 
 
-def modem_word(status: Mapping[str, Any] | None) -> str | None:
+def modem_word(status: ModemReport | None) -> str | None:
     """``"ok"`` / ``"offline"`` from the daemon's modem description, None without a modem."""
     if status is None:
         return None
-    return "ok" if status.get("connected") else "offline"
+    return "ok" if status.connected else "offline"

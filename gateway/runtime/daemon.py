@@ -21,7 +21,7 @@ from typing import Any
 from gateway.config import Config, parse_hostport
 from gateway.intake.inbox import Inbox
 from gateway.intake.smscommands import CommandRunner
-from gateway.model import iso
+from gateway.model import ModemReport, iso
 from gateway.runtime import process
 from gateway.runtime.channels import Channel, EmailChannel, SmsChannel
 from gateway.runtime.dispatch import Dispatcher
@@ -48,20 +48,16 @@ class ModemParts:
     backend: str
     device: str
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModemReport:
         h = self.keeper.health
         st = h.status
-        out: dict[str, Any] = {
-            "backend": self.backend,
-            "port": self.device,
-            "connected": h.connected,
-            "last_error": h.last_error,
-            "since": h.since.isoformat(),
-            "retrying": h.retrying,
-        }
-        for key in ("manufacturer", "model", "imei", "sim", "registration", "operator", "signal_dbm", "smsc"):
-            out[key] = getattr(st, key) if st is not None else None
-        return out
+        known = {}
+        if st is not None:
+            keys = ("manufacturer", "model", "imei", "sim", "registration", "operator", "signal_dbm", "smsc")
+            known = {k: getattr(st, k) for k in keys}
+        return ModemReport(
+            self.backend, self.device, h.connected, h.last_error, h.since.timestamp(), h.retrying, **known
+        )
 
     async def close(self) -> None:
         await self.keeper.stop()

@@ -418,8 +418,8 @@ DEADLINE_PASSED = "next_deadline IS NOT NULL AND next_deadline <= :now"
 STAMPED_AFTER = "anchor > :now OR last_alert > :now"
 
 
-# The newest row of events and outbox always stays, so their ids never restart (outbox dedupe keys
-# are built from event ids).
+# The newest row of events and outbox always stays, so their ids never restart (an email
+# fallback's dedupe key is built from the outbox id of the SMS it stands in for).
 PRUNE = {
     "events": "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?"
     " AND id < (SELECT max(id) FROM events) ORDER BY id LIMIT ?)",
