@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from gateway.config import Config
 from gateway.model import Check, InboxRow, ModemLogRow, ModemReport, OutboxRow, Ping, Status, iso
 from gateway.rules import keywords
 from gateway.rules import status as st
 from gateway.rules.durations import humanize
+from gateway.rules.settings import Settings
 from gateway.snippets import Snippet, snippets
-
-if TYPE_CHECKING:
-    from gateway.service import Service
+from gateway.store import Store
 
 MODEM_LOG_EVERY = 60.0  # the daemon records modem health this often (gateway.runtime.modemwatch)
 STUCK_AFTER = 300.0  # a message still waiting after this long means alerts are not going out
@@ -113,10 +114,29 @@ def signal_bars(dbm: int | None) -> int | None:
     return 0
 
 
-class Views:
-    """Read models over one service's store and settings."""
+class Context(Protocol):
+    """What the read models need from the use cases (the Service provides it)."""
 
-    def __init__(self, service: Service) -> None:
+    store: Store
+    config: Config
+    clock: Callable[[], float]
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def get_check(self, name: str) -> Check: ...
+
+    def ping_url(self, check: Check) -> str: ...
+
+    def email_address(self, check: Check) -> str: ...
+
+    def modem_status(self) -> ModemReport | None: ...
+
+
+class Views:
+    """Read models over one store, with the settings in force."""
+
+    def __init__(self, service: Context) -> None:
         self.service = service
         self.store = service.store
         self.config = service.config

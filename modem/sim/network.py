@@ -13,14 +13,18 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from modem.interface import mask_number
 from modem.pdu import Submit, encode_deliver
 from modem.sim.records import SentSms
 
-if TYPE_CHECKING:
-    from modem.sim.device import Simulator
+
+class Receiver(Protocol):
+    """The modem side the network delivers to (the simulator attaches itself)."""
+
+    def _receive_from_network(self, pdus: list[str]) -> None: ...
+
 
 # Named as before the split into modules: log filters select "modem.simulator".
 logger = logging.getLogger(__name__)
@@ -46,7 +50,7 @@ class Network:
         self._partial: dict[tuple[str, int, int], _PartialSend] = {}
         self._undelivered: deque[list[str]] = deque()  # messages (lists of PDUs) not yet on a SIM
         self._listeners: list[Callable[[SentSms], None]] = []
-        self._sim: Simulator | None = None
+        self._sim: Receiver | None = None
         self._concat_ref = 0
 
     # -- the test-facing side
@@ -99,7 +103,7 @@ class Network:
 
     # -- the modem-facing side
 
-    def _attach(self, sim: Simulator) -> None:
+    def _attach(self, sim: Receiver) -> None:
         with self._cond:
             self._sim = sim
 
