@@ -55,12 +55,12 @@ def transition(before: Check, after: Check, now: float, reason: str, s: Settings
     went_down = after.status is Status.DOWN and before.status is not Status.DOWN
     recovered = before.status is Status.DOWN and after.status is not Status.DOWN
     if went_down:
-        after = dataclasses.replace(after, down_since=now, last_alert=now, acked=False)
+        after = after.evolve(down_since=now, last_alert=now, acked=False)
     elif recovered:
-        after = dataclasses.replace(after, down_since=None, acked=False, muted_until=None)
+        after = after.evolve(down_since=None, acked=False, muted_until=None)
     alert_at = policy.next_reminder(after, after.last_alert or now, s) if after.status is Status.DOWN else None
-    if after.alert_at != alert_at:  # replace() costs ~5 us a ping on the writer thread
-        after = dataclasses.replace(after, alert_at=alert_at)
+    if after.alert_at != alert_at:  # skip a copy when nothing changes (the ping path)
+        after = after.evolve(alert_at=alert_at)
     if before.status is after.status:
         return Decision(after)
     flip = Flip(check_id=after.id, at=now, old=before.status, new=after.status, reason=reason)
@@ -69,7 +69,7 @@ def transition(before: Check, after: Check, now: float, reason: str, s: Settings
     # outage at once, and that outage is announced like any other (its reminders and UP follow).
     told = before
     if before.status is Status.PAUSED and reason in ("ping", "fail"):
-        told = dataclasses.replace(before, status=Status.NEW)
+        told = before.evolve(status=Status.NEW)
     alerts = policy.alerts_for_flip(
         told, after, flip, key=flip_key(flip, after.n_pings), down_since=down_since, body=body, s=s, now=now
     )
@@ -112,20 +112,19 @@ def advance(before: Check, now: float, s: Settings) -> Decision:
         assert after is not None
         if after.alert_at is not None and after.alert_at <= now:
             reminders = policy.reminders(after, down_since=after.down_since or now, s=s, now=now)
-            after = dataclasses.replace(after, last_alert=now)
-            after = dataclasses.replace(after, alert_at=policy.next_reminder(after, now, s))
+            after = after.evolve(last_alert=now)
+            after = after.evolve(alert_at=policy.next_reminder(after, now, s))
             d = dataclasses.replace(d, check=after, alerts=(*d.alerts, *reminders), wait=s.coalesce)
     except Exception as e:
-        after = dataclasses.replace(
-            before,
+        after = before.evolve(
             next_deadline=now + POISON_RETRY,
             alert_at=now + POISON_RETRY if before.alert_at else None,
         )
         d = Decision(after, error=f"{type(e).__name__}: {e}")
     if after.next_deadline is not None and after.next_deadline <= now:
-        after = dataclasses.replace(after, next_deadline=now + 1)
+        after = after.evolve(next_deadline=now + 1)
     if after.alert_at is not None and after.alert_at <= now:
-        after = dataclasses.replace(after, alert_at=now + 1)
+        after = after.evolve(alert_at=now + 1)
     return dataclasses.replace(d, check=after)
 
 
@@ -178,7 +177,7 @@ def clock_back(candidates: Sequence[Check], now: float, expected: float, s: Sett
             except Exception:
                 continue  # a poison check: advance() pushes it out and says so
         if after.status is Status.DOWN and after.last_alert is not None and after.last_alert > now:
-            after = dataclasses.replace(after, last_alert=now, alert_at=policy.next_reminder(after, now, s))
+            after = after.evolve(last_alert=now, alert_at=policy.next_reminder(after, now, s))
         if after != before:
             out.append(Decision(after))
             if after.anchor != before.anchor:

@@ -6,7 +6,6 @@ the ping handlers and the tests all agree on one definition.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from gateway.model import Check, PingKind, Status
@@ -51,7 +50,7 @@ def refresh(check: Check, now: float) -> Check:
     ev = evaluate(check, now)
     if ev.status is check.status and ev.next_change == check.next_deadline:
         return check
-    return dataclasses.replace(check, status=ev.status, next_deadline=ev.next_change)
+    return check.evolve(status=ev.status, next_deadline=ev.next_change)
 
 
 def apply_ping(check: Check, kind: PingKind, exit_status: int | None, now: float) -> Check:
@@ -61,14 +60,13 @@ def apply_ping(check: Check, kind: PingKind, exit_status: int | None, now: float
     """
     if kind is PingKind.SUCCESS and exit_status not in (None, 0):
         kind = PingKind.FAIL
-    base = dataclasses.replace(check, last_ping=now, n_pings=check.n_pings + 1)
+    base = check.evolve(last_ping=now, n_pings=check.n_pings + 1)
     if kind is PingKind.LOG:
         return base
     if kind is PingKind.START:
-        return refresh(dataclasses.replace(base, last_start=now), now)
+        return refresh(base.evolve(last_start=now), now)
     resumed = Status.NEW if check.status is Status.PAUSED else check.status
-    changed = dataclasses.replace(
-        base,
+    changed = base.evolve(
         status=resumed,
         anchor=now,
         last_start=None,
@@ -79,7 +77,7 @@ def apply_ping(check: Check, kind: PingKind, exit_status: int | None, now: float
 
 
 def apply_pause(check: Check) -> Check:
-    return dataclasses.replace(check, status=Status.PAUSED, next_deadline=None, last_start=None)
+    return check.evolve(status=Status.PAUSED, next_deadline=None, last_start=None)
 
 
 def apply_resume(check: Check, now: float) -> Check:
@@ -87,7 +85,7 @@ def apply_resume(check: Check, now: float) -> Check:
     if check.status is not Status.PAUSED:
         return check
     anchor = now if check.last_ping is not None else None
-    return refresh(dataclasses.replace(check, status=Status.NEW, anchor=anchor, last_failed=False), now)
+    return refresh(check.evolve(status=Status.NEW, anchor=anchor, last_failed=False), now)
 
 
 def apply_fresh_start(check: Check, now: float) -> Check:
@@ -98,4 +96,4 @@ def apply_fresh_start(check: Check, now: float) -> Check:
     if check.status in _QUIET or check.last_failed or check.anchor is None:
         return check
     last_start = now if check.last_start is not None else None
-    return refresh(dataclasses.replace(check, anchor=now, last_start=last_start), now)
+    return refresh(check.evolve(anchor=now, last_start=last_start), now)
