@@ -15,11 +15,10 @@ for the watchdog) follows every change.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gateway.model import Check, Flip, PingKind, Status
+from gateway.model import Check, Flip, PingKind, Status, iso
 from gateway.rules import policy
 from gateway.rules import status as st
 from gateway.rules.policy import Outgoing
@@ -150,14 +149,11 @@ def fresh_start(
     if not out:
         return out
     n = len(out)
+    gap = f"from {iso(offline_since) or '?'} to {iso(now)}; {n} check(s) given a fresh period"
     if clock_step and offline_since is not None:
-        detail = (
-            f"the clock jumped forward from {_iso(offline_since)} to {_iso(now)}; {n} check(s) given a fresh period"
-        )
-        alerts = policy.clock_note(offline_since, now, n, s)
+        detail, alerts = f"the clock jumped forward {gap}", policy.clock_note(offline_since, now, n, s)
     else:
-        detail = f"gateway was offline from {_iso(offline_since)} to {_iso(now)}; {n} check(s) given a fresh period"
-        alerts = policy.offline_note(offline_since, now, n, s)
+        detail, alerts = f"gateway was offline {gap}", policy.offline_note(offline_since, now, n, s)
     out.append(Decision(None, events=(Note("note", detail),), alerts=tuple(alerts)))
     return out
 
@@ -182,12 +178,6 @@ def clock_back(candidates: Sequence[Check], now: float, expected: float, s: Sett
             out.append(Decision(after))
             if after.anchor != before.anchor:
                 reset += 1
-    detail = f"the clock went back from {_iso(expected)} to {_iso(now)}; {reset} check(s) given a fresh period"
+    detail = f"the clock went back from {iso(expected)} to {iso(now)}; {reset} check(s) given a fresh period"
     out.append(Decision(None, events=(Note("note", detail),)))
     return out
-
-
-def _iso(ts: float | None) -> str:
-    if ts is None:
-        return "?"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
