@@ -3,6 +3,7 @@ on loopback, asserting on ``hbgw check show --json`` and on the SQLite file open
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import signal
 import smtplib
@@ -19,11 +20,15 @@ import pytest
 
 from gateway import config as cfgmod
 from gateway.errors import ValidationError
+from gateway.intake import mail
 from gateway.intake.mail import (
     BAD_RCPT_LIMIT,
+    BAD_RECIPIENT_SYNTAX,
+    BAD_SENDER_SYNTAX,
     NO_SUCH_ADDRESS,
     Address,
     MailRejected,
+    client_of,
     html_to_text,
     parse_address,
     read_message,
@@ -387,7 +392,7 @@ def test_it_refuses_a_source_route_as_malformed(gw: Daemon) -> None:
     with smtplib.SMTP(*smtp_addr(gw), timeout=10) as s:
         s.ehlo("client.example")
         s.mail("a@client.example")
-        assert s.rcpt(f"@{DOMAIN}:user@gmail.com")[0] == 553  # aiosmtpd's syntax check
+        assert s.rcpt(f"@{DOMAIN}:user@gmail.com") == (501, BAD_RECIPIENT_SYNTAX[4:].encode())
 
 
 def test_it_hangs_up_after_too_many_invalid_recipients(gw: Daemon) -> None:
@@ -463,6 +468,112 @@ def test_it_caps_concurrent_connections_with_421(gw: Daemon) -> None:
             return r.reply()[0] == 220
 
     wait_for(serving_again, what="a free connection slot")
+
+
+def open_idle(address: tuple[str, int], source: str, count: int) -> tuple[list[RawSmtp], list[str]]:
+    """``count`` connections from ``source`` that never say a word: those the server kept, and
+    the replies of those it refused."""
+    kept: list[RawSmtp] = []
+    refused: list[str] = []
+    for _ in range(count):
+        r = RawSmtp(*address, source=source)
+        code, text = r.reply()
+        if code == 220:
+            kept.append(r)
+        else:
+            refused.append(text)
+            assert r.closed_by_peer()
+            r.close()
+    return kept, refused
+
+
+def mail_from(address: tuple[str, int], source: str, to: str, subject: str) -> None:
+    with smtplib.SMTP(*address, timeout=10, source_address=(source, 0)) as s:
+        assert s.send_message(message(to, subject=subject)) == {}
+
+
+def test_it_lets_other_clients_mail_while_one_address_holds_idle_connections(tmp_path: Path) -> None:
+    srv = InProcessSmtp(tmp_path / "data")
+    token = srv.service.add_check("good", period=3600, grace=3600).token
+    with srv:
+        flood, refused = open_idle(srv.address, "127.0.0.2", 100)  # the issue's 100 idle connections
+        try:
+            mail_from(srv.address, "127.0.0.3", f"{token}@hb.test", "from another host")
+            mail_from(srv.address, "127.0.0.1", f"{token}@hb.test", "from the box itself")
+            assert [p[3] for p in pings_of(srv.config.data_dir, "good")] == ["127.0.0.3", "127.0.0.1"]
+            assert len(flood) == mail.MAX_PER_CLIENT
+            assert refused == ["421 4.7.0 Too many connections from your address, try again later"] * (
+                100 - mail.MAX_PER_CLIENT
+            )
+        finally:
+            for r in flood:
+                r.close()
+
+
+def test_it_keeps_slots_for_the_box_itself_when_remote_clients_fill_the_rest(tmp_path: Path) -> None:
+    srv = InProcessSmtp(tmp_path / "data")
+    token = srv.service.add_check("local", period=3600, grace=3600).token
+    remote = mail.MAX_CONNECTIONS - mail.LOCAL_RESERVED
+    with srv:
+        held: list[RawSmtp] = []
+        try:
+            for n in range(2, 2 + mail.MAX_CONNECTIONS // mail.MAX_PER_CLIENT):  # 100 tries from 5 addresses
+                held += open_idle(srv.address, f"127.0.0.{n}", mail.MAX_PER_CLIENT)[0]
+            _, refused = open_idle(srv.address, "127.0.0.99", 1)  # a newcomer finds the remote share full
+            assert refused == ["421 4.7.0 Too many connections, try again later"]
+            mail_from(srv.address, "127.0.0.1", f"{token}@hb.test", "local cron")
+            assert len(pings_of(srv.config.data_dir, "local")) == 1
+            assert len(held) == remote
+            local, _ = open_idle(srv.address, "127.0.0.1", mail.LOCAL_RESERVED + 1)  # the box may use them all
+            held += local
+            assert len(local) == mail.LOCAL_RESERVED
+        finally:
+            for r in held:
+                r.close()
+
+
+def test_it_drops_a_client_that_does_not_start_a_mail_sooner(tmp_path: Path) -> None:
+    """Before MAIL FROM a client has ``pre_mail_timeout`` from connecting, whatever it sends
+    meanwhile; inside a transaction the longer ``timeout`` per command."""
+    with InProcessSmtp(tmp_path / "data", timeout=30, pre_mail_timeout=0.5) as srv:
+        silent = RawSmtp(*srv.address)
+        chatty = RawSmtp(*srv.address)
+        busy = RawSmtp(*srv.address)
+        try:
+            for r in (silent, chatty, busy):
+                assert r.reply()[0] == 220
+            t0 = time.monotonic()
+            assert busy.cmd("EHLO busy.example")[0] == 250
+            assert busy.cmd("MAIL FROM:<cron@busy.example>")[0] == 250
+            assert chatty.cmd("EHLO chatty.example")[0] == 250
+
+            def chatty_dropped() -> bool:  # EHLO and RSET buy it no time
+                try:
+                    return chatty.cmd("EHLO again.example")[0] != 250 or chatty.cmd("RSET")[0] != 250
+                except OSError:
+                    return True
+
+            wait_for(chatty_dropped, timeout=5, interval=0.05, what="the chatty client to be dropped")
+            assert silent.closed_by_peer()
+            assert time.monotonic() - t0 < 5  # not the 30 s of a transaction
+            assert busy.cmd(f"RCPT TO:<nobody-nobody@{DOMAIN}>")[0] == 550  # still served
+            assert busy.cmd("NOOP")[0] == 250
+        finally:
+            for r in (silent, chatty, busy):
+                r.close()
+
+
+def test_it_counts_clients_by_address_and_ipv6_by_64() -> None:
+    assert client_of(("203.0.113.7", 25)) == ("203.0.113.7", False)
+    assert client_of(("::ffff:203.0.113.7", 25, 0, 0)) == ("203.0.113.7", False)
+    assert client_of(("2001:db8:1:2:aaaa::1", 25, 0, 0)) == client_of(("2001:db8:1:2:bbbb::2", 25, 0, 0))
+    assert client_of(("2001:db8:1:2:aaaa::1", 25, 0, 0)) == ("2001:db8:1:2::/64", False)
+    assert client_of(("fe80::1%eth0", 25, 0, 2)) == ("fe80::/64", False)
+    assert client_of(("127.0.0.1", 25)) == ("127.0.0.1", True)
+    assert client_of(("::1", 25, 0, 0)) == ("::1", True)
+    assert client_of(("::ffff:127.0.0.1", 25, 0, 0)) == ("127.0.0.1", True)
+    assert client_of(("127.0.0.2", 25)) == ("127.0.0.2", False)  # only .1 and ::1 share the reserve
+    assert client_of(None) == ("?", False)
 
 
 def test_it_hangs_up_on_an_idle_client(tmp_path: Path) -> None:
@@ -550,6 +661,68 @@ def test_it_answers_bad_commands_with_a_clear_code(gw: Daemon, line: bytes, code
         assert got == code, text
         assert_clean(text)
         assert r.cmd("NOOP")[0] == 250
+
+
+# Addresses the stdlib parser under aiosmtpd crashed on (IndexError, AttributeError,
+# UnboundLocalError: answered 451, a 12-line stack logged) or refused as 553.
+MALFORMED_ADDRESSES = ["<", "<a@", "a@", '"', '<"', "<\\@", "<a@[", "a@[1.2.3.4", "<a@[ x", "<<>", "<@>", ">", "@"]
+
+
+def log_since(gw: Daemon, start: int) -> str:
+    return gw.log()[start:]
+
+
+@pytest.mark.parametrize("address", MALFORMED_ADDRESSES)
+@pytest.mark.parametrize(
+    ("command", "reply"), [("MAIL FROM:", BAD_SENDER_SYNTAX), ("RCPT TO:", BAD_RECIPIENT_SYNTAX)], ids=["MAIL", "RCPT"]
+)
+def test_it_answers_a_malformed_address_with_501_and_one_log_line(
+    gw: Daemon, command: str, reply: str, address: str
+) -> None:
+    """A syntax error is permanent (501): a 451 would have a real MTA retry it for days."""
+    start = len(gw.log())
+    with raw(gw) as r:
+        assert r.cmd("EHLO client.example")[0] == 250
+        if command == "RCPT TO:":
+            assert r.cmd("MAIL FROM:<cron@client.example>")[0] == 250
+        assert r.cmd(command + address) == (int(reply[:3]), reply)
+        assert r.cmd("NOOP")[0] == 250  # the session goes on
+        assert r.cmd("QUIT")[0] == 221  # and the log line is written before the reply
+    lines = [line for line in log_since(gw, start).splitlines() if "gateway.intake.mail" in line]
+    assert len([line for line in lines if "malformed" in line]) == 1, lines
+    assert "Traceback" not in log_since(gw, start) and "unexpected" not in log_since(gw, start)
+
+
+def _fuzzed_addresses() -> list[str]:
+    """Every string of 1 to 3 characters over the characters that structure an address."""
+    chars = ["<", ">", "@", '"', "\\", "a", "[", "]", " ", ":", "("]
+    found = {"".join(t).strip() for n in (1, 2, 3) for t in itertools.product(chars, repeat=n)}
+    return sorted(found - {""})
+
+
+def test_it_never_answers_a_fuzzed_address_with_an_internal_error(gw: Daemon) -> None:
+    start = len(gw.log())
+    addresses = _fuzzed_addresses()
+    codes: dict[int, int] = {}
+    for verb in ("MAIL FROM:", "RCPT TO:"):
+        # Pipelined in batches, each in a fresh connection: below the bad-recipient limit.
+        for i in range(0, len(addresses), BAD_RCPT_LIMIT - 1):
+            batch = addresses[i : i + BAD_RCPT_LIMIT - 1]
+            with raw(gw) as r:
+                assert r.cmd("EHLO fuzz.example")[0] == 250
+                if verb == "RCPT TO:":
+                    assert r.cmd("MAIL FROM:<cron@fuzz.example>")[0] == 250
+                rset = b"RSET\r\n" if verb == "MAIL FROM:" else b""  # so that every MAIL is the first
+                r.send(b"".join(f"{verb}{a}\r\n".encode() + rset for a in batch))
+                for a in batch:
+                    code, text = r.reply()
+                    assert code in (250, 501, 550, 555), (a, text)  # never 451, never a hang-up
+                    codes[code] = codes.get(code, 0) + 1
+                    if rset:
+                        assert r.reply()[0] == 250
+    assert codes[501] > 1000  # mostly malformed, as intended
+    log = log_since(gw, start)
+    assert "Traceback" not in log and "unexpected" not in log
 
 
 def test_it_still_serves_after_all_that(gw: Daemon) -> None:

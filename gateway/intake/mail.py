@@ -19,9 +19,19 @@ mails reduced to text), at most :data:`gateway.store.BODY_EXCERPT` characters.
 
 Limits: message size (``[smtp] max_size``, 552), recipients per message (``[smtp]
 max_recipients``, 452 beyond), header section size and field count (552 5.3.4), line length
-(500), concurrent connections (421 beyond :data:`MAX_CONNECTIONS`), invalid recipients per
-connection (421 and close), idle timeout. A bug answers ``451`` and never sends exception text
-to the client (aiosmtpd's default handler does).
+(500), invalid recipients per connection (421 and close). A ``MAIL FROM`` or ``RCPT TO``
+address that cannot be parsed is a syntax error, ``501 5.1.7`` / ``501 5.1.3``, logged as one
+line. A bug answers ``451`` and never sends exception text to the client (aiosmtpd's default
+handler does).
+
+Connections (421 and close beyond a cap, checked when the connection is accepted): at most
+:data:`MAX_CONNECTIONS` at once; a remote client (an IPv4 address, an IPv6 /64) at most
+:data:`MAX_PER_CLIENT`, and remote clients together at most ``MAX_CONNECTIONS -``
+:data:`LOCAL_RESERVED`, so the box's own jobs mailing from 127.0.0.1 or ::1 (not capped per
+address) always find a slot. A client has :data:`PRE_MAIL_TIMEOUT` seconds from connecting (or
+from the end of its last transaction) to send ``MAIL``, whatever else it sends meanwhile; inside
+a transaction, :data:`IDLE_TIMEOUT` seconds per command (and for all of DATA). So one client
+holding idle connections costs others nothing, and any idle slot is free again within seconds.
 
 Privacy: recipients carry tokens and ping keys, so aiosmtpd's own logger (``mail.log``, which
 logs every command line and recipient at INFO and message lines at DEBUG) is capped at WARNING,
@@ -32,15 +42,15 @@ from __future__ import annotations
 
 import asyncio
 import email.policy
+import ipaddress
 import logging
 import re
 import traceback
-import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
-from functools import partial
 from html.parser import HTMLParser
 from typing import Any
 
@@ -55,7 +65,16 @@ from gateway.store import BODY_EXCERPT, StoreError
 logger = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 100  # concurrent SMTP sessions; more are answered 421 and closed
-IDLE_TIMEOUT = 60.0  # seconds without a command (or to send all of DATA) before we hang up
+# Per remote client (IPv4 address or IPv6 /64): Postfix's default per-destination concurrency,
+# so a well-behaved relay never meets it. (Would be [smtp] max_connections_per_client.)
+MAX_PER_CLIENT = 20
+# Slots only 127.0.0.1 and ::1 may take: a remote flood never starves the box's own jobs' mail.
+LOCAL_RESERVED = 10
+IDLE_TIMEOUT = 60.0  # seconds per command inside a transaction (and for all of DATA)
+# Seconds from connecting (or from the end of the last transaction) to MAIL FROM, not reset by
+# EHLO, NOOP or RSET: a real client sends MAIL within a few round trips; a client that only
+# holds the connection gives its slot back this soon. (Would be [smtp] idle_timeout_before_mail.)
+PRE_MAIL_TIMEOUT = 10.0
 LINE_LIMIT = 8192  # bytes per line. RFC 5321 says 1000, but msmtp passes a cron job's long
 # output lines through unfolded, and a heartbeat lost to a pedantic limit is a false alarm.
 HEADER_LIMIT = 64 * 1024  # bytes of header section
@@ -76,7 +95,10 @@ MALFORMED = "554 5.6.0 Malformed message"
 STORAGE_FAILED = "451 4.3.0 Temporary storage failure, try again later"
 INTERNAL_ERROR = "451 4.3.0 Internal error, try again later"
 TOO_MANY_BAD = "421 4.7.0 Too many invalid recipients, closing connection"
+BAD_SENDER_SYNTAX = "501 5.1.7 Bad sender address syntax"
+BAD_RECIPIENT_SYNTAX = "501 5.1.3 Bad recipient address syntax"
 BUSY = b"421 4.7.0 Too many connections, try again later\r\n"
+BUSY_CLIENT = b"421 4.7.0 Too many connections from your address, try again later\r\n"
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{8,128}")
 _KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
@@ -361,13 +383,18 @@ class _Envelope(Envelope):
 
 
 class _SMTP(SMTP):
-    """aiosmtpd's SMTP with our session/envelope records and a hook to count connections."""
+    """aiosmtpd's SMTP with our session/envelope records, address syntax errors answered 501,
+    two idle timeouts (before MAIL, inside a transaction) and a hook to count connections."""
 
     line_length_limit = LINE_LIMIT
 
-    def __init__(self, handler: _Handler, on_lost: Any, **kw: Any) -> None:
+    def __init__(self, handler: _Handler, on_lost: Any, *, pre_mail_timeout: float, **kw: Any) -> None:
         super().__init__(handler, **kw)
+        self._handler = handler
         self._on_lost = on_lost
+        self._pre_mail_timeout = pre_mail_timeout
+        self._pre_mail_clock = False  # the pre-MAIL timer is running: commands do not reset it
+        self._syntax_logged = False
 
     def _create_session(self) -> Session:
         return _Session(self.loop)
@@ -386,21 +413,130 @@ class _SMTP(SMTP):
         task: asyncio.Task[None] | None = getattr(self, "_handler_coroutine", None)
         return task
 
+    # -- timeouts
 
-class _Busy(asyncio.Protocol):
-    """Answers a connection over the cap with 421 and hangs up."""
+    def _in_transaction(self) -> bool:
+        envelope = getattr(self, "envelope", None)
+        return envelope is not None and bool(envelope.mail_from)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """aiosmtpd calls this on connecting and before every command. Outside a transaction
+        the pre-MAIL timer is started once and left running, so EHLO, NOOP or RSET buy no time."""
+        if duration is None and not self._in_transaction():
+            if self._pre_mail_clock:
+                return
+            self._pre_mail_clock = True
+            duration = self._pre_mail_timeout
+        super()._reset_timeout(duration)
+
+    def _set_post_data_state(self) -> None:
+        ended = self._in_transaction()
+        super()._set_post_data_state()  # type: ignore[no-untyped-call]
+        if ended:  # DATA answered, RSET, or EHLO in a transaction: a new window to send MAIL
+            self._pre_mail_clock = False
+            self._reset_timeout()
+
+    def _timeout_cb(self) -> None:
+        logger.debug(
+            "SMTP client %s timed out (%s)",
+            _peer_ip(self.session),
+            "in a transaction" if self._in_transaction() else "before MAIL",
+        )
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    # -- address syntax
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's parser, except that input on which the stdlib parser crashes (``<``,
+        ``<a@``, ``a@[``, a lone quote: IndexError, AttributeError, UnboundLocalError) is a
+        malformed address rather than a bug."""
+        try:
+            return super()._getaddr(arg)
+        except Exception:  # whatever a private parser raises on truncated input: not our bug
+            return None, None
+
+    async def _refuse_bad_address(self, arg: str | None, keyword: str, reply: str) -> bool:
+        """Answer ``reply`` (501) and return True when the command's address cannot be parsed.
+        Anything else, including the errors aiosmtpd checks first (no HELO, RCPT before MAIL, no
+        address at all), is left to aiosmtpd."""
+        assert self.session is not None
+        if arg is None or not self.session.host_name:
+            return False
+        if keyword == "TO:" and not self._in_transaction():
+            return False
+        stripped = self._strip_command_keyword(keyword, arg)
+        if not stripped or self._getaddr(stripped)[0] is not None:
+            return False
+        # One line, without the address (it may hold a token); at INFO once per connection.
+        log = logger.debug if self._syntax_logged else logger.info
+        self._syntax_logged = True
+        log(
+            "refused a malformed %s address from %s",
+            "sender" if keyword == "FROM:" else "recipient",
+            _peer_ip(self.session),
+        )
+        if keyword == "TO:" and self._handler.count_bad_recipient(self, self.session):
+            await self.push(TOO_MANY_BAD)
+        else:
+            await self.push(reply)
+        return True
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self._refuse_bad_address(arg, "FROM:", BAD_SENDER_SYNTAX):
+            return
+        await super().smtp_MAIL(arg)
+        if self._in_transaction():
+            self._reset_timeout()  # from the pre-MAIL timer to the transaction's
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self._refuse_bad_address(arg, "TO:", BAD_RECIPIENT_SYNTAX):
+            return
+        await super().smtp_RCPT(arg)
+
+
+class _Door(asyncio.Protocol):
+    """The first protocol of every accepted connection: asks ``admit`` about the peer's address,
+    then hands the transport to the SMTP session it returns, or writes the 421 line it returns
+    and hangs up. (The protocol factory of ``create_server`` is not told the peer's address.)"""
+
+    def __init__(self, admit: Callable[[Any], _SMTP | bytes]) -> None:
+        self._admit = admit
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(BUSY)
-        transport.close()
+        assert isinstance(transport, asyncio.Transport)
+        admitted = self._admit(transport.get_extra_info("peername"))
+        if isinstance(admitted, bytes):
+            transport.write(admitted)
+            transport.close()
+            return
+        transport.set_protocol(admitted)
+        admitted.connection_made(transport)
 
 
-def _peer_ip(session: Session) -> str | None:
-    peer: Any = session.peer  # typed str by aiosmtpd; a (host, port, ...) tuple for TCP
+def _peer_ip(session: Session | None) -> str | None:
+    peer: Any = session.peer if session is not None else None  # typed str; a (host, port, ...) tuple for TCP
     if isinstance(peer, tuple) and peer:
         return str(peer[0])
     return None
+
+
+_LOCAL = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
+def client_of(peername: Any) -> tuple[str, bool]:
+    """The client a connection counts against, from its ``peername``: ``(key, local)``. The key
+    is the IPv4 address (IPv4-mapped IPv6 included) or the IPv6 /64, since one host commonly
+    holds a whole /64. ``local`` is True for 127.0.0.1 and ::1 only: other 127/8 addresses are
+    counted like remote clients."""
+    try:
+        ip = ipaddress.ip_address(str(peername[0]).partition("%")[0])
+    except (TypeError, IndexError, ValueError):
+        return "?", False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and ip not in _LOCAL:
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64))), False
+    return str(ip), ip in _LOCAL
 
 
 class _Handler:
@@ -425,20 +561,26 @@ class _Handler:
         parsed = parse_address(address, self.domain)
         target = None if parsed is None else self._resolve(parsed)  # one indexed read
         if target is None:
-            session.bad_recipients += 1
             logger.debug("refused a recipient from %s", _peer_ip(session))
-            if session.bad_recipients >= BAD_RCPT_LIMIT:
-                logger.info("closing SMTP connection from %s: too many invalid recipients", _peer_ip(session))
-                transport = server.transport
-                if transport is not None:
-                    server.loop.call_soon(transport.close)  # after the reply is written
-                return TOO_MANY_BAD
-            return NO_SUCH_ADDRESS
+            return TOO_MANY_BAD if self.count_bad_recipient(server, session) else NO_SUCH_ADDRESS
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         if all(t.key != target.key for t in envelope.targets):  # the same check twice: one ping
             envelope.targets.append(target)
         return RECIPIENT_OK
+
+    def count_bad_recipient(self, server: SMTP, session: Session) -> bool:
+        """Count a refused (unknown or malformed) recipient; at :data:`BAD_RCPT_LIMIT`, close the
+        connection once the reply is written and return True (the caller answers 421)."""
+        assert isinstance(session, _Session)
+        session.bad_recipients += 1
+        if session.bad_recipients < BAD_RCPT_LIMIT:
+            return False
+        logger.info("closing SMTP connection from %s: too many invalid recipients", _peer_ip(session))
+        transport = server.transport
+        if transport is not None:
+            server.loop.call_soon(transport.close)  # after the reply is written
+        return True
 
     def _resolve(self, addr: Address) -> _Target | None:
         if addr.token is not None:
@@ -520,21 +662,54 @@ def _filters(check: Check | None) -> keywords.Filters | None:
 class SmtpListener:
     """The listening socket and its sessions. Create it with :func:`start_smtp`."""
 
-    def __init__(self, handler: _Handler, config: Config, *, timeout: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        handler: _Handler,
+        config: Config,
+        *,
+        timeout: float,
+        pre_mail_timeout: float,
+        max_connections: int,
+        max_per_client: int,
+        local_reserved: int,
+    ) -> None:
         self._handler = handler
         self._config = config
         self._timeout = timeout
+        self._pre_mail_timeout = pre_mail_timeout
         self._max_connections = max_connections
-        self._sessions: weakref.WeakSet[_SMTP] = weakref.WeakSet()
+        self._max_per_client = max_per_client
+        self._max_remote = max_connections - local_reserved
+        self._sessions: dict[_SMTP, str] = {}  # open session -> its remote client key ("": local)
+        self._per_client: dict[str, int] = {}  # open sessions by remote client
+        self._remote = 0  # open sessions from remote clients
+        self._refusing: set[str] = set()  # clients (or "*": the pool) refused since last logged
         self._server: asyncio.Server | None = None
         self._closed = False
 
     async def _listen(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self._make = partial(
-            _SMTP,
+        self._server = await loop.create_server(lambda: _Door(self._admit), host, port, reuse_address=True, backlog=128)
+
+    def _admit(self, peername: Any) -> _SMTP | bytes:
+        """A new session for a connection from ``peername``, or the 421 line to refuse it with."""
+        if self._closed:
+            return BUSY
+        key, local = client_of(peername)
+        if local:
+            if len(self._sessions) >= self._max_connections:
+                return self._refuse("*", BUSY)
+        else:
+            if self._per_client.get(key, 0) >= self._max_per_client:
+                return self._refuse(key, BUSY_CLIENT)
+            if self._remote >= self._max_remote or len(self._sessions) >= self._max_connections:
+                return self._refuse("*", BUSY)
+            self._per_client[key] = self._per_client.get(key, 0) + 1
+            self._remote += 1
+        session = _SMTP(
             self._handler,
-            self._sessions.discard,
+            self._lost,
+            pre_mail_timeout=self._pre_mail_timeout,
             data_size_limit=self._config.smtp.max_size,
             hostname=self._config.smtp.domain,
             ident="hbgw",
@@ -542,16 +717,31 @@ class SmtpListener:
             enable_SMTPUTF8=False,
             decode_data=False,
             command_call_limit=COMMAND_LIMITS,
-            loop=loop,
+            loop=asyncio.get_running_loop(),
         )
-        self._server = await loop.create_server(self._protocol, host, port, reuse_address=True, backlog=128)
-
-    def _protocol(self) -> asyncio.BaseProtocol:
-        if self._closed or len(self._sessions) >= self._max_connections:
-            return _Busy()
-        session = self._make()
-        self._sessions.add(session)
+        self._sessions[session] = "" if local else key
         return session
+
+    def _refuse(self, key: str, reply: bytes) -> bytes:
+        # One log line when refusing starts, not one per refused connection of a flood.
+        if key not in self._refusing:
+            self._refusing.add(key)
+            if key == "*":
+                logger.warning("SMTP connections at their limit: refusing new ones")
+            else:
+                logger.info("SMTP client %s holds %d connections: refusing more", key, self._max_per_client)
+        return reply
+
+    def _lost(self, session: _SMTP) -> None:
+        key = self._sessions.pop(session, None)
+        self._refusing.discard("*")
+        if not key:  # a local session (or one already counted out)
+            return
+        self._remote -= 1
+        left = self._per_client.pop(key) - 1
+        if left:
+            self._per_client[key] = left
+        self._refusing.discard(key)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -595,18 +785,35 @@ class SmtpListener:
 
 
 async def start_smtp(
-    service: Service, config: Config, *, timeout: float = IDLE_TIMEOUT, max_connections: int = MAX_CONNECTIONS
+    service: Service,
+    config: Config,
+    *,
+    timeout: float = IDLE_TIMEOUT,
+    pre_mail_timeout: float = PRE_MAIL_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
+    max_per_client: int = MAX_PER_CLIENT,
+    local_reserved: int = LOCAL_RESERVED,
 ) -> SmtpListener:
     """Listen for email heartbeats on ``config.smtp.listen`` (port 0: any free port) on the
     running loop. Raises OSError when the address cannot be bound, ValueError when
-    ``config.smtp.listen`` is unset."""
+    ``config.smtp.listen`` is unset or ``local_reserved`` leaves remote clients no slot."""
     if not config.smtp.listen:
         raise ValueError("[smtp] listen is not set")
+    if not 0 <= local_reserved < max_connections:
+        raise ValueError("local_reserved must leave remote clients at least one connection")
     # aiosmtpd logs recipients (tokens, ping keys) at INFO and message lines at DEBUG.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     host, port = parse_hostport(config.smtp.listen)
     handler = _Handler(service, config.smtp.domain, config.smtp.max_recipients)
-    listener = SmtpListener(handler, config, timeout=timeout, max_connections=max_connections)
+    listener = SmtpListener(
+        handler,
+        config,
+        timeout=timeout,
+        pre_mail_timeout=min(pre_mail_timeout, timeout),  # never longer than inside a transaction
+        max_connections=max_connections,
+        max_per_client=max_per_client,
+        local_reserved=local_reserved,
+    )
     await listener._listen(host, port)
     logger.info("email heartbeats on smtp://%s:%d for <token>@%s", *listener.address, config.smtp.domain)
     return listener

@@ -17,10 +17,14 @@ from gateway.store import Store
 
 
 class RawSmtp:
-    """One SMTP connection spoken line by line. ``reply()`` reads one (multi-line) reply."""
+    """One SMTP connection spoken line by line, from ``source`` (an address to bind, such as
+    127.0.0.2, so that tests on loopback can be several clients) if given. ``reply()`` reads one
+    (multi-line) reply."""
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, timeout: float = 10.0, source: str | None = None) -> None:
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout, source_address=None if source is None else (source, 0)
+        )
         self.file = self.sock.makefile("rb")
 
     def reply(self) -> tuple[int, str]:
