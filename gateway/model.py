@@ -226,6 +226,8 @@ class ModemReport:
     operator: str | None = None
     signal_dbm: int | None = None
     smsc: str | None = None
+    storage_used: int | None = None  # SIM message slots in use (new SMS are received there)
+    storage_total: int | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ from gateway.store import Store
 
 MODEM_LOG_EVERY = 60.0  # the daemon records modem health this often (gateway.runtime.modemwatch)
 STUCK_AFTER = 300.0  # a message still waiting after this long means alerts are not going out
+# SIM storage this close to full (free slots) is a trouble: once full, the network holds every
+# further SMS, the owner's commands too (10 % of the slots, at least 2).
+STORAGE_MIN_FREE, STORAGE_MIN_FREE_SHARE = 2, 0.1
 SPARK_SLOTS, SPARK_SLOT = 24, 3600.0
 STATUS_ORDER = {Status.DOWN: 0, Status.LATE: 1, Status.UP: 2, Status.NEW: 3, Status.PAUSED: 4}
 
@@ -368,6 +371,8 @@ class Views:
             troubles.append("SMS numbers are set but no modem is configured ([modem] backend)")
         if a.email_to and not self.config.email.host:
             troubles.append("email addresses are set but no mail relay is configured ([email] host)")
+        if self.config.modem.backend != "none":
+            troubles += storage_troubles(self.service.modem_status())
         return troubles
 
     def _modem_summary(self) -> ModemSummary | None:
@@ -377,6 +382,17 @@ class Views:
         if status is None:
             return ModemSummary(connected=False, operator=None, bars=None)
         return ModemSummary(connected=status.connected, operator=status.operator, bars=signal_bars(status.signal_dbm))
+
+
+def storage_troubles(report: ModemReport | None) -> list[str]:
+    """The trouble line when few SIM message slots are left ("SIM message storage nearly full:
+    28 of 30"); none while the fill is not known."""
+    if report is None or report.storage_used is None or not report.storage_total:
+        return []
+    used, total = report.storage_used, report.storage_total
+    if total - used > max(STORAGE_MIN_FREE, int(total * STORAGE_MIN_FREE_SHARE)):
+        return []
+    return [f"SIM message storage {'full' if used >= total else 'nearly full'}: {used} of {total}"]
 
 
 def _outbox_troubles(now: float, waiting: int, overdue: float | None) -> list[str]:

@@ -43,7 +43,16 @@ from modem.errors import (
     SimError,
 )
 from modem.interface import InboundHandler, InboundSms, Modem, ModemStatus, SimAbsent, mask_number
-from modem.pdu import Deliver, Reassembled, Reassembler, StatusReport, decode_pdu, encode_submit
+from modem.pdu import (
+    Deliver,
+    Reassembled,
+    Reassembler,
+    StatusReport,
+    decode_pdu,
+    encode_submit,
+    salvage_deliver,
+    unreadable_text,
+)
 
 # Named as before the split into modules: log filters (and a test) select "modem.driver".
 logger = logging.getLogger(__name__)
@@ -83,12 +92,20 @@ class AtModem(Modem):
     ``AT+CMGL``; ``multipart_timeout`` how long an incomplete multipart message waits for
     its missing parts before it is handed over with ``complete=False``;
     ``sim_busy_timeout`` how long "SIM busy" answers are waited out during :meth:`open`;
-    ``poll_interval`` how often storage is listed when the modem refuses ``AT+CNMI``.
+    ``poll_interval`` how often storage is listed when the modem refuses ``AT+CNMI``;
+    ``delete_retry_interval`` how often a stored message whose ``AT+CMGD`` was refused is
+    deleted again.
     Raises ValueError for a PIN that is not 4-8 digits or an SMSC that is not a number.
 
     One asyncio lock serialises everything that talks to the modem (sends, inbound
     processing, status), so those interleave safely. Inbound messages are processed by
     one task: ``+CMTI`` only queues work, the reader thread never waits for it.
+
+    Every message that reaches storage leaves it again, so a full SIM never makes the network
+    hold the owner's next command: it is handed to the inbound handler, then deleted. One we
+    cannot decode is handed over raw (``InboundSms.undecodable``); a slot that cannot be read
+    at all is deleted after one log line; a refused deletion is tried again, never forgotten.
+    Only a failing handler keeps a message (read again at the next open).
     """
 
     backend = "at"
@@ -107,6 +124,7 @@ class AtModem(Modem):
         sim_busy_timeout: float = 30.0,
         poll_interval: float = 60.0,
         part_retry_delay: float = 2.0,
+        delete_retry_interval: float = 30.0,
     ) -> None:
         if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
             raise ValueError("the SIM PIN must be 4 to 8 digits")  # never echo the value
@@ -123,6 +141,7 @@ class AtModem(Modem):
         self._part_retry_delay = part_retry_delay
         self._sim_busy_timeout = sim_busy_timeout
         self._poll_interval = poll_interval
+        self._delete_retry_interval = delete_retry_interval
         self._handler: InboundHandler | None = None
         self._channel: AtChannel | None = None
         self._lock = asyncio.Lock()
@@ -131,8 +150,12 @@ class AtModem(Modem):
         self._inbound_task: asyncio.Task[None] | None = None
         # The one record of multipart parts waiting for the rest, and of their storage indexes.
         self._reassembler = Reassembler(multipart_timeout, max_pending=1024)
-        self._skipped: set[tuple[int | None, str]] = set()  # (index, pdu) not to look at again
         self._failed: set[int] = set()  # indexes whose hand-over failed in this session
+        # What each slot held when read, and the slots handed over whose deletion was refused
+        # (index -> that PDU): not handed over again, deleted again every delete_retry_interval.
+        self._pdu_at: dict[int, str] = {}
+        self._undeleted: dict[int, str] = {}
+        self._next_delete_retry = 0.0
         self._mem1: str | None = None
         self._polling = False
         self._next_poll = 0.0
@@ -160,6 +183,8 @@ class AtModem(Modem):
             raise RuntimeError("AtModem.open called twice")
         channel = AtChannel(self.url, baudrate=self._baudrate, on_urc=self._on_urc, on_gone=self._on_gone)
         self._failed.clear()
+        self._pdu_at.clear()
+        self._undeleted.clear()
         # Fresh loop-bound primitives: the object may be reopened from another event loop.
         self._lock = asyncio.Lock()
         self._gone = asyncio.Event()
@@ -275,6 +300,12 @@ class AtModem(Modem):
             cops = await ask("AT+COPS?")
             csq = await ask("AT+CSQ")
             csca = await ask("AT+CSCA?")
+            cpms = await ask("AT+CPMS?")
+        fill = _storage_fill(cpms or [])
+        if fill is not None and fill[0] > len(self._known_slots()) and self._queue.empty():
+            # More slots in use than messages we wait on: a +CMTI went missing (or came while
+            # the storage was being listed). List it, so nothing sits there until a restart.
+            self._queue.put_nowait(_ListJob())
         registration = None
         for line in creg or []:
             reg = parse_registration(line, solicited=True)
@@ -295,6 +326,8 @@ class AtModem(Modem):
             operator=operator.name if operator else None,
             signal_dbm=rssi_to_dbm(signal[0]) if signal else None,
             smsc=parse_csca(csca) if csca else None,
+            storage_used=fill[0] if fill else None,
+            storage_total=fill[1] if fill else None,
         )
 
     # -- init sequence ---------------------------------------------------------------------
@@ -472,6 +505,8 @@ class AtModem(Modem):
         waits = [max(0.05, min(60.0, self._multipart_timeout / 4))]
         if self._polling:
             waits.append(max(0.0, self._next_poll - time.monotonic()))
+        if self._undeleted:
+            waits.append(max(0.0, self._next_delete_retry - time.monotonic()))
         return min(waits)
 
     async def _inbound_loop(self) -> None:
@@ -488,6 +523,9 @@ class AtModem(Modem):
                 if job is not None:
                     await self._run_job(job)
                 await self._expire()
+                if self._undeleted and time.monotonic() >= self._next_delete_retry:
+                    self._next_delete_retry = time.monotonic() + self._delete_retry_interval
+                    await self._retry_deletes()
             except PortGone:
                 return
             except ModemError as exc:
@@ -499,10 +537,16 @@ class AtModem(Modem):
         if isinstance(job, _PduJob):
             await self._accept([StoredPdu(None, 0, None, job.pdu)])
             return
+        lines: list[str] | None
         async with self._lock:
             ch = self._require_channel()
             if isinstance(job, _ListJob):
-                items = parse_cmgl(await ch.command("AT+CMGL=4", timeout=self._list_timeout))
+                lines = await ch.command("AT+CMGL=4", timeout=self._list_timeout)
+                items = parse_cmgl(lines)
+                # A slot listed without a PDU we could take (a garbled line): read it alone.
+                listed = {i.index for i in items}
+                for index in _cmgl_indexes(lines) - listed:
+                    self._queue.put_nowait(_ReadJob(self._mem1 or "SM", index))
             else:
                 if self._reassembler.holds(job.index):
                     return
@@ -517,8 +561,17 @@ class AtModem(Modem):
                 except (CmsError, CmeError) as exc:
                     if exc.code in (21, 22, 321):  # already gone (handled via +CMGL)
                         return
-                    raise
-                stored = parse_cmgr(lines, job.index)
+                    if exc.code in (SIM_BUSY_CMS if isinstance(exc, CmsError) else SIM_BUSY_CME):
+                        raise  # passes: the next status refresh sees the slot used and lists it
+                    lines = None
+                except CommandError:
+                    lines = None
+                stored = parse_cmgr(lines, job.index) if lines is not None else None
+                if stored is None and lines != []:  # [] is an empty slot; the rest is garbage
+                    # Kept, it would take a slot for good and be read again at every listing.
+                    logger.warning("stored SMS at index %d cannot be read; deleted", job.index)
+                    await self._delete_locked(ch, [job.index])
+                    return
                 items = [stored] if stored is not None else []
         await self._accept(items)
 
@@ -528,33 +581,50 @@ class AtModem(Modem):
         for item in items:
             if item.stat in (2, 3):  # our own outgoing drafts
                 continue
-            if item.index is not None and (self._reassembler.holds(item.index) or item.index in self._failed):
-                continue
-            if (item.index, item.pdu) in self._skipped:
-                continue
+            if item.index is not None:
+                if self._reassembler.holds(item.index) or item.index in self._failed:
+                    continue
+                if item.index in self._undeleted:
+                    if self._undeleted[item.index] == item.pdu:
+                        continue  # handed over already; its deletion is retried
+                    del self._undeleted[item.index]  # freed after all, and a new message came
+                self._pdu_at[item.index] = item.pdu
+            storage = () if item.index is None else (item.index,)
             try:
                 msg = decode_pdu(item.pdu, smsc=True)
-            except PduError:
-                # A poison message: keep it in storage for a human, never look at it again
-                # in this session (it must not stall the messages behind it).
-                logger.warning(
-                    "unreadable SMS PDU at index %s (%d hex digits) skipped and kept",
-                    item.index,
-                    len(item.pdu),
-                )
-                self._skipped.add((item.index, item.pdu))
+            except PduError as exc:
+                await self._accept_undecodable(item, storage, exc)
                 continue
             if isinstance(msg, StatusReport):
                 logger.debug("stored status report at index %s deleted", item.index)
-                await self._delete([item.index] if item.index is not None else [])
+                await self._delete(list(storage))
                 continue
             if not isinstance(msg, Deliver):
-                self._skipped.add((item.index, item.pdu))
+                logger.warning("stored SMS at index %s is not an incoming message; deleted", item.index)
+                await self._delete(list(storage))
                 continue
-            storage = () if item.index is None else (item.index,)
             whole = self._reassembler.put(msg, now, storage)
             if whole is not None:
                 await self._hand_over(whole)
+
+    async def _accept_undecodable(self, item: StoredPdu, storage: tuple[int, ...], exc: PduError) -> None:
+        """A PDU we cannot decode: handed over raw when its sender can be read, else deleted.
+        Kept, it would be skipped forever and fill the SIM until the network holds everything."""
+        raw = salvage_deliver(item.pdu, smsc=True)
+        if raw.sender is None:
+            logger.warning("unreadable SMS PDU at index %s (%d hex digits: %s) deleted", item.index, len(item.pdu), exc)
+            await self._delete(list(storage))
+            return
+        logger.warning("undecodable SMS at index %s (%s) handed over raw", item.index, exc)
+        sms = InboundSms(
+            sender=raw.sender,
+            text=unreadable_text(raw),
+            sent_at=raw.timestamp,
+            received_at=dt.datetime.now(dt.UTC),
+            storage=storage,
+            undecodable=True,
+        )
+        await self._give(sms)
 
     async def _expire(self) -> None:
         """Hand over the multipart messages the reassembler gave up on: timed out, or pushed
@@ -574,6 +644,10 @@ class AtModem(Modem):
             complete=whole.complete,
             storage=whole.storage,
         )
+        await self._give(sms)
+
+    async def _give(self, sms: InboundSms) -> None:
+        """Hand ``sms`` to the handler (it stores it), then delete it from storage."""
         handler = self._handler
         if handler is None:
             logger.warning("inbound SMS left in storage: no handler set")
@@ -584,20 +658,71 @@ class AtModem(Modem):
             # Kept in storage and read again at the next open, not on every +CMTI/listing
             # in this session: a message that breaks the handler must not loop.
             logger.exception("inbound SMS handler failed; message kept in storage")
-            self._failed.update(whole.storage)
+            self._failed.update(sms.storage)
             return
-        await self._delete(list(whole.storage))
+        await self._delete(list(sms.storage))
 
     async def _delete(self, indexes: list[int]) -> None:
         if not indexes:
             return
         async with self._lock:
+            await self._delete_locked(self._require_channel(), indexes)
+
+    async def _delete_locked(self, ch: AtChannel, indexes: list[int]) -> None:
+        """``AT+CMGD`` each index; one refused (or left by a timeout) is remembered with the
+        PDU it held and deleted again later (:meth:`_retry_deletes`), never handed over twice."""
+        for n, index in enumerate(indexes):
+            try:
+                await ch.command(f"AT+CMGD={index}", timeout=self._command_timeout)
+            except _REFUSED as exc:
+                if index not in self._undeleted:
+                    logger.warning(
+                        "could not delete stored SMS %d (%s); trying again every %g s",
+                        index,
+                        exc,
+                        self._delete_retry_interval,
+                    )
+                    self._next_delete_retry = min(
+                        self._next_delete_retry or float("inf"), time.monotonic() + self._delete_retry_interval
+                    )
+                self._undeleted[index] = self._pdu_at.get(index, "")
+                continue
+            except ModemTimeout:
+                for left in indexes[n:]:
+                    self._undeleted[left] = self._pdu_at.get(left, "")
+                self._next_delete_retry = time.monotonic() + self._delete_retry_interval
+                raise
+            self._undeleted.pop(index, None)
+            self._pdu_at.pop(index, None)
+
+    async def _retry_deletes(self) -> None:
+        """Delete again what :meth:`_delete_locked` could not: a slot that holds something
+        else by now (freed after all, then reused) is read as a new message instead."""
+        async with self._lock:
             ch = self._require_channel()
-            for index in indexes:
+            for index, pdu in list(self._undeleted.items()):
+                lines: list[str] | None
                 try:
-                    await ch.command(f"AT+CMGD={index}", timeout=self._command_timeout)
-                except _REFUSED as exc:
-                    logger.warning("could not delete stored SMS %d: %s", index, exc)
+                    lines = await ch.command(f"AT+CMGR={index}", timeout=self._command_timeout)
+                except (CmsError, CmeError) as exc:
+                    lines = [] if exc.code in (21, 22, 321) else None
+                except CommandError:
+                    lines = None
+                if lines is not None:
+                    stored = parse_cmgr(lines, index)
+                    if stored is None or (pdu and stored.pdu != pdu):
+                        del self._undeleted[index]
+                        self._pdu_at.pop(index, None)
+                        if stored is not None:
+                            self._queue.put_nowait(_ReadJob(self._mem1 or "SM", index))
+                        continue
+                await self._delete_locked(ch, [index])
+                if index not in self._undeleted:
+                    logger.info("stored SMS %d deleted at a later try", index)
+
+    def _known_slots(self) -> set[int]:
+        """Slots holding messages we know of and keep for now."""
+        return self._reassembler.slots() | self._failed | set(self._undeleted)
 
 
 _SIM_BY_CME: dict[int, str] = {
@@ -613,3 +738,24 @@ _SIM_BY_CME: dict[int, str] = {
 
 def _info(lines: list[str] | None, prefix: str) -> str | None:
     return info_text(lines, prefix) if lines else None
+
+
+_CPMS_MEM = re.compile(r'"?(\w+)"?\s*,\s*(\d+)\s*,\s*(\d+)')
+_CMGL_INDEX = re.compile(r"\+CMGL:\s*(\d+)")
+
+
+def _storage_fill(lines: list[str]) -> tuple[int, int] | None:
+    """``AT+CPMS?`` → (used, total) of the receive storage (mem3; the last one reported when
+    the modem lists fewer); None when not reported."""
+    for line in lines:
+        if line.strip().startswith("+CPMS:"):
+            mems = _CPMS_MEM.findall(line.split(":", 1)[1])
+            if mems:
+                _, used, total = mems[min(2, len(mems) - 1)]
+                return int(used), int(total)
+    return None
+
+
+def _cmgl_indexes(lines: list[str]) -> set[int]:
+    """The indexes an ``AT+CMGL`` reply announced, whether or not a PDU followed."""
+    return {int(m.group(1)) for line in lines if (m := _CMGL_INDEX.match(line.strip()))}

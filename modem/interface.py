@@ -32,6 +32,10 @@ class ModemStatus:
     operator: str | None = None
     signal_dbm: int | None = None  # None when the modem reports 99 (unknown)
     smsc: str | None = None
+    # The storage new messages are received into (``AT+CPMS?`` mem3): slots in use, slots in
+    # all. A full one makes the network hold every further SMS, the owner's commands too.
+    storage_used: int | None = None
+    storage_total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,10 @@ class InboundSms:
     parts: int = 1
     complete: bool = True  # False when parts were missing and the reassembly timed out
     storage: tuple[int, ...] = field(default=(), compare=False)  # SIM indexes, for deletion
+    # True when the PDU could not be decoded (a data coding we do not read, broken user data):
+    # ``text`` is then "[undecodable SMS, DCS 0x..: <hex excerpt>]" (modem.pdu.unreadable_text),
+    # ``sent_at`` None when the header was broken too. Handed over like any other, then deleted.
+    undecodable: bool = False
 
 
 InboundHandler = Callable[[InboundSms], Awaitable[None]]

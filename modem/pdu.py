@@ -37,6 +37,7 @@ __all__ = [
     "StatusReport",
     "Submit",
     "SubmitPdu",
+    "Unreadable",
     "count_parts",
     "decode_address",
     "decode_gsm7",
@@ -46,6 +47,7 @@ __all__ = [
     "decode_timestamp",
     "encode_address",
     "encode_deliver",
+    "encode_deliver_data",
     "encode_gsm7",
     "encode_relative_validity",
     "encode_smsc",
@@ -54,7 +56,9 @@ __all__ = [
     "encode_timestamp",
     "is_gsm7",
     "pack_septets",
+    "salvage_deliver",
     "unpack_septets",
+    "unreadable_text",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -746,6 +750,28 @@ def encode_deliver(
     ]
 
 
+def encode_deliver_data(
+    sender: str,
+    data: bytes,
+    *,
+    dcs: int,
+    timestamp: dt.datetime,
+    smsc: str | None = None,
+) -> str:
+    """Uppercase hex SMS-DELIVER (with SMSC field) carrying ``data`` as-is under TP-DCS ``dcs``.
+
+    TP-UDL counts octets, as it does for 8-bit and UCS-2 data; no UDH. For the simulator's
+    messages in a data coding a phone may send and we may not decode (compressed, a broken
+    UCS-2 payload). Raises PduError for more than 140 octets or an invalid address/timestamp.
+    """
+    if not 0 <= dcs <= 0xFF:
+        raise PduError(f"TP-DCS {dcs} does not fit one octet")
+    if len(data) > _UD_OCTETS:
+        raise PduError(f"{len(data)} octets of user data; at most {_UD_OCTETS} fit")
+    tpdu = bytes([0x04]) + encode_address(sender) + bytes([0x00, dcs]) + encode_timestamp(timestamp)
+    return (encode_smsc(smsc) + tpdu + bytes([len(data)]) + data).hex().upper()
+
+
 def encode_status_report(
     message_ref: int,
     recipient: str,
@@ -1014,6 +1040,56 @@ def _decode_status_report(reader: _Reader, first: int, sc: str | None) -> Status
 # Reassembly
 # --------------------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """What can still be read of a PDU :func:`decode_pdu` rejects (a data coding we do not
+    decode, user data whose length lies, a truncated header): enough to hand it on raw."""
+
+    sender: str | None  # None: not even the originating address of an SMS-DELIVER was readable
+    timestamp: dt.datetime | None
+    dcs: int | None
+    data: bytes  # the octets after the last header field read (the user data, header intact)
+
+
+def salvage_deliver(data: str | bytes, *, smsc: bool = True) -> Unreadable:
+    """Read the SMS-DELIVER header fields of ``data`` as far as they go; never raises.
+
+    For a message :func:`decode_pdu` rejected: the gateway still stores it (raw) and the
+    modem deletes it, rather than keeping a slot the SIM needs for the next command.
+    """
+    try:
+        raw = _to_bytes(data)
+    except PduError:
+        return Unreadable(None, None, None, b"")
+    reader = _Reader(raw)
+    sender: str | None = None
+    timestamp: dt.datetime | None = None
+    dcs: int | None = None
+    try:
+        if smsc:
+            _read_smsc(reader)
+        if reader.octet("first octet") & 0x03 != 0x00:
+            return Unreadable(None, None, None, raw[reader.pos :])  # not a DELIVER
+        sender, _ = _read_address(reader, "originating address")
+        reader.octet("TP-PID")
+        dcs = reader.octet("TP-DCS")
+        timestamp = decode_timestamp(reader.take(7, "TP-SCTS"))
+        reader.octet("TP-UDL")
+    except PduError:
+        pass
+    return Unreadable(sender, timestamp, dcs, raw[reader.pos :])
+
+
+def unreadable_text(message: Unreadable, excerpt: int = 24) -> str:
+    """The text a raw message is stored with: ``[undecodable SMS, DCS 0x24: 0A1B2C...]``,
+    the first ``excerpt`` octets in hex (GSM-7 only, so it can be quoted in a reply)."""
+    dcs = "?" if message.dcs is None else f"0x{message.dcs:02X}"
+    head = message.data[:excerpt].hex().upper()
+    more = "..." if len(message.data) > excerpt else ""
+    return f"[undecodable SMS, DCS {dcs}: {head}{more}]"
+
+
 MISSING_PART = "[...]"
 
 
@@ -1133,6 +1209,11 @@ class Reassembler:
         """True while a part kept in storage ``slot`` waits here: in an incomplete set, or in
         one pushed out that :meth:`take_expired` has not handed back yet."""
         return any(slot in p.storage for p in self._pending.values()) or any(slot in r.storage for r in self._evicted)
+
+    def slots(self) -> set[int]:
+        """Every storage slot :meth:`holds`."""
+        out = {slot for p in self._pending.values() for slot in p.storage}
+        return out.union(*(r.storage for r in self._evicted))
 
     def _partial(self, key: tuple[str, int, int]) -> Reassembled:
         pending = self._pending.pop(key)

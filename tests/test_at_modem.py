@@ -416,21 +416,32 @@ def test_it_hands_over_an_incomplete_multipart_after_the_timeout(make_rig: Calla
     run(main())
 
 
-def test_it_skips_and_keeps_a_poison_message(make_rig: Callable[..., Rig]) -> None:
+def test_it_hands_over_a_poison_message_raw_and_deletes_it(make_rig: Callable[..., Rig]) -> None:
+    """Kept, a message we cannot decode took a SIM slot for good (issue 12, defect 3): it is
+    stored raw by the handler and deleted like any other. Fails on the code before the fix,
+    which skipped and kept it."""
     rig = make_rig()
     inbox = Inbox()
     poison = "07915155000000F0040B915155674523F100006211425110210005E8329B"  # user data cut short
+    garbage = "07915155000000F0"  # not even a first octet after the SMSC: no sender to give
 
     async def main() -> None:
         async with opened(rig.modem(), inbox):
             rig.net.inject_pdu(poison)
+            rig.net.inject_pdu(garbage)
             rig.net.inject("+15557654321", "after the poison")
-            (sms,) = await inbox.wait(1)
-            assert sms.text == "after the poison"
-            await eventually(lambda: len(rig.sim.stored()) == 1, what="good message deleted")
+            raw, good = await inbox.wait(2)
+            assert (raw.sender, raw.undecodable, raw.text) == (
+                "+15557654321",
+                True,
+                "[undecodable SMS, DCS 0x00: E8329B]",
+            )
+            assert raw.sent_at is not None and raw.sent_at.year == 2026
+            assert (good.text, good.undecodable) == ("after the poison", False)
+            await eventually(lambda: rig.sim.stored() == [], what="all three deleted")
 
     run(main())
-    assert [s.pdu for s in rig.sim.stored()] == [poison]
+    assert len(inbox.messages) == 2  # the unreadable one was deleted, not handed over
 
 
 def test_it_keeps_messages_whose_handler_failed(make_rig: Callable[..., Rig]) -> None:

@@ -53,7 +53,18 @@ class ModemParts:
         st = h.status
         known = {}
         if st is not None:
-            keys = ("manufacturer", "model", "imei", "sim", "registration", "operator", "signal_dbm", "smsc")
+            keys = (
+                "manufacturer",
+                "model",
+                "imei",
+                "sim",
+                "registration",
+                "operator",
+                "signal_dbm",
+                "smsc",
+                "storage_used",
+                "storage_total",
+            )
             known = {k: getattr(st, k) for k in keys}
         return ModemReport(
             self.backend, self.device, h.connected, h.last_error, h.since.timestamp(), h.retrying, **known

@@ -43,6 +43,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS", help="delay before every answer")
     parser.add_argument(
+        "--storage-size", type=int, default=SimOptions.storage_size, metavar="N", help="message slots on the SIM"
+    )
+    parser.add_argument(
         "--control", metavar="HOST:PORT", type=_host_port, help="JSON-lines control socket (loopback only)"
     )
     parser.add_argument("--sent-log", metavar="FILE", help="append one JSON line per SMS sent")
@@ -54,7 +57,12 @@ def cli_main(args: argparse.Namespace) -> int:
     if args.control is not None and args.control[0] not in ("127.0.0.1", "::1", "localhost"):
         logger.error("the control socket must listen on loopback, not %s", args.control[0])
         return 2
-    options = SimOptions(pin=args.pin, sim_busy_seconds=args.sim_busy, latency=args.latency)
+    if not 1 <= args.storage_size <= 255:
+        logger.error("--storage-size must be 1 to 255, not %d", args.storage_size)
+        return 2
+    options = SimOptions(
+        pin=args.pin, sim_busy_seconds=args.sim_busy, latency=args.latency, storage_size=args.storage_size
+    )
     network = Network(smsc=options.smsc)
     sim = Simulator(network, options)
     if args.sent_log:

@@ -122,6 +122,8 @@ class ControlServer:
         if cmd == "inject":
             if "pdu" in req:
                 network.inject_pdu(_str(req["pdu"]))
+            elif "data" in req:
+                network.inject_data(_str(req["from"]), bytes.fromhex(_str(req["data"])), dcs=int(req["dcs"]))
             else:
                 network.inject(_str(req["from"]), _str(req["text"]))
         elif cmd == "sent":
@@ -134,6 +136,8 @@ class ControlServer:
             network.clear_sent()
         elif cmd == "fail_next_send":
             sim.fail_next_send(int(req["code"]), int(req.get("count", 1)), int(req.get("after", 0)))
+        elif cmd == "fail_next_delete":
+            sim.fail_next_delete(int(req["code"]), int(req.get("count", 1)))
         elif cmd == "latency":
             command = req.get("command")
             sim.set_latency(float(req["seconds"]), _str(command) if command is not None else None)
@@ -162,6 +166,7 @@ class ControlServer:
                 "sim": sim.sim_state,
                 "hung": sim.hung,
                 "undelivered": network.undelivered(),
+                "storage": list(sim.storage_fill()),
                 "sent": len(network.sent()),
             }
         else:
@@ -203,6 +208,13 @@ class SimulatorControl:
 
     def inject_pdu(self, pdu: str) -> None:
         self.request("inject", pdu=pdu)
+
+    def inject_data(self, sender: str, data: bytes, dcs: int) -> None:
+        """An SMS whose user data goes as-is under TP-DCS ``dcs`` (see Network.inject_data)."""
+        self.request("inject", **{"from": sender, "data": data.hex(), "dcs": dcs})
+
+    def fail_next_delete(self, code: int, count: int = 1) -> None:
+        self.request("fail_next_delete", code=code, count=count)
 
     def sent(self) -> list[dict[str, Any]]:
         return list(self.request("sent")["sent"])

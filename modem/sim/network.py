@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from modem.interface import mask_number
-from modem.pdu import Submit, encode_deliver
+from modem.pdu import Submit, encode_deliver, encode_deliver_data
 from modem.sim.records import SentSms
 
 
@@ -91,6 +91,14 @@ class Network:
         pdus = encode_deliver(sender, text, timestamp=when, smsc=self.smsc, concat_ref=ref)
         logger.info("network: inbound SMS from %s, %d part(s)", mask_number(sender), len(pdus))
         self._deliver(list(pdus))
+
+    def inject_data(self, sender: str, data: bytes, *, dcs: int, timestamp: dt.datetime | None = None) -> None:
+        """Deliver an SMS from ``sender`` whose user data is ``data`` as-is under TP-DCS ``dcs``:
+        a data coding the gateway may not decode (``dcs=0x24``: compressed 8-bit data)."""
+        when = timestamp or dt.datetime.now(dt.UTC).replace(microsecond=0)
+        pdu = encode_deliver_data(sender, data, dcs=dcs, timestamp=when, smsc=self.smsc)
+        logger.info("network: inbound SMS from %s, DCS 0x%02X", mask_number(sender), dcs)
+        self._deliver([pdu])
 
     def inject_pdu(self, hex_pdu: str) -> None:
         """Deliver one raw PDU (hex, with the SMSC field) as-is, even a malformed one."""

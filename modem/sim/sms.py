@@ -35,6 +35,7 @@ class SmsCommands(AtMachine):
         self._storage: dict[str, dict[int, StoredSms]] = {name: {} for name in _STORAGES}
         self._next_mr = options.first_message_ref % 256
         self._fail_sends: deque[int | None] = deque()  # None: this one goes through
+        self._fail_deletes: deque[int] = deque()
 
     def _reset_settings(self) -> None:
         super()._reset_settings()
@@ -59,6 +60,17 @@ class SmsCommands(AtMachine):
         ``+CMS ERROR: cms_code``."""
         with self._lock:
             self._fail_sends.extend([None] * after + [cms_code] * count)
+
+    def fail_next_delete(self, cms_code: int, count: int = 1) -> None:
+        """The next ``count`` ``AT+CMGD`` end in ``+CMS ERROR: cms_code``, deleting nothing
+        (a slot some firmware will not free at once)."""
+        with self._lock:
+            self._fail_deletes.extend([cms_code] * count)
+
+    def storage_fill(self, storage: str = "SM") -> tuple[int, int]:
+        """(slots in use, slots in all) of one storage, as ``AT+CPMS?`` reports it."""
+        with self._lock:
+            return len(self._storage[storage]), self.options.storage_size
 
     def stored(self, storage: str = "SM") -> list[StoredSms]:
         """A copy of the messages in one storage, by index."""
@@ -363,6 +375,10 @@ class SmsCommands(AtMachine):
         slots, index = self._storage_slot(arg)
         args = split_args(arg)
         flag = _int_arg(args, 1, 0)
+        if self._fail_deletes:
+            code = self._fail_deletes.popleft()
+            logger.info("simulator: injected +CMS ERROR %d for AT+CMGD", code)
+            raise _cms(code)
         if flag == 0:
             slots.pop(index, None)
         elif flag == 4:
