@@ -1,23 +1,32 @@
 """The HTTP server itself (uvicorn + the ping API on its loop + Bottle through a2wsgi), spoken to
 over raw sockets on loopback where curl would hide what the server does: idle and trickling
-clients, stalled bodies, oversized admin bodies, garbage, pipelining. Plus the pure ping router."""
+clients, stalled bodies, oversized admin bodies and heads, garbage, pipelining, connection floods
+(from 127.0.0.2: all of 127/8 is loopback, but only 127.0.0.1 is exempt from the per-address cap).
+Plus the pure ping router."""
 
 from __future__ import annotations
 
 import re
+import select
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.model import PingKind
-from tests.support.daemon import Daemon, hbgw, hbgw_json, write_config
+from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
 from tests.support.db import pings_of
 from web.ping import NOT_FOUND, PingRequest, Reply, route
 
 KEY = "site-key-0123456789"
+# The documented limits (README, Ping API), spelled out rather than imported from web.server so
+# that these tests also run, and fail, against a server without them.
+HEAD_MAX = 16 * 1024
+HEAD_FIELDS_MAX = 100
+PER_ADDRESS_MAX = 64
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +49,8 @@ def token(gw: Daemon) -> str:
     return str(hbgw_json("check", "show", "web1", config=gw.cfg)["ping_url"].rsplit("/", 1)[1])  # type: ignore[attr-defined]
 
 
-def connect(gw: Daemon) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+def connect(gw: Daemon, source: str = "127.0.0.1") -> socket.socket:
+    return socket.create_connection(("127.0.0.1", gw.port), timeout=10, source_address=(source, 0))
 
 
 def read_all(s: socket.socket) -> bytes:
@@ -112,6 +121,213 @@ def test_pipelined_keep_alive_pings_each_get_an_answer_in_order(gw: Daemon) -> N
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)
     assert statuses == [b"200"] * 5 + [b"404"]
     assert len(pings_of(gw.data_dir, "web1")) == before + 5
+
+
+def statuses_of(reply: bytes) -> list[bytes]:
+    return re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)
+
+
+def ping_head(tok: str, fields: int = 2, pad: int = 0) -> bytes:
+    """A ping's request head with ``fields`` header fields (``Connection: close`` among them),
+    ``pad`` bytes in the value of one of them."""
+    head = f"GET /ping/{tok} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+    if pad:
+        head += b"X-Pad: " + b"a" * pad + b"\r\n"
+    head += b"X-F: 1\r\n" * (fields - 2 - (1 if pad else 0))
+    return head + b"\r\n"
+
+
+def sized_head(tok: str, size: int) -> bytes:
+    """A ping's request head of exactly ``size`` bytes."""
+    head = ping_head(tok, 3, pad=size - len(ping_head(tok, 3, pad=1)) + 1)
+    assert len(head) == size
+    return head
+
+
+@pytest.mark.parametrize(
+    ("what", "make", "status"),
+    [
+        ("head of exactly the limit", lambda t: sized_head(t, HEAD_MAX), b"200"),
+        ("head one byte over", lambda t: sized_head(t, HEAD_MAX + 1), b"431"),
+        ("the limit of fields", lambda t: ping_head(t, HEAD_FIELDS_MAX), b"200"),
+        ("one field over", lambda t: ping_head(t, HEAD_FIELDS_MAX + 1), b"431"),
+    ],
+)
+def test_it_bounds_the_request_head_with_431(gw: Daemon, what: str, make: Any, status: bytes) -> None:
+    """Fails on the server before the limits: every one of these was answered 200."""
+    before = len(pings_of(gw.data_dir, "web1"))
+    with connect(gw) as s:
+        s.sendall(make(token(gw)))
+        reply = read_all(s)  # and then the server closes (Connection: close, or after the 431)
+    assert statuses_of(reply) == [status], (what, reply[:200])
+    if status == b"431":
+        assert b"connection: close" in reply.lower() and b"header fields too large" in reply
+    assert len(pings_of(gw.data_dir, "web1")) == before + (status == b"200")
+
+
+class PeakRss:
+    """The peak RSS of process ``pid`` from now on (Linux: clear_refs 5 resets VmHWM)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        self.start = self.kib("VmRSS")
+
+    def kib(self, field: str) -> int:
+        with open(f"/proc/{self.pid}/status") as f:
+            line = next(line for line in f if line.startswith(field + ":"))
+        return int(line.split()[1])
+
+    def growth_mib(self) -> float:
+        return (self.kib("VmHWM") - self.start) / 1024
+
+
+def send_until_answered(s: socket.socket, data: bytes, timeout: float = 60) -> tuple[bytes, int]:
+    """Send ``data`` until the server answers (then stop sending) and read until it closes.
+    Returns (reply, bytes sent)."""
+    s.setblocking(False)
+    view, sent, reply = memoryview(data), 0, b""
+    deadline = time.monotonic() + timeout
+    sending = True
+    while time.monotonic() < deadline:
+        readable, writable, _ = select.select([s], [s] if sending else [], [], 1.0)
+        if readable:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            reply += chunk
+            sending = False  # the server has decided
+        elif writable:
+            try:
+                sent += s.send(view[sent : sent + 65536])
+            except (BrokenPipeError, ConnectionResetError):
+                sending = False
+            sending = sending and sent < len(data)
+    return reply, sent
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda t: sized_head(t, 16 * 1024 * 1024), id="one 16 MB header"),
+        pytest.param(lambda t: ping_head(t, 200_000), id="200,000 header fields"),
+        pytest.param(
+            lambda t: (
+                f"POST /ping/{t} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+                + b"3\r\nabc\r\n0\r\nX-Trailer: "
+                + b"a" * 16 * 1024 * 1024
+                + b"\r\n\r\n"
+            ),
+            id="a 16 MB trailer after a chunked body",
+        ),
+    ],
+)
+def test_a_huge_request_head_is_cut_off_without_growing_memory(gw: Daemon, make: Any) -> None:
+    """Fails on the server before the limits: it read all of it (peak RSS +32 MiB for the 16 MB
+    header, +23 MiB for the fields, +45 MiB for the trailer) and answered 200."""
+    assert gw.proc is not None
+    data = make(token(gw))
+    peak = PeakRss(gw.proc.pid)
+    with connect(gw) as s:
+        reply, sent = send_until_answered(s, data)
+    assert peak.growth_mib() < 4, f"peak RSS grew {peak.growth_mib():.1f} MiB after {sent} bytes"
+    assert statuses_of(reply) == [b"431"], reply[:200]
+    with connect(gw) as s:  # still serving
+        s.sendall(f"GET /ping/{token(gw)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        assert read_all(s).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize(
+    ("tail", "status"),
+    [
+        pytest.param(b"\x16\x03\x01 not http at all\r\n\r\n", b"400", id="garbage"),
+        pytest.param(b"GET /ping/x HTTP/1.1\r\n" + b"X-F: 1\r\n" * 200 + b"\r\n", b"431", id="oversized head"),
+    ],
+)
+def test_pipelined_pings_before_a_bad_request_are_all_answered_before_it(
+    gw: Daemon, tail: bytes, status: bytes
+) -> None:
+    """Fails on the server before: the 400 went out at once and closed the connection, so four of
+    the five pings were never answered (nor stored)."""
+    tok = token(gw)
+    before = len(pings_of(gw.data_dir, "web1"))
+    with connect(gw) as s:
+        s.sendall(f"GET /ping/{tok} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 5 + tail)
+        reply = read_all(s)
+    assert statuses_of(reply) == [b"200"] * 5 + [status]
+    assert len(pings_of(gw.data_dir, "web1")) == before + 5
+
+
+@pytest.fixture(scope="module")
+def gw30(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A gateway with the default 30 s idle timeout, so idle connections stay for the whole test."""
+    root = tmp_path_factory.mktemp("http30")
+    cfg = write_config(root / "hbgw.toml", root / "data")
+    hbgw("check", "add", "web1", "--period", "1h", "--grace", "1h", config=cfg)
+    with Daemon(root / "data", config=cfg) as d:
+        d.cfg = cfg  # type: ignore[attr-defined]
+        yield d
+
+
+def ping_from(gw: Daemon, source: str) -> bytes:
+    with connect(gw, source) as s:
+        s.sendall(f"GET /ping/{token(gw)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        return read_all(s)
+
+
+def test_one_address_holding_1100_idle_connections_cannot_starve_another(gw30: Daemon) -> None:
+    """Fails on the server before the per-address cap: the 1,100 idle connections passed the
+    global limit (1,000), and the other address's ping was answered 503."""
+    held = [connect(gw30, "127.0.0.2") for _ in range(1100)]
+    try:
+        assert ping_from(gw30, "127.0.0.3").startswith(b"HTTP/1.1 200 ")
+        for s in held[PER_ADDRESS_MAX:]:  # refused at once, with a reason, and closed
+            reply = read_all(s)
+            assert reply.startswith(b"HTTP/1.1 503 ") and b"too many connections" in reply, reply[:200]
+        quiet, _, _ = select.select(held[:PER_ADDRESS_MAX], [], [], 0)
+        assert quiet == []  # the first 64 are still open, waiting for their request
+        with held[0] as s:  # and they are served
+            s.sendall(f"GET /ping/{token(gw30)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            assert read_all(s).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for s in held:
+            s.close()
+    # once they are closed, the address gets in again
+    wait_for(lambda: ping_from(gw30, "127.0.0.2").startswith(b"HTTP/1.1 200 "), what="127.0.0.2 served again")
+    assert "Traceback" not in gw30.log()
+
+
+def test_loopback_and_trusted_proxies_are_not_capped() -> None:
+    """A reverse proxy carries all its clients on one address, and the ping bench drives 64
+    connections from 127.0.0.1: neither may be capped. (A plain ASGI app on web.server's server.)"""
+    from web.server import HttpServer
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"3")]})
+        await send({"type": "http.response.body", "body": b"OK\n"})
+
+    server = HttpServer(app, "127.0.0.1", 0, per_address=3, trusted_proxies=("127.0.0.4/32",)).start()
+    host, port = server.address
+    held: list[socket.socket] = []
+    try:
+
+        def served(source: str) -> bytes:
+            s = socket.create_connection((host, port), timeout=10, source_address=(source, 0))
+            held.append(s)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            return s.recv(65536)
+
+        for source in ("127.0.0.1", "127.0.0.4"):
+            assert all(served(source).startswith(b"HTTP/1.1 200 ") for _ in range(10)), source
+        assert [served("127.0.0.5")[:12] for _ in range(4)] == [b"HTTP/1.1 200"] * 3 + [b"HTTP/1.1 503"]
+    finally:
+        for s in held:
+            s.close()
+        server.stop()
 
 
 def test_ping_replies_carry_the_documented_headers_and_no_server_banner(gw: Daemon) -> None:

@@ -172,7 +172,9 @@ class Daemon:
             demo_phone = modem_parts.network if modem_parts is not None and cfg.demo else None
             site = Site(service, cfg, demo_phone=demo_phone)
             stack.callback(site.close)
-            self.http = HttpServer(site.app, host, port, idle_timeout=cfg.http.idle_timeout).start()
+            self.http = HttpServer(
+                site.app, host, port, idle_timeout=cfg.http.idle_timeout, trusted_proxies=cfg.http.trusted_proxies
+            ).start()
             stack.callback(self.http.stop)  # first to go: stop accepting
             bound = self.http.address
             if not cfg.http.base_url:
