@@ -7,8 +7,9 @@ not) together.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.model import Check, Flip, Status
@@ -201,9 +202,39 @@ def modem_trouble(connected: bool, sim: str | None, registration: str | None) ->
     return None
 
 
-def modem_alert_due(trouble_since: float | None, alerted: bool, now: float, after: float) -> bool:
-    """Whether to email about a modem problem that started at ``trouble_since`` (once per spell)."""
-    return trouble_since is not None and not alerted and now - trouble_since >= after
+MODEM_NOTE_GAP = 600.0  # at least this long between two notes to the owner about the modem
+
+
+@dataclass(frozen=True)
+class ModemSpell:
+    """What the owner has been told about the modem: the state the modem watch keeps between
+    looks. ``told``: they heard it cannot send SMS, and not yet that it works again."""
+
+    trouble_since: float | None = None
+    ok_since: float | None = None
+    told: bool = False
+    last_note: float | None = None
+
+
+def modem_spell(spell: ModemSpell, trouble: bool, now: float, after: float) -> tuple[ModemSpell, str | None]:
+    """The next state after a look at the modem, and the note due now: ``"down"`` once trouble
+    has lasted ``after`` (and the last note is MODEM_NOTE_GAP old), ``"up"`` once a modem the
+    owner was told about has worked for ``after`` in a row, else None. A modem that flaps faster
+    than that stays one spell (one note when it breaks, one when it has really recovered), and
+    a new spell is told at most once per MODEM_NOTE_GAP."""
+    if trouble:
+        since = spell.trouble_since if spell.trouble_since is not None else now
+        spell = dataclasses.replace(spell, trouble_since=since, ok_since=None)
+        quiet = spell.last_note is None or now - spell.last_note >= MODEM_NOTE_GAP
+        if not spell.told and now - since >= after and quiet:
+            return dataclasses.replace(spell, told=True, last_note=now), "down"
+        return spell, None
+    if not spell.told:
+        return dataclasses.replace(spell, trouble_since=None, ok_since=None), None
+    ok_since = spell.ok_since if spell.ok_since is not None else now
+    if now - ok_since >= after:
+        return ModemSpell(last_note=now), "up"
+    return dataclasses.replace(spell, trouble_since=None, ok_since=ok_since), None
 
 
 # ------------------------------------------------------------------------------ sending
@@ -253,35 +284,118 @@ class Pending:
     check_name: str | None
     text: str
     created: float
+    sent: bool = False  # already delivered (state 'sent'): never part of a later message
 
 
-def merge(rows: Sequence[Pending], *, watched: int, s: Settings) -> str:
-    """One message for alerts decided close together for the same recipient.
+ALERT_KINDS = frozenset({"down", "fail", "up", "reminder"})  # rows that tell a check's state
+_DOWNISH = frozenset({"down", "fail"})
 
-    One row: its own text. Several checks going silent together (``silent_summary_min`` or more
-    DOWNs): one line saying so, which points at the network or power rather than N servers.
-    Otherwise the short forms joined, kept within one SMS where possible.
+
+@dataclass(frozen=True)
+class _Item:
+    """One thing a merged message says: a server's state now, or a row that is not an alert."""
+
+    text: str
+    row: Pending | None = None  # the row it repeats in short form (its full text when alone)
+    silent: str | None = None  # the name, when it belongs in the "N servers silent" line
+    since: float = 0.0
+
+
+def merge(rows: Sequence[Pending], *, watched: int, s: Settings, statuses: Mapping[str, Status] | None = None) -> str:
+    """One message for alerts decided close together for the same recipient, describing the
+    state *now* (``statuses``: each named check's current status; a check missing from it, or
+    every check when it is None, is taken to be as its latest row says).
+
+    A server is named once: down now, its latest DOWN (or FAIL, or STILL DOWN); down and back
+    within the merge, folded into "(web1 down 14:13, back 14:14)"; back from an outage the owner
+    was told of, its UP; nothing when the rows add nothing to what the owner knows (a reminder
+    for a server up now, an UP for one down again). Rows already sent are never repeated. Several
+    servers silent now (``silent_summary_min`` or more): one line saying so, which points at the
+    network or power. One item left: its row's own text. Kept within one SMS where possible.
+    Returns "" when nothing is left to say.
     """
-    if len(rows) == 1:
-        return rows[0].text
-    downs = [r for r in rows if r.kind == "down"]
-    others = [r for r in rows if r.kind != "down"]
+    live = [r for r in rows if not r.sent]
+    items = _items(live, statuses, s)
+    if not items:
+        return ""
+    if len(items) == 1:
+        only = items[0]
+        return only.row.text if only.row is not None else only.text
+    silent = [i for i in items if i.silent is not None]
     parts: list[str] = []
-    if len(downs) >= s.silent_summary_min:
-        since = clock(min(r.created for r in downs), s)
-        names = _names([r.check_name or "?" for r in downs], 60)
-        parts.append(
-            f"{len(downs)} of {max(watched, len(downs))} servers silent since {since}: network or power? {names}"
-        )
+    if len(silent) >= s.silent_summary_min:
+        since = clock(min(i.since for i in silent), s)
+        names = _names([i.silent or "?" for i in silent], 60)
+        n = len(silent)
+        parts.append(f"{n} of {max(watched, n)} servers silent since {since}: network or power? {names}")
+        parts += [i.text for i in items if i.silent is None]
     else:
-        parts += [_short(r) for r in downs]
-    parts += [_short(r) for r in others]
+        parts += [i.text for i in items]
     text = ". ".join(parts)
     if len(text) > SMS_CHARS:
         # Too long for one SMS even in short form: keep the headline and count the rest.
         head, rest = parts[0], len(parts) - 1
         text = head + (f". +{rest} more, send STATUS" if rest else "")
     return text
+
+
+def _items(rows: Sequence[Pending], statuses: Mapping[str, Status] | None, s: Settings) -> list[_Item]:
+    """What to say, in the order the rows first mention it: one item per server (its rows
+    reduced to its state now), and each other row as it is (an identical text once)."""
+    order: list[str] = []  # keys: "c:<name>" for a server, "t:<text>" for any other row
+    by_check: dict[str, list[Pending]] = {}
+    others: dict[str, Pending] = {}
+    for r in rows:
+        if r.kind in ALERT_KINDS and r.check_name:
+            key = "c:" + r.check_name
+            by_check.setdefault(r.check_name, []).append(r)
+        else:
+            key = "t:" + r.text
+            others.setdefault(r.text, r)
+        if key not in order:
+            order.append(key)
+    items: list[_Item] = []
+    for key in order:
+        if key.startswith("t:"):
+            items.append(_Item(others[key[2:]].text, others[key[2:]]))
+            continue
+        name = key[2:]
+        history = sorted(by_check[name], key=lambda r: r.created)
+        now = statuses.get(name) if statuses is not None else None
+        if now is None:
+            now = Status.UP if history[-1].kind == "up" else Status.DOWN
+        item = _state_now(name, history, now, s)
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def _state_now(name: str, history: list[Pending], now: Status, s: Settings) -> _Item | None:
+    """One server's rows (oldest first) reduced to what is true now, or None when they add
+    nothing to what the owner already knows."""
+    downs = [r for r in history if r.kind in _DOWNISH]
+    ups = [r for r in history if r.kind == "up"]
+    if now is Status.DOWN:
+        if downs:
+            last = downs[-1]
+            silent = name if last.kind == "down" else None
+            return _Item(_short(last), last, silent, last.created)
+        reminders = [r for r in history if r.kind == "reminder"]
+        if reminders:
+            return _Item(_short(reminders[-1]), reminders[-1])
+        return None  # back and down again: the owner still knows it as down
+    first = history[0]
+    if first.kind in _DOWNISH:
+        # The owner was never told of this outage, and it is over: say both in one.
+        went = "failed" if first.kind == "fail" else "down"
+        back = [u for u in ups if u.created >= first.created]
+        end = "paused now" if now is Status.PAUSED else "up now"
+        if back:
+            end = f"back {clock(back[0].created, s)}"
+        return _Item(f"({name} {went} {clock(first.created, s)}, {end})")
+    if ups:
+        return _Item(_short(ups[0]), ups[0])  # the recovery from the outage the owner knows of
+    return None  # only reminders, and it is not down any more
 
 
 def _short(r: Pending) -> str:

@@ -3,9 +3,10 @@ sends, and marks them sent only after the channel confirmed (the modem's ``+CMGS
 
 At-least-once: a row is claimed with a lease; if the process dies before marking it sent, the
 next start releases the lease and sends it again (one duplicate at most, the one in flight).
-Retries back off; after ``fallback_after`` failed attempts, or at once on a permanent error, an
-SMS goes by email instead and the owner is told by email that SMS is failing. At most
-``max_sms_per_hour`` SMS leave per hour; beyond that one notice SMS, the rest by email.
+Retries back off; after ``fallback_after`` failed attempts of an alert (each row counts its own,
+whatever it was merged with), or at once on a permanent error, an SMS goes by email instead and
+the owner is told by email that SMS is failing. At most ``max_sms_per_hour`` SMS leave per hour;
+beyond that one notice SMS, the rest by email.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from gateway.config import Config
-from gateway.model import OutboxRow
+from gateway.model import OutboxRow, Status
 from gateway.rules import policy
 from gateway.rules.phone import mask
 from gateway.runtime.channels import Channel, ChannelError
@@ -105,53 +106,74 @@ class Dispatcher:
             self.nudge()
             return
         text = self._text(rows, full=channel_name == "email")
+        if not text:
+            # Every row is stale (a reminder for a server up again, an UP for one down again):
+            # the owner already knows the state now, so nothing is sent.
+            await self.store.mark_superseded(ids, self.clock())
+            logger.info(
+                "%d alert(s) to %s superseded by the checks' state now: nothing sent", len(ids), mask(recipient)
+            )
+            return
         channel = self.channels.get(channel_name)
         try:
             if channel is None:
                 raise ChannelError(f"no {channel_name} channel configured", permanent=True)
             ref = await channel.send(recipient, text)
         except ChannelError as e:
-            attempts = max(r.attempts for r in rows) + 1
-            error = str(e)
-            if policy.give_up(e.permanent, attempts, settings.fallback_after):
-                n = await self.store.mark_failed(ids, error, email_to, self.clock())
-                logger.error(
-                    "%s to %s failed for good after %d attempt(s): %s; %d by email",
-                    channel_name,
-                    mask(recipient),
-                    attempts,
-                    error,
-                    n,
-                )
-                if channel_name == "sms" and not e.permanent:
-                    await self._modem_failing(error)
-                self.nudge()
-            else:
-                delay = policy.retry_delay(attempts)
-                await self.store.mark_retry(ids, error, self.clock() + delay)
-                logger.warning(
-                    "%s to %s failed (attempt %d, retry in %.0f s): %s",
-                    channel_name,
-                    mask(recipient),
-                    attempts,
-                    delay,
-                    error,
-                )
+            await self._failed(rows, e)
             return
         await self.store.mark_sent(ids, ref, self.clock())
         logger.info("sent %s to %s (%d alert(s) in one message)", channel_name, mask(recipient), len(rows))
 
+    async def _failed(self, rows: list[OutboxRow], e: ChannelError) -> None:
+        """A send failed. Attempts belong to each alert, not to the message that merged them:
+        a row whose own attempts reached ``fallback_after`` (or every row, on a permanent error)
+        goes by email; the others wait for a retry, each after its own backoff."""
+        channel_name, recipient = rows[0].channel, rows[0].recipient
+        settings = self.service.settings
+        error = str(e)
+        now = self.clock()
+        tries = {r.id: r.attempts + 1 for r in rows}  # r.attempts: those made before this claim
+        done = [r.id for r in rows if policy.give_up(e.permanent, tries[r.id], settings.fallback_after)]
+        again = {r.id: now + policy.retry_delay(tries[r.id]) for r in rows if r.id not in done}
+        if done:
+            n = await self.store.mark_failed(done, error, settings.email_to, now)
+            logger.error(
+                "%s to %s failed for good for outbox row(s) %s (attempts %s): %s; %d by email",
+                channel_name,
+                mask(recipient),
+                done,
+                [tries[i] for i in done],
+                error,
+                n,
+            )
+            if channel_name == "sms" and not e.permanent:
+                await self._modem_failing(error)
+            self.nudge()
+        if again:
+            await self.store.mark_retries(again, error)
+            logger.warning(
+                "%s to %s failed, retrying outbox row(s) %s (attempts %s, next in %.0f s): %s",
+                channel_name,
+                mask(recipient),
+                list(again),
+                [tries[i] for i in again],
+                min(again.values()) - now,
+                error,
+            )
+
     def _text(self, rows: list[OutboxRow], *, full: bool) -> str:
-        """One message for the rows; ``full`` (email) adds every alert's own text below the
-        summary line, since an email has no 160-character limit."""
-        pending = [policy.Pending(r.kind, r.check_name, r.text, r.created) for r in rows]
-        if len(rows) == 1:
-            return pending[0].text
-        watched = self.store.count_watched()
-        headline = policy.merge(pending, watched=watched, s=self.service.settings)
-        if not full:
+        """One message for the rows, describing the checks' state now ("" when there is nothing
+        left to say); ``full`` (email) adds every alert's own text below the summary line, since
+        an email has no 160-character limit."""
+        pending = [policy.Pending(r.kind, r.check_name, r.text, r.created, r.state == "sent") for r in rows]
+        named = {r.check_id: r.check_name for r in rows if r.check_id is not None and r.check_name}
+        now = self.store.check_statuses(list(named))
+        statuses = {name: Status(now[i]) for i, name in named.items() if i in now}
+        headline = policy.merge(pending, watched=self.store.count_watched(), s=self.service.settings, statuses=statuses)
+        if not full or not headline or len(rows) == 1:
             return headline
-        return headline + "\n\n" + "\n".join(r.text for r in pending)
+        return headline + "\n\n" + "\n".join(p.text for p in pending if not p.sent)
 
     def _over_budget(self, now: float, budget: int) -> bool:
         return self.store.sms_sent_since(now - HOUR) >= budget

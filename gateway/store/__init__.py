@@ -263,6 +263,14 @@ class Store:
     async def mark_retry(self, ids: list[int], error: str, not_before: float) -> None:
         await self.awrite(tx.mark_retry, ids, error, not_before, durable=True)
 
+    async def mark_retries(self, not_before: dict[int, float], error: str) -> None:
+        """Claimed rows back to pending, each row at its own time (outbox id -> not before)."""
+        await self.awrite(tx.mark_retries, not_before, error, durable=True)
+
+    async def mark_superseded(self, ids: list[int], now: float) -> None:
+        """Claimed rows done without a message: the checks' state now made them stale."""
+        await self.awrite(tx.mark_superseded, ids, now, durable=True)
+
     async def mark_failed(self, ids: list[int], error: str, fallback_to: tuple[str, ...], now: float) -> int:
         return await self.awrite(tx.mark_failed, ids, error, fallback_to, now, durable=True)
 
@@ -498,7 +506,8 @@ class Store:
         r = (
             self._reader()
             .execute(
-                "SELECT count(DISTINCT sent_at) FROM outbox WHERE channel = 'sms' AND state = 'sent' AND sent_at >= ?",
+                "SELECT count(DISTINCT sent_at) FROM outbox WHERE channel = 'sms' AND state = 'sent'"
+                " AND sent_at >= ? AND refs IS NOT NULL",  # refs NULL: superseded, never sent
                 (since,),
             )
             .fetchone()
@@ -512,6 +521,15 @@ class Store:
             .fetchall()
         )
         return {k: n for k, n in rows}
+
+    def check_statuses(self, ids: list[int]) -> dict[int, str]:
+        """The current status of each of these checks (by id) that still exists: what a merged
+        message describes."""
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        rows = self._reader().execute(f"SELECT id, status FROM checks WHERE id IN ({marks})", ids)
+        return {int(r[0]): str(r[1]) for r in rows}
 
     def list_outbox(self, limit: int = 100) -> list[OutboxRow]:
         rows = self._reader().execute(f"SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?", (limit,))

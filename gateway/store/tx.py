@@ -283,6 +283,27 @@ def mark_retry(conn: sqlite3.Connection, ids: list[int], error: str, not_before:
     )
 
 
+def mark_retries(conn: sqlite3.Connection, not_before: dict[int, float], error: str) -> None:
+    """Claimed rows back to pending, each with its own next try (its own backoff)."""
+    conn.executemany(
+        "UPDATE outbox SET state = 'pending', error = ?, not_before = ?,"
+        " lease_until = NULL WHERE id = ? AND state = 'sending'",
+        [(error, at, i) for i, at in not_before.items()],
+    )
+
+
+SUPERSEDED = "superseded: the check's state now says it all"
+
+
+def mark_superseded(conn: sqlite3.Connection, ids: list[int], now: float) -> None:
+    """Claimed rows with nothing left to say: done, without a message (refs NULL: no SMS)."""
+    conn.executemany(
+        "UPDATE outbox SET state = 'sent', sent_at = ?, refs = NULL, error = ?,"
+        " lease_until = NULL WHERE id = ? AND state = 'sending'",
+        [(now, SUPERSEDED, i) for i in ids],
+    )
+
+
 def mark_failed(conn: sqlite3.Connection, ids: list[int], error: str, fallback_to: tuple[str, ...], now: float) -> int:
     n = 0
     for i in ids:
