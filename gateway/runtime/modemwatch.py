@@ -2,8 +2,9 @@
 modem page's 24 h signal graph, ``hbgw status``), and an email to the owner when the modem has
 been unable to send SMS for ``[alerts] modem_alert_after``, then again when it works.
 
-The decisions are :func:`gateway.rules.policy.modem_trouble` and ``modem_alert_due``; the writes
-are service use cases. The clock is injected, so a test moves time by hand.
+The decisions are :func:`gateway.rules.policy.modem_trouble` and ``modem_spell`` (one note when
+it breaks, one when it has really recovered, however often it flaps); the writes are service use
+cases. The clock is injected, so a test moves time by hand.
 """
 
 from __future__ import annotations
@@ -54,8 +55,7 @@ class ModemWatch:
         self.interval = max(0.5, min(60.0, alert_after / 4))
         self.clock = clock
         self.log_every = log_every
-        self._trouble_since: float | None = None
-        self._alerted = False
+        self._spell = policy.ModemSpell()
         self._last_log: float | None = None
         self._logged: tuple[bool, str | None, str | None] | None = None
 
@@ -81,22 +81,18 @@ class ModemWatch:
     async def _judge(self, h: ModemHealth, now: float) -> None:
         st = h.status
         trouble = policy.modem_trouble(h.connected, st.sim if st else None, st.registration if st else None)
-        if trouble is None:
-            if self._alerted:
-                await self.service.notify_owner(WORKS_AGAIN)
-            self._trouble_since, self._alerted = None, False
-            return
-        if self._trouble_since is None:
-            self._trouble_since = now
-        if policy.modem_alert_due(self._trouble_since, self._alerted, now, self.alert_after):
-            down = int(now - self._trouble_since)
+        spell, note = policy.modem_spell(self._spell, trouble is not None, now, self.alert_after)
+        if note == "down":
+            down = int(now - (self._spell.trouble_since or now))
             detail = f"{trouble}; last error: {h.last_error}" if h.last_error else trouble
             logger.error("modem unusable for %d s: %s", down, trouble)
             await self.service.notify_owner(
                 f"hbgw: cannot send SMS for {down} s: {detail}. Alerts go by email meanwhile; check the modem page."
             )
-            # Only once the note is committed: a failed write is tried again at the next look.
-            self._alerted = True
+        elif note == "up":
+            await self.service.notify_owner(WORKS_AGAIN)
+        # Only once the note is committed: a failed write is tried again at the next look.
+        self._spell = spell
 
     async def _log(self, h: ModemHealth, now: float) -> None:
         st = h.status
