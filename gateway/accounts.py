@@ -62,17 +62,18 @@ class Accounts:
 
         Raises LoginRefused: a wrong password, no password set, or too many failures from this
         address within LOGIN_WINDOW (then ``retry_after`` is set and the password is not even
-        checked, so throttled guessing costs us no scrypt time).
+        checked, so throttled guessing costs us no scrypt time). The attempt is counted before
+        the password is checked, in the same transaction as the count, so concurrent guesses
+        get no more than LOGIN_MAX_FAILURES checks between them; a success forgets them.
         """
         now = self.clock()
         addr = remote_addr or "unknown"
-        failures, oldest = self.store.login_failures(addr, now - LOGIN_WINDOW)
-        if failures >= LOGIN_MAX_FAILURES:
+        allowed, oldest = self.store.reserve_login_attempt(addr, now, now - LOGIN_WINDOW, LOGIN_MAX_FAILURES)
+        if not allowed:
             wait = max(1.0, (oldest or now) + LOGIN_WINDOW - now)
             raise LoginRefused("too many failed attempts", retry_after=wait)
         stored = self.store.get_setting(_PASSWORD_KEY)
         if stored is None or not verify_password(password, stored):
-            self.store.add_login_failure(addr, now, now - LOGIN_WINDOW)
             logger.warning("failed web login from %s", addr)
             raise LoginRefused("no admin password is set" if stored is None else "wrong password")
         self.store.clear_login_failures(addr)

@@ -583,20 +583,12 @@ class Store:
         session but ``keep_session``, in one transaction. Returns the sessions ended."""
         return self.write(tx.set_password, key, digest, tuple(forget), keep_session)
 
-    def login_failures(self, remote_addr: str, since: float) -> tuple[int, float | None]:
-        """How many failed logins came from ``remote_addr`` since ``since``, and the oldest one."""
-        r = (
-            self._reader()
-            .execute(
-                "SELECT count(*), min(at) FROM login_attempts WHERE remote_addr = ? AND at >= ?", (remote_addr, since)
-            )
-            .fetchone()
-        )
-        return int(r[0]), r[1]
-
-    def add_login_failure(self, remote_addr: str, at: float, forget_before: float) -> None:
-        """Record a failed login; rows older than ``forget_before`` (any address) are dropped."""
-        self.write(tx.add_login_failure, remote_addr, at, forget_before)
+    def reserve_login_attempt(self, remote_addr: str, at: float, since: float, limit: int) -> tuple[bool, float | None]:
+        """Count the login attempts from ``remote_addr`` since ``since`` and, if there are fewer
+        than ``limit``, record this one, in one transaction: concurrent attempts can never all
+        see room (a check, then a record, could). Returns (allowed, the oldest attempt counted).
+        Attempts older than ``since`` (any address) are forgotten on the way."""
+        return self.write(tx.reserve_login_attempt, remote_addr, at, since, limit)
 
     def clear_login_failures(self, remote_addr: str) -> None:
         self.write(tx.execute, "DELETE FROM login_attempts WHERE remote_addr = ?", (remote_addr,))

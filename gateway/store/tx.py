@@ -423,9 +423,17 @@ def add_session(
     )
 
 
-def add_login_failure(conn: sqlite3.Connection, remote_addr: str, at: float, forget_before: float) -> None:
-    conn.execute("DELETE FROM login_attempts WHERE at < ?", (forget_before,))
+def reserve_login_attempt(
+    conn: sqlite3.Connection, remote_addr: str, at: float, since: float, limit: int
+) -> tuple[bool, float | None]:
+    conn.execute("DELETE FROM login_attempts WHERE at < ?", (since,))
+    n, oldest = conn.execute(
+        "SELECT count(*), min(at) FROM login_attempts WHERE remote_addr = ?", (remote_addr,)
+    ).fetchone()
+    if n >= limit:
+        return False, oldest
     conn.execute("INSERT INTO login_attempts (remote_addr, at) VALUES (?, ?)", (remote_addr, at))
+    return True, oldest
 
 
 def set_settings(conn: sqlite3.Connection, values: dict[str, str]) -> None:
