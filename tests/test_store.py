@@ -228,3 +228,26 @@ def storemod_rows(store: Store, sql: str) -> list[tuple[object, ...]]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def test_it_commits_a_ping_with_fsync_before_answering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 200 means the ping is on the disk: the batch that stores it runs with synchronous=FULL
+    (the SQL the writer executes, traced), not NORMAL, which a power cut or a card going
+    read-only can undo."""
+    executed: list[str] = []
+    connect = Store._connect_writer
+
+    def traced(self: Store) -> sqlite3.Connection:
+        conn = connect(self)
+        conn.set_trace_callback(executed.append)
+        return conn
+
+    monkeypatch.setattr(Store, "_connect_writer", traced)
+    with Store(tmp_path / "db.sqlite3") as store:
+        check = store.add_check("web1", "tok" * 8, S, T0)
+        executed.clear()
+        assert ping(store, check.token, PingKind.SUCCESS, PingMeta(), T0 + 1).result() is not None
+    insert = next(i for i, sql in enumerate(executed) if sql.startswith("INSERT INTO pings"))
+    settings = [sql for sql in executed[:insert] if sql.startswith("PRAGMA synchronous")]
+    assert settings[-1:] == ["PRAGMA synchronous=FULL"]
+    assert "COMMIT" in executed[insert:]

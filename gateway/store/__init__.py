@@ -4,13 +4,15 @@ Writes are queued to a single writer thread that owns the only write connection.
 job waiting in the queue and runs them in one ``BEGIN IMMEDIATE`` transaction, each job inside
 its own SAVEPOINT so one failing job does not undo the others (group commit: under load a commit
 carries many pings). A job's future resolves only after COMMIT, so a heartbeat acknowledged with
-200 is in the database. Jobs marked ``durable`` (status flips, alert decisions) commit with
-``synchronous=FULL`` so they survive power loss; pings use NORMAL, which survives a crash of this
-process (``kill -9``) but not of the OS.
+200 is in the database. Jobs marked ``durable`` (heartbeats, status flips, alert decisions,
+outbox changes) commit with ``synchronous=FULL``: the write-ahead log is on the disk before the
+future resolves, so they survive power loss and an OS crash, not only ``kill -9``. One fsync
+covers the whole group, so under load it costs little (docs/design-notes.md has the figures).
+Housekeeping (sessions, settings, the modem log) commits with NORMAL.
 
 Reads use per-thread connections opened read-only.
 
-Transaction functions (``_tx_*``) load rows, hand them to a pure decision from
+Transaction functions (:mod:`gateway.store.tx`) load rows, hand them to a pure decision from
 :mod:`gateway.rules.lifecycle` that the caller chose, and write the result, so a
 read-modify-write is atomic. No business rule lives here: only SQL and row mapping.
 """
@@ -456,7 +458,7 @@ class Store:
         ``decide`` says what the ping does to the check; the ping row is stored beside it. The
         future resolves after COMMIT: None when there is no such check; Conflict when creating
         it would pass the cap."""
-        return self.submit(tx.record_ping, token, name, decide, meta, kind, exit_status, now, create)
+        return self.submit(tx.record_ping, token, name, decide, meta, kind, exit_status, now, create, durable=True)
 
     def advance(self, now: float, decide: Decide) -> list[Decision]:
         """``decide`` for every check whose deadline or reminder time is at or before ``now``
