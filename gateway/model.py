@@ -206,6 +206,8 @@ class ModemLogRow:
     registration: str | None
     operator: str | None
     error: str | None
+    storage_used: int | None = None  # SIM message slots in use
+    storage_total: int | None = None
 
 
 @dataclass(frozen=True)

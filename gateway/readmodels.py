@@ -324,6 +324,7 @@ class Views:
         waiting, overdue = self.store.outbox_backlog(now)
         failed = self.store.count_failed(now - 86400)
         modem: dict[str, Any] | None = None
+        last: ModemLogRow | None = None
         if self.config.modem.backend != "none":
             seen = self.store.modem_history(now - 3 * MODEM_LOG_EVERY)
             last = seen[-1] if seen else None
@@ -337,6 +338,8 @@ class Views:
                     "error": last.error,
                 }
         troubles = self._setup_troubles()
+        if self.service.modem_status() is None and last is not None:  # another process: as logged
+            troubles += storage_troubles(last.storage_used, last.storage_total)
         if daemon_pid is None:
             troubles.append("the gateway is not running")
         elif modem is not None and not modem["connected"]:
@@ -372,7 +375,9 @@ class Views:
         if a.email_to and not self.config.email.host:
             troubles.append("email addresses are set but no mail relay is configured ([email] host)")
         if self.config.modem.backend != "none":
-            troubles += storage_troubles(self.service.modem_status())
+            report = self.service.modem_status()
+            if report is not None:
+                troubles += storage_troubles(report.storage_used, report.storage_total)
         return troubles
 
     def _modem_summary(self) -> ModemSummary | None:
@@ -384,12 +389,11 @@ class Views:
         return ModemSummary(connected=status.connected, operator=status.operator, bars=signal_bars(status.signal_dbm))
 
 
-def storage_troubles(report: ModemReport | None) -> list[str]:
+def storage_troubles(used: int | None, total: int | None) -> list[str]:
     """The trouble line when few SIM message slots are left ("SIM message storage nearly full:
     28 of 30"); none while the fill is not known."""
-    if report is None or report.storage_used is None or not report.storage_total:
+    if used is None or not total:
         return []
-    used, total = report.storage_used, report.storage_total
     if total - used > max(STORAGE_MIN_FREE, int(total * STORAGE_MIN_FREE_SHARE)):
         return []
     return [f"SIM message storage {'full' if used >= total else 'nearly full'}: {used} of {total}"]

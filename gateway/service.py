@@ -454,9 +454,12 @@ class Service:
         registration: str | None,
         operator: str | None,
         error: str | None,
+        storage_used: int | None = None,
+        storage_total: int | None = None,
     ) -> None:
         """Log the modem's health now (the modem page's 24 h history, ``hbgw status``)."""
-        await self.store.log_modem(self.clock(), connected, signal_dbm, registration, operator, error)
+        storage = (storage_used, storage_total)
+        await self.store.log_modem(self.clock(), connected, signal_dbm, registration, operator, error, storage)
 
     def last_alive(self) -> float | None:
         """When the daemon last said it was running (None: never)."""

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from gateway.config import AlertsConfig, Config, ModemConfig
-from gateway.model import ModemReport
 from gateway.readmodels import storage_troubles
 from gateway.runtime.daemon import ModemParts
 from gateway.service import Service
@@ -106,8 +105,7 @@ def test_it_deletes_again_a_message_whose_deletion_was_refused(make_rig: Callabl
     ],
 )
 def test_it_tells_when_the_storage_is_nearly_full(used: int | None, total: int | None, troubles: list[str]) -> None:
-    report = ModemReport("at", "/dev/x", True, None, 0.0, True, storage_used=used, storage_total=total)
-    assert storage_troubles(report) == troubles
+    assert storage_troubles(used, total) == troubles
 
 
 def test_status_and_overview_show_a_nearly_full_sim(make_rig: Callable[..., Rig], tmp_path: Path) -> None:
@@ -141,3 +139,23 @@ def test_status_and_overview_show_a_nearly_full_sim(make_rig: Callable[..., Rig]
     line = "SIM message storage nearly full: 28 of 30"
     assert line in health["troubles"] and line in banner  # type: ignore[operator]
     assert health["ok"] is False  # hbgw status exits 3
+
+
+def test_hbgw_status_in_another_process_sees_the_fill_the_daemon_logged(tmp_path: Path) -> None:
+    """`hbgw status` runs in its own process: it has no modem, only the daemon's modem log."""
+    config = Config(data_dir=tmp_path, modem=ModemConfig(backend="at"), alerts=AlertsConfig(sms_to=(OWNER,)))
+    with Store(config.db_path) as store:
+        daemon = Service(store, config)
+        logged = daemon.record_modem_health(
+            connected=True,
+            signal_dbm=-71,
+            registration="home",
+            operator="Op",
+            error=None,
+            storage_used=29,
+            storage_total=30,
+        )
+        asyncio.run(logged)
+        status = Service(store, config).views.health(daemon_pid=os.getpid())  # no modem_status_source
+    assert status["troubles"] == ["SIM message storage nearly full: 29 of 30"]
+    assert status["ok"] is False

@@ -57,7 +57,7 @@ class ModemWatch:
         self.log_every = log_every
         self._spell = policy.ModemSpell()
         self._last_log: float | None = None
-        self._logged: tuple[bool, str | None, str | None] | None = None
+        self._logged: tuple[bool, str | None, str | None, int | None] | None = None
 
     async def run(self) -> None:
         """Watch until cancelled. Never raises: a failed write is logged and tried again."""
@@ -96,7 +96,7 @@ class ModemWatch:
 
     async def _log(self, h: ModemHealth, now: float) -> None:
         st = h.status
-        state = (h.connected, st.registration if st else None, h.last_error)
+        state = (h.connected, st.registration if st else None, h.last_error, st.storage_used if st else None)
         if self._last_log is not None and now - self._last_log < self.log_every and state == self._logged:
             return
         await self.service.record_modem_health(
@@ -105,5 +105,7 @@ class ModemWatch:
             registration=st.registration if st else None,
             operator=st.operator if st else None,
             error=h.last_error,
+            storage_used=st.storage_used if st else None,
+            storage_total=st.storage_total if st else None,
         )
         self._last_log, self._logged = now, state

@@ -222,8 +222,10 @@ class Store:
         registration: str | None,
         operator: str | None,
         error: str | None,
+        storage: tuple[int | None, int | None] = (None, None),
     ) -> None:
-        await self.awrite(tx.log_modem, at, connected, signal_dbm, registration, operator, error)
+        """One row of the modem's health (``storage``: SIM message slots used, and in all)."""
+        await self.awrite(tx.log_modem, at, connected, signal_dbm, registration, operator, error, storage)
 
     async def aset_setting(self, key: str, value: str) -> None:
         await self.awrite(tx.set_setting, key, value)
@@ -680,11 +682,21 @@ class Store:
 
     def modem_history(self, since: float) -> list[ModemLogRow]:
         rows = self._reader().execute(
-            "SELECT at, connected, signal_dbm, registration, operator, error FROM modem_log WHERE at >= ? ORDER BY at",
+            "SELECT at, connected, signal_dbm, registration, operator, error, storage_used, storage_total"
+            " FROM modem_log WHERE at >= ? ORDER BY at",
             (since,),
         )
         return [
-            ModemLogRow(r["at"], bool(r["connected"]), r["signal_dbm"], r["registration"], r["operator"], r["error"])
+            ModemLogRow(
+                r["at"],
+                bool(r["connected"]),
+                r["signal_dbm"],
+                r["registration"],
+                r["operator"],
+                r["error"],
+                r["storage_used"],
+                r["storage_total"],
+            )
             for r in rows
         ]
 

@@ -132,6 +132,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX modem_log_at ON modem_log(at);
     """,
+    # v2: the SIM's message storage fill, so `hbgw status` (another process) sees a full SIM
+    """
+    ALTER TABLE modem_log ADD COLUMN storage_used INTEGER;
+    ALTER TABLE modem_log ADD COLUMN storage_total INTEGER;
+    """,
 ]
 
 

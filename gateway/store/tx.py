@@ -352,10 +352,12 @@ def log_modem(
     registration: str | None,
     operator: str | None,
     error: str | None,
+    storage: tuple[int | None, int | None] = (None, None),
 ) -> None:
     conn.execute(
-        "INSERT INTO modem_log (at, connected, signal_dbm, registration, operator, error) VALUES (?, ?, ?, ?, ?, ?)",
-        (at, int(connected), signal_dbm, registration, operator, error),
+        "INSERT INTO modem_log (at, connected, signal_dbm, registration, operator, error, storage_used,"
+        " storage_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (at, int(connected), signal_dbm, registration, operator, error, *storage),
     )
     conn.execute("DELETE FROM modem_log WHERE at < ?", (at - 7 * 86400,))
 
