@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,6 +46,7 @@ from modem.driver import AtModem
 from modem.errors import CmeError, CmsError, CommandError, ModemTimeout, PortGone
 from modem.pdu import Deliver, StatusReport, decode_pdu, encode_submit
 from tests.support import corpus
+from tests.support.aio import run
 from tests.support.at_peer import PROMPT, AtPeer, FakeModemTable, v1
 
 T = TypeVar("T")
@@ -55,13 +56,6 @@ def _load(name: str, corpus_dir: Path) -> Any:
     """A corpus file, for tests that have the ``corpus_dir`` fixture (skipped without it).
     Parametrize tables come from ``corpus.params`` (one skipped case without the corpus)."""
     return json.loads((corpus_dir / name).read_text(encoding="utf-8"))
-
-
-def run(coro: Awaitable[T], timeout: float = 20.0) -> T:
-    async def main() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(main())
 
 
 def route(

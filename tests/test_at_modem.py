@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -23,26 +23,10 @@ from modem.driver import (
 from modem.errors import CmsError, ModemTimeout, PortGone, SimError
 from modem.pdu import MISSING_PART, encode_deliver
 from modem.simulator import Network, PtyModem, SimOptions, Simulator, TcpModem
+from tests.support.aio import eventually, run
 
 T = TypeVar("T")
 NUMBER = "+15551230001"
-
-
-def run(coro: Awaitable[T], timeout: float = 30.0) -> T:
-    async def main() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(main())
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Wait until ``check()`` holds (polled), failing after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @dataclass

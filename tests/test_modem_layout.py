@@ -4,11 +4,10 @@ set it pushes out leaves nothing behind in AtModem)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TypeVar
@@ -20,28 +19,12 @@ from modem.driver import AtModem, InboundSms
 from modem.pdu import MISSING_PART, Deliver, Reassembler, decode_pdu, encode_deliver
 from modem.sim import cli, control, device, machine, network, records, transports
 from modem.simulator import Network, PtyModem, SimOptions, Simulator
+from tests.support.aio import eventually, run
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 MAX_PENDING = 1024  # AtModem's Reassembler bound
 LONG = "part " * 60  # two parts
-
-
-def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
-    async def main() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(main())
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Wait until ``check()`` holds (polled), failing after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def first_parts(count: int) -> list[str]:
@@ -76,20 +59,20 @@ def test_it_deletes_the_set_the_reassembler_pushed_out(full_sim: tuple[Simulator
         modem.set_inbound_handler(handler)
         await modem.open()
         try:
-            await eventually(lambda: len(received) >= 1, what="the pushed-out set")
+            await eventually(lambda: len(received) >= 1, 10, "the pushed-out set")
             (sms,) = received
             assert sms.complete is False and sms.parts == 1
             assert sms.sender == "+15550000000"  # the oldest set is the one pushed out
             assert sms.text.startswith("part part") and sms.text.endswith(MISSING_PART)
             assert sms.storage == (first.index,)
             await eventually(
-                lambda: first.index not in {s.index for s in sim.stored()}, what="the pushed-out part deleted"
+                lambda: first.index not in {s.index for s in sim.stored()}, 10, "the pushed-out part deleted"
             )
             assert len(sim.stored()) == MAX_PENDING  # the other sets still wait for their parts
         finally:
             await modem.close()
 
-    run(main())
+    run(main(), 60)
 
 
 # ------------------------------------------------------------------------------ the Reassembler alone

@@ -24,7 +24,8 @@ from gateway.service import Service
 from gateway.store import Store
 from modem.driver import AtModem, ModemKeeper
 from modem.simulator import Network, SimOptions
-from tests.test_at_modem import Inbox, Rig, eventually, make_rig, opened, run
+from tests.support.aio import eventually, run
+from tests.test_at_modem import Inbox, Rig, make_rig, opened
 
 __all__ = ["make_rig"]  # the pty/tcp rig fixture, shared with test_at_modem
 
