@@ -16,6 +16,9 @@ What it covers:
   GSM-7 packed) addresses; the SMSC field (``00`` = use the SIM's SMSC).
 * Relative and absolute TP-VP, status-report request, TP-SCTS timestamps with time zone
   (quarter hours, sign bit).
+* Damaged replies (``lenient=True``): an SMS-DELIVER whose user data runs past TP-UDL or
+  stops a few octets short is decoded as far as the octets go, with ``problems`` saying what
+  was wrong; :func:`clean_pdu_line` digs the hex out of a PDU line with junk around it.
 * 23.038 §6.1.2.1.1 padding: when packed septets leave exactly 7 spare bits, they hold CR
   rather than zeros so a reader that counts septets from octets does not see a stray ``@``.
 """
@@ -38,6 +41,7 @@ __all__ = [
     "Submit",
     "SubmitPdu",
     "Unreadable",
+    "clean_pdu_line",
     "count_parts",
     "decode_address",
     "decode_gsm7",
@@ -566,6 +570,9 @@ class Deliver:
     ``text`` is the decoded text; for 8-bit data it is the octets mapped one-to-one onto
     U+0000-U+00FF (latin-1) so nothing is lost. ``data`` holds the payload after the UDH
     in code units: septet values for gsm7, raw octets for ucs2 and 8bit.
+
+    ``problems`` names what was wrong with a message decoded with ``lenient=True`` (octets
+    after the user data, user data cut short): the text is then what the octets held.
     """
 
     smsc: str | None
@@ -583,6 +590,12 @@ class Deliver:
     ports: tuple[int, int] | None = None  # (destination, source) application ports
     message_class: int | None = None
     reply_path: bool = False
+    problems: tuple[str, ...] = ()
+
+    @property
+    def damaged(self) -> bool:
+        """True when the PDU was not as 23.040 says and the text may be incomplete."""
+        return bool(self.problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -810,6 +823,29 @@ def encode_status_report(
 _HEX_RE = re.compile(r"[0-9A-Fa-f]*")
 
 
+# Around a PDU line: spaces, quotes, NUL and the Ctrl-Z of an echoed PDU. Inside it: spaces.
+_LINE_JUNK = " \t\r\n\"'\x00\x1a"
+
+
+def clean_pdu_line(text: str) -> str | None:
+    """The hex PDU that a modem's reply line holds, uppercase; None when it holds none.
+
+    Real modems put junk around a PDU: quotes, spaces (also between groups of digits), NUL
+    or Ctrl-Z, a final ``OK`` glued on when a line break was lost, lowercase digits. A line
+    cut short can end in half an octet: that digit is dropped, and :func:`decode_pdu` with
+    ``lenient=True`` reads what the rest holds. None for anything else (``OK``, ``ERROR``,
+    a ``+CMGL:`` header, text, junk inside the digits, fewer than two digits).
+    """
+    line = text.strip(_LINE_JUNK)
+    if line[-2:].upper() == "OK":  # never hex, so it cannot be the PDU's own last digits
+        line = line[:-2].strip(_LINE_JUNK)
+    digits = "".join(line.split())
+    if not _HEX_RE.fullmatch(digits):
+        return None
+    digits = digits[: len(digits) // 2 * 2]
+    return digits.upper() if digits else None
+
+
 def _to_bytes(data: str | bytes) -> bytes:
     if isinstance(data, str):
         text = data.strip()
@@ -848,6 +884,7 @@ class _UserData:
     data: bytes
     concat: Concat | None
     ports: tuple[int, int] | None
+    problems: tuple[str, ...] = ()
 
 
 def _parse_udh(udh: bytes) -> tuple[Concat | None, tuple[int, int] | None]:
@@ -885,7 +922,13 @@ def _parse_udh(udh: bytes) -> tuple[Concat | None, tuple[int, int] | None]:
     return concat, ports
 
 
-def _read_user_data(reader: _Reader, dcs: int, udhi: bool) -> _UserData:
+def _read_user_data(reader: _Reader, dcs: int, udhi: bool, *, lenient: bool = False) -> _UserData:
+    """The user data after TP-UDL, which must fill the rest of the PDU exactly.
+
+    ``lenient``: octets after the user data are skipped, and user data cut short is read as
+    far as it goes (whole septets or UCS-2 code units), each noted in ``problems``; a UDH
+    that does not fit what arrived, or no user data at all, still raises PduError.
+    """
     encoding, _ = _parse_dcs(dcs)
     udl = reader.octet("TP-UDL")
     if encoding == "gsm7":
@@ -896,9 +939,19 @@ def _read_user_data(reader: _Reader, dcs: int, udhi: bool) -> _UserData:
         if udl > _UD_OCTETS:
             raise PduError(f"TP-UDL {udl} exceeds 140 octets")
         nbytes = udl
-    if reader.remaining() != nbytes:
-        raise PduError(f"TP-UDL {udl} means {nbytes} octet(s) of user data, but {reader.remaining()} follow")
+    have = reader.remaining()
+    problems: list[str] = []
+    if have != nbytes and not (lenient and have > 0):
+        raise PduError(f"TP-UDL {udl} means {nbytes} octet(s) of user data, but {have} follow")
+    if have > nbytes:
+        problems.append(f"{have - nbytes} octet(s) after the user data ignored")
+    elif have < nbytes:
+        problems.append(f"user data {nbytes - have} octet(s) short of TP-UDL {udl}")
+        if encoding == "gsm7":
+            udl = 8 * have // 7  # the whole septets that arrived
+        nbytes = have
     ud = reader.take(nbytes, "TP-UD")
+    reader.pos = len(reader.data)  # anything left was noted above (lenient) or raised
     concat: Concat | None = None
     ports: tuple[int, int] | None = None
     header = 0
@@ -914,28 +967,30 @@ def _read_user_data(reader: _Reader, dcs: int, udhi: bool) -> _UserData:
         if header_septets > udl:
             raise PduError(f"a {header}-octet UDH does not fit TP-UDL {udl} septets")
         septets = unpack_septets(ud, udl)[header_septets:]
-        return _UserData("gsm7", decode_gsm7(septets), septets, concat, ports)
+        return _UserData("gsm7", decode_gsm7(septets), septets, concat, ports, tuple(problems))
     payload = ud[header:]
     if encoding == "ucs2":
         if len(payload) % 2:
-            raise PduError(f"UCS-2 user data has an odd number of octets ({len(payload)})")
+            if not lenient:
+                raise PduError(f"UCS-2 user data has an odd number of octets ({len(payload)})")
+            problems.append("half a UCS-2 character at the end ignored")
+            payload = payload[:-1]
         # "replace": a lone surrogate (e.g. a pair a sender split across parts) must not
         # leak into str, where it would break every later UTF-8 encode.
-        return _UserData("ucs2", payload.decode("utf-16-be", "replace"), payload, concat, ports)
-    return _UserData("8bit", payload.decode("latin-1"), payload, concat, ports)
+        text = payload.decode("utf-16-be", "replace")
+        return _UserData("ucs2", text, payload, concat, ports, tuple(problems))
+    return _UserData("8bit", payload.decode("latin-1"), payload, concat, ports, tuple(problems))
 
 
-def _finish(reader: _Reader, what: str) -> None:
-    if reader.remaining():
-        raise PduError(f"{reader.remaining()} unexpected octet(s) after the {what}")
-
-
-def decode_pdu(data: str | bytes, *, smsc: bool = True) -> Deliver | Submit | StatusReport:
+def decode_pdu(data: str | bytes, *, smsc: bool = True, lenient: bool = False) -> Deliver | Submit | StatusReport:
     """Decode an SMS-DELIVER, SMS-SUBMIT or SMS-STATUS-REPORT.
 
     ``data`` is hex text (either case, surrounding whitespace allowed) or raw octets; pass
     ``smsc=False`` when it has no SMSC field (some modems' ``+CMGR``/``+CDS`` replies). The
-    user data must be exactly as long as TP-UDL says. Optional parameters after a status
+    user data must be exactly as long as TP-UDL says, unless ``lenient``: then an
+    SMS-DELIVER with octets after its user data, or user data cut short (an odd UCS-2 octet
+    too), is decoded as far as the octets go and comes back with ``problems`` set, as
+    gammu's decoder salvages it (it says nothing). Optional parameters after a status
     report's TP-ST are ignored.
 
     Raises PduError, and nothing else, for every malformed input: odd length, non-hex,
@@ -948,7 +1003,7 @@ def decode_pdu(data: str | bytes, *, smsc: bool = True) -> Deliver | Submit | St
     first = reader.octet("first octet")
     mti = first & 0x03
     if mti == 0x00:
-        return _decode_deliver(reader, first, sc)
+        return _decode_deliver(reader, first, sc, lenient)
     if mti == 0x01:
         return _decode_submit(reader, first, sc)
     if mti == 0x02:
@@ -956,13 +1011,12 @@ def decode_pdu(data: str | bytes, *, smsc: bool = True) -> Deliver | Submit | St
     raise PduError("reserved message type indicator 0b11")
 
 
-def _decode_deliver(reader: _Reader, first: int, sc: str | None) -> Deliver:
+def _decode_deliver(reader: _Reader, first: int, sc: str | None, lenient: bool) -> Deliver:
     sender, toa = _read_address(reader, "originating address")
     pid = reader.octet("TP-PID")
     dcs = reader.octet("TP-DCS")
     timestamp = decode_timestamp(reader.take(7, "TP-SCTS"))
-    ud = _read_user_data(reader, dcs, bool(first & 0x40))
-    _finish(reader, "user data")
+    ud = _read_user_data(reader, dcs, bool(first & 0x40), lenient=lenient)
     return Deliver(
         smsc=sc,
         sender=sender,
@@ -979,6 +1033,7 @@ def _decode_deliver(reader: _Reader, first: int, sc: str | None) -> Deliver:
         ports=ud.ports,
         message_class=_parse_dcs(dcs)[1],
         reply_path=bool(first & 0x80),
+        problems=ud.problems,
     )
 
 
@@ -996,7 +1051,6 @@ def _decode_submit(reader: _Reader, first: int, sc: str | None) -> Submit:
     elif vpf == 0b01:
         validity = _decode_enhanced_validity(reader.take(7, "TP-VP"))
     ud = _read_user_data(reader, dcs, bool(first & 0x40))
-    _finish(reader, "user data")
     return Submit(
         smsc=sc,
         recipient=recipient,
@@ -1128,10 +1182,20 @@ def _join(mapping: dict[int, Deliver], total: int) -> Deliver:
             text = data.decode("latin-1")
         else:
             text = "".join(p.text for p in present)
-        return replace(base, text=text, data=data, concat=None)
+        return replace(base, text=text, data=data, concat=None, problems=_problems(present))
     pieces = [mapping[i].text if i in mapping else MISSING_PART for i in range(1, total + 1)]
     data = b"".join(p.data for p in present) if len(encodings) == 1 else b""
-    return replace(base, text="".join(pieces), data=data, concat=None)
+    return replace(base, text="".join(pieces), data=data, concat=None, problems=_problems(present))
+
+
+def _problems(parts: Sequence[Deliver]) -> tuple[str, ...]:
+    """Every part's problems, each named once, prefixed with its part number."""
+    out: dict[str, None] = {}
+    for part in parts:
+        seq = part.concat.seq if part.concat else 1
+        for problem in part.problems:
+            out.setdefault(f"part {seq}: {problem}")
+    return tuple(out)
 
 
 class Reassembler:

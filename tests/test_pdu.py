@@ -1066,6 +1066,148 @@ def test_it_ignores_optional_status_report_parameters() -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Damaged replies: junk around the hex, user data longer or shorter than TP-UDL (issue 17)
+# --------------------------------------------------------------------------------------------
+
+DAMAGED = vectors("pdu_damaged.json")
+
+
+@pytest.mark.parametrize("case", by_id(DAMAGED["cases"]))
+def test_it_salvages_damaged_delivers_like_gammu(case: dict[str, Any]) -> None:
+    """gammu.DecodePDU salvages these silently; we give the same sender and text (hex for
+    8-bit data), and say what was wrong in ``problems``. The strict decoder still refuses
+    the damaged ones. Fails on the code before issue 17 (no lenient decode, no cleaner)."""
+    line = case.get("line", case["pdu"])
+    hex_pdu = pdu.clean_pdu_line(line)
+    assert hex_pdu is not None and hex_pdu == case["pdu"]
+    got = decode_pdu(hex_pdu, lenient=True)
+    assert isinstance(got, Deliver)
+    text = got.data.hex() if got.encoding == "8bit" else got.text
+    assert (got.sender, text) == (case["gammu"]["Number"], case["gammu"]["Text"])
+    damaged = not case["id"].startswith("line-") or case["id"] == "line-half-octet"
+    assert got.damaged is damaged
+    if damaged:
+        with pytest.raises(PduError, match=r"TP-UDL|odd number"):
+            decode_pdu(hex_pdu)
+    else:
+        assert got == decode_pdu(hex_pdu)
+
+
+def test_it_keeps_the_damaged_vectors_true_to_gammu() -> None:
+    """Regenerating tests/vectors/pdu_damaged.json with python-gammu gives the committed file."""
+    made_with = DAMAGED["made_with"]
+    versions = gammu.Version()
+    if (versions[1], versions[0]) != (made_with["python-gammu"], made_with["libGammu"]):
+        pytest.skip(f"vectors made with libGammu {made_with['libGammu']}, this is {versions[0]}")
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.vectors.make_damaged", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (GOOD, GOOD),
+        (GOOD.lower(), GOOD),
+        (f'{GOOD}"', GOOD),
+        (f'"{GOOD}"', GOOD),
+        (f"  {GOOD}\t\r\n", GOOD),
+        (f"{GOOD}OK", GOOD),
+        (f"{GOOD.lower()} ok", GOOD),
+        (f'{GOOD}"\r\nOK', GOOD),
+        (f"{GOOD}\x1a", GOOD),
+        (f"{GOOD[:10]} {GOOD[10:30]}  {GOOD[30:]}", GOOD),
+        (GOOD[:-1], GOOD[:-2]),  # a line cut in the middle of an octet
+        ("ab", "AB"),
+        ("OK", None),
+        ("ERROR", None),
+        ("+CMS ERROR: 321", None),
+        ("+CMGL: 1,0,,23", None),
+        ("", None),
+        ('""', None),
+        ("0", None),
+        ("hello", None),
+        (f"{GOOD[:10]}x{GOOD[10:]}", None),  # junk inside the digits: not ours to guess
+        (f"0x{GOOD}", None),
+    ],
+)
+def test_it_cleans_pdu_lines_to_the_hex_they_hold(line: str, expected: str | None) -> None:
+    """Fails on the code before issue 17 (no clean_pdu_line)."""
+    assert pdu.clean_pdu_line(line) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "text", "problems"),
+    [
+        (GOOD + "00", "hello", ("1 octet(s) after the user data ignored",)),
+        (GOOD[:-2], "hell", ("user data 1 octet(s) short of TP-UDL 5",)),
+        (raw_deliver(payload=b"abc", udl=5), "abc", ("user data 2 octet(s) short of TP-UDL 5",)),
+        (raw_deliver(payload=b"abcde", udl=3), "abc", ("2 octet(s) after the user data ignored",)),
+        (
+            raw_deliver(payload=b"\x00\x41\x00", dcs=0x08),
+            "A",
+            ("half a UCS-2 character at the end ignored",),
+        ),
+        (
+            raw_deliver(udh=b"\x00\x03\x07\x02\x01", payload=b"abcdef", udl=14),
+            "abcdef",
+            ("user data 2 octet(s) short of TP-UDL 14",),
+        ),
+    ],
+)
+def test_it_decodes_damaged_user_data_as_far_as_it_goes_and_flags_it(
+    data: str, text: str, problems: tuple[str, ...]
+) -> None:
+    """Fails on the code before issue 17, which raised for every one of these."""
+    got = decode_pdu(data, lenient=True)
+    assert isinstance(got, Deliver)
+    assert (got.text, got.problems, got.damaged) == (text, problems, True)
+    assert got.sender == "+15551234567"
+    with pytest.raises(PduError):
+        decode_pdu(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (GOOD_HEAD + "05", "TP-UDL 5 means 5 octet\\(s\\) of user data, but 0 follow"),  # nothing to salvage
+        (raw_deliver(payload=b"abc", udl=141), "exceeds 140"),
+        (raw_deliver(udh=b"\x00\x03\x07\x02\x01", payload=b"", udl=20)[:-8], "runs past"),  # UDH cut
+        (raw_deliver(payload=b"abc", dcs=0x24), "compressed"),
+    ],
+)
+def test_it_still_rejects_what_lenient_decoding_cannot_salvage(data: str, match: str) -> None:
+    with pytest.raises(PduError, match=match):
+        decode_pdu(data, lenient=True)
+
+
+def test_it_keeps_submits_and_reports_strict_even_when_lenient() -> None:
+    submit = encode_submit("+15551234567", "hello")[0].hex
+    with pytest.raises(PduError, match="but 6 follow"):
+        decode_pdu(submit + "00", lenient=True)
+    assert isinstance(decode_pdu(submit, lenient=True), Submit)
+
+
+def test_it_carries_a_damaged_parts_problems_into_the_whole_message() -> None:
+    first, second = encode_deliver("+15551234567", "x" * 150 + "y" * 150, timestamp=WHEN, concat_ref=9)
+    one, two = decode_pdu(first, lenient=True), decode_pdu(second[:-2], lenient=True)
+    assert isinstance(one, Deliver) and isinstance(two, Deliver)
+    assert (one.damaged, two.damaged) == (False, True)
+    reassembler = Reassembler()
+    assert reassembler.add(two, now=0.0) is None
+    whole = reassembler.add(one, now=0.0)
+    assert whole is not None and whole.damaged
+    assert whole.text.startswith("x" * 150 + "y" * 140) and len(whole.text) < 300
+    assert whole.problems == (f"part 2: {two.problems[0]}",)
+
+
+# --------------------------------------------------------------------------------------------
 # Round trips and fuzzing (hypothesis)
 # --------------------------------------------------------------------------------------------
 
