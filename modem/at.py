@@ -495,7 +495,7 @@ URC_PREFIXES: TypingFinal[tuple[str, ...]] = (
     "+CUSATP:", "+ZPASR:", "+ZUSIMR:", "+ZDONR:", "+WIND:", "+SIM:", "+PBREADY",
     "^RSSI:", "^HCSQ:", "^BOOT:", "^MODE:", "^SRVST:", "^SIMST:", "^SYSSTART", "^CEND:",
     "^ORIG:", "^CONF:", "^CONN:", "^DSFLOWRPT:", "^STIN:", "^NDISSTAT:", "^RFSWITCH:",
-    "^SMMEMFULL:", "^NWTIME:", "^SYSINFOEX:", "*PSUTTZ:", "*ECAV:", "$QCSIMSTAT:",
+    "^SMMEMFULL:", "^NWTIME:", "^SYSINFOEX:", "*PSUTTZ:", "*ECAV:", "*ATREADY", "$QCSIMSTAT:",
 )  # fmt: skip
 #: Whole-line URCs.
 URC_WORDS: TypingFinal[frozenset[str]] = frozenset(
@@ -1267,6 +1267,28 @@ REGISTRATION_STATES: TypingFinal[dict[int, str]] = {
     10: "roaming",  # roaming, CSFB not preferred
     11: "denied",  # attached for restricted local operator services only
 }
+#: 27.007 ``<AcT>`` 0-13 → the radio generation shown to the owner.
+ACCESS_TECHNOLOGIES: TypingFinal[dict[int, str]] = {
+    0: "GSM",
+    1: "GSM",  # GSM Compact
+    2: "UMTS",
+    3: "GSM",  # GSM with EGPRS (EDGE)
+    4: "UMTS",  # HSDPA
+    5: "UMTS",  # HSUPA
+    6: "UMTS",  # HSDPA and HSUPA
+    7: "LTE",
+    8: "GSM",  # EC-GSM-IoT
+    9: "LTE",  # E-UTRAN NB-S1 (NB-IoT)
+    10: "LTE",  # E-UTRA connected to a 5G core
+    11: "NR",  # NR connected to a 5G core
+    12: "NR",  # NG-RAN
+    13: "NR",  # E-UTRA-NR dual connectivity (5G NSA, on an LTE anchor)
+}
+
+
+def access_technology(act: int | None) -> str | None:
+    """``<AcT>`` → "GSM" | "UMTS" | "LTE" | "NR"; None when absent or unknown."""
+    return None if act is None else ACCESS_TECHNOLOGIES.get(act)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1276,26 +1298,88 @@ class Registration:
     kind: str  # "CREG", "CGREG", ...
     stat: int
     solicited: bool
-    lac: int | None = None
+    lac: int | None = None  # LAC, or TAC for CEREG / C5GREG
     ci: int | None = None
+    act: int | None = None  # 27.007 <AcT> 0-13 when reported
 
     @property
     def state(self) -> str:
         """One of "home", "roaming" | "searching" | "denied" | "unregistered" | "unknown"."""
         return REGISTRATION_STATES.get(self.stat, "unknown")
 
+    @property
+    def registered(self) -> bool:
+        return self.state in ("home", "roaming")
+
+    @property
+    def sms_only(self) -> bool:
+        """Registered for SMS only (EPS stat 6/7): SMS works, calls and data do not."""
+        return self.stat in (6, 7)
+
 
 _REG_RE = re.compile(r"^\+(C5GREG|CGREG|CEREG|CREG):\s*(.*)$", re.IGNORECASE)
+
+
+def _loc_field(value: str) -> tuple[int | None, int]:
+    """A LAC/TAC/CI field → (value, misses): empty is fine, hex (quoted or not) is fine."""
+    if value in ("", '""'):
+        return None, 0
+    parsed = _hex_field(value, 10)
+    return parsed, 0 if parsed is not None else 1
+
+
+def _act_field(value: str) -> tuple[int | None, int]:
+    if value == "":
+        return None, 0
+    act = _small_int(value, 13)
+    if act is not None:
+        return act, 0
+    # A long value where the AcT should be is a CI: the other reading is the better one.
+    return None, 2 if len(value.strip('" ')) > 2 else 1
+
+
+def _reading(kind: str, fields: list[str], base: int) -> tuple[int, Registration] | None:
+    """Read ``fields`` as the solicited (``base`` 1: n first) or unsolicited (0) form:
+    (misses, registration), or None when the form is impossible (n or stat not a small
+    unquoted number)."""
+    if base == 1 and _small_int(fields[0], 5) is None:
+        return None
+    stat = _small_int(fields[base], 11)
+    if stat is None:
+        return None
+    tail = fields[base + 1 :]
+    solicited = base == 1
+    if not tail:
+        return 0, Registration(kind, stat, solicited)
+    if len(tail) == 1:
+        # "n,stat,AcT" (seen from simulators and a few firmwares): only as the solicited form.
+        act, miss = _act_field(tail[0])
+        if solicited and not tail[0].startswith('"'):
+            return miss, Registration(kind, stat, True, act=act)
+        return 2, Registration(kind, stat, solicited)
+    lac, miss_lac = _loc_field(tail[0])
+    ci, miss_ci = _loc_field(tail[1])
+    act, miss_act = _act_field(tail[2]) if len(tail) > 2 else (None, 0)
+    misses = miss_lac + miss_ci + miss_act
+    if miss_act and len(tail) > 3 and len(tail[1].strip('" ')) <= 2:
+        # Novatel/Sierra: "<lac>, <rac>, <ci>, <AcT>" (a RAC squeezed in before the CI).
+        ci2, miss_ci2 = _loc_field(tail[2])
+        act2, miss_act2 = _act_field(tail[3])
+        if miss_lac + miss_ci2 + miss_act2 < misses:
+            ci, act, misses = ci2, act2, miss_lac + miss_ci2 + miss_act2
+    return misses, Registration(kind, stat, solicited, lac, ci, act)
 
 
 def parse_registration(line: str, *, solicited: bool | None = None) -> Registration | None:
     """Parse a registration line in either form; None when it is not one.
 
-    Solicited (reply to ``AT+CREG?``): ``<n>,<stat>[,<lac>,<ci>[,<act>...]]``; unsolicited
-    (URC): ``<stat>[,<lac>,<ci>[,<act>...]]``. One field is always the unsolicited form, two
-    the solicited one, three the unsolicited one with location. With four or more fields
-    both readings are scored (``n`` ≤ 5, ``stat`` ≤ 11 and unquoted, LAC ≤ 4 hex digits,
-    CI ≤ 8 hex digits, AcT ≤ 13); the ``solicited`` hint breaks a tie.
+    Solicited (reply to ``AT+CREG?``): ``<n>,<stat>[,<lac>,<ci>[,<AcT>[,...]]]`` (also the
+    short ``<n>,<stat>,<AcT>``); unsolicited (URC): ``<stat>[,<lac>,<ci>[,<AcT>[,...]]]``.
+    Fields after the AcT (RAC, reject causes, PSM timers, NSSAI) are ignored. One field is
+    always the unsolicited form, two the solicited one. Otherwise both readings are scored
+    (``n`` ≤ 5 and ``stat`` ≤ 11 unquoted numbers, LAC/CI hex, AcT ≤ 13) and the one with
+    fewer misfits wins; the ``solicited`` hint (a command for this prefix is in flight)
+    breaks a tie, the solicited form when there is no hint.
     """
     m = _REG_RE.match(line.strip())
     if not m:
@@ -1310,34 +1394,59 @@ def parse_registration(line: str, *, solicited: bool | None = None) -> Registrat
     if len(fields) == 2:
         stat = _small_int(fields[1], 99)
         return None if stat is None else Registration(kind, stat, True)
-    if len(fields) == 3:
-        stat = _small_int(fields[0], 99)
-        if stat is None:
-            return None
-        return Registration(kind, stat, False, _hex_field(fields[1], 4), _hex_field(fields[2], 8))
+    sol = _reading(kind, fields, 1)
+    unsol = _reading(kind, fields, 0)
+    if sol is None or unsol is None:
+        found = sol or unsol
+        return None if found is None else found[1]
+    if sol[0] != unsol[0]:
+        return sol[1] if sol[0] < unsol[0] else unsol[1]
+    return unsol[1] if solicited is False else sol[1]
 
-    def score(form_solicited: bool) -> int:
-        base = 1 if form_solicited else 0
-        if form_solicited and _small_int(fields[0], 5) is None:
-            return 100
-        if _small_int(fields[base], 11) is None:
-            return 100
-        misses = 0
-        if _hex_field(fields[base + 1], 4) is None and fields[base + 1] not in ("", '""'):
-            misses += 1
-        if _hex_field(fields[base + 2], 8) is None and fields[base + 2] not in ("", '""'):
-            misses += 1
-        if not form_solicited and _small_int(fields[3], 13) is None:
-            misses += 1
-        return misses
 
-    sol, unsol = score(True), score(False)
-    if sol >= 100 and unsol >= 100:
-        return None
-    use_solicited = sol < unsol or (sol == unsol and solicited is not False)
-    base = 1 if use_solicited else 0
-    stat = int(fields[base])
-    return Registration(kind, stat, use_solicited, _hex_field(fields[base + 1], 4), _hex_field(fields[base + 2], 8))
+@dataclass(frozen=True, slots=True)
+class RegistrationSummary:
+    """CREG/CGREG/CEREG/C5GREG combined: ``state`` as in :attr:`Registration.state`
+    (registered when any domain is), ``sms_only`` when every registered domain is "SMS
+    only", ``technology`` ("GSM" | "UMTS" | "LTE" | "NR", None when not reported) and
+    ``note``, a sentence for the owner when the registration limits alerts (else None)."""
+
+    state: str
+    sms_only: bool = False
+    technology: str | None = None
+    note: str | None = None
+
+
+_STATE_RANK: TypingFinal[dict[str, int]] = {"denied": 3, "searching": 2, "unregistered": 1, "unknown": 0}
+
+
+def combine_registrations(regs: Sequence[Registration]) -> RegistrationSummary:
+    """Combine the registration of every domain the modem reported (pure).
+
+    Registered when any domain is home or roaming (an LTE module may show CREG 0 or 2 while
+    CEREG is registered). A full-service domain is preferred to an SMS-only one, CS/LTE/NR
+    all count the same. With none registered: "denied" before "searching" before
+    "unregistered" before "unknown".
+    """
+    if not regs:
+        return RegistrationSummary("unknown")
+    registered = [r for r in regs if r.registered]
+    if registered:
+        best = min(registered, key=lambda r: (r.sms_only, r.act is None))
+        act = best.act if best.act is not None else next((r.act for r in registered if r.act is not None), None)
+        sms_only = best.sms_only
+        note = None
+        if sms_only:
+            note = f"registered for SMS only (+{best.kind} {best.stat}): SMS alerts work, calls and data do not"
+        return RegistrationSummary(best.state, sms_only, access_technology(act), note)
+    worst = max(regs, key=lambda r: _STATE_RANK.get(r.state, 0))
+    note = None
+    if worst.state == "denied":
+        note = (
+            f"registration denied (+{worst.kind} {worst.stat}): the network refuses this SIM here "
+            "(a data-only SIM, or no SMS for it on this network); alerts cannot be sent"
+        )
+    return RegistrationSummary(worst.state, False, access_technology(worst.act), note)
 
 
 def _is_unsolicited_registration(line: str) -> bool:

@@ -17,8 +17,11 @@ from modem.at import (
     SIM_BUSY_CME,
     SIM_BUSY_CMS,
     AtChannel,
+    Registration,
     StoredPdu,
     Urc,
+    access_technology,
+    combine_registrations,
     info_text,
     parse_cmgl,
     parse_cmgr,
@@ -160,6 +163,7 @@ class AtModem(Modem):
         self._polling = False
         self._next_poll = 0.0
         self._concat_ref = random.randrange(256)
+        self._radio_refused = False  # init could not switch the radio on (AT+CFUN=1 refused)
 
     def __repr__(self) -> str:
         return f"AtModem({self.url!r})"  # never the PIN
@@ -296,7 +300,8 @@ class AtModem(Modem):
             revision = _info(await ask("AT+CGMR", expect_prefix=None), "+CGMR:")
             imei = _info(await ask("AT+CGSN", expect_prefix=None), "+CGSN:")
             cpin = await ask("AT+CPIN?", soft_final="+CPIN:")
-            creg = await ask("AT+CREG?")
+            cfun = await ask("AT+CFUN?")
+            regs = [reg for cmd in _REG_QUERIES for reg in _registrations(await ask(cmd))]
             cops = await ask("AT+COPS?")
             csq = await ask("AT+CSQ")
             csca = await ask("AT+CSCA?")
@@ -306,13 +311,14 @@ class AtModem(Modem):
             # More slots in use than messages we wait on: a +CMTI went missing (or came while
             # the storage was being listed). List it, so nothing sits there until a restart.
             self._queue.put_nowait(_ListJob())
-        registration = None
-        for line in creg or []:
-            reg = parse_registration(line, solicited=True)
-            if reg is not None:
-                registration = reg.state
-                break
+        summary = combine_registrations(regs) if regs else None
         operator = parse_cops(cops) if cops else None
+        technology = summary.technology if summary else None
+        if technology is None and operator is not None and summary is not None and summary.state in ("home", "roaming"):
+            technology = access_technology(operator.act)
+        radio = _radio(cfun)
+        if radio == "off" and self._radio_refused:
+            radio = "refused"
         signal = parse_csq(csq) if csq else None
         return ModemStatus(
             backend=self.backend,
@@ -322,12 +328,16 @@ class AtModem(Modem):
             revision=revision,
             imei=imei,
             sim=parse_cpin(cpin) if cpin else None,
-            registration=registration,
+            registration=summary.state if summary else None,
             operator=operator.name if operator else None,
             signal_dbm=rssi_to_dbm(signal[0]) if signal else None,
             smsc=parse_csca(csca) if csca else None,
             storage_used=fill[0] if fill else None,
             storage_total=fill[1] if fill else None,
+            radio=radio,
+            access_technology=technology,
+            sms_only=summary.sms_only if summary else None,
+            registration_note=summary.note if summary else None,
         )
 
     # -- init sequence ---------------------------------------------------------------------
@@ -346,10 +356,14 @@ class AtModem(Modem):
         except _REFUSED:
             logger.info("modem refused AT+CMEE=1; errors will be less specific")
         await self._unlock_sim(ch)
+        await self._radio_on(ch)
 
-        reg = None
-        for line in await self._optional(ch, "AT+CREG?") or []:
-            reg = parse_registration(line, solicited=True) or reg
+        regs: list[Registration] = []
+        for cmd in _REG_QUERIES:
+            regs.extend(_registrations(await self._optional(ch, cmd)))
+        reg = combine_registrations(regs) if regs else None
+        if reg is not None and reg.note:
+            logger.warning("modem %s: %s", self.url, reg.note)
         csq = parse_csq(await self._optional(ch, "AT+CSQ") or [])
         await self._optional(ch, "AT+COPS?")
         try:
@@ -366,11 +380,29 @@ class AtModem(Modem):
         await self._enable_indications(ch)
         self._mem1 = parse_cpms(await self._optional(ch, "AT+CPMS?") or [])
         logger.info(
-            "modem %s ready: registration %s, signal %s dBm",
+            "modem %s ready: registration %s (%s), signal %s dBm",
             self.url,
             reg.state if reg else "unknown",
+            (reg.technology if reg else None) or "technology unknown",
             rssi_to_dbm(csq[0]) if csq else "unknown",
         )
+
+    async def _radio_on(self, ch: AtChannel) -> None:
+        """``AT+CFUN?``; a radio that is off (0 minimum, 4 flight mode: some sticks boot so,
+        some fall into it after errors) is switched on with ``AT+CFUN=1``. A modem that
+        refuses is logged and remembered (``ModemStatus.radio`` "refused"): init goes on, so
+        the owner sees why nothing is sent, and the keeper's reopen tries again."""
+        self._radio_refused = False
+        state = _radio(await self._optional(ch, "AT+CFUN?"))
+        if state != "off":
+            return  # on, or a modem that does not tell (refused AT+CFUN?): leave it alone
+        logger.info("modem %s: radio is off (AT+CFUN 0/4); switching it on", self.url)
+        try:
+            # Switching the radio on can take seconds (the modem searches the network).
+            await self._busy_retry(ch, "AT+CFUN=1", max(self._command_timeout, 15.0))
+        except _REFUSED as exc:
+            self._radio_refused = True
+            logger.warning("modem %s refused to switch its radio on (AT+CFUN=1: %s): no SMS can be sent", self.url, exc)
 
     async def _wake(self, ch: AtChannel) -> None:
         """``AT`` until the modem answers: a modem just plugged in may need a few seconds.
@@ -541,7 +573,18 @@ class AtModem(Modem):
         async with self._lock:
             ch = self._require_channel()
             if isinstance(job, _ListJob):
-                lines = await ch.command("AT+CMGL=4", timeout=self._list_timeout)
+                try:
+                    lines = await ch.command("AT+CMGL=4", timeout=self._list_timeout)
+                except (CmsError, CmeError) as exc:
+                    # "+CMS ERROR: 321" (invalid memory index) / "+CME ERROR: 22" (not found):
+                    # how many modems answer a listing of an empty store.
+                    if (isinstance(exc, CmsError) and exc.code == 321) or (
+                        isinstance(exc, CmeError) and exc.code == 22
+                    ):
+                        logger.debug("AT+CMGL: no messages (%s)", exc)
+                        lines = []
+                    else:
+                        raise
                 items = parse_cmgl(lines)
                 # A slot listed without a PDU we could take (a garbled line): read it alone.
                 listed = {i.index for i in items}
@@ -734,6 +777,25 @@ _SIM_BY_CME: dict[int, str] = {
     15: "SIM FAILURE",
     262: "SIM PUK",
 }
+
+
+_REG_QUERIES = ("AT+CREG?", "AT+CGREG?", "AT+CEREG?", "AT+C5GREG?")  # ERROR where unknown: fine
+_CFUN = re.compile(r"^\+CFUN:\s*(\d+)")
+
+
+def _registrations(lines: list[str] | None) -> list[Registration]:
+    regs = (parse_registration(line, solicited=True) for line in lines or [])
+    return [r for r in regs if r is not None]
+
+
+def _radio(lines: list[str] | None) -> str | None:
+    """``+CFUN: <fun>`` → "on" (1), "off" (0 minimum, 4 flight mode); None when not told
+    (other values, such as 5-7 vendor modes, are taken as on)."""
+    for line in lines or []:
+        m = _CFUN.match(line.strip())
+        if m:
+            return "off" if int(m.group(1)) in (0, 4) else "on"
+    return None
 
 
 def _info(lines: list[str] | None, prefix: str) -> str | None:

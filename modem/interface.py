@@ -36,6 +36,14 @@ class ModemStatus:
     # all. A full one makes the network hold every further SMS, the owner's commands too.
     storage_used: int | None = None
     storage_total: int | None = None
+    # The radio (``AT+CFUN``): "on", "off", or "refused" when init could not switch it on.
+    radio: str | None = None
+    # "GSM" | "UMTS" | "LTE" | "NR" of the registered domain (``<AcT>``, else ``+COPS``).
+    access_technology: str | None = None
+    # Registered, but only for SMS (``+CEREG`` stat 6/7): alerts work, calls do not.
+    sms_only: bool | None = None
+    # A sentence for the owner when the registration limits alerts ("denied", "SMS only").
+    registration_note: str | None = None
 
 
 @dataclass(frozen=True)

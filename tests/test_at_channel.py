@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 from modem import at
 from modem.at import (
@@ -1067,3 +1069,89 @@ def test_it_polls_storage_when_the_modem_refuses_cnmi(peers: Callable[..., AtPee
         "AT+CNMI=1,1,0,0,0",
         "AT+CNMI=2,1",
     ]
+
+
+# ------------------------------------------------------------------------------ vendor chatter
+
+#: What Huawei, Quectel and SIMCom modules say on their own (modem field notes, issue 17).
+CHATTER = (
+    "^RSSI: 17",
+    "^BOOT:20952066,0,0,0,72",
+    "^MODE:5,4",
+    "^SRVST:2",
+    '^HCSQ:"LTE",45,38,120,22',
+    '+QIND: "FOTA","END",0',
+    "+QIND: SMS DONE",
+    "*ATREADY: 1",
+    "RDY",
+    "+CPIN: READY",
+    "SMS DONE",
+    "PB DONE",
+    "SMS Ready",
+    "Call Ready",
+)
+#: (command, its reply prefixes, its information lines)
+CHATTER_COMMANDS: tuple[tuple[str, tuple[str, ...], list[str]], ...] = (
+    ("AT+CSQ", ("+CSQ:",), ["+CSQ: 20,99"]),
+    ("AT+CGMI", (), ["SIMCOM INCORPORATED"]),
+    ("AT+CGMR", (), ["Revision:LE11B08SIM7600M22"]),
+    ("ATE0", (), []),
+    ("AT+CMGL=4", ("+CMGL:",), ["+CMGL: 1,1,,5", "0011223344", "+CMGL: 2,0,,5", "5566778899"]),
+    ("AT+CREG?", ("+CREG:",), ["+CREG: 1,0,1"]),
+    ("AT+CEREG?", ("+CEREG:",), ['+CEREG: 2,6,"8B37","0A265185",7']),
+    ("AT+COPS?", ("+COPS:",), ['+COPS: 0,0,"Operator",7']),
+    ("AT+CPMS?", ("+CPMS:",), ['+CPMS: "ME",0,23,"ME",0,23,"ME",0,23']),
+)
+
+
+@pytest.mark.parametrize("line", CHATTER)
+def test_it_knows_vendor_chatter_for_unsolicited(line: str) -> None:
+    assert at.urc_name(line) is not None
+
+
+@pytest.mark.parametrize("line", CHATTER)
+@pytest.mark.parametrize(("command", "prefixes", "lines"), CHATTER_COMMANDS, ids=[c[0] for c in CHATTER_COMMANDS])
+def test_it_routes_vendor_chatter_away_from_every_reply(
+    line: str, command: str, prefixes: tuple[str, ...], lines: list[str]
+) -> None:
+    body = "".join(f"\r\n{reply}\r\n" for reply in lines[:1]) + f"\r\n{line}\r\n"
+    body += "".join(f"\r\n{reply}\r\n" for reply in lines[1:]) + "\r\nOK\r\n"
+    replies, urcs, _ = route(body.encode(), command=command, prefixes=prefixes)
+    assert [(r.lines, r.final.kind) for r in replies] == [(lines, FinalKind.OK)]
+    assert [u.line for u in urcs] == [line]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=hs.data())
+def test_it_never_loses_a_reply_among_random_chatter(data: hs.DataObject) -> None:
+    command, prefixes, lines = data.draw(hs.sampled_from(CHATTER_COMMANDS), label="command")
+    final = data.draw(hs.sampled_from(["OK", "ERROR", "+CMS ERROR: 321", "+CME ERROR: 22"]), label="final")
+    echo = data.draw(hs.booleans(), label="echo")
+    # Chatter before the echo, between reply lines, before the final code and after it.
+    slots = len(lines) + 2 + (1 if echo else 0)
+    placed = data.draw(
+        hs.lists(hs.tuples(hs.integers(0, slots - 1), hs.sampled_from(CHATTER)), max_size=8), label="chatter"
+    )
+    items: list[tuple[str, str]] = []  # (kind, text): "echo" | "line" | "urc"
+    if echo:
+        items.append(("echo", command))
+    items += [("line", reply) for reply in lines] + [("line", final)]
+    for slot, line in sorted(placed, key=lambda p: p[0], reverse=True):
+        items.insert(min(slot, len(items)), ("urc", line))
+    raw = "".join(f"{text}\r" if kind == "echo" else f"\r\n{text}\r\n" for kind, text in items).encode()
+    cuts = sorted(data.draw(hs.lists(hs.integers(0, len(raw)), max_size=6), label="cuts"))
+    framer, router = AtFramer(), AtRouter()
+    if echo:
+        framer.arm_echo()
+    router.begin(command, prefixes)
+    replies: list[Reply] = []
+    urcs: list[Urc] = []
+    for chunk in (raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)):
+        for event in framer.feed(chunk):
+            for out in router.feed(event):
+                if isinstance(out, Reply):
+                    replies.append(out)
+                elif isinstance(out, Urc):
+                    urcs.append(out)
+    assert [(r.lines, r.final) for r in replies] == [(lines, parse_final(final))]
+    assert sorted(u.line for u in urcs) == sorted(line for _, line in placed)

@@ -610,3 +610,38 @@ def test_it_never_logs_pins_texts_pdus_or_numbers(
     pdus = rig.net.sent()[0].pdus
     for secret in ("4711", secret_text, "inbound secret", "5559876543", "5558765432", *pdus):
         assert secret not in text
+
+
+# ------------------------------------------------------------------------------ vendor chatter
+
+VENDOR_CHATTER = (
+    "^RSSI: 17",
+    "^BOOT:20952066,0,0,0,72",
+    "^MODE:5,4",
+    "^SRVST:2",
+    '^HCSQ:"LTE",45,38,120,22',
+    '+QIND: "FOTA","END",0',
+    "*ATREADY: 1",
+    "RDY",
+    "+CPIN: READY",
+    "SMS DONE",
+    "PB DONE",
+)
+
+
+@pytest.mark.parametrize("mid_reply", [True, False], ids=["inside-a-reply", "between-commands"])
+def test_it_keeps_every_reply_through_vendor_chatter(make_rig: Callable[..., Rig], mid_reply: bool) -> None:
+    rig = make_rig(SimOptions(registration=0, eps_registration=1, act=7))
+
+    async def main() -> None:
+        async with opened(rig.modem()) as modem:
+            before = await modem.status()
+            for line in VENDOR_CHATTER:
+                rig.sim.urc(line, mid_reply=mid_reply)
+            after = await modem.status()
+            assert after == before
+            assert (after.manufacturer, after.registration, after.access_technology) == ("HBGW", "home", "LTE")
+            await modem.send_sms(NUMBER, "server web1 is down")
+
+    run(main())
+    assert len(rig.net.sent()) == 1

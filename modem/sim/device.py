@@ -51,7 +51,7 @@ class Simulator(SmsCommands):
             self._sim_state = "SIM PIN" if self._pin else "READY"
             if self._pin_left <= 0:
                 self._sim_state = "SIM PUK" if self._puk_left > 0 else "BLOCKED"
-            self._radio_on = True
+            self._cfun = self.options.radio_at_boot
             self._reset_io()
             self._reset_settings()
         self._flush_network()
@@ -67,6 +67,7 @@ class Simulator(SmsCommands):
         super()._reset_settings()
         self._creg_n = 0
         self._cgreg_n = 0
+        self._cereg_n = 0
         self._cops_format = 0
 
     def hang(self, on: bool = True) -> None:
@@ -171,10 +172,23 @@ class Simulator(SmsCommands):
             raise _cms(code)
         raise _cme({"BUSY": 14, "SIM PIN": 11, "SIM PUK": 12}.get(state, 13))
 
+    def _radio_on(self) -> bool:
+        return self._cfun == 1
+
     def _reg_stat(self) -> int:
-        if not self._radio_on or not self._sim_ready():
+        if not self._radio_on() or not self._sim_ready():
             return 0
         return self._registration
+
+    def _eps_stat(self) -> int:
+        """The ``+CEREG`` stat: the LTE domain (SMS-only 6/7, denied 3 ...)."""
+        if not self._radio_on() or not self._sim_ready():
+            return 0
+        eps = self.options.eps_registration
+        return self._registration if eps is None else eps
+
+    def _sms_registered(self) -> bool:
+        return self._reg_stat() in (1, 5) or self._eps_stat() in (1, 5, 6, 7, 9, 10)
 
     # -- handlers
 
@@ -200,7 +214,8 @@ class Simulator(SmsCommands):
                 "+CPINR": self._h_cpinr,
                 "+CREG": self._h_creg,
                 "+CGREG": self._h_cgreg,
-                "+CEREG": self._h_cgreg,
+                "+CEREG": self._h_cereg,
+                "+C5GREG": self._h_c5greg,
                 "+CGATT": self._h_cgatt,
                 "+CSQ": self._h_csq,
                 "+COPS": self._h_cops,
@@ -306,11 +321,16 @@ class Simulator(SmsCommands):
             f"+CPINR: SIM PUK,{self._puk_left},10",
         ]
 
-    def _creg_body(self, n: int) -> str:
-        stat = self._reg_stat()
+    def _creg_body(self, n: int, stat: int | None = None) -> str:
+        stat = self._reg_stat() if stat is None else stat
+        act = self.options.act
+        if self.options.short_creg and act is not None:
+            return f"{n},{stat},{act}"  # the three-field quirk
         body = f"{n},{stat}"
-        if n == 2 and stat in (1, 5):
+        if n == 2 and stat in (1, 5, 6, 7, 9, 10):
             body += ',"1A2B","00003C4D"'
+            if act is not None:
+                body += f",{act}"
         return body
 
     def _h_creg(self, kind: str, arg: str) -> list[str]:
@@ -339,6 +359,28 @@ class Simulator(SmsCommands):
             return []
         raise _error()
 
+    def _h_cereg(self, kind: str, arg: str) -> list[str]:
+        if kind == "test":
+            return ["+CEREG: (0-2)"]
+        if kind == "read":
+            return [f"+CEREG: {self._creg_body(self._cereg_n, self._eps_stat())}"]
+        if kind == "set":
+            value = _int_arg(split_args(arg), 0, 0)
+            if value not in (0, 1, 2):
+                raise _error()
+            self._cereg_n = value
+            return []
+        raise _error()
+
+    def _h_c5greg(self, kind: str, arg: str) -> list[str]:
+        if not self.options.has_c5greg:
+            raise _error()
+        if kind == "read":
+            return [f"+C5GREG: 0,{self._eps_stat() if self.options.act in (11, 12, 13) else 0}"]
+        if kind in ("set", "test"):
+            return []
+        raise _error()
+
     def _h_cgatt(self, kind: str, arg: str) -> list[str]:
         if kind == "read":
             return [f"+CGATT: {1 if self._reg_stat() in (1, 5) else 0}"]
@@ -353,7 +395,7 @@ class Simulator(SmsCommands):
             return ["+CSQ: (0-31,99),(0-7,99)"]
         if kind != "exec":
             raise _error()
-        rssi = self._signal if self._radio_on else 99
+        rssi = self._signal if self._radio_on() else 99
         return [f"+CSQ: {rssi},99"]
 
     def _h_cops(self, kind: str, arg: str) -> list[str]:
@@ -361,10 +403,11 @@ class Simulator(SmsCommands):
         if kind == "test":
             return [f'+COPS: (2,"{o.operator}","{o.operator_short}","{o.operator_numeric}",0),,(0-4),(0-2)']
         if kind == "read":
-            if self._reg_stat() not in (1, 5):
+            if not self._sms_registered():
                 return ["+COPS: 0"]
             name = (o.operator, o.operator_short, o.operator_numeric)[self._cops_format]
-            return [f'+COPS: 0,{self._cops_format},"{self._enc(name)}",0']
+            act = self.options.act if self.options.act is not None else 0
+            return [f'+COPS: 0,{self._cops_format},"{self._enc(name)}",{act}']
         if kind != "set":
             raise _error()
         args = split_args(arg)
@@ -385,7 +428,7 @@ class Simulator(SmsCommands):
 
     def _h_cfun(self, kind: str, arg: str) -> list[str]:
         if kind == "read":
-            return [f"+CFUN: {1 if self._radio_on else 4}"]
+            return [f"+CFUN: {self._cfun}"]
         if kind == "test":
             return ["+CFUN: (0,1,4),(0-1)"]
         if kind != "set":
@@ -393,7 +436,9 @@ class Simulator(SmsCommands):
         fun = _int_arg(split_args(arg), 0, 1)
         if fun not in (0, 1, 4):
             raise _error()
-        self._radio_on = fun == 1
+        if fun == 1 and self.options.refuse_radio_on:
+            raise _cme(3)
+        self._cfun = fun
         self._after_reply(self._flush_network)
         return []
 

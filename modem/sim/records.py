@@ -39,6 +39,15 @@ class SimOptions:
     # (python-gammu then falls back to text mode and crashes on the PDU reply.)
     refuse_pdu_mode: bool = False
     first_message_ref: int = 1
+    radio_at_boot: int = 1  # +CFUN at power-up: 1 on, 0 or 4 off (some sticks boot so)
+    refuse_radio_on: bool = False  # AT+CFUN=1 answers +CME ERROR: 3 (radio stays as it is)
+    eps_registration: int | None = None  # +CEREG stat; None: the same as ``registration``
+    act: int | None = None  # <AcT> reported in +CREG/+CGREG/+CEREG (n=2) and +COPS
+    has_c5greg: bool = False  # answers AT+C5GREG (else ERROR, like pre-5G modems)
+    # AT+CMGL on an empty storage ends in this error instead of a bare OK: "cms" -> +CMS
+    # ERROR: 321 (invalid memory index), "cme" -> +CME ERROR: 22 (not found); None: OK.
+    empty_list_error: str | None = None
+    short_creg: bool = False  # AT+CREG? answers "n,stat,AcT" (three fields, seen in the field)
 
 
 @dataclass(frozen=True)

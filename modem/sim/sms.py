@@ -15,7 +15,7 @@ import logging
 from collections import deque
 
 from modem.pdu import Deliver, PduError, Submit, decode_pdu, encode_status_report
-from modem.sim.machine import _PROMPT, AtMachine, _cms, _error, _int_arg, split_args
+from modem.sim.machine import _PROMPT, AtMachine, _cme, _cms, _error, _int_arg, split_args
 from modem.sim.network import Network, _utcnow
 from modem.sim.records import SimOptions, StoredSms
 
@@ -55,6 +55,14 @@ class SmsCommands(AtMachine):
     def _reg_stat(self) -> int:
         """The ``+CREG`` stat now: 0 while the radio is off or the SIM is not ready."""
 
+    @abc.abstractmethod
+    def _radio_on(self) -> bool:
+        """``AT+CFUN`` is 1."""
+
+    @abc.abstractmethod
+    def _sms_registered(self) -> bool:
+        """Registered in a domain that carries SMS (CS, or LTE/NR including "SMS only")."""
+
     def fail_next_send(self, cms_code: int, count: int = 1, after: int = 0) -> None:
         """After ``after`` more successful ``AT+CMGS`` submissions, the next ``count`` end in
         ``+CMS ERROR: cms_code``."""
@@ -79,7 +87,7 @@ class SmsCommands(AtMachine):
             return [StoredSms(s.index, s.stat, s.pdu) for _, s in sorted(slots.items())]
 
     def _reachable(self) -> bool:
-        return self._powered and self._reg_stat() in (1, 5)
+        return self._powered and self._sms_registered()
 
     # -- network side (inbound)
 
@@ -347,6 +355,8 @@ class SmsCommands(AtMachine):
         else:
             raise _error()
         lines: list[str] = []
+        if not self._storage[self._mems[0]] and self.options.empty_list_error is not None:
+            raise _cms(321) if self.options.empty_list_error == "cms" else _cme(22)
         for _, sms in sorted(self._storage[self._mems[0]].items()):
             if wanted == 4 or sms.stat == wanted:
                 lines.extend(self._format_stored(sms, listing=True))
@@ -401,8 +411,8 @@ class SmsCommands(AtMachine):
         if code is not None:
             logger.info("simulator: injected +CMS ERROR %d", code)
             raise _cms(code)
-        if self._reg_stat() not in (1, 5):
-            raise _cms(331)
+        if not self._radio_on() or not self._sms_registered():
+            raise _cms(331)  # radio off (CFUN 0/4) or not registered: "no network service"
         mr = self._next_mr
         self._next_mr = (self._next_mr + 1) % 256
         if submit is not None:
