@@ -38,6 +38,7 @@ from typing import Final as TypingFinal
 import serial
 
 from modem.errors import CmeError, CmsError, CommandError, ModemError, ModemTimeout, PortGone
+from modem.pdu import clean_pdu_line
 
 logger = logging.getLogger(__name__)
 
@@ -1652,9 +1653,9 @@ def parse_cmgl(lines: Sequence[str]) -> list[StoredPdu]:
                 header = None
                 skipped += 1
             continue
-        text = line.strip()
-        if header is not None and _HEX_RE.match(text):
-            out.append(StoredPdu(header[0], header[1], header[2], text.upper()))
+        pdu = clean_pdu_line(line) if header is not None else None
+        if header is not None and pdu is not None:
+            out.append(StoredPdu(header[0], header[1], header[2], pdu))
         else:
             skipped += 1
         header = None
@@ -1675,13 +1676,13 @@ def parse_cmgr(lines: Sequence[str], index: int | None = None) -> StoredPdu | No
         if args is not None:
             head, _, tail = args.partition(" ")
             header = _pdu_header(head, with_index=False)
-            tail = tail.strip()
-            if tail and _HEX_RE.match(tail):
-                return StoredPdu(index, header[1], header[2], tail.upper())
+            pdu = clean_pdu_line(tail) if tail.strip() else None
+            if pdu is not None:
+                return StoredPdu(index, header[1], header[2], pdu)
             continue
-        text = line.strip()
-        if header is not None and _HEX_RE.match(text):
-            return StoredPdu(index, header[1], header[2], text.upper())
+        pdu = clean_pdu_line(line) if header is not None else None
+        if header is not None and pdu is not None:
+            return StoredPdu(index, header[1], header[2], pdu)
     return None
 
 

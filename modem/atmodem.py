@@ -634,7 +634,8 @@ class AtModem(Modem):
                 self._pdu_at[item.index] = item.pdu
             storage = () if item.index is None else (item.index,)
             try:
-                msg = decode_pdu(item.pdu, smsc=True)
+                # lenient: user data with octets too many or too few is read as far as it goes
+                msg = decode_pdu(item.pdu, smsc=True, lenient=True)
             except PduError as exc:
                 await self._accept_undecodable(item, storage, exc)
                 continue
@@ -646,6 +647,10 @@ class AtModem(Modem):
                 logger.warning("stored SMS at index %s is not an incoming message; deleted", item.index)
                 await self._delete(list(storage))
                 continue
+            if msg.damaged:
+                logger.warning(
+                    "damaged SMS at index %s read as far as it goes: %s", item.index, "; ".join(msg.problems)
+                )
             whole = self._reassembler.put(msg, now, storage)
             if whole is not None:
                 await self._hand_over(whole)
@@ -686,6 +691,7 @@ class AtModem(Modem):
             parts=whole.parts,
             complete=whole.complete,
             storage=whole.storage,
+            damaged=msg.damaged,
         )
         await self._give(sms)
 

@@ -61,6 +61,7 @@ class InboundSms:
     # ``text`` is then "[undecodable SMS, DCS 0x..: <hex excerpt>]" (modem.pdu.unreadable_text),
     # ``sent_at`` None when the header was broken too. Handed over like any other, then deleted.
     undecodable: bool = False
+    damaged: bool = False  # decoded as far as its octets went (some were missing or extra)
 
 
 InboundHandler = Callable[[InboundSms], Awaitable[None]]

@@ -834,7 +834,9 @@ def clean_pdu_line(text: str) -> str | None:
     or Ctrl-Z, a final ``OK`` glued on when a line break was lost, lowercase digits. A line
     cut short can end in half an octet: that digit is dropped, and :func:`decode_pdu` with
     ``lenient=True`` reads what the rest holds. None for anything else (``OK``, ``ERROR``,
-    a ``+CMGL:`` header, text, junk inside the digits, fewer than two digits).
+    a ``+CMGL:`` header, text, junk inside the digits, fewer than two digits). A line cut
+    in the middle of an octet keeps its odd digit, as the modem sent it: the lenient decoder
+    drops it.
     """
     line = text.strip(_LINE_JUNK)
     if line[-2:].upper() == "OK":  # never hex, so it cannot be the PDU's own last digits
@@ -842,8 +844,7 @@ def clean_pdu_line(text: str) -> str | None:
     digits = "".join(line.split())
     if not _HEX_RE.fullmatch(digits):
         return None
-    digits = digits[: len(digits) // 2 * 2]
-    return digits.upper() if digits else None
+    return digits.upper() if len(digits) >= 2 else None
 
 
 def _to_bytes(data: str | bytes) -> bytes:
@@ -996,6 +997,9 @@ def decode_pdu(data: str | bytes, *, smsc: bool = True, lenient: bool = False) -
     Raises PduError, and nothing else, for every malformed input: odd length, non-hex,
     truncation, lengths that lie, a bad UDH, compressed data, a reserved message type.
     """
+    half = lenient and isinstance(data, str) and len(data.strip()) % 2 == 1
+    if half:  # a line cut in the middle of an octet: read what the whole octets hold
+        data = str(data).strip()[:-1]
     reader = _Reader(_to_bytes(data))
     if not reader.remaining():
         raise PduError("empty PDU")
@@ -1003,7 +1007,10 @@ def decode_pdu(data: str | bytes, *, smsc: bool = True, lenient: bool = False) -
     first = reader.octet("first octet")
     mti = first & 0x03
     if mti == 0x00:
-        return _decode_deliver(reader, first, sc, lenient)
+        deliver = _decode_deliver(reader, first, sc, lenient)
+        if half:
+            deliver = replace(deliver, problems=("half an octet at the end dropped", *deliver.problems))
+        return deliver
     if mti == 0x01:
         return _decode_submit(reader, first, sc)
     if mti == 0x02:

@@ -400,28 +400,30 @@ def test_it_hands_over_an_incomplete_multipart_after_the_timeout(make_rig: Calla
     run(main())
 
 
-def test_it_hands_over_a_poison_message_raw_and_deletes_it(make_rig: Callable[..., Rig]) -> None:
-    """Kept, a message we cannot decode took a SIM slot for good (issue 12, defect 3): it is
-    stored raw by the handler and deleted like any other. Fails on the code before the fix,
-    which skipped and kept it."""
+def test_it_hands_over_a_damaged_message_as_far_as_it_goes_and_deletes_it(make_rig: Callable[..., Rig]) -> None:
+    """Kept, a message we cannot fully decode took a SIM slot for good (issue 12, defect 3).
+    User data cut short is read as far as it goes and flagged damaged (issue 17); a slot with
+    no sender to give is deleted; both leave the SIM. Fails on the code before the fixes,
+    which skipped and kept them."""
     rig = make_rig()
     inbox = Inbox()
-    poison = "07915155000000F0040B915155674523F100006211425110210005E8329B"  # user data cut short
+    cut_short = "07915155000000F0040B915155674523F100006211425110210005E8329B"  # TP-UDL 5, 3 septets
     garbage = "07915155000000F0"  # not even a first octet after the SMSC: no sender to give
 
     async def main() -> None:
         async with opened(rig.modem(), inbox):
-            rig.net.inject_pdu(poison)
+            rig.net.inject_pdu(cut_short)
             rig.net.inject_pdu(garbage)
             rig.net.inject("+15557654321", "after the poison")
-            raw, good = await inbox.wait(2)
-            assert (raw.sender, raw.undecodable, raw.text) == (
+            damaged, good = await inbox.wait(2)
+            assert (damaged.sender, damaged.text, damaged.damaged, damaged.undecodable) == (
                 "+15557654321",
+                "hel",
                 True,
-                "[undecodable SMS, DCS 0x00: E8329B]",
+                False,
             )
-            assert raw.sent_at is not None and raw.sent_at.year == 2026
-            assert (good.text, good.undecodable) == ("after the poison", False)
+            assert damaged.sent_at is not None and damaged.sent_at.year == 2026
+            assert (good.text, good.damaged, good.undecodable) == ("after the poison", False, False)
             await eventually(lambda: rig.sim.stored() == [], what="all three deleted")
 
     run(main())

@@ -30,7 +30,7 @@ class Inbox:
 
     async def __call__(self, sms: InboundSms) -> None:
         sender = normalize_number(sms.sender, self.country)
-        text = sms.text if sms.complete else sms.text + " [incomplete]"
+        text = sms.text + ("" if sms.complete else " [incomplete]") + (" [damaged]" if sms.damaged else "")
         inbox_id, allowed = await self.service.record_inbound_sms(sender, text)
         if not allowed:
             logger.info("SMS from a number not on the allow-list stored (id %d), not answered", inbox_id)
