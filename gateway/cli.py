@@ -21,6 +21,7 @@ from gateway import config as cfgmod
 from gateway.config import Config, ConfigError
 from gateway.errors import ValidationError
 from gateway.model import OutboxRow, iso
+from gateway.rules import policy
 from gateway.rules.durations import format_duration, humanize, parse_duration
 from gateway.rules.settings import E164
 from gateway.runtime.process import running_daemon
@@ -472,11 +473,15 @@ def cmd_modem(args: argparse.Namespace) -> int:
         print(f"hbgw: modem not usable: {e}", file=sys.stderr)
         return EXIT_FAIL
     d = dataclasses.asdict(status)
+    trouble = policy.modem_trouble(True, status.sim, status.registration, status.radio)
+    d["verdict"] = "yes" if trouble is None else f"no, because {trouble}"
     if args.json:
         print(json.dumps(d, indent=2))
     else:
         for k, v in d.items():
-            print(f"{k + ':':14} {v if v is not None else '-'}")
+            if k != "verdict":
+                print(f"{k + ':':14} {v if v is not None else '-'}")
+        print(f"this modem can send alerts here: {d['verdict']}")
     return EXIT_OK
 
 

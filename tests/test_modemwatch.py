@@ -116,6 +116,8 @@ def test_it_emails_the_owner_once_after_modem_alert_after_of_trouble(rig: Rig) -
         (True, {"sim": "SIM PIN"}, "SIM problem (SIM PIN)"),
         (True, {"registration": "denied"}, "not registered on the network (denied)"),
         (True, {"registration": "searching"}, "not registered on the network (searching)"),
+        (True, {"radio": "off"}, "the modem's radio is off"),
+        (True, {"radio": "refused"}, "the modem's radio is off and it refused to switch it on"),
     ],
 )
 def test_it_counts_sim_and_network_problems_as_trouble(

@@ -7,10 +7,13 @@ AtModem against the simulator over a real pty."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,6 +32,7 @@ from modem.pdu import encode_submit
 from modem.simulator import Network, PtyModem, SimOptions, Simulator
 from tests.support import corpus
 from tests.support.aio import eventually, run
+from tests.support.daemon import hbgw
 from tests.test_at_modem import NUMBER, Inbox, Rig, opened
 
 # ------------------------------------------------------------------------------ parser tables
@@ -298,3 +302,55 @@ def test_it_takes_an_empty_store_error_for_no_messages(
     with caplog.at_level(logging.INFO):
         run(main())
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    ("options", "verdict"),
+    [
+        ({}, "yes"),
+        (
+            {"radio_at_boot": 4, "refuse_radio_on": True},
+            "no, because the modem's radio is off and it refused to switch it on",
+        ),
+    ],
+    ids=["radio on", "radio refused"],
+)
+def test_modem_probe_says_whether_this_modem_can_send_alerts(
+    tmp_path: Path, options: dict[str, Any], verdict: str
+) -> None:
+    """`hbgw modem probe` against a simulated modem on a real pty, the way a user tries a
+    stick before trusting it."""
+    transport = PtyModem(Simulator(Network(), SimOptions(**options))).start()
+    try:
+        r = hbgw("modem", "probe", "--device", transport.device, "--json", data_dir=tmp_path, check=False)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["verdict"] == verdict
+        text = hbgw("modem", "probe", "--device", transport.device, data_dir=tmp_path).stdout
+        assert text.splitlines()[-1] == f"this modem can send alerts here: {verdict}"
+    finally:
+        transport.stop()
+
+
+def test_the_sms_channel_tells_the_owner_what_a_modem_error_means(make_rig: Callable[..., Rig]) -> None:
+    """The outbox's error and the "SMS is failing" email carry the code's meaning from the
+    table of field codes (modem.errors), not only the bare code."""
+    from gateway.runtime.channels import ChannelError, SmsChannel
+    from tests.test_at_modem import keeper_for
+
+    rig = make_rig(SimOptions())
+    keeper = keeper_for(rig, Inbox())
+    channel = SmsChannel(keeper, wait=5)
+
+    async def main() -> None:
+        task = asyncio.create_task(keeper.run())
+        try:
+            rig.sim.fail_next_send(330)
+            with pytest.raises(ChannelError) as e:
+                await channel.send(NUMBER, "alert")
+            assert "330" in str(e.value) and "SMS centre unknown: set [modem] smsc" in str(e.value)
+            assert await channel.send(NUMBER, "alert")  # and the next one goes
+        finally:
+            await keeper.stop()
+            await task
+
+    run(main())

@@ -191,10 +191,14 @@ def clock_note(before: float, after: float, n: int, s: Settings) -> list[Outgoin
     return _fan_out("note", None, clock_note_text(before, after, n, s), f"clock@{int(after)}", s)
 
 
-def modem_trouble(connected: bool, sim: str | None, registration: str | None) -> str | None:
+def modem_trouble(connected: bool, sim: str | None, registration: str | None, radio: str | None = None) -> str | None:
     """What is wrong with the modem, in a few words, or None when it can send SMS."""
     if not connected:
         return "modem not connected"
+    if radio == "refused":
+        return "the modem's radio is off and it refused to switch it on"
+    if radio == "off":
+        return "the modem's radio is off"
     if sim not in (None, "READY"):
         return f"SIM problem ({sim})"
     if registration not in (None, "home", "roaming"):

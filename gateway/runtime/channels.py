@@ -46,7 +46,10 @@ class SmsChannel:
         try:
             refs = await self.keeper.send_sms(recipient, text, wait=self.wait)
         except ModemError as e:
-            raise ChannelError(str(e), permanent=e.permanent) from None
+            # the owner reads this in the outbox and in the "SMS is failing" email: add what
+            # the code means for them (modem.errors' table of codes seen in the field)
+            hint = getattr(e, "hint", None)
+            raise ChannelError(f"{e} ({hint})" if hint else str(e), permanent=e.permanent) from None
         return ",".join(str(r) for r in refs)
 
 

@@ -80,7 +80,9 @@ class ModemWatch:
 
     async def _judge(self, h: ModemHealth, now: float) -> None:
         st = h.status
-        trouble = policy.modem_trouble(h.connected, st.sim if st else None, st.registration if st else None)
+        trouble = policy.modem_trouble(
+            h.connected, st.sim if st else None, st.registration if st else None, st.radio if st else None
+        )
         spell, note = policy.modem_spell(self._spell, trouble is not None, now, self.alert_after)
         if note == "down":
             down = int(now - (self._spell.trouble_since or now))
