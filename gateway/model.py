@@ -230,6 +230,9 @@ class ModemReport:
     smsc: str | None = None
     storage_used: int | None = None  # SIM message slots in use (new SMS are received there)
     storage_total: int | None = None
+    radio: str | None = None  # "on" | "off" | "refused" (AT+CFUN)
+    access_technology: str | None = None  # GSM | UMTS | LTE | NR
+    registration_note: str | None = None  # what an SMS-only or denied registration means for alerts
 
 
 @dataclass(frozen=True)

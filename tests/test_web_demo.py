@@ -3,6 +3,7 @@ simulated modem and a phone that receives the gateway's SMS and replies as the o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,6 +53,8 @@ def test_it_shows_the_demo_password_and_logs_in_with_it(page: Any, gw: Daemon) -
 def test_it_sends_a_test_sms_to_the_simulated_phone_and_takes_a_reply(page: Any, gw: Daemon) -> None:
     page.goto(gw.url + "/modem")
     expect(page.locator(".facts")).to_contain_text("connected")
+    expect(page.locator(".facts")).to_contain_text(re.compile(r"Radio\s*on"))
+    expect(page.locator(".facts")).to_contain_text(re.compile(r"SIM messages\s*\d+ of \d+ slots in use"))
     page.get_by_label("To").fill(OWNER)
     page.get_by_label("Text").fill("hello from the test")
     page.get_by_role("button", name="Send test SMS").click()

@@ -64,6 +64,9 @@ class ModemParts:
                 "smsc",
                 "storage_used",
                 "storage_total",
+                "radio",
+                "access_technology",
+                "registration_note",
             )
             known = {k: getattr(st, k) for k in keys}
         return ModemReport(
