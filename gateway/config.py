@@ -52,6 +52,12 @@ class ModemConfig:
     pin: str | None = None
     smsc: str | None = None
     country_code: str | None = None  # e.g. "33": turns national numbers from the modem into E.164
+    # The recovery ladder (modem.keeper): a modem that stops answering or stays off the network
+    # this long is resynced, its radio cycled, its port reopened, its USB device re-enumerated
+    # (under sysfs_root), then power_cycle_command (an argv list, no shell) is run, if set.
+    recover_after: float = 120.0
+    sysfs_root: str = "/sys"
+    power_cycle_command: tuple[str, ...] = ()
 
 
 # The [alerts] table is the one Settings type that governs alerts everywhere (file, page, API).
@@ -319,7 +325,14 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         pin=r.string("pin", None),
         smsc=r.string("smsc", None),
         country_code=r.string("country_code", None),
+        recover_after=r.duration("recover_after", d.modem.recover_after, lo=1.0),
+        sysfs_root=r.string("sysfs_root", d.modem.sysfs_root),
+        power_cycle_command=r.strings("power_cycle_command"),
     )
+    if not modem.sysfs_root.startswith("/"):
+        raise r.fail("sysfs_root", "must be an absolute path")
+    if modem.power_cycle_command and not modem.power_cycle_command[0].strip():
+        raise r.fail("power_cycle_command", "the first element must be the program to run")
     if modem.country_code is not None and not re.fullmatch(r"[1-9]\d{0,2}", modem.country_code):
         raise r.fail("country_code", "the country calling code without + (e.g. 33, 1, 49)")
     if modem.pin is not None and not PIN.fullmatch(modem.pin):
@@ -485,6 +498,8 @@ backend = "none"
 device = "/dev/hbgw-modem"
 # pin = "1234"        # SIM PIN, if the SIM asks for one (never retried when wrong)
 # smsc = "+15550000000"
+# recover_after = "2m"  # no answer or no network this long: resync, radio cycle, reopen, USB reset
+# power_cycle_command = ["uhubctl", "-l", "1-1", "-a", "cycle"]  # optional last step
 
 [alerts]
 # Who gets SMS alerts (E.164). Email is the second channel and the fallback.

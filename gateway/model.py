@@ -233,6 +233,7 @@ class ModemReport:
     radio: str | None = None  # "on" | "off" | "refused" (AT+CFUN)
     access_technology: str | None = None  # GSM | UMTS | LTE | NR
     registration_note: str | None = None  # what an SMS-only or denied registration means for alerts
+    recovery: str | None = None  # the recovery ladder's step, e.g. "radio cycle (step 2 of 5)"
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ class AtModem(Modem):
     ``sim_busy_timeout`` how long "SIM busy" answers are waited out during :meth:`open`;
     ``poll_interval`` how often storage is listed when the modem refuses ``AT+CNMI``;
     ``delete_retry_interval`` how often a stored message whose ``AT+CMGD`` was refused is
-    deleted again.
+    deleted again; ``radio_timeout`` each ``AT+CFUN`` of :meth:`radio_cycle`.
     Raises ValueError for a PIN that is not 4-8 digits or an SMSC that is not a number.
 
     One asyncio lock serialises everything that talks to the modem (sends, inbound
@@ -128,6 +128,7 @@ class AtModem(Modem):
         poll_interval: float = 60.0,
         part_retry_delay: float = 2.0,
         delete_retry_interval: float = 30.0,
+        radio_timeout: float = 15.0,
     ) -> None:
         if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
             raise ValueError("the SIM PIN must be 4 to 8 digits")  # never echo the value
@@ -145,6 +146,7 @@ class AtModem(Modem):
         self._sim_busy_timeout = sim_busy_timeout
         self._poll_interval = poll_interval
         self._delete_retry_interval = delete_retry_interval
+        self._radio_timeout = radio_timeout
         self._handler: InboundHandler | None = None
         self._channel: AtChannel | None = None
         self._lock = asyncio.Lock()
@@ -339,6 +341,41 @@ class AtModem(Modem):
             sms_only=summary.sms_only if summary else None,
             registration_note=summary.note if summary else None,
         )
+
+    # -- recovery (steps of ModemKeeper's ladder) -------------------------------------------
+
+    async def ping(self) -> None:
+        """``AT``: is the modem answering at all? Any final result counts. Raises
+        ModemTimeout when it stays silent, PortGone when the port is gone."""
+        async with self._lock:
+            try:
+                await self._require_channel().command("AT", timeout=min(self._command_timeout, 5.0))
+            except _REFUSED:
+                pass
+
+    async def resync(self) -> None:
+        """Recovery step 1: ESC (leaves a ``> `` prompt left open) then ``AT``. Raises
+        ModemTimeout when the modem still does not answer, PortGone."""
+        async with self._lock:
+            channel = self._require_channel()
+            await channel.abort_prompt()
+            await self._wake(channel)
+
+    async def radio_cycle(self, *, full_reset: bool = False) -> None:
+        """Recovery step 2: the radio off and on again (``AT+CFUN=4`` then ``AT+CFUN=1``), or,
+        with ``full_reset``, ``AT+CFUN=1,1`` (the modem restarts: some re-enumerate on USB, so
+        the port may vanish). What helps a modem that lost the network for good
+        (home-assistant/core#71162). Raises CommandError/CmeError when refused,
+        ModemTimeout, PortGone."""
+        t = self._radio_timeout  # switching the radio takes seconds (network search, detach)
+        async with self._lock:
+            channel = self._require_channel()
+            if full_reset:
+                await self._busy_retry(channel, "AT+CFUN=1,1", t)
+                return
+            await self._busy_retry(channel, "AT+CFUN=4", t)
+            await self._busy_retry(channel, "AT+CFUN=1", t)
+            self._radio_refused = False
 
     # -- init sequence ---------------------------------------------------------------------
 

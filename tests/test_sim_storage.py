@@ -127,7 +127,7 @@ def test_status_and_overview_show_a_nearly_full_sim(make_rig: Callable[..., Rig]
             for i in range(28):
                 rig.net.inject(STRANGER, f"spam {i}")
             await eventually(lambda: inbox.calls == 28, 15, "28 handler calls")
-            await eventually(lambda: parts.describe().storage_used == 28, 5, "the fill in the report")
+            await eventually(lambda: parts.describe().storage_used == 28, 15, "the fill in the report")
         finally:
             await keeper.stop()
             await task

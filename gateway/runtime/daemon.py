@@ -70,7 +70,14 @@ class ModemParts:
             )
             known = {k: getattr(st, k) for k in keys}
         return ModemReport(
-            self.backend, self.device, h.connected, h.last_error, h.since.timestamp(), h.retrying, **known
+            self.backend,
+            self.device,
+            h.connected,
+            h.last_error,
+            h.since.timestamp(),
+            h.retrying,
+            recovery=h.recovery,
+            **known,
         )
 
     async def close(self) -> None:
@@ -101,7 +108,15 @@ class Daemon:
         else:
             device, backend = m.device, m.backend
         factory = functools.partial(create_modem, backend, device, baudrate=m.baudrate, pin=m.pin, smsc=m.smsc)
-        keeper = ModemKeeper(factory, Inbox(service, run_command=CommandRunner(service)))
+        keeper = ModemKeeper(
+            factory,
+            Inbox(service, run_command=CommandRunner(service)),
+            recover_after=m.recover_after,
+            # The simulator's pty has no USB device to re-enumerate.
+            device=None if m.backend == "simulator" else device,
+            sysfs_root=m.sysfs_root,
+            power_cycle_command=m.power_cycle_command,
+        )
         self.modem = ModemParts(keeper, network, transport, backend, device)
         service.modem_status_source = self.modem.describe
         watch = ModemWatch(service, keeper, alert_after=self.config.alerts.modem_alert_after, clock=service.clock)

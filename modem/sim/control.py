@@ -142,7 +142,7 @@ class ControlServer:
             command = req.get("command")
             sim.set_latency(float(req["seconds"]), _str(command) if command is not None else None)
         elif cmd == "hang":
-            sim.hang(bool(req.get("on", True)))
+            sim.hang(bool(req.get("on", True)), clears=_str(req.get("clears", "manual")))
         elif cmd == "unplug":
             self.transport.unplug()
         elif cmd == "replug":
@@ -165,6 +165,7 @@ class ControlServer:
                 "plugged": self.transport.plugged,
                 "sim": sim.sim_state,
                 "hung": sim.hung,
+                "hang_clears": sim.hang_clears,
                 "undelivered": network.undelivered(),
                 "storage": list(sim.storage_fill()),
                 "sent": len(network.sent()),
@@ -228,8 +229,9 @@ class SimulatorControl:
     def latency(self, seconds: float, command: str | None = None) -> None:
         self.request("latency", seconds=seconds, **({"command": command} if command else {}))
 
-    def hang(self, on: bool = True) -> None:
-        self.request("hang", on=on)
+    def hang(self, on: bool = True, *, clears: str = "manual") -> None:
+        """``clears``: "manual", "radio", "usb" or "never" (see Simulator.hang)."""
+        self.request("hang", on=on, clears=clears)
 
     def unplug(self) -> None:
         self.request("unplug")

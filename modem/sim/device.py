@@ -11,13 +11,18 @@ import logging
 import time
 from collections.abc import Callable
 
-from modem.sim.machine import _cme, _cms, _error, _Handler, _int_arg, split_args
+from modem.sim.machine import _cme, _cms, _command_name, _error, _Handler, _int_arg, split_args
 from modem.sim.network import Network, _utcnow
 from modem.sim.records import SimOptions
 from modem.sim.sms import SmsCommands, _scts
 
 # Named as before the split into modules: log filters select "modem.simulator".
 logger = logging.getLogger(__name__)
+
+# What clears a hang (Simulator.hang): "manual" only hang(False) or a power cycle (USB
+# unplug/replug); "radio" a radio cycle; "usb" a power cycle, like "manual"; "never" nothing
+# but hang(False).
+HANG_CLEARS = ("manual", "radio", "usb", "never")
 
 
 class Simulator(SmsCommands):
@@ -37,6 +42,9 @@ class Simulator(SmsCommands):
         self._registration = self.options.registration
         self._signal = self.options.signal_csq
         self._handlers = self._build_handlers()
+        self._hang_clears = "manual"
+        self._wedged = False  # hang(clears="radio"): answering, but off the network
+        self._radio_cycled = False  # the radio went off (CFUN 0/4) while wedged
         network._attach(self)
         self.power_on()
 
@@ -54,6 +62,11 @@ class Simulator(SmsCommands):
             self._cfun = self.options.radio_at_boot
             self._reset_io()
             self._reset_settings()
+            if self._hang_clears == "never":
+                self._hung = True  # survives the power cycle: the stick is dead
+            else:
+                self._wedged = False
+                self._hang_clears = "manual"
         self._flush_network()
 
     def power_off(self) -> None:
@@ -70,19 +83,48 @@ class Simulator(SmsCommands):
         self._cereg_n = 0
         self._cops_format = 0
 
-    def hang(self, on: bool = True) -> None:
-        """Stop answering anything (input is dropped) until ``hang(False)`` or a power cycle."""
+    def hang(self, on: bool = True, *, clears: str = "manual") -> None:
+        """Stop answering until the fault clears; ``hang(False)`` clears every kind.
+
+        ``clears`` says what else ends it (the recovery ladder's steps, in the keeper):
+        "manual" and "usb": a power cycle (USB unplug/replug, re-enumeration); input is
+        dropped until then, so neither ESC nor a radio cycle reaches the modem. "radio": the
+        command line still answers, but the modem is off the network (``+CREG`` stat 2,
+        searching) and ``AT+CMGS`` never answers, until the radio is switched off
+        (``AT+CFUN=0``/``4``) and on again, or ``AT+CFUN=1,1`` (or a power cycle). "never":
+        input is dropped, even after a power cycle.
+        """
+        if clears not in HANG_CLEARS:
+            raise ValueError(f"clears must be one of {', '.join(HANG_CLEARS)}")
         with self._lock:
-            self._hung = on
+            self._hang_clears = clears if on else "manual"
+            self._wedged = on and clears == "radio"
+            self._radio_cycled = False
+            self._hung = on and clears != "radio"
             self._line.clear()
-            if on:
+            if self._hung:
                 self._out.clear()
                 self._delay_until = None
-        logger.info("simulator: hang %s", "on" if on else "off")
+        logger.info("simulator: hang %s%s", "on" if on else "off", f" (clears: {clears})" if on else "")
+        self._flush_network()
 
     @property
     def hung(self) -> bool:
-        return self._hung
+        """True while any hang is on (input dropped, or off the network: ``hang_clears``)."""
+        return self._hung or self._wedged
+
+    @property
+    def hang_clears(self) -> str | None:
+        """What clears the current hang (see :meth:`hang`); None when not hung."""
+        return self._hang_clears if self.hung else None
+
+    def _execute(self, line: str) -> None:
+        # A modem wedged off the network takes AT+CMGS and never answers (no "> " prompt).
+        if self._wedged and line[2:] and _command_name(line[2:]) == "+CMGS":
+            self.commands.append(line.split("=", 1)[0] + "=***")
+            logger.info("simulator: AT+CMGS swallowed (wedged off the network)")
+            return
+        super()._execute(line)
 
     def set_latency(self, seconds: float, command: str | None = None) -> None:
         """Delay every answer by ``seconds``; with ``command`` (e.g. ``"+CMGS"``) only that one."""
@@ -178,12 +220,16 @@ class Simulator(SmsCommands):
     def _reg_stat(self) -> int:
         if not self._radio_on() or not self._sim_ready():
             return 0
+        if self._wedged:
+            return 2  # searching, for good
         return self._registration
 
     def _eps_stat(self) -> int:
         """The ``+CEREG`` stat: the LTE domain (SMS-only 6/7, denied 3 ...)."""
         if not self._radio_on() or not self._sim_ready():
             return 0
+        if self._wedged:
+            return 2
         eps = self.options.eps_registration
         return self._registration if eps is None else eps
 
@@ -433,11 +479,19 @@ class Simulator(SmsCommands):
             return ["+CFUN: (0,1,4),(0-1)"]
         if kind != "set":
             raise _error()
-        fun = _int_arg(split_args(arg), 0, 1)
+        args = split_args(arg)
+        fun = _int_arg(args, 0, 1)
         if fun not in (0, 1, 4):
             raise _error()
         if fun == 1 and self.options.refuse_radio_on:
             raise _cme(3)
+        if self._wedged:
+            if fun in (0, 4):
+                self._radio_cycled = True
+            elif self._radio_cycled or _int_arg(args, 1, 0) == 1:  # off then on, or a reset
+                self._wedged = False
+                self._hang_clears = "manual"
+                logger.info("simulator: radio cycle cleared the hang")
         self._cfun = fun
         self._after_reply(self._flush_network)
         return []
