@@ -8,7 +8,7 @@ import logging
 
 from gateway.model import PingKind, PingMeta
 from gateway.service import Service
-from gateway.store import Conflict
+from gateway.store import Conflict, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +36,11 @@ async def pinger(service: Service) -> None:
         for name, _, _, alive in DEMO_CHECKS:
             if not alive:
                 continue
-            check = service.store.get_check(name)
-            if check is not None and check.status.value != "paused":
-                await asyncio.to_thread(
-                    service.record_ping,
-                    check.token,
-                    PingKind.SUCCESS,
-                    None,
-                    PingMeta(source="demo", user_agent="hbgw-demo-pinger"),
-                )
+            try:
+                check = service.get_check(name)
+            except NotFound:
+                continue  # deleted on the page: fine, it is a demo
+            if check.status.value != "paused":
+                meta = PingMeta(source="demo", user_agent="hbgw-demo-pinger")
+                await asyncio.wrap_future(service.submit_ping(check.token, None, PingKind.SUCCESS, None, meta))
         await asyncio.sleep(PING_EVERY)
