@@ -17,6 +17,7 @@ from gateway.rules import status as st
 from gateway.rules.durations import humanize
 from gateway.rules.lifecycle import POISON_RETRY, Decision, Note
 from gateway.rules.settings import Settings
+from tests.support.checks import make_check
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 SMS1, SMS2, MAIL = "+15551230000", "+15551239999", "o@example.test"
@@ -31,25 +32,8 @@ def at(hour: int, minute: int, day: int = 15) -> float:
 
 def check(**kw: object) -> Check:
     """An up check pinged at T0 (period 15 min, grace 5 min: late at T0+900, down at T0+1200)."""
-    base = dict(
-        id=7,
-        name="web1",
-        token="t" * 24,
-        schedule=Schedule(900, 300),
-        status=Status.UP,
-        anchor=T0,
-        last_ping=T0,
-        last_start=None,
-        last_failed=False,
-        last_exit_status=None,
-        next_deadline=T0 + 900,
-        sms_enabled=True,
-        email_enabled=True,
-        created=T0 - 10**5,
-        n_pings=5,
-    )
-    base.update(kw)
-    return Check(**base)  # type: ignore[arg-type]
+    up = dict(id=7, schedule=Schedule(900, 300), status=Status.UP, anchor=T0, last_ping=T0, next_deadline=T0 + 900)
+    return make_check(**{**up, "created": T0 - 10**5, "n_pings": 5, **kw})
 
 
 def down(**kw: object) -> Check:

@@ -9,35 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from gateway.model import Check, Flip, Schedule, Status
+from gateway.model import Check, Flip, Status
 from gateway.rules import policy
 from gateway.rules.settings import Settings, quiet_hours
 from modem.pdu import is_gsm7
+from tests.support.checks import make_check
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 S = Settings(sms_to=("+15551230000",), email_to=("o@example.test",), repeat=900, tz="UTC")
 
 
 def check(**kw: object) -> Check:
-    base = dict(
-        id=7,
-        name="web1",
-        token="t" * 24,
-        schedule=Schedule(900, 900),
-        status=Status.UP,
-        anchor=T0 - 2000,
-        last_ping=T0 - 1920,
-        last_start=None,
-        last_failed=False,
-        last_exit_status=None,
-        next_deadline=None,
-        sms_enabled=True,
-        email_enabled=True,
-        created=T0 - 10**5,
-        n_pings=5,
-    )
-    base.update(kw)
-    return Check(**base)  # type: ignore[arg-type]
+    up = dict(id=7, status=Status.UP, anchor=T0 - 2000, last_ping=T0 - 1920, created=T0 - 10**5, n_pings=5)
+    return make_check(**{**up, **kw})
 
 
 def flip(old: Status, new: Status, reason: str = "deadline") -> Flip:

@@ -14,30 +14,13 @@ from hypothesis import strategies as hs
 from gateway.model import Check, PingKind, Schedule, Status
 from gateway.rules import schedule as sched
 from gateway.rules import status as st
+from tests.support import checks
 
 T0 = 1_800_000_000.0  # a fixed "now"; nothing here reads the clock
 
 
 def make_check(**kw: object) -> Check:
-    base = dict(
-        id=1,
-        name="web1",
-        token="t" * 24,
-        schedule=Schedule(period=900, grace=900),
-        status=Status.NEW,
-        anchor=None,
-        last_ping=None,
-        last_start=None,
-        last_failed=False,
-        last_exit_status=None,
-        next_deadline=None,
-        sms_enabled=True,
-        email_enabled=True,
-        created=T0,
-        n_pings=0,
-    )
-    base.update(kw)
-    return Check(**base)  # type: ignore[arg-type]
+    return checks.make_check(**{"created": T0, **kw})
 
 
 def pinged(at: float, **kw: object) -> Check:
