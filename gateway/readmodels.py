@@ -18,6 +18,7 @@ from gateway.rules import keywords
 from gateway.rules import status as st
 from gateway.rules.durations import humanize
 from gateway.rules.settings import Settings
+from gateway.rules.status import STATUS_ORDER, count_statuses
 from gateway.snippets import Snippet, snippets
 from gateway.store import Store
 
@@ -27,7 +28,6 @@ STUCK_AFTER = 300.0  # a message still waiting after this long means alerts are 
 # further SMS, the owner's commands too (10 % of the slots, at least 2).
 STORAGE_MIN_FREE, STORAGE_MIN_FREE_SHARE = 2, 0.1
 SPARK_SLOTS, SPARK_SLOT = 24, 3600.0
-STATUS_ORDER = {Status.DOWN: 0, Status.LATE: 1, Status.UP: 2, Status.NEW: 3, Status.PAUSED: 4}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,14 +97,6 @@ class ModemPage:
     sms_last_hour: int
     max_sms_per_hour: int
     owner_numbers: tuple[str, ...]
-
-
-def count_statuses(statuses: Any) -> dict[Status, int]:
-    """How many of each status, every status present (zero when none), problems first."""
-    counts = {s: 0 for s in STATUS_ORDER}
-    for s in statuses:
-        counts[s] += 1
-    return counts
 
 
 def signal_bars(dbm: int | None) -> int | None:

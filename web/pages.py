@@ -27,9 +27,10 @@ from gateway.accounts import LoginRefused
 from gateway.config import Config
 from gateway.errors import ValidationError
 from gateway.model import ApiKey, ModemLogRow, iso
-from gateway.readmodels import STATUS_ORDER, CheckPage, ModemPage
+from gateway.readmodels import CheckPage, ModemPage
 from gateway.rules.durations import format_duration, humanize
 from gateway.rules.settings import format_quiet_hours
+from gateway.rules.status import STATUS_ORDER
 from gateway.service import Service, parse_duration_field
 from gateway.store import Conflict, NotFound
 from web.auth import Auth, safe_next

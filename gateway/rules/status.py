@@ -6,6 +6,7 @@ the ping handlers and the tests all agree on one definition.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.model import Check, PingKind, Status
@@ -97,3 +98,15 @@ def apply_fresh_start(check: Check, now: float) -> Check:
         return check
     last_start = now if check.last_start is not None else None
     return refresh(check.evolve(anchor=now, last_start=last_start), now)
+
+
+# Problems first: the order pages, counts and lists use.
+STATUS_ORDER = {Status.DOWN: 0, Status.LATE: 1, Status.UP: 2, Status.NEW: 3, Status.PAUSED: 4}
+
+
+def count_statuses(statuses: Iterable[Status]) -> dict[Status, int]:
+    """How many of each status, every status present (zero when none), problems first."""
+    counts = {s: 0 for s in STATUS_ORDER}
+    for s in statuses:
+        counts[s] += 1
+    return counts

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Mapping
 
 from gateway.model import ModemReport, Status
+from gateway.rules.status import count_statuses
 
 SMS_LIMIT = 160  # one GSM-7 message
 
@@ -30,9 +31,7 @@ def summary_text(statuses: Mapping[str, Status], modem: str | None) -> str:
     ``statuses``: every check's status by name; ``modem``: ``"ok"``, ``"offline"`` or None (no
     modem configured). Down and late checks are named, as many as fit in one GSM-7 SMS.
     """
-    count = {s: 0 for s in Status}
-    for s in statuses.values():
-        count[s] += 1
+    count = count_statuses(statuses.values())
     parts = [f"{count[Status.UP]} up", f"{count[Status.DOWN]} down"] if statuses else ["no checks yet"]
     parts += [f"{count[s]} {s.value}" for s in (Status.LATE, Status.PAUSED, Status.NEW) if count[s]]
     if modem is not None:
