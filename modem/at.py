@@ -932,7 +932,8 @@ class AtChannel:
                         self._framer.arm_echo()
                     self._write((payload + CTRL_Z).encode("ascii"))
                     try:
-                        reply = await asyncio.wait_for(asyncio.shield(reply_fut), timeout)
+                        async with asyncio.timeout(timeout):  # not wait_for (3.11 swallows a cancel)
+                            reply = await asyncio.shield(reply_fut)
                     except TimeoutError:
                         self._abort_txn()
                         self._write_quietly(ESC)
@@ -1001,7 +1002,10 @@ class AtChannel:
         self._router.begin(cmd, prefixes, soft_final=soft_final)
         try:
             self._write_line(cmd)
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+            # not wait_for: on 3.11 it returns the reply and swallows a cancellation that arrives
+            # with it, and the cancelled task (an inbound loop being closed) runs on forever
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(fut)
         except TimeoutError:
             partial = self._abort_txn()
             what = "resync (AT)" if resync else command_label(cmd)

@@ -579,10 +579,16 @@ class AtModem(Modem):
         return min(waits)
 
     async def _inbound_loop(self) -> None:
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # a cancellation some library call swallowed
             job: _InboundJob | None
+            # not wait_for: on 3.11 it can swallow the cancellation that close() sends as a job
+            # arrives, and the loop (and close()) would then never end
             try:
-                job = await asyncio.wait_for(self._queue.get(), self._wake_in())
+                async with asyncio.timeout(self._wake_in()):
+                    job = await self._queue.get()
             except TimeoutError:
                 job = None
             if job is None and self._polling and time.monotonic() >= self._next_poll:
