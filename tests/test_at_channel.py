@@ -274,7 +274,7 @@ def test_it_parses_final_result_codes(line: str, kind: FinalKind | None, code: i
 @pytest.mark.parametrize(
     ("line", "exc_type", "permanent"),
     [
-        ("+CMS ERROR: 330", CmsError, False),  # SMSC unknown
+        ("+CMS ERROR: 330", CmsError, True),  # SMSC unknown: fix the setup, not retried
         ("+CMS ERROR: 331", CmsError, False),  # no network
         ("+CMS ERROR: 332", CmsError, False),  # network timeout
         ("+CMS ERROR: 500", CmsError, False),  # unknown
@@ -283,7 +283,7 @@ def test_it_parses_final_result_codes(line: str, kind: FinalKind | None, code: i
         ("+CMS ERROR: 1", CmsError, True),  # unassigned number
         ("+CMS ERROR: 21", CmsError, True),
         ("+CMS ERROR: 28", CmsError, True),
-        ("+CMS ERROR: 38", CmsError, True),
+        ("+CMS ERROR: 38", CmsError, False),
         ("+CMS ERROR: 96", CmsError, True),
         ("+CMS ERROR: 42", CmsError, False),  # congestion
         ("+CMS ERROR: 999", CmsError, False),  # unknown code: retry

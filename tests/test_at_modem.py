@@ -241,7 +241,7 @@ def test_it_uses_a_new_concat_reference_per_message(make_rig: Callable[..., Rig]
     assert [s.text for s in sent] == [long_text, long_text]  # not merged into one message
 
 
-@pytest.mark.parametrize(("code", "permanent"), [(500, False), (330, False), (332, False), (1, True), (28, True)])
+@pytest.mark.parametrize(("code", "permanent"), [(500, False), (330, True), (332, False), (1, True), (28, True)])
 def test_it_maps_send_failures(make_rig: Callable[..., Rig], code: int, permanent: bool) -> None:
     rig = make_rig()
 

@@ -145,21 +145,21 @@ def test_it_keeps_the_permanent_flag_the_caller_gives(given: bool) -> None:
 
 
 @pytest.mark.parametrize("code", sorted(CME_ERRORS))
-def test_it_keeps_the_cme_message_and_flags_the_driver_gives(code: int) -> None:
-    text, permanent = CME_ERRORS[code]
+def test_the_driver_takes_a_cme_codes_permanence_from_its_advice(code: int) -> None:
     e = error_for(FinalResult(FinalKind.CME, code, str(code)), "AT+CMGS")
     assert isinstance(e, CmeError)
-    assert (str(e), e.code, e.permanent) == (f"+CME ERROR {code}: {text} (AT+CMGS)", code, permanent)
+    assert (str(e), e.code) == (f"+CME ERROR {code}: {CME_ERRORS[code]} (AT+CMGS)", code)
+    assert e.permanent is (e.kind is not R)
     assert e.hint and e.kind in (R, P, S)
     assert ChannelError(str(e), permanent=e.permanent).args == (str(e),)  # what the SMS channel passes on
 
 
 @pytest.mark.parametrize("code", sorted(CMS_ERRORS))
-def test_it_keeps_the_cms_message_and_flags_the_driver_gives(code: int) -> None:
-    text, permanent = CMS_ERRORS[code]
+def test_the_driver_takes_a_cms_codes_permanence_from_its_advice(code: int) -> None:
     e = error_for(FinalResult(FinalKind.CMS, code, str(code)), "AT+CMGS")
     assert isinstance(e, CmsError)
-    assert (str(e), e.code, e.permanent) == (f"+CMS ERROR {code}: {text} (AT+CMGS)", code, permanent)
+    assert (str(e), e.code) == (f"+CMS ERROR {code}: {CMS_ERRORS[code]} (AT+CMGS)", code)
+    assert e.permanent is (e.kind is not R)
     assert e.hint and e.kind in (R, P, S)
 
 
