@@ -527,6 +527,8 @@ def _render_health(h: dict[str, Any]) -> str:
         modem = f"connected, {m.get('registration') or '?'}, {m.get('operator') or '?'}{signal} (as of {m['as_of']})"
     else:
         modem = f"NOT CONNECTED: {m.get('error') or 'no error recorded'} (as of {m['as_of']})"
+    if m is not None and m.get("recovery"):
+        modem += f"; recovery: {m['recovery']}"
     total = sum(c.values())
     checks = f"{total}: " + ", ".join(f"{n} {s}" for s, n in c.items() if n) if total else "none"
     lines = [("gateway", daemon), ("modem", modem), ("checks", checks)]

@@ -56,6 +56,9 @@ class ModemConfig:
     # this long is resynced, its radio cycled, its port reopened, its USB device re-enumerated
     # (under sysfs_root), then power_cycle_command (an argv list, no shell) is run, if set.
     recover_after: float = 120.0
+    # How long the network may take to accept one SMS part (AT+CMGS) before the send counts as
+    # failed (and the modem as in trouble: the recovery ladder starts after recover_after).
+    send_timeout: float = 60.0
     sysfs_root: str = "/sys"
     power_cycle_command: tuple[str, ...] = ()
 
@@ -326,6 +329,7 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         smsc=r.string("smsc", None),
         country_code=r.string("country_code", None),
         recover_after=r.duration("recover_after", d.modem.recover_after, lo=1.0),
+        send_timeout=r.duration("send_timeout", d.modem.send_timeout, lo=2.0),
         sysfs_root=r.string("sysfs_root", d.modem.sysfs_root),
         power_cycle_command=r.strings("power_cycle_command"),
     )
@@ -499,6 +503,7 @@ device = "/dev/hbgw-modem"
 # pin = "1234"        # SIM PIN, if the SIM asks for one (never retried when wrong)
 # smsc = "+15550000000"
 # recover_after = "2m"  # no answer or no network this long: resync, radio cycle, reopen, USB reset
+# send_timeout = "60s"  # the network's longest time to accept one SMS part
 # power_cycle_command = ["uhubctl", "-l", "1-1", "-a", "cycle"]  # optional last step
 
 [alerts]

@@ -208,6 +208,7 @@ class ModemLogRow:
     error: str | None
     storage_used: int | None = None  # SIM message slots in use
     storage_total: int | None = None
+    recovery: str | None = None  # the recovery ladder's step then, e.g. "radio cycle (step 2 of 5)"
 
 
 @dataclass(frozen=True)

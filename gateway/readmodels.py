@@ -328,6 +328,7 @@ class Views:
                     "operator": last.operator,
                     "signal_dbm": last.signal_dbm,
                     "error": last.error,
+                    "recovery": last.recovery,
                 }
         troubles = self._setup_troubles()
         if self.service.modem_status() is None and last is not None:  # another process: as logged
@@ -336,6 +337,8 @@ class Views:
             troubles.append("the gateway is not running")
         elif modem is not None and not modem["connected"]:
             troubles.append("the modem is not connected" if modem["as_of"] else "no recent modem report")
+        if modem is not None and modem.get("recovery"):
+            troubles.append(f"the modem is being recovered: {modem['recovery']}")
         troubles += _outbox_troubles(now, waiting, overdue)
         return {
             "ok": not troubles,

@@ -456,10 +456,13 @@ class Service:
         error: str | None,
         storage_used: int | None = None,
         storage_total: int | None = None,
+        recovery: str | None = None,
     ) -> None:
         """Log the modem's health now (the modem page's 24 h history, ``hbgw status``)."""
         storage = (storage_used, storage_total)
-        await self.store.log_modem(self.clock(), connected, signal_dbm, registration, operator, error, storage)
+        await self.store.log_modem(
+            self.clock(), connected, signal_dbm, registration, operator, error, storage, recovery
+        )
 
     def last_alive(self) -> float | None:
         """When the daemon last said it was running (None: never)."""

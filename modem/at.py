@@ -1602,6 +1602,21 @@ def parse_cmgs(lines: Sequence[str]) -> int | None:
     return None
 
 
+def storage_full_report(urc: Urc) -> bool:
+    """True when ``urc`` says the message storage is full, in any form modems use: Huawei's
+    ``^SMMEMFULL: "SM"``, Quectel's ``+QIND: "smsfull",...`` and 27.007's ``+CIEV:
+    "smsfull",1`` (indicator named; a numeric indicator index means nothing without
+    ``AT+CIND=?``, so it is not guessed)."""
+    if urc.name == "^SMMEMFULL":
+        return True
+    fields = [_unquote(f).lower() for f in _fields(urc.args)]
+    if not fields or fields[0] != "smsfull":
+        return False
+    if urc.name == "+QIND":
+        return True
+    return urc.name == "+CIEV" and len(fields) > 1 and fields[1].isdigit() and int(fields[1]) > 0
+
+
 def parse_cmti(urc: Urc) -> tuple[str, int] | None:
     """``+CMTI: "SM",3`` (also ``+CDSI``) → ``("SM", 3)``; None when malformed."""
     fields = _fields(urc.args)

@@ -18,6 +18,7 @@ from modem.at import (
     SIM_BUSY_CMS,
     AtChannel,
     Registration,
+    RegistrationSummary,
     StoredPdu,
     Urc,
     access_technology,
@@ -30,10 +31,12 @@ from modem.at import (
     parse_cops,
     parse_cpin,
     parse_cpms,
+    parse_cpms_support,
     parse_csca,
     parse_csq,
     parse_registration,
     rssi_to_dbm,
+    storage_full_report,
 )
 from modem.errors import (
     CmeError,
@@ -97,7 +100,8 @@ class AtModem(Modem):
     ``sim_busy_timeout`` how long "SIM busy" answers are waited out during :meth:`open`;
     ``poll_interval`` how often storage is listed when the modem refuses ``AT+CNMI``;
     ``delete_retry_interval`` how often a stored message whose ``AT+CMGD`` was refused is
-    deleted again; ``radio_timeout`` each ``AT+CFUN`` of :meth:`radio_cycle`.
+    deleted again; ``radio_timeout`` each ``AT+CFUN`` of :meth:`radio_cycle`;
+    ``registration_wait`` how long init waits for the network after switching the radio on.
     Raises ValueError for a PIN that is not 4-8 digits or an SMSC that is not a number.
 
     One asyncio lock serialises everything that talks to the modem (sends, inbound
@@ -129,6 +133,7 @@ class AtModem(Modem):
         part_retry_delay: float = 2.0,
         delete_retry_interval: float = 30.0,
         radio_timeout: float = 15.0,
+        registration_wait: float = 30.0,
     ) -> None:
         if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
             raise ValueError("the SIM PIN must be 4 to 8 digits")  # never echo the value
@@ -147,6 +152,7 @@ class AtModem(Modem):
         self._poll_interval = poll_interval
         self._delete_retry_interval = delete_retry_interval
         self._radio_timeout = radio_timeout
+        self._registration_wait = registration_wait
         self._handler: InboundHandler | None = None
         self._channel: AtChannel | None = None
         self._lock = asyncio.Lock()
@@ -166,6 +172,17 @@ class AtModem(Modem):
         self._next_poll = 0.0
         self._concat_ref = random.randrange(256)
         self._radio_refused = False  # init could not switch the radio on (AT+CFUN=1 refused)
+        # The last unsolicited registration report per domain ("CREG", "CEREG", ...), and the
+        # state they add up to: the keeper is woken (wait_news) when it changes.
+        self._reg_reports: dict[str, Registration] = {}
+        self._reg_state: str | None = None
+        self._news = asyncio.Event()
+        # Storage-full reports (^SMMEMFULL, +QIND/+CIEV "smsfull") in this session; each
+        # one lists and clears the storage at once. ModemStatus carries the count.
+        self._storage_full_reports = 0
+        # The modem's own memory ("ME"), chosen while the SIM store still held messages:
+        # switched to once a listing finds the SIM store empty.
+        self._storage_wanted: str | None = None
 
     def __repr__(self) -> str:
         return f"AtModem({self.url!r})"  # never the PIN
@@ -195,6 +212,11 @@ class AtModem(Modem):
         self._lock = asyncio.Lock()
         self._gone = asyncio.Event()
         self._queue = asyncio.Queue()
+        self._news = asyncio.Event()
+        self._reg_reports.clear()
+        self._reg_state = None
+        self._storage_full_reports = 0
+        self._storage_wanted = None
         await channel.open(timeout=self._command_timeout)
         self._channel = channel
         try:
@@ -233,6 +255,12 @@ class AtModem(Modem):
     async def wait_gone(self) -> None:
         """Return once the port vanished (USB unplug, TCP reset)."""
         await self._gone.wait()
+
+    async def wait_news(self) -> None:
+        """Return once the modem reported something its keeper should look at now: a change of
+        registration (``+CREG``/``+CEREG``... reports), or a full message storage."""
+        await self._news.wait()
+        self._news.clear()
 
     async def send_sms(self, number: str, text: str) -> list[int]:
         """Send ``text`` to ``number``; one ``AT+CMGS`` per part; returns the references.
@@ -340,6 +368,7 @@ class AtModem(Modem):
             access_technology=technology,
             sms_only=summary.sms_only if summary else None,
             registration_note=summary.note if summary else None,
+            storage_full_reports=self._storage_full_reports,
         )
 
     # -- recovery (steps of ModemKeeper's ladder) -------------------------------------------
@@ -393,12 +422,16 @@ class AtModem(Modem):
         except _REFUSED:
             logger.info("modem refused AT+CMEE=1; errors will be less specific")
         await self._unlock_sim(ch)
-        await self._radio_on(ch)
-
-        regs: list[Registration] = []
-        for cmd in _REG_QUERIES:
-            regs.extend(_registrations(await self._optional(ch, cmd)))
-        reg = combine_registrations(regs) if regs else None
+        manufacturer = _info(await self._optional(ch, "AT+CGMI"), "+CGMI:") or ""
+        if "huawei" in manufacturer.lower():
+            # Huawei sticks report ^RSSI/^MODE/^SRVST/^HCSQ every few seconds unless told not
+            # to; they are routed away anyway, this keeps the port quiet (ModemManager does it too).
+            await self._optional(ch, "AT^CURC=0")
+        switched_on = await self._radio_on(ch)
+        await self._report_registration(ch)
+        reg = await self._registration(ch)
+        if switched_on and (reg is None or reg.state in ("searching", "unregistered", "unknown")):
+            reg = await self._await_registration(ch)
         if reg is not None and reg.note:
             logger.warning("modem %s: %s", self.url, reg.note)
         csq = parse_csq(await self._optional(ch, "AT+CSQ") or [])
@@ -414,8 +447,8 @@ class AtModem(Modem):
                 logger.warning("modem refused the configured SMSC; keeping its own")
         elif not current and not self._smsc:
             logger.warning("no SMSC set on the SIM and none configured: sending will fail")
+        self._mem1 = await self._choose_storage(ch)
         await self._enable_indications(ch)
-        self._mem1 = parse_cpms(await self._optional(ch, "AT+CPMS?") or [])
         logger.info(
             "modem %s ready: registration %s (%s), signal %s dBm",
             self.url,
@@ -424,15 +457,16 @@ class AtModem(Modem):
             rssi_to_dbm(csq[0]) if csq else "unknown",
         )
 
-    async def _radio_on(self, ch: AtChannel) -> None:
+    async def _radio_on(self, ch: AtChannel) -> bool:
         """``AT+CFUN?``; a radio that is off (0 minimum, 4 flight mode: some sticks boot so,
         some fall into it after errors) is switched on with ``AT+CFUN=1``. A modem that
         refuses is logged and remembered (``ModemStatus.radio`` "refused"): init goes on, so
-        the owner sees why nothing is sent, and the keeper's reopen tries again."""
+        the owner sees why nothing is sent, and the keeper's reopen tries again. True when it
+        switched the radio on."""
         self._radio_refused = False
         state = _radio(await self._optional(ch, "AT+CFUN?"))
         if state != "off":
-            return  # on, or a modem that does not tell (refused AT+CFUN?): leave it alone
+            return False  # on, or a modem that does not tell (refused AT+CFUN?): leave it alone
         logger.info("modem %s: radio is off (AT+CFUN 0/4); switching it on", self.url)
         try:
             # Switching the radio on can take seconds (the modem searches the network).
@@ -440,6 +474,70 @@ class AtModem(Modem):
         except _REFUSED as exc:
             self._radio_refused = True
             logger.warning("modem %s refused to switch its radio on (AT+CFUN=1: %s): no SMS can be sent", self.url, exc)
+            return False
+        return True
+
+    async def _report_registration(self, ch: AtChannel) -> None:
+        """Ask for unsolicited registration reports in every domain the modem knows (with
+        location and access technology, else plain): losing the network is then seen when it
+        happens, not at the next status refresh. A modem without the domain says ERROR."""
+        for cmd in ("AT+CREG", "AT+CGREG", "AT+CEREG", "AT+C5GREG"):
+            for n in (2, 1):
+                try:
+                    await self._busy_retry(ch, f"{cmd}={n}", self._command_timeout)
+                    break
+                except _REFUSED:
+                    continue
+
+    async def _registration(self, ch: AtChannel) -> RegistrationSummary | None:
+        regs: list[Registration] = []
+        for cmd in _REG_QUERIES:
+            regs.extend(_registrations(await self._optional(ch, cmd)))
+        if not regs:
+            return None
+        # What later reports (_registration_report) are compared against.
+        self._reg_reports = {r.kind: r for r in regs}
+        summary = combine_registrations(regs)
+        self._reg_state = summary.state
+        return summary
+
+    async def _await_registration(self, ch: AtChannel) -> RegistrationSummary | None:
+        """After switching the radio on: the modem searches the network for seconds. Ask once
+        a second, up to ``registration_wait``, until registered or denied; what it says then
+        is what init reports (a modem still searching is the keeper's to watch)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._registration_wait
+        while True:
+            reg = await self._registration(ch)
+            if (reg is not None and reg.state in ("home", "roaming", "denied")) or loop.time() + 1.0 > deadline:
+                return reg
+            await asyncio.sleep(1.0)
+
+    async def _choose_storage(self, ch: AtChannel) -> str | None:
+        """Prefer the modem's own memory ("ME": larger than the SIM's few slots, and no wear
+        on the SIM) for reading, writing and receiving, where ``AT+CPMS=?`` offers it for all
+        three. While the SIM store still holds messages it stays in use until a listing
+        has emptied it (:attr:`_storage_wanted`). Returns the read storage (mem1)."""
+        current = await self._optional(ch, "AT+CPMS?") or []
+        mem1 = parse_cpms(current)
+        offered = next((parse_cpms_support(line) for line in await self._optional(ch, "AT+CPMS=?") or []), ())
+        if len(offered) < 3 or not all("ME" in mems for mems in offered[:3]):
+            return mem1
+        storages = _storages(current)
+        if [name for name, _, _ in storages[:3]] == ["ME", "ME", "ME"]:
+            return "ME"
+        if storages and storages[0][0] != "ME" and storages[0][1] > 0:
+            logger.info(
+                "modem %s: SMS storage %s still holds messages; the modem's memory is used once it is empty",
+                self.url,
+                storages[0][0],
+            )
+            self._storage_wanted = "ME"
+            return mem1
+        if await self._optional(ch, 'AT+CPMS="ME","ME","ME"') is None:
+            return mem1
+        logger.info("modem %s: SMS are kept in the modem's memory (ME), not on the SIM", self.url)
+        return "ME"
 
     async def _wake(self, ch: AtChannel) -> None:
         """``AT`` until the modem answers: a modem just plugged in may need a few seconds.
@@ -557,8 +655,37 @@ class AtModem(Modem):
                 self._queue.put_nowait(_PduJob(urc.pdu))
         elif urc.name in ("+CDS", "+CDSI"):
             logger.debug("status report ignored (none requested)")
+        elif urc.name in ("+CREG", "+CGREG", "+CEREG", "+C5GREG"):
+            self._registration_report(urc)
+        elif storage_full_report(urc):
+            # The network holds every further SMS (the owner's ACK too) until there is room:
+            # read and clear now; the owner hears of it once (ModemStatus.storage_full_reports).
+            self._storage_full_reports += 1
+            logger.warning("modem %s: its SMS storage is full (%s); reading and clearing it", self.url, urc.name)
+            self._queue.put_nowait(_ListJob())
+            self._news.set()
         else:
             logger.debug("URC %s", urc.name)
+
+    def _registration_report(self, urc: Urc) -> None:
+        """An unsolicited ``+CREG``/``+CEREG``/...: when the domains add up to a new state
+        (lost the network, back on it, denied), log it and wake the keeper."""
+        reg = parse_registration(urc.line, solicited=False)
+        if reg is None:
+            logger.debug("malformed registration report ignored")
+            return
+        self._reg_reports[reg.kind] = reg
+        summary = combine_registrations(list(self._reg_reports.values()))
+        if summary.state == self._reg_state:
+            return
+        before, self._reg_state = self._reg_state, summary.state
+        if summary.state in ("home", "roaming"):
+            logger.info(
+                "modem %s: registered (%s, %s)", self.url, summary.state, summary.technology or "technology unknown"
+            )
+        elif before in ("home", "roaming"):
+            logger.warning("modem %s: lost the network (now %s)", self.url, summary.state)
+        self._news.set()
 
     def _on_gone(self, exc: PortGone) -> None:
         self._gone.set()
@@ -633,6 +760,8 @@ class AtModem(Modem):
                 listed = {i.index for i in items}
                 for index in _cmgl_indexes(lines) - listed:
                     self._queue.put_nowait(_ReadJob(self._mem1 or "SM", index))
+                if not lines and not self._known_slots():
+                    await self._move_storage(ch)
             else:
                 if self._reassembler.holds(job.index):
                     return
@@ -660,6 +789,21 @@ class AtModem(Modem):
                     return
                 items = [stored] if stored is not None else []
         await self._accept(items)
+        if isinstance(job, _ListJob) and items and self._storage_wanted and not self._known_slots():
+            self._queue.put_nowait(_ListJob())  # emptied, unless more came: list to see, then move
+
+    async def _move_storage(self, ch: AtChannel) -> None:
+        """The SIM store is empty now: move to the storage :meth:`_choose_storage` wanted."""
+        wanted = self._storage_wanted
+        if wanted is None or self._mem1 == wanted:
+            return
+        cmd = f'AT+CPMS="{wanted}","{wanted}","{wanted}"'
+        if await self._optional(ch, cmd) is not None:
+            logger.info(
+                "modem %s: SIM store empty; SMS are kept in the modem's memory (%s) from now on", self.url, wanted
+            )
+            self._mem1 = wanted
+        self._storage_wanted = None
 
     async def _accept(self, items: list[StoredPdu]) -> None:
         """Decode stored/received PDUs, reassemble, hand complete messages over."""
@@ -855,16 +999,23 @@ _CPMS_MEM = re.compile(r'"?(\w+)"?\s*,\s*(\d+)\s*,\s*(\d+)')
 _CMGL_INDEX = re.compile(r"\+CMGL:\s*(\d+)")
 
 
+def _storages(lines: list[str]) -> list[tuple[str, int, int]]:
+    """``AT+CPMS?`` → (name, used, total) of mem1, mem2, mem3, as far as reported."""
+    for line in lines:
+        if line.strip().startswith("+CPMS:"):
+            found = _CPMS_MEM.findall(line.split(":", 1)[1])
+            return [(name.upper(), int(used), int(total)) for name, used, total in found]
+    return []
+
+
 def _storage_fill(lines: list[str]) -> tuple[int, int] | None:
     """``AT+CPMS?`` → (used, total) of the receive storage (mem3; the last one reported when
     the modem lists fewer); None when not reported."""
-    for line in lines:
-        if line.strip().startswith("+CPMS:"):
-            mems = _CPMS_MEM.findall(line.split(":", 1)[1])
-            if mems:
-                _, used, total = mems[min(2, len(mems) - 1)]
-                return int(used), int(total)
-    return None
+    mems = _storages(lines)
+    if not mems:
+        return None
+    _, used, total = mems[min(2, len(mems) - 1)]
+    return used, total
 
 
 def _cmgl_indexes(lines: list[str]) -> set[int]:

@@ -32,12 +32,13 @@ def create_modem(
     baudrate: int = 115200,
     pin: str | None = None,
     smsc: str | None = None,
+    send_timeout: float = 60.0,
 ) -> Modem:
     """The backend named in the config: ``"at"`` (:class:`AtModem`) or ``"gammu"``
-    (``modem.gammu.GammuModem``, imported only when asked for). Raises ValueError for any
-    other name."""
+    (``modem.gammu.GammuModem``, imported only when asked for; gammu keeps its own timeouts, so
+    ``send_timeout`` is the AT driver's). Raises ValueError for any other name."""
     if backend == "at":
-        return AtModem(device, baudrate=baudrate, pin=pin, smsc=smsc)
+        return AtModem(device, baudrate=baudrate, pin=pin, smsc=smsc, send_timeout=send_timeout)
     if backend == "gammu":
         from modem.gammu import GammuModem  # python-gammu is heavy: load it only when used
 

@@ -286,6 +286,8 @@ class GammuModem(Modem):
             operator=info.get("operator"),
             signal_dbm=info.get("signal_dbm"),
             smsc=info.get("smsc"),
+            storage_used=info.get("storage_used"),
+            storage_total=info.get("storage_total"),
         )
 
     async def send_sms(self, number: str, text: str) -> list[int]:

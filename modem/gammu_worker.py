@@ -170,6 +170,12 @@ class Worker:
         smsc = attempt(lambda: sm.GetSMSC(Location=1))
         smsc = smsc if isinstance(smsc, dict) else {}
         security = attempt(sm.GetSecurityStatus)  # None means READY
+        # The SIM store gammu reads from (it selects "SM"): a full one holds every further SMS.
+        # (python-gammu offers no radio state nor access technology: those stay unknown.)
+        sms_status = attempt(sm.GetSMSStatus)
+        sms_status = sms_status if isinstance(sms_status, dict) else {}
+        used, size = sms_status.get("SIMUsed"), sms_status.get("SIMSize")
+        has_fill = isinstance(used, int) and isinstance(size, int) and size > 0
         strength = signal.get("SignalStrength")
         if isinstance(model, tuple):
             model_name = text(model[1]) if model[1] and model[1] != "unknown" else text(model[0])
@@ -185,6 +191,8 @@ class Worker:
             "operator": network.get("NetworkName") or network.get("NetworkCode") or None,
             "signal_dbm": strength if isinstance(strength, int) and strength < 0 else None,
             "smsc": smsc.get("Number") or None,
+            "storage_used": used if has_fill else None,
+            "storage_total": size if has_fill else None,
         }
 
     def op_send(self, number: str, text: str, smsc: str | None) -> list[int]:

@@ -44,6 +44,9 @@ class ModemStatus:
     sms_only: bool | None = None
     # A sentence for the owner when the registration limits alerts ("denied", "SMS only").
     registration_note: str | None = None
+    # How often the modem said its message storage was full since it was opened (each
+    # time the storage was read and cleared at once); None when the backend cannot tell.
+    storage_full_reports: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,14 @@ class Modem(abc.ABC):
         lost device through failing calls and its periodic status refresh. Backends that
         see the port go (``AtModem``'s reader thread) override it.
         """
+        await asyncio.Event().wait()
+
+    async def wait_news(self) -> None:
+        """Return when the modem reported something its keeper should look at now (it lost
+        or found the network, its storage is full); the keeper then refreshes the status.
+
+        The default never returns: the keeper's periodic refresh sees it. ``AtModem``
+        overrides it (unsolicited registration and storage reports)."""
         await asyncio.Event().wait()
 
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from modem.errors import ModemError, ModemTimeout, PortGone, SimError
 from modem.interface import InboundHandler, Modem, ModemStatus, SimAbsent
@@ -224,6 +224,7 @@ class ModemKeeper:
         self._connected = asyncio.Event()
         self._stopping = asyncio.Event()
         self._reconnect = asyncio.Event()
+        self._poked = asyncio.Event()  # trouble began outside the supervisor (see _trouble)
         self._reconnect_reason = ""
         self._done = asyncio.Event()
         self._running = False
@@ -404,11 +405,12 @@ class ModemKeeper:
         """Check the modem periodically (and climb the recovery ladder while it is in
         trouble) until it is lost, a step needs a reopen, or we stop; say why."""
         loop = asyncio.get_running_loop()
-        waiters = {
+        waiters: dict[asyncio.Future[Any], str] = {
             asyncio.ensure_future(modem.wait_gone()): "port gone",
             asyncio.ensure_future(self._stopping.wait()): "stopped",
             asyncio.ensure_future(self._reconnect.wait()): "reconnect",
         }
+        news: asyncio.Future[Any] | None = None
         try:
             while True:
                 try:
@@ -429,14 +431,21 @@ class ModemKeeper:
                     due = self._ladder.due() if self._ladder is not None else None
                     if due is not None:
                         timeout = max(0.0, min(timeout, due - loop.time()))
-                done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if news is None or news.done():
+                    # the modem's own reports (registration lost, storage full), or trouble a
+                    # send ran into (a timeout): look now, not at the next status_interval
+                    news = asyncio.ensure_future(self._news(modem))
+                done, _ = await asyncio.wait([*waiters, news], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 for fut in done:
+                    if fut is news:
+                        continue
                     why = waiters[fut]
                     return self._reconnect_reason if why == "reconnect" else why
         finally:
-            for fut in waiters:
+            pending: list[asyncio.Future[Any]] = [*waiters, *([news] if news is not None else [])]
+            for fut in pending:
                 fut.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _check(self, modem: Modem) -> None:
         """Is the modem answering and on the network? Feeds the ladder. Raises PortGone."""
@@ -454,6 +463,18 @@ class ModemKeeper:
         else:
             self._works()
 
+    async def _news(self, modem: Modem) -> None:
+        """Return when the modem reported news or a send found trouble (:meth:`_trouble`)."""
+        poked = asyncio.ensure_future(self._poked.wait())
+        reported = asyncio.ensure_future(modem.wait_news())
+        try:
+            await asyncio.wait([poked, reported], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (poked, reported):
+                fut.cancel()
+            await asyncio.gather(poked, reported, return_exceptions=True)
+        self._poked.clear()
+
     # -- recovery ladder ---------------------------------------------------------------------
 
     def _trouble(self, why: str) -> None:
@@ -463,6 +484,7 @@ class ModemKeeper:
         self._trouble_reason = why
         if ladder.trouble(asyncio.get_running_loop().time()):
             logger.warning("modem trouble (%s): recovery starts in %g s unless it passes", why, ladder.recover_after)
+            self._poked.set()  # the supervisor's wait was timed before this: wake it
 
     def _works(self) -> None:
         ladder = self._ladder

@@ -1,8 +1,8 @@
 """A simulated GSM modem that speaks AT commands, with a fake phone network behind it.
 
 The code lives in :mod:`modem.sim` (one module per layer: network, command line, SMS,
-device, transports, control socket, command line interface); this module keeps the names
-the gateway and the tests import, and ``python -m modem.simulator`` runs one
+device, transports, control socket, vendor profiles, command line interface); this module
+keeps the names the gateway and the tests import, and ``python -m modem.simulator`` runs one
 (:func:`cli_main`, also ``hbgw simulate-modem``).
 """
 
@@ -14,12 +14,15 @@ from modem.sim.control import ControlServer, SimulatorControl, SimulatorControlE
 from modem.sim.device import Simulator
 from modem.sim.machine import CTRL_Z, ESC, split_args
 from modem.sim.network import Network
+from modem.sim.profiles import FAULTS, PROFILES, build_options
 from modem.sim.records import SentSms, SimOptions, StoredSms
 from modem.sim.transports import PtyModem, TcpModem
 
 __all__ = [
     "CTRL_Z",
     "ESC",
+    "FAULTS",
+    "PROFILES",
     "ControlServer",
     "Network",
     "PtyModem",
@@ -31,6 +34,7 @@ __all__ = [
     "StoredSms",
     "TcpModem",
     "add_cli_arguments",
+    "build_options",
     "cli_main",
     "mask_number",
     "split_args",

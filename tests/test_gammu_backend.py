@@ -316,6 +316,8 @@ def test_it_inits_and_reports_status_through_gammus_at_driver(at_session: AtSess
     assert (status.imei, status.sim, status.registration) == ("356938035643809", "READY", "home")
     assert (status.operator, status.smsc) == ("HBGW Sim", "+15550000000")
     assert status.signal_dbm == -73  # CSQ 20 -> -113 + 2*20
+    used, total = at_session.sim.storage_fill("SM")  # gammu reads the SIM store
+    assert (status.storage_used, status.storage_total) == (used, total) and total > 0
     # gammu insists on echo being accepted and probes test commands it then ignores
     assert "ATE1" in at_session.sim.commands and "AT+CPROT=?" in at_session.sim.commands
 
@@ -349,7 +351,7 @@ def test_it_reads_injected_sms_through_gammus_at_driver(at_session: AtSession) -
     got = sorted((m.sender, m.text, m.parts) for m in at_session.inbox.messages)
     assert got == sorted([(SENDER, long_text, 2), (SENDER, "ACK web1", 1)])
     assert all(m.sent_at is not None and m.sent_at.tzinfo is not None for m in at_session.inbox.messages)
-    assert at_session.sim.stored() == []  # deleted after the handler returned
+    assert at_session.sim.stored("SM") == []  # deleted after the handler returned
 
 
 def test_it_reports_a_network_refusal_as_a_retryable_error(at_session: AtSession) -> None:
@@ -421,4 +423,4 @@ def test_it_contains_a_gammu_segfault_on_broken_firmware_as_port_gone() -> None:
 
     with PtyModem(sim) as pty:
         asyncio.run(scenario(pty.device))
-    assert inbox.messages == [] and len(sim.stored()) == 1  # nothing lost
+    assert inbox.messages == [] and len(sim.stored("SM")) == 1  # nothing lost

@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
-from gateway.config import AlertsConfig, Config
+from gateway.cli import _render_health
+from gateway.config import AlertsConfig, Config, ModemConfig
 from gateway.readmodels import MODEM_LOG_EVERY
+from gateway.rules import policy
 from gateway.runtime.modemwatch import WORKS_AGAIN, ModemWatch
 from gateway.service import Service
 from gateway.store import Store
@@ -221,3 +223,44 @@ async def _until(what: Callable[[], object], timeout: float = 10.0) -> None:
     while not what():
         assert loop.time() < end, "timed out"
         await asyncio.sleep(0.005)
+
+
+def test_it_tells_the_owner_once_a_day_that_the_storage_was_full(rig: Rig) -> None:
+    rig.keeper.set(True, storage_full_reports=0)
+    rig.look()
+    assert rig.notes() == []
+    rig.keeper.set(True, storage_full_reports=1)  # the modem said "full" (and cleared it)
+    rig.look(10)
+    assert rig.notes() == [policy.STORAGE_FULL_TEXT]
+    rig.keeper.set(True, storage_full_reports=3)  # it fills again the same day: no second note
+    rig.look(3600)
+    rig.keeper.set(True, storage_full_reports=0)  # reopened: counts from zero
+    rig.look(10)
+    assert rig.notes() == [policy.STORAGE_FULL_TEXT]
+    rig.keeper.set(True, storage_full_reports=1)  # a day later it fills again: told again
+    rig.look(policy.STORAGE_NOTE_GAP)
+    assert rig.notes() == [policy.STORAGE_FULL_TEXT] * 2
+
+
+def test_a_backend_that_cannot_tell_never_triggers_a_storage_note(rig: Rig) -> None:
+    rig.keeper.set(True, storage_full_reports=None)
+    rig.look()
+    rig.look(policy.STORAGE_NOTE_GAP)
+    assert rig.notes() == []
+
+
+def test_hbgw_status_shows_the_recovery_step_the_daemon_logged(rig: Rig) -> None:
+    rig.look()
+    rig.keeper._health = dataclasses.replace(rig.keeper.health, recovery="radio cycle (step 2 of 5)")
+    rig.look(5)  # a new step is a change: logged at once
+    assert [r.recovery for r in rig.service.store.modem_history(0)] == [None, "radio cycle (step 2 of 5)"]
+    # `hbgw status` is another process: it reads the log, not the keeper
+    other = Service(rig.service.store, dataclasses.replace(rig.service.config, modem=ModemConfig(backend="at")))
+    other.clock = rig.clock
+    health = other.views.health(daemon_pid=1)
+    assert health["modem"]["recovery"] == "radio cycle (step 2 of 5)"
+    assert "the modem is being recovered: radio cycle (step 2 of 5)" in health["troubles"]
+    assert "; recovery: radio cycle (step 2 of 5)" in _render_health(health)
+    rig.keeper._health = dataclasses.replace(rig.keeper.health, recovery=None)
+    rig.look(5)
+    assert other.views.health(daemon_pid=1)["modem"]["recovery"] is None

@@ -224,3 +224,24 @@ def test_it_never_reminds_sooner_than_repeat_nor_in_quiet_hours(
     assert policy.quiet_until(due, s) is None
     if c.muted_until is not None:
         assert due >= c.muted_until
+
+
+@pytest.mark.parametrize(
+    ("watch", "reports", "now", "tell", "seen"),
+    [
+        (policy.StorageWatch(), None, 0.0, False, 0),  # the backend cannot tell
+        (policy.StorageWatch(), 0, 0.0, False, 0),
+        (policy.StorageWatch(), 2, 0.0, True, 2),
+        (policy.StorageWatch(2, 0.0), 2, 10.0, False, 2),  # nothing new
+        (policy.StorageWatch(2, 0.0), 5, 10.0, False, 5),  # new, but told today
+        (policy.StorageWatch(2, 0.0), 3, policy.STORAGE_NOTE_GAP, True, 3),
+        (policy.StorageWatch(5, 0.0), 1, policy.STORAGE_NOTE_GAP, True, 1),  # reopened, one new
+        (policy.StorageWatch(5, 0.0), 0, policy.STORAGE_NOTE_GAP, False, 0),  # reopened, none yet
+    ],
+)
+def test_it_tells_of_a_full_storage_once_a_day(
+    watch: policy.StorageWatch, reports: int | None, now: float, tell: bool, seen: int
+) -> None:
+    after, told = policy.storage_full_note(watch, reports, now)
+    assert (told, after.reports) == (tell, seen)
+    assert after.last_note == (now if tell else watch.last_note)

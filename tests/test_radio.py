@@ -168,25 +168,9 @@ def test_it_takes_the_answer_as_the_answer_and_the_report_as_a_urc(command: str,
 # ------------------------------------------------------------------------------ over a real pty
 
 
-@pytest.fixture
-def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
-    started: list[PtyModem] = []
-
-    def make(options: SimOptions) -> Rig:
-        net = Network()
-        sim = Simulator(net, options)
-        transport = PtyModem(sim, link=str(tmp_path / f"ttyRADIO{len(started)}")).start()
-        started.append(transport)
-        return Rig(net, sim, transport, transport.device)
-
-    yield make
-    for transport in started:
-        transport.stop()
-
-
 @pytest.mark.parametrize("boot", [0, 4])
-def test_it_switches_a_radio_that_boots_off_on(make_rig: Callable[..., Rig], boot: int) -> None:
-    rig = make_rig(SimOptions(radio_at_boot=boot))
+def test_it_switches_a_radio_that_boots_off_on(make_pty_rig: Callable[..., Rig], boot: int) -> None:
+    rig = make_pty_rig(SimOptions(radio_at_boot=boot))
 
     async def main() -> None:
         async with opened(rig.modem()) as modem:
@@ -199,8 +183,8 @@ def test_it_switches_a_radio_that_boots_off_on(make_rig: Callable[..., Rig], boo
     assert [s.text for s in rig.net.sent()] == ["server web1 is down"]
 
 
-def test_it_leaves_a_radio_that_is_on_alone(make_rig: Callable[..., Rig]) -> None:
-    rig = make_rig(SimOptions())
+def test_it_leaves_a_radio_that_is_on_alone(make_pty_rig: Callable[..., Rig]) -> None:
+    rig = make_pty_rig(SimOptions())
 
     async def main() -> None:
         async with opened(rig.modem()) as modem:
@@ -212,9 +196,9 @@ def test_it_leaves_a_radio_that_is_on_alone(make_rig: Callable[..., Rig]) -> Non
 
 
 def test_it_reports_a_radio_the_modem_will_not_switch_on(
-    make_rig: Callable[..., Rig], caplog: pytest.LogCaptureFixture
+    make_pty_rig: Callable[..., Rig], caplog: pytest.LogCaptureFixture
 ) -> None:
-    rig = make_rig(SimOptions(radio_at_boot=4, refuse_radio_on=True))
+    rig = make_pty_rig(SimOptions(radio_at_boot=4, refuse_radio_on=True))
 
     async def main() -> None:
         async with opened(rig.modem()) as modem:
@@ -255,14 +239,14 @@ def test_the_simulator_refuses_sms_while_its_radio_is_off() -> None:
     ids=["short-creg", "sms-only", "lte-only", "denied", "nr"],
 )
 def test_it_reports_registration_from_every_domain(
-    make_rig: Callable[..., Rig],
+    make_pty_rig: Callable[..., Rig],
     options: SimOptions,
     registration: str,
     sms_only: bool,
     technology: str | None,
     note: str | None,
 ) -> None:
-    rig = make_rig(options)
+    rig = make_pty_rig(options)
 
     async def main() -> None:
         async with opened(rig.modem()) as modem:
@@ -287,9 +271,9 @@ def test_it_reports_registration_from_every_domain(
 
 @pytest.mark.parametrize("answer", ["cms", "cme"])
 def test_it_takes_an_empty_store_error_for_no_messages(
-    make_rig: Callable[..., Rig], caplog: pytest.LogCaptureFixture, answer: str
+    make_pty_rig: Callable[..., Rig], caplog: pytest.LogCaptureFixture, answer: str
 ) -> None:
-    rig = make_rig(SimOptions(empty_list_error=answer))
+    rig = make_pty_rig(SimOptions(empty_list_error=answer))
     inbox = Inbox()
 
     async def main() -> None:
@@ -331,13 +315,13 @@ def test_modem_probe_says_whether_this_modem_can_send_alerts(
         transport.stop()
 
 
-def test_the_sms_channel_tells_the_owner_what_a_modem_error_means(make_rig: Callable[..., Rig]) -> None:
+def test_the_sms_channel_tells_the_owner_what_a_modem_error_means(make_pty_rig: Callable[..., Rig]) -> None:
     """The outbox's error and the "SMS is failing" email carry the code's meaning from the
     table of field codes (modem.errors), not only the bare code."""
     from gateway.runtime.channels import ChannelError, SmsChannel
     from tests.test_at_modem import keeper_for
 
-    rig = make_rig(SimOptions())
+    rig = make_pty_rig(SimOptions())
     keeper = keeper_for(rig, Inbox())
     channel = SmsChannel(keeper, wait=5)
 

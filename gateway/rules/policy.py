@@ -241,6 +241,38 @@ def modem_spell(spell: ModemSpell, trouble: bool, now: float, after: float) -> t
     return dataclasses.replace(spell, trouble_since=None, ok_since=ok_since), None
 
 
+STORAGE_NOTE_GAP = 86400.0  # at most one note a day about a full SMS storage
+
+STORAGE_FULL_TEXT = (
+    "hbgw: the modem's SMS storage was full, so the network held new SMS (your commands too). "
+    "hbgw read and cleared it; if this repeats, check the modem page."
+)
+
+
+@dataclass(frozen=True)
+class StorageWatch:
+    """The storage-full reports the modem watch has seen (``reports``: the modem's count when
+    last looked at) and when it last told the owner."""
+
+    reports: int = 0
+    last_note: float | None = None
+
+
+def storage_full_note(watch: StorageWatch, reports: int | None, now: float) -> tuple[StorageWatch, bool]:
+    """The next state after a look at the modem's storage-full count, and whether to tell the
+    owner now: once when new reports arrive, then not again for STORAGE_NOTE_GAP however often
+    it fills (each report was read and cleared at once by the modem layer). A count lower than
+    before means the modem was reopened (it counts from zero again)."""
+    if reports is None:
+        return watch, False
+    new = reports - watch.reports if reports >= watch.reports else reports
+    if new <= 0:
+        return dataclasses.replace(watch, reports=reports), False
+    if watch.last_note is not None and now - watch.last_note < STORAGE_NOTE_GAP:
+        return dataclasses.replace(watch, reports=reports), False
+    return StorageWatch(reports=reports, last_note=now), True
+
+
 # ------------------------------------------------------------------------------ sending
 
 BUDGET_EXEMPT = frozenset({"test", "budget", "reply"})  # never held back by the SMS budget

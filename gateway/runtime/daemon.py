@@ -107,7 +107,9 @@ class Daemon:
             device, backend = transport.device, "at"
         else:
             device, backend = m.device, m.backend
-        factory = functools.partial(create_modem, backend, device, baudrate=m.baudrate, pin=m.pin, smsc=m.smsc)
+        factory = functools.partial(
+            create_modem, backend, device, baudrate=m.baudrate, pin=m.pin, smsc=m.smsc, send_timeout=m.send_timeout
+        )
         keeper = ModemKeeper(
             factory,
             Inbox(service, run_command=CommandRunner(service)),

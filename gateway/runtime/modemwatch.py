@@ -1,6 +1,7 @@
 """Watching the modem's health: a row in the modem log when it changes and once a minute (the
 modem page's 24 h signal graph, ``hbgw status``), and an email to the owner when the modem has
-been unable to send SMS for ``[alerts] modem_alert_after``, then again when it works.
+been unable to send SMS for ``[alerts] modem_alert_after``, then again when it works, and when
+its SMS storage was full (at most once a day).
 
 The decisions are :func:`gateway.rules.policy.modem_trouble` and ``modem_spell`` (one note when
 it breaks, one when it has really recovered, however often it flaps); the writes are service use
@@ -56,8 +57,9 @@ class ModemWatch:
         self.clock = clock
         self.log_every = log_every
         self._spell = policy.ModemSpell()
+        self._storage = policy.StorageWatch()
         self._last_log: float | None = None
-        self._logged: tuple[bool, str | None, str | None, int | None] | None = None
+        self._logged: tuple[bool, str | None, str | None, int | None, str | None] | None = None
 
     async def run(self) -> None:
         """Watch until cancelled. Never raises: a failed write is logged and tried again."""
@@ -95,10 +97,21 @@ class ModemWatch:
             await self.service.notify_owner(WORKS_AGAIN)
         # Only once the note is committed: a failed write is tried again at the next look.
         self._spell = spell
+        storage, tell = policy.storage_full_note(self._storage, st.storage_full_reports if st else None, now)
+        if tell:
+            logger.warning("the modem's SMS storage was full; the owner is told")
+            await self.service.notify_owner(policy.STORAGE_FULL_TEXT)
+        self._storage = storage
 
     async def _log(self, h: ModemHealth, now: float) -> None:
         st = h.status
-        state = (h.connected, st.registration if st else None, h.last_error, st.storage_used if st else None)
+        state = (
+            h.connected,
+            st.registration if st else None,
+            h.last_error,
+            st.storage_used if st else None,
+            h.recovery,
+        )
         if self._last_log is not None and now - self._last_log < self.log_every and state == self._logged:
             return
         await self.service.record_modem_health(
@@ -109,5 +122,6 @@ class ModemWatch:
             error=h.last_error,
             storage_used=st.storage_used if st else None,
             storage_total=st.storage_total if st else None,
+            recovery=h.recovery,
         )
         self._last_log, self._logged = now, state

@@ -223,9 +223,11 @@ class Store:
         operator: str | None,
         error: str | None,
         storage: tuple[int | None, int | None] = (None, None),
+        recovery: str | None = None,
     ) -> None:
-        """One row of the modem's health (``storage``: SIM message slots used, and in all)."""
-        await self.awrite(tx.log_modem, at, connected, signal_dbm, registration, operator, error, storage)
+        """One row of the modem's health (``storage``: SIM message slots used, and in all;
+        ``recovery``: the recovery ladder's step, while it climbs)."""
+        await self.awrite(tx.log_modem, at, connected, signal_dbm, registration, operator, error, storage, recovery)
 
     async def aset_setting(self, key: str, value: str) -> None:
         await self.awrite(tx.set_setting, key, value)
@@ -682,8 +684,8 @@ class Store:
 
     def modem_history(self, since: float) -> list[ModemLogRow]:
         rows = self._reader().execute(
-            "SELECT at, connected, signal_dbm, registration, operator, error, storage_used, storage_total"
-            " FROM modem_log WHERE at >= ? ORDER BY at",
+            "SELECT at, connected, signal_dbm, registration, operator, error, storage_used, storage_total,"
+            " recovery FROM modem_log WHERE at >= ? ORDER BY at",
             (since,),
         )
         return [
@@ -696,6 +698,7 @@ class Store:
                 r["error"],
                 r["storage_used"],
                 r["storage_total"],
+                r["recovery"],
             )
             for r in rows
         ]

@@ -137,6 +137,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE modem_log ADD COLUMN storage_used INTEGER;
     ALTER TABLE modem_log ADD COLUMN storage_total INTEGER;
     """,
+    # v3: the recovery ladder's step, so `hbgw status` shows "radio cycle (step 2 of 5)"
+    """
+    ALTER TABLE modem_log ADD COLUMN recovery TEXT;
+    """,
 ]
 
 

@@ -353,11 +353,12 @@ def log_modem(
     operator: str | None,
     error: str | None,
     storage: tuple[int | None, int | None] = (None, None),
+    recovery: str | None = None,
 ) -> None:
     conn.execute(
         "INSERT INTO modem_log (at, connected, signal_dbm, registration, operator, error, storage_used,"
-        " storage_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (at, int(connected), signal_dbm, registration, operator, error, *storage),
+        " storage_total, recovery) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (at, int(connected), signal_dbm, registration, operator, error, *storage, recovery),
     )
     conn.execute("DELETE FROM modem_log WHERE at < ?", (at - 7 * 86400,))
 

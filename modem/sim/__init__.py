@@ -19,6 +19,8 @@ Layers, each usable on its own, one module each:
   unplug/replug.
 * :mod:`modem.sim.control` -- a JSON-lines control socket (:class:`ControlServer`) and its
   client (:class:`SimulatorControl`), for tests that run the simulator in another process.
+* :mod:`modem.sim.profiles` -- named vendor profiles (Huawei E3372, SIMCom SIM7600 and
+  SIM800, Quectel EC25) and fault modes, as :class:`SimOptions` (:func:`build_options`).
 * :mod:`modem.sim.cli` -- ``hbgw simulate-modem`` / ``python -m modem.simulator``.
 
 :mod:`modem.simulator` re-exports the public names; import them from there.

@@ -164,6 +164,8 @@ class ControlServer:
                 "device": getattr(self.transport, "device", ""),
                 "plugged": self.transport.plugged,
                 "sim": sim.sim_state,
+                "profile": sim.options.profile,
+                "faults": list(sim.options.faults),
                 "hung": sim.hung,
                 "hang_clears": sim.hang_clears,
                 "undelivered": network.undelivered(),

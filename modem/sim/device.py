@@ -2,7 +2,7 @@
 and the commands that are not about SMS (identity, ``+CPIN``, ``+CREG``, ``+COPS`` ...).
 
 The command line is :class:`~modem.sim.machine.AtMachine`'s, the SMS side
-:class:`~modem.sim.sms.SmsCommands`'.
+:class:`~modem.sim.sms.SmsCommands`', the vendor's chatter :class:`~modem.sim.vendor.VendorCommands`'.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from collections.abc import Callable
 from modem.sim.machine import _cme, _cms, _command_name, _error, _Handler, _int_arg, split_args
 from modem.sim.network import Network, _utcnow
 from modem.sim.records import SimOptions
-from modem.sim.sms import SmsCommands, _scts
+from modem.sim.sms import _scts
+from modem.sim.vendor import VendorCommands
 
 # Named as before the split into modules: log filters select "modem.simulator".
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 HANG_CLEARS = ("manual", "radio", "usb", "never")
 
 
-class Simulator(SmsCommands):
+class Simulator(VendorCommands):
     """A simulated GSM modem with its SIM, attached to ``network``. Transport-independent and
     thread-safe; powered on when created.
 
@@ -45,6 +46,7 @@ class Simulator(SmsCommands):
         self._hang_clears = "manual"
         self._wedged = False  # hang(clears="radio"): answering, but off the network
         self._radio_cycled = False  # the radio went off (CFUN 0/4) while wedged
+        self._hang_on_send = self.options.hang_on_send  # fires once, at the first AT+CMGS
         network._attach(self)
         self.power_on()
 
@@ -67,6 +69,7 @@ class Simulator(SmsCommands):
             else:
                 self._wedged = False
                 self._hang_clears = "manual"
+            self._boot_chatter()
         self._flush_network()
 
     def power_off(self) -> None:
@@ -119,6 +122,12 @@ class Simulator(SmsCommands):
         return self._hang_clears if self.hung else None
 
     def _execute(self, line: str) -> None:
+        if self._hang_on_send is not None and line[2:] and _command_name(line[2:]) == "+CMGS":
+            clears, self._hang_on_send = self._hang_on_send, None
+            self.hang(True, clears=clears)
+            if clears != "radio":  # input dropped from here on: the command is lost too
+                self.commands.append(line.split("=", 1)[0] + "=***")
+                return
         # A modem wedged off the network takes AT+CMGS and never answers (no "> " prompt).
         if self._wedged and line[2:] and _command_name(line[2:]) == "+CMGS":
             self.commands.append(line.split("=", 1)[0] + "=***")
@@ -139,11 +148,15 @@ class Simulator(SmsCommands):
             self._signal = csq
 
     def set_registration(self, stat: int) -> None:
-        """Change the network registration (+CREG stat); emits ``+CREG`` when enabled."""
+        """Change the network registration (+CREG stat; +CGREG and +CEREG follow it unless
+        ``eps_registration`` pins the LTE one); emits each domain's report where enabled."""
         with self._lock:
             self._registration = stat
-            if self._creg_n:
-                self._urc(f"+CREG: {self._creg_body(self._creg_n)[2:]}")
+            for name, n in (("+CREG", self._creg_n), ("+CGREG", self._cgreg_n)):
+                if n:
+                    self._urc(f"{name}: {self._creg_body(n)[2:]}")
+            if self._cereg_n and self.options.has_cereg:
+                self._urc(f"+CEREG: {self._creg_body(self._cereg_n, self._eps_stat())[2:]}")
         self._flush_network()
 
     def urc(self, line: str, *, mid_reply: bool = False) -> None:
@@ -252,6 +265,7 @@ class Simulator(SmsCommands):
         handlers: dict[str, _Handler] = {}
         for name, value in simple.items():
             handlers[name] = self._identity(value)
+        handlers.update(self._vendor_handlers())
         handlers.update(
             {
                 "+CIMI": self._h_cimi,
@@ -281,6 +295,9 @@ class Simulator(SmsCommands):
                 "+CNMA": lambda kind, arg: [],
                 "+GCAP": lambda kind, arg: ["+GCAP: +CGSM"],
                 "+CCLK": self._h_cclk,
+                # Settings gammu's Huawei init makes (and refuses to go on without): kept, not acted on.
+                "+CUSD": self._setting("+CUSD", 2),
+                "+CCWA": self._setting("+CCWA", 1),
             }
         )
         return handlers
@@ -356,6 +373,7 @@ class Simulator(SmsCommands):
         self._busy_until = time.monotonic() + self.options.busy_after_pin_seconds
         if self._creg_n:
             self._urc(f"+CREG: {self._creg_body(self._creg_n)[2:]}")
+        self._after_reply(self._ready_chatter)
         self._after_reply(self._flush_network)
         return []
 
@@ -406,6 +424,8 @@ class Simulator(SmsCommands):
         raise _error()
 
     def _h_cereg(self, kind: str, arg: str) -> list[str]:
+        if not self.options.has_cereg:
+            raise _error()  # a 2G-only module does not know the command
         if kind == "test":
             return ["+CEREG: (0-2)"]
         if kind == "read":
@@ -492,6 +512,8 @@ class Simulator(SmsCommands):
                 self._wedged = False
                 self._hang_clears = "manual"
                 logger.info("simulator: radio cycle cleared the hang")
+        if fun == 1 and self._cfun != 1 and self._sim_state == "READY":
+            self._after_reply(self._ready_chatter)  # SIMCom/Quectel announce the SIM again
         self._cfun = fun
         self._after_reply(self._flush_network)
         return []

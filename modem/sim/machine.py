@@ -162,6 +162,7 @@ class AtMachine(abc.ABC):
         """Settings to their power-up values (``ATZ``, ``AT&F``, power-up). Subclasses add theirs."""
         self._echo = self.options.echo
         self._cmee = 0
+        self._settings: dict[str, int] = {}  # the plain <n> settings (see _setting)
 
     # -- transport side
 
@@ -283,6 +284,11 @@ class AtMachine(abc.ABC):
         self._respond(lines, final)
         self._release_held_urcs()
         self._run_after()
+        self._between_commands()
+
+    @abc.abstractmethod
+    def _between_commands(self) -> None:
+        """Called once a command line's answer is queued (unsolicited chatter goes here)."""
 
     def _respond(self, lines: list[str], final: _Final | None) -> None:
         if self._mid_reply_urcs and lines:
@@ -303,7 +309,8 @@ class AtMachine(abc.ABC):
             return f"+CME ERROR: {final.code}"
         if final.kind == "CMS":
             if self._cmee == 2:
-                return f"+CMS ERROR: {_CMS_TEXT.get(final.code, 'unknown error')}"
+                text = dict(self.options.cms_texts).get(final.code) or _CMS_TEXT.get(final.code, "unknown error")
+                return f"+CMS ERROR: {text}"
             return f"+CMS ERROR: {final.code}"
         return "ERROR"
 
@@ -368,6 +375,24 @@ class AtMachine(abc.ABC):
     @abc.abstractmethod
     def _basic(self, cmd: str) -> list[str]:
         """Run one basic command (``E0``, ``Z``, ``I``, ``S0?`` ...); raise ``_Final`` to refuse it."""
+
+    def _setting(self, name: str, highest: int) -> _Handler:
+        """A plain ``<n>`` setting, 0 at power-up: set, read back, range on test."""
+
+        def handler(kind: str, arg: str) -> list[str]:
+            if kind == "test":
+                return [f"{name}: (0-{highest})"]
+            if kind == "read":
+                return [f"{name}: {self._settings.get(name, 0)}"]
+            if kind != "set":
+                raise _error()
+            value = _int_arg(split_args(arg), 0, 0)
+            if not 0 <= value <= highest:
+                raise _error()
+            self._settings[name] = value
+            return []
+
+        return handler
 
     def _after_reply(self, fn: Callable[[], None]) -> None:
         # Runs once the current command's answer is queued (URCs must not land inside it).

@@ -48,6 +48,30 @@ class SimOptions:
     # ERROR: 321 (invalid memory index), "cme" -> +CME ERROR: 22 (not found); None: OK.
     empty_list_error: str | None = None
     short_creg: bool = False  # AT+CREG? answers "n,stat,AcT" (three fields, seen in the field)
+    # -- vendor behaviour (modem.sim.profiles fills these in; the defaults are the generic modem)
+    profile: str = "generic"  # the profile's name, for status reports
+    faults: tuple[str, ...] = ()  # the fault modes' names, for status reports
+    has_cereg: bool = True  # answers AT+CEREG (a 2G-only module answers ERROR)
+    storages: tuple[str, ...] = ("SM", "ME")  # what AT+CPMS=? offers; "MT" shares "SM"'s slots
+    cms_texts: tuple[tuple[int, str], ...] = ()  # vendor +CMS ERROR texts (+CMEE=2) over 27.005's
+    boot_urcs: tuple[str, ...] = ()  # unsolicited lines at power-up ("RDY", "+CFUN: 1" ...)
+    # Unsolicited lines once the SIM is ready: at power-up, after the PIN and after AT+CFUN=1
+    # ("+CPIN: READY", "SMS DONE" ...).
+    ready_urcs: tuple[str, ...] = ()
+    # Periodic status reports (Huawei ^RSSI, Quectel +QIND: "csq"): str.format templates with
+    # {rssi} (+CSQ), {dbm}, {hcsq_rssi}, {hcsq_rsrp}, {hcsq_sinr}, {hcsq_rsrq} (^HCSQ scales).
+    flood_urcs: tuple[str, ...] = ()
+    flood_interval: float = 0.0  # seconds between two rounds of flood_urcs; 0: none on a timer
+    flood_between_commands: bool = False  # one flood line after every command's answer
+    # The vendor command that switches the flood off: "^CURC" (Huawei) or "+QINDCFG" (Quectel).
+    urc_control: str | None = None
+    # Sent when an inbound SMS finds the receive storage full; {mem} is the storage, quoted.
+    storage_full_urc: str | None = None
+    storage_free_urc: str | None = None  # ... and when room was made again after that
+    hang_on_send: str | None = None  # Simulator.hang(clears=...) at the first AT+CMGS
+    submit_error: int | None = None  # every submission ends in +CMS ERROR: <this>
+    full_at_boot: bool = False  # the receive storage starts full of read messages
+    junk_slots: int = 0  # this many slots start with undecodable PDUs
 
 
 @dataclass(frozen=True)

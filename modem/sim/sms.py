@@ -23,7 +23,6 @@ from modem.sim.records import SimOptions, StoredSms
 logger = logging.getLogger(__name__)
 
 _STAT_TEXT = ("REC UNREAD", "REC READ", "STO UNSENT", "STO SENT")
-_STORAGES = ("SM", "ME")
 
 
 class SmsCommands(AtMachine):
@@ -32,7 +31,11 @@ class SmsCommands(AtMachine):
     def __init__(self, network: Network, options: SimOptions) -> None:
         super().__init__(options)
         self.network = network
-        self._storage: dict[str, dict[int, StoredSms]] = {name: {} for name in _STORAGES}
+        self._storage: dict[str, dict[int, StoredSms]] = {name: {} for name in options.storages if name != "MT"}
+        self._storage.setdefault("SM", {})
+        if "MT" in options.storages:
+            # "MT" is the ME's storages as one; here simply the SIM's slots under another name.
+            self._storage["MT"] = self._storage["SM"]
         self._next_mr = options.first_message_ref % 256
         self._fail_sends: deque[int | None] = deque()  # None: this one goes through
         self._fail_deletes: deque[int] = deque()
@@ -60,6 +63,14 @@ class SmsCommands(AtMachine):
         """``AT+CFUN`` is 1."""
 
     @abc.abstractmethod
+    def _report_storage_full(self) -> None:
+        """An inbound SMS found the receive storage full (the vendor's report, if any)."""
+
+    @abc.abstractmethod
+    def _report_storage_free(self) -> None:
+        """Room was made in the receive storage."""
+
+    @abc.abstractmethod
     def _sms_registered(self) -> bool:
         """Registered in a domain that carries SMS (CS, or LTE/NR including "SMS only")."""
 
@@ -75,15 +86,16 @@ class SmsCommands(AtMachine):
         with self._lock:
             self._fail_deletes.extend([cms_code] * count)
 
-    def storage_fill(self, storage: str = "SM") -> tuple[int, int]:
-        """(slots in use, slots in all) of one storage, as ``AT+CPMS?`` reports it."""
+    def storage_fill(self, storage: str | None = None) -> tuple[int, int]:
+        """(slots in use, slots in all) of one storage (default: the one new messages are
+        received into, ``AT+CPMS`` mem3), as ``AT+CPMS?`` reports it."""
         with self._lock:
-            return len(self._storage[storage]), self.options.storage_size
+            return len(self._storage[storage or self._mems[2]]), self.options.storage_size
 
-    def stored(self, storage: str = "SM") -> list[StoredSms]:
-        """A copy of the messages in one storage, by index."""
+    def stored(self, storage: str | None = None) -> list[StoredSms]:
+        """A copy of the messages in one storage (default: the receive storage, mem3), by index."""
         with self._lock:
-            slots = self._storage[storage]
+            slots = self._storage[storage or self._mems[2]]
             return [StoredSms(s.index, s.stat, s.pdu) for _, s in sorted(slots.items())]
 
     def _reachable(self) -> bool:
@@ -93,8 +105,11 @@ class SmsCommands(AtMachine):
 
     def _receive_from_network(self, pdus: list[str]) -> None:
         with self._lock:
-            if not self._reachable() or not self._store_message(pdus):
+            if not self._reachable():
                 self.network._hold(pdus)
+            elif not self._store_message(pdus):
+                self.network._hold(pdus)
+                self._report_storage_full()
 
     def _flush_network(self) -> None:
         with self._lock:
@@ -204,7 +219,7 @@ class SmsCommands(AtMachine):
 
     def _h_cpms(self, kind: str, arg: str) -> list[str]:
         if kind == "test":
-            mems = ",".join(f'"{m}"' for m in _STORAGES)
+            mems = ",".join(f'"{m}"' for m in self.options.storages)
             return [f"+CPMS: ({mems}),({mems}),({mems})"]
         self._require_sim(sms=True)
         if kind == "read":
@@ -213,7 +228,7 @@ class SmsCommands(AtMachine):
         if kind != "set":
             raise _error()
         args = [a.upper() for a in split_args(arg)]
-        if not args or len(args) > 3 or any(a not in _STORAGES for a in args if a):
+        if not args or len(args) > 3 or any(a not in self._storage for a in args if a):
             raise _cms(302)
         for i, value in enumerate(args):
             if value:
@@ -399,8 +414,14 @@ class SmsCommands(AtMachine):
                 del slots[i]
         else:
             raise _cms(304)
-        self._after_reply(self._flush_network)  # room again: the SMSC retries
+        self._after_reply(self._room_made)  # room again: the SMSC retries
         return []
+
+    def _room_made(self) -> None:
+        mem = self._storage[self._mems[2]]
+        if len(mem) < self.options.storage_size:
+            self._report_storage_free()
+        self._flush_network()
 
     # -- submissions
 
@@ -413,6 +434,8 @@ class SmsCommands(AtMachine):
             raise _cms(code)
         if not self._radio_on() or not self._sms_registered():
             raise _cms(331)  # radio off (CFUN 0/4) or not registered: "no network service"
+        if self.options.submit_error is not None:
+            raise _cms(self.options.submit_error)  # e.g. on LTE without SMS over SGs or IMS: 500
         mr = self._next_mr
         self._next_mr = (self._next_mr + 1) % 256
         if submit is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +47,12 @@ class Rig:
             con.close()
 
 
-def config_text(link: Path, sink: SmtpSink, alerts: str, security: str = "") -> str:
+def config_text(link: Path, sink: SmtpSink, alerts: str, security: str = "", modem: str = "") -> str:
     return f"""
 [modem]
 backend = "at"
 device = "{link}"
+{modem}
 
 [alerts]
 sms_to = ["{OWNER}"]
@@ -77,10 +78,16 @@ def rig(
     alerts: str = 'coalesce = "0s"',
     start: bool = True,
     security: str = "",
+    sim_args: Sequence[str] = (),
+    modem: str = "",
 ) -> Iterator[Rig]:
+    """A daemon on a simulated modem (``sim_args``: ``hbgw simulate-modem`` options such as
+    ``--profile``) and an SMTP sink; ``alerts``, ``security`` and ``modem`` are TOML lines for
+    those sections."""
     data = tmp_path / "data"
-    with SmtpSink() as sink, SimProcess(tmp_path / "modem") as sim:
-        cfg = write_config(tmp_path / "hbgw.toml", data, extra=config_text(tmp_path / "modem", sink, alerts, security))
+    with SmtpSink() as sink, SimProcess(tmp_path / "modem", *sim_args) as sim:
+        extra = config_text(tmp_path / "modem", sink, alerts, security, modem)
+        cfg = write_config(tmp_path / "hbgw.toml", data, extra=extra)
         for name, period, grace in checks:
             hbgw("check", "add", name, "--period", period, "--grace", grace, config=cfg)
         d = Daemon(data, config=cfg)
