@@ -489,7 +489,8 @@ URC_PREFIXES: TypingFinal[tuple[str, ...]] = (
     "+CREG:", "+CGREG:", "+CEREG:", "+C5GREG:",
     "+CUSD:", "+CRING:", "+CLIP:", "+CCWA:", "+CIEV:", "+CSSI:", "+CSSU:", "+CGEV:",
     "+CTZV:", "+CTZE:", "+CTZEU:", "+CSQN:", "+PACSP", "+CPIN:", "+QIND:", "+STIN:",
-    "+CUSATP:", "+ZPASR:", "+ZUSIMR:", "+ZDONR:", "+WIND:", "+SIM:", "+PBREADY",
+    "+CUSATP:", "+ZPASR:", "+ZUSIMR:", "+ZDONR:", "+WIND:", "+SIM:", "+PBREADY", "+QUSIM:",
+    "+CFUN:",  # SIM800/EC25 at power-up; the answer to AT+CFUN? when that is in flight
     "^RSSI:", "^HCSQ:", "^BOOT:", "^MODE:", "^SRVST:", "^SIMST:", "^SYSSTART", "^CEND:",
     "^ORIG:", "^CONF:", "^CONN:", "^DSFLOWRPT:", "^STIN:", "^NDISSTAT:", "^RFSWITCH:",
     "^SMMEMFULL:", "^NWTIME:", "^SYSINFOEX:", "*PSUTTZ:", "*ECAV:", "*ATREADY", "$QCSIMSTAT:",
