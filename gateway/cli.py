@@ -148,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _data_args(p)
 
+    p = sub.add_parser("ack", help="acknowledge a check's outage: no more reminders or escalation steps")
+    p.add_argument("name")
+    _data_args(p)
+    p = sub.add_parser("mute", help="no alerts for a check for a while (e.g. hbgw mute web1 2h)")
+    p.add_argument("name")
+    p.add_argument("duration", type=_duration, help="1m to 30d, e.g. 30m, 2h, 1d")
+    _data_args(p)
+    p = sub.add_parser("unmute", help="end a mute (every check's, without NAME)")
+    p.add_argument("name", nargs="?")
+    _data_args(p)
+
     p = sub.add_parser("backup", help="copy the database to FILE (safe while the gateway runs)")
     p.add_argument("file", type=Path)
     _data_args(p)
@@ -488,6 +499,36 @@ def cmd_modem(args: argparse.Namespace) -> int:
 EXIT_DEGRADED = 3
 
 
+def cmd_ack(args: argparse.Namespace) -> int:
+    """``hbgw ack NAME``, ``hbgw mute NAME 2h``, ``hbgw unmute [NAME]``: the owner's actions,
+    the same use cases as the SMS commands, the page and the API (recorded as by "cli")."""
+    config = resolve_config(args)
+    store, service = _open(config)
+    try:
+        if args.command == "ack":
+            before = service.get_check(args.name)
+            if before.acked:
+                print(f"{before.name} was acknowledged already, by {before.acked_by}")
+                return EXIT_OK
+            check = service.ack(args.name, "cli")
+            if not check.acked:
+                print(f"{check.name} is not down: nothing to acknowledge")
+                return EXIT_OK
+            print(f"acknowledged {check.name}: no more reminders or escalation for this outage")
+        elif args.command == "mute":
+            check = service.mute(args.name, args.duration, "cli")
+            print(f"muted {check.name} for {format_duration(args.duration)}")
+        else:
+            names = [args.name] if args.name else [c.name for c in service.list_checks() if c.muted_until]
+            for name in names:
+                service.unmute(name, "cli")
+            print(f"unmuted {', '.join(names)}" if names else "nothing was muted")
+        _poke_daemon(config)  # the daemon re-reads alert times
+        return EXIT_OK
+    finally:
+        store.close()
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     if not config.db_path.exists():
@@ -587,6 +628,9 @@ COMMANDS = {
     "backup": cmd_backup,
     "restore": cmd_restore,
     "status": cmd_status,
+    "ack": cmd_ack,
+    "mute": cmd_ack,
+    "unmute": cmd_ack,
 }
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.rules import escalation as ladder
 from gateway.rules import settings as rules
 from gateway.rules.durations import parse_duration
 from gateway.rules.settings import E164, PIN, Settings, SettingsError
@@ -230,6 +231,15 @@ class _Reader:
             raise self.fail(key, f"unknown key{hint}; {where} takes {', '.join(self.known)}")
 
 
+def _steps(raw: list[Any], people: dict[str, ladder.Contact]) -> tuple[ladder.Step, ...]:
+    """The ladder, with the step at fault named in the message ("escalation[2].call: ...")."""
+    try:
+        return ladder.steps(raw, people)
+    except SettingsError as e:
+        where = e.field.removeprefix("escalation")
+        raise SettingsError(e.field, f"{where.lstrip('.')}: {e}" if where else str(e)) from None
+
+
 def _zone(r: _Reader, key: str, default: str) -> str:
     import zoneinfo
 
@@ -279,7 +289,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-TABLES = ("http", "smtp", "modem", "alerts", "email", "security", "defaults", "peer")
+TABLES = ("http", "smtp", "modem", "contacts", "alerts", "email", "security", "defaults", "peer")
 
 
 def _section(src: str, top: dict[str, Any], name: str) -> _Reader:
@@ -345,6 +355,14 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         raise r.fail("smsc", f"{modem.smsc!r} is not an E.164 number")
     r.done()
 
+    r = _section(source, top, "contacts")
+    try:
+        people = ladder.contacts(r.data)
+    except SettingsError as e:
+        raise ConfigError(f"{source}: [{e.field.replace('contacts.', 'contacts] ', 1)}: {e}") from None
+    r.data.clear()
+    r.done()
+
     r = _section(source, top, "alerts")
     da = d.alerts
     alerts = Settings(
@@ -363,6 +381,8 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         fallback_after=r.integer("fallback_after", da.fallback_after, 1, 100),
         modem_alert_after=r.duration("modem_alert_after", da.modem_alert_after, lo=1.0),
         daily_summary=r.checked("daily_summary", str, None, rules.time_of_day),
+        escalation=r.checked("escalation", list, (), lambda k, v: _steps(v, people)),
+        call_answer_acks=r.boolean("call_answer_acks", da.call_answer_acks),
     )
     r.done()
 

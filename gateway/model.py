@@ -63,7 +63,10 @@ class Check:
     filters: str | None = None  # JSON: email keyword filters {"success": [...], "fail": [...], ...}
     down_since: float | None = None  # when the current outage began
     last_alert: float | None = None  # when the last DOWN or reminder was decided
-    alert_at: float | None = None  # when the next reminder is due (precomputed, indexed)
+    alert_at: float | None = None  # when the next reminder or escalation step is due (indexed)
+    ladder_step: int = 0  # escalation steps taken in the current outage (rules.escalation)
+    acked_by: str | None = None  # who acknowledged the current outage ("+49...", "web", "cli")
+    acked_at: float | None = None
 
     @property
     def period(self) -> float:
@@ -71,7 +74,7 @@ class Check:
 
     def evolve(self, **changes: Any) -> Check:
         """A copy with ``changes``: what ``dataclasses.replace`` does, without running
-        ``__init__`` over all 25 fields again (about a tenth of its cost; the ping path makes
+        ``__init__`` over all 28 fields again (about a tenth of its cost; the ping path makes
         several copies per heartbeat on the store's writer thread). Unknown names raise."""
         unknown = changes.keys() - _CHECK_FIELDS
         if unknown:

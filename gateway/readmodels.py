@@ -164,6 +164,12 @@ class Views:
             "n_pings": check.n_pings,
             "created": iso(check.created),
             "filters": json.loads(check.filters) if check.filters else None,
+            "down_since": iso(check.down_since),
+            "acked": check.acked,
+            "acked_by": check.acked_by,
+            "acked_at": iso(check.acked_at),
+            "muted_until": iso(check.muted_until) if check.muted_until and check.muted_until > now else None,
+            "escalation_steps_taken": check.ladder_step,
         }
 
     def snippets(self, check: Check) -> list[Snippet]:

@@ -351,9 +351,11 @@ class Service:
 
     # ------------------------------------------------------------------ owner actions (web, SMS, CLI)
 
-    def ack(self, name: str) -> Check:
-        """Acknowledge a check's outage: no more reminders until it recovers."""
-        return self._update(name, _acked, "acked")
+    def ack(self, name: str, by: str) -> Check:
+        """Acknowledge a check's outage (``by``: who, as shown: "web", "cli", "api", a masked
+        number): no more reminders or escalation steps until it recovers. A check that is not
+        down is returned unchanged (``acked`` False): nothing to acknowledge."""
+        return self._update(name, _acking(by, self.clock()), f"acked by {by}")
 
     def last_alerted_check(self) -> Check | None:
         """The check of the most recent DOWN/FAIL/reminder alert that is still down."""
@@ -363,12 +365,17 @@ class Service:
                 return check
         return None
 
-    def mute(self, name: str, seconds: float) -> Check:
+    def mute(self, name: str, seconds: float, by: str = "") -> Check:
+        """No alerts for ``name`` for ``seconds`` (reminders and escalation steps wait)."""
+        if not 60 <= seconds <= 30 * 86400:
+            raise ValidationError("for", "a mute lasts from 1m to 30d")
         until = self.clock() + seconds
-        return self._update(name, lambda c: dataclasses.replace(c, muted_until=until), "muted")
+        event = f"muted by {by}" if by else "muted"
+        return self._update(name, lambda c: dataclasses.replace(c, muted_until=until), event)
 
-    def unmute(self, name: str) -> Check:
-        return self._update(name, lambda c: dataclasses.replace(c, muted_until=None), "unmuted")
+    def unmute(self, name: str, by: str = "") -> Check:
+        event = f"unmuted by {by}" if by else "unmuted"
+        return self._update(name, lambda c: dataclasses.replace(c, muted_until=None), event)
 
     # ------------------------------------------------------------------ the owner's SMS commands
 
@@ -387,7 +394,7 @@ class Service:
         if isinstance(parsed, cmds.ParseError):
             reply, check_name, what = parsed.reply, None, f"not understood ({parsed.code})"
         else:
-            reply, check_name = await self._carry_out(parsed)
+            reply, check_name = await self._carry_out(parsed, who)
             what = parsed.verb.value + (f" {check_name}" if check_name else "")
         await self.store.aadd_event(check_name, self.clock(), "command", f"SMS from {who}: {what}")
         if reply_to is None:
@@ -396,8 +403,8 @@ class Service:
         self._outbox_changed()
         return reply
 
-    async def _carry_out(self, c: cmds.Command) -> tuple[str, str | None]:
-        """The reply to ``c`` and the check it named, after doing what it says."""
+    async def _carry_out(self, c: cmds.Command, by: str) -> tuple[str, str | None]:
+        """The reply to ``c`` (from ``by``, masked) and the check it named, after doing it."""
         if c.verb is cmds.Verb.HELP:
             return cmds.render_help(pin_required=self.settings.sms_pin is not None), None
         now = self.clock()
@@ -417,7 +424,7 @@ class Service:
                 if last is None:
                     return cmds.render_nothing_to_ack(), None
                 name = last.name
-            await self._aupdate(name, _acked, "acked")
+            await self._aupdate(name, _acking(by, now), f"acked by {by}")
             return cmds.render_done(cmds.Command(cmds.Verb.ACK, name)), name
         change, event = _command_change(c, now)
         for name in [c.name] if c.name else [k.name for k in self.list_checks()]:
@@ -677,8 +684,13 @@ def _patch_event(fields: set[str], changes: Mapping[str, Any]) -> str:
     return "edited"
 
 
-def _acked(c: Check) -> Check:
-    return dataclasses.replace(c, acked=True) if c.status is Status.DOWN else c
+def _acking(by: str, now: float) -> Callable[[Check], Check]:
+    def ack(c: Check) -> Check:
+        if c.status is not Status.DOWN or c.acked:
+            return c  # nothing to acknowledge, or done already: the first one stays on record
+        return c.evolve(acked=True, acked_by=by, acked_at=now)
+
+    return ack
 
 
 def _command_change(c: cmds.Command, now: float) -> tuple[Callable[[Check], Check], str]:

@@ -65,7 +65,7 @@ def test_it_suggests_the_key_that_was_meant(toml: str, message: str) -> None:
     assert str(e.value).startswith("hbgw.toml: ") and message in str(e.value)
 
 
-@pytest.mark.parametrize("table", cfgmod.TABLES)
+@pytest.mark.parametrize("table", [t for t in cfgmod.TABLES if t != "contacts"])  # names of one's choosing
 def test_it_lists_every_setting_of_a_table_when_a_key_is_unknown(table: str) -> None:
     """The list comes from the keys the parser asked for: none may be read only sometimes."""
     with pytest.raises(ConfigError) as e:

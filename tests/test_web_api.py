@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support.browser import WebClient
-from tests.support.daemon import Daemon, hbgw, hbgw_json, write_config
+from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
 
 PASSWORD = "api-test-password-1"
 
@@ -233,3 +233,51 @@ def test_it_exports_prometheus_metrics(gw: Daemon, api: Api) -> None:
 def test_it_answers_healthz_without_a_key(gw: Daemon) -> None:
     r = WebClient(gw.url).get("/healthz")
     assert (r.status, r.text) == (200, "ok\n")
+
+
+def muted(gw: Daemon, name: str) -> float | None:
+    con = sqlite3.connect(f"file:{gw.data_dir / 'hbgw.sqlite3'}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT muted_until FROM checks WHERE name = ?", (name,)).fetchone()[0]  # type: ignore[no-any-return]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("action", ["ack", "mute", "unmute"])
+def test_acknowledging_and_muting_need_a_key_too(gw: Daemon, action: str) -> None:
+    status, _ = Api(gw, None)("POST", f"/api/v1/checks/web1/{action}", {"for": "2h"})
+    assert status == 401 and muted(gw, "web1") is None
+
+
+def test_it_mutes_unmutes_and_acknowledges(gw: Daemon, api: Api) -> None:
+    status, body = api("POST", "/api/v1/checks/web1/mute", {"for": "2h"})
+    assert status == 200 and body["muted_until"] is not None and muted(gw, "web1") is not None
+    assert api("POST", "/api/v1/checks/web1/unmute")[1]["muted_until"] is None
+    status, body = api("POST", "/api/v1/checks/web1/mute", {"for": "forever"})
+    assert status == 400 and body["field"] == "for"
+    status, body = api("POST", "/api/v1/checks/web1/mute", {"for": "10s"})
+    assert status == 400 and "1m to 30d" in body["error"]
+    status, body = api("POST", "/api/v1/checks/web1/ack")  # not down: nothing to acknowledge
+    assert status == 200 and body["acked"] is False and body["acked_by"] is None
+    assert api("POST", "/api/v1/checks/nope/ack")[0] == 404
+    assert muted(gw, "web1") is None
+
+
+def test_the_page_acknowledges_a_down_check_and_mutes_from_the_check_page(gw: Daemon, admin: WebClient) -> None:
+    hbgw("check", "add", "flaky", "--period", "1s", "--grace", "0s", config=gw.cfg)  # type: ignore[attr-defined]
+    token = hbgw_json("check", "show", "flaky", config=gw.cfg)["ping_url"].rsplit("/", 1)[1]  # type: ignore[attr-defined]
+    assert WebClient(gw.url).get(f"/ping/{token}").status == 200
+    wait_for(lambda: "Acknowledge</button>" in admin.get("/").text, timeout=20, what="flaky down on the overview")
+    r = admin.post("/checks/flaky/ack", {"csrf": admin.csrf(), "next": "/"})
+    assert r.status == 303
+    shown = hbgw_json("check", "show", "flaky", config=gw.cfg)  # type: ignore[attr-defined]
+    assert shown["acked"] and shown["acked_by"] == "web"
+    assert "acknowledged by web at" in admin.get("/").text
+    assert admin.post("/checks/flaky/mute", {"csrf": admin.csrf(), "for": "8h"}).status == 303
+    page = admin.get("/checks/flaky").text
+    assert "Muted until" in page and 'action="/checks/flaky/unmute"' in page
+    assert admin.post("/checks/flaky/mute", {"csrf": "forged", "for": "8h"}).status == 403  # CSRF
+    assert admin.post("/checks/flaky/unmute", {"csrf": admin.csrf()}).status == 303
+    assert "Muted until" not in admin.get("/checks/flaky").text
+    assert admin.post("/checks/flaky/mute", {"csrf": admin.csrf(), "for": "soon"}).status == 400
+    hbgw("check", "rm", "flaky", config=gw.cfg)  # type: ignore[attr-defined]

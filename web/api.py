@@ -12,6 +12,9 @@ name that exists.
     PATCH  /api/v1/checks/<name>             "email_enabled"?} → check (fields left out stay)
     DELETE /api/v1/checks/<name>            {"deleted": name}
     POST   /api/v1/checks/<name>/pause      check
+    POST   /api/v1/checks/<name>/ack        check (acknowledge the outage)
+    POST   /api/v1/checks/<name>/mute       {"for": "2h"} -> check
+    POST   /api/v1/checks/<name>/unmute     check
     POST   /api/v1/checks/<name>/resume     check
     POST   /api/v1/checks/<name>/new-url    check with a new ping URL and email address (the old
                                             ones answer 404 from now on)
@@ -153,6 +156,18 @@ def install(app: bottle.Bottle, service: Service) -> None:
     def resume(name: str) -> str:
         return reply(200, service.views.describe(service.resume(name)))
 
+    def ack(name: str) -> str:
+        return reply(200, service.views.describe(service.ack(name, "api")))
+
+    def mute(name: str) -> str:
+        seconds = parse_duration_field("for", body().get("for"))
+        if seconds is None:
+            raise ValidationError("for", 'how long, e.g. "2h" (1m to 30d)')
+        return reply(200, service.views.describe(service.mute(name, seconds, "api")))
+
+    def unmute(name: str) -> str:
+        return reply(200, service.views.describe(service.unmute(name, "api")))
+
     def new_url(name: str) -> str:
         return reply(200, service.views.describe(service.replace_token(name)))
 
@@ -192,6 +207,9 @@ def install(app: bottle.Bottle, service: Service) -> None:
     route("/api/v1/checks/<name>/pause", "POST", pause)
     route("/api/v1/checks/<name>/resume", "POST", resume)
     route("/api/v1/checks/<name>/new-url", "POST", new_url)
+    route("/api/v1/checks/<name>/ack", "POST", ack)
+    route("/api/v1/checks/<name>/mute", "POST", mute)
+    route("/api/v1/checks/<name>/unmute", "POST", unmute)
     route("/api/v1/checks/<name>/pings", "GET", pings)
     app.route("/metrics", "GET", lambda: metrics(service), auth="api")
 

@@ -247,6 +247,9 @@ class Pages:
         r("/checks/<name>/delete", ["GET", "POST"], self.delete, auth="page")
         r("/checks/<name>/pause", "POST", self.pause, auth="page")
         r("/checks/<name>/resume", "POST", self.resume, auth="page")
+        r("/checks/<name>/ack", "POST", self.ack, auth="page")
+        r("/checks/<name>/mute", "POST", self.mute, auth="page")
+        r("/checks/<name>/unmute", "POST", self.unmute, auth="page")
         r("/checks/<name>/new-url", "POST", self.new_url, auth="page")
         r("/modem", "GET", self.modem, auth="page")
         r("/modem/test-sms", "POST", self.test_sms, auth="page")
@@ -440,6 +443,16 @@ class Pages:
     def resume(self, name: str) -> bytes:
         return self._pause_resume(name, self.service.resume)
 
+    def ack(self, name: str) -> bytes:
+        return self._pause_resume(name, lambda n: self.service.ack(n, "web"))
+
+    def mute(self, name: str) -> bytes:
+        raw = self.form().get("for") or "1h"
+        return self._pause_resume(name, lambda n: self.service.mute(n, parse_duration_field("for", raw) or 0.0, "web"))
+
+    def unmute(self, name: str) -> bytes:
+        return self._pause_resume(name, lambda n: self.service.unmute(n, "web"))
+
     def new_url(self, name: str) -> bytes:
         try:
             self.service.replace_token(name)
@@ -452,6 +465,8 @@ class Pages:
             action(name)
         except NotFound:
             return self.not_found(name)
+        except ValidationError:
+            bottle.abort(400)  # only a hand-made form gets here: the page offers valid choices
         self.redirect(safe_next(self.form().get("next"), f"/checks/{quote(name)}"))
 
     # -- modem

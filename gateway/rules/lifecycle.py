@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.model import Check, Flip, PingKind, Status, iso
-from gateway.rules import policy
+from gateway.rules import escalation, policy
 from gateway.rules import status as st
 from gateway.rules.policy import Outgoing
 from gateway.rules.settings import Settings
@@ -54,10 +54,15 @@ def transition(before: Check, after: Check, now: float, reason: str, s: Settings
     went_down = after.status is Status.DOWN and before.status is not Status.DOWN
     recovered = before.status is Status.DOWN and after.status is not Status.DOWN
     if went_down:
-        after = after.evolve(down_since=now, last_alert=now, acked=False)
+        first = escalation.first_steps(s.escalation) if not _silent_flip(before, after, now) else 0
+        after = after.evolve(
+            down_since=now, last_alert=now, acked=False, acked_by=None, acked_at=None, ladder_step=first
+        )
     elif recovered:
-        after = after.evolve(down_since=None, acked=False, muted_until=None)
-    alert_at = policy.next_reminder(after, after.last_alert or now, s) if after.status is Status.DOWN else None
+        after = after.evolve(
+            down_since=None, acked=False, acked_by=None, acked_at=None, muted_until=None, ladder_step=0
+        )
+    alert_at = policy.next_alert(after, after.last_alert or now, s) if after.status is Status.DOWN else None
     if after.alert_at != alert_at:  # skip a copy when nothing changes (the ping path)
         after = after.evolve(alert_at=alert_at)
     if before.status is after.status:
@@ -73,6 +78,12 @@ def transition(before: Check, after: Check, now: float, reason: str, s: Settings
         told, after, flip, key=flip_key(flip, after.n_pings), down_since=down_since, body=body, s=s, now=now
     )
     return Decision(after, flip, alerts=tuple(alerts), wait=s.coalesce)
+
+
+def _silent_flip(before: Check, after: Check, now: float) -> bool:
+    """A DOWN flip that tells nobody (a muted check): the ladder's first steps are not taken
+    then, so they run when the mute ends."""
+    return after.muted_until is not None and after.muted_until > now
 
 
 def flip_key(flip: Flip, n_pings: int) -> str:
@@ -110,10 +121,17 @@ def advance(before: Check, now: float, s: Settings) -> Decision:
         after = d.check
         assert after is not None
         if after.alert_at is not None and after.alert_at <= now:
-            reminders = policy.reminders(after, down_since=after.down_since or now, s=s, now=now)
-            after = after.evolve(last_alert=now)
-            after = after.evolve(alert_at=policy.next_reminder(after, now, s))
-            d = dataclasses.replace(d, check=after, alerts=(*d.alerts, *reminders), wait=s.coalesce)
+            due: list[policy.Outgoing] = []
+            reminder = policy.next_reminder(after, after.last_alert or now, s)
+            if reminder is not None and reminder <= now:
+                due += policy.reminders(after, down_since=after.down_since or now, s=s, now=now)
+                after = after.evolve(last_alert=now)
+            steps, taken = policy.escalations(after, s, now)
+            if taken:
+                due += steps
+                after = after.evolve(ladder_step=after.ladder_step + taken, last_alert=now)
+            after = after.evolve(alert_at=policy.next_alert(after, after.last_alert or now, s))
+            d = dataclasses.replace(d, check=after, alerts=(*d.alerts, *due), wait=s.coalesce)
     except Exception as e:
         after = before.evolve(
             next_deadline=now + POISON_RETRY,

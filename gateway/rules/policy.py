@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.model import Check, Flip, Status
+from gateway.rules import escalation
 from gateway.rules.durations import humanize
 from gateway.rules.settings import Settings
 
@@ -23,8 +24,8 @@ SMS_CHARS = 160
 class Outgoing:
     """One outbox row to write: a message for one recipient on one channel."""
 
-    kind: str  # down | fail | up | reminder | note | test | reply | budget | modem
-    channel: str  # sms | email
+    kind: str  # down | fail | up | reminder | escalation | note | test | reply | budget | modem
+    channel: str  # sms | email | call
     recipient: str
     text: str
     check_id: int | None
@@ -90,6 +91,18 @@ def reminder_text(check: Check, down_since: float, s: Settings, now: float) -> s
     )
 
 
+def escalation_text(check: Check, down_since: float, s: Settings, now: float) -> str:
+    return (
+        f"STILL DOWN {check.name} for {humanize(now - down_since)} (since {clock(down_since, s)}),"
+        f" nobody acknowledged. Reply ACK {check.name} to stop the escalation."
+    )
+
+
+def call_text(check: Check) -> str:
+    """What a call row says in the outbox (the call itself only rings)."""
+    return f"call: {check.name} is DOWN. Reply ACK {check.name} by SMS to stop the calls."
+
+
 def up_text(check: Check, down_since: float | None, now: float) -> str:
     if down_since is None:
         return f"UP {check.name}"
@@ -108,11 +121,49 @@ def offline_note_text(since: float | None, until: float, n: int, s: Settings) ->
 
 
 def _fan_out(
-    kind: str, check: Check | None, text: str, key: str, s: Settings, *, sms: bool = True, email: bool = True
+    kind: str,
+    check: Check | None,
+    text: str,
+    key: str,
+    s: Settings,
+    *,
+    sms: bool = True,
+    email: bool = True,
+    to: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
 ) -> list[Outgoing]:
     cid, name = (check.id, check.name) if check else (None, None)
-    out = [Outgoing(kind, "sms", n, text, cid, f"{key}:sms:{n}", name) for n in s.sms_to if sms]
-    out += [Outgoing(kind, "email", a, text, cid, f"{key}:email:{a}", name) for a in s.email_to if email]
+    phones, emails = to if to is not None else (s.sms_to, s.email_to)
+    out = [Outgoing(kind, "sms", n, text, cid, f"{key}:sms:{n}", name) for n in phones if sms]
+    out += [Outgoing(kind, "email", a, text, cid, f"{key}:email:{a}", name) for a in emails if email]
+    return out
+
+
+def told(check: Check, s: Settings) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(numbers, addresses) that hear about ``check``'s outage beyond its first alert (reminders,
+    UP): without a ladder ``sms_to`` and ``email_to``, with one everyone its steps reached."""
+    if not s.escalation:
+        return s.sms_to, s.email_to
+    return escalation.told(s.escalation, check.ladder_step)
+
+
+def step_alerts(
+    check: Check, steps: Sequence[escalation.Step], first: int, key: str, s: Settings, text: str
+) -> list[Outgoing]:
+    """The rows of escalation ``steps`` (``first``: the index of the first of them in the
+    ladder): SMS and calls to phones (the check's SMS toggle governs both), email to addresses."""
+    out: list[Outgoing] = []
+    kind = "escalation" if first else ("fail" if text.startswith("FAIL") else "down")
+    for i, step in enumerate(steps, first):
+        k = f"{key}:step{i}"
+        phones = tuple(c.phone for c in step.sms if c.phone)
+        emails = tuple(c.email for c in step.email if c.email)
+        out += _fan_out(kind, check, text, k, s, sms=check.sms_enabled, email=check.email_enabled, to=(phones, emails))
+        if check.sms_enabled:
+            out += [
+                Outgoing("call", "call", c.phone, call_text(check), check.id, f"{k}:call:{c.phone}", check.name)
+                for c in step.call
+                if c.phone
+            ]
     return out
 
 
@@ -141,9 +192,13 @@ def alerts_for_flip(
         return []
     if after.status is Status.DOWN and before.status is not Status.DOWN:
         text = fail_text(after, body, s, now) if flip.reason == "fail" else down_text(after, s, now)
+        if s.escalation:
+            first = s.escalation[: escalation.first_steps(s.escalation)]
+            return step_alerts(after, first, 0, key, s, text)
         return _fan_out("fail" if flip.reason == "fail" else "down", after, text, key, s, sms=sms, email=email)
     if before.status is Status.DOWN and after.status in (Status.UP, Status.NEW):
-        return _fan_out("up", after, up_text(after, down_since, now), key, s, sms=sms, email=email)
+        up = up_text(after, down_since, now)
+        return _fan_out("up", after, up, key, s, sms=sms, email=email, to=told(before, s))
     return []
 
 
@@ -152,7 +207,8 @@ def next_reminder(check: Check, last_alert: float, s: Settings) -> float | None:
     paused, acknowledged, or both its channels off. A mute or quiet hours push it later."""
     if check.status is not Status.DOWN or check.acked:
         return None
-    if not (check.sms_enabled and s.sms_to) and not (check.email_enabled and s.email_to):
+    phones, emails = told(check, s)
+    if not (check.sms_enabled and phones) and not (check.email_enabled and emails):
         return None
     due = last_alert + (check.repeat or s.repeat)
     if check.muted_until is not None and check.muted_until > due:
@@ -173,7 +229,41 @@ def reminders(check: Check, *, down_since: float, s: Settings, now: float) -> li
         s,
         sms=check.sms_enabled,
         email=check.email_enabled,
+        to=told(check, s),
     )
+
+
+def next_step(check: Check, s: Settings) -> float | None:
+    """When the ladder's next step is due for a down check, or None: no ladder, every step
+    taken, acknowledged, or not down. Quiet hours hold a "wait" step; a mute holds every step."""
+    if not s.escalation or check.status is not Status.DOWN or check.acked or check.down_since is None:
+        return None
+    due = escalation.next_at(s.escalation, check.ladder_step, check.down_since, lambda t: quiet_until(t, s))
+    if due is not None and check.muted_until is not None and check.muted_until > due:
+        due = check.muted_until
+    return due
+
+
+def next_alert(check: Check, last_alert: float, s: Settings) -> float | None:
+    """``alert_at``: the earlier of the next reminder and the next escalation step."""
+    times = [t for t in (next_reminder(check, last_alert, s), next_step(check, s)) if t is not None]
+    return min(times) if times else None
+
+
+def escalations(check: Check, s: Settings, now: float) -> tuple[list[Outgoing], int]:
+    """The escalation steps due now for a down check (the caller saw ``next_step`` ≤ now):
+    their rows, and how many steps that takes (to add to ``ladder_step``)."""
+    if check.status is not Status.DOWN or check.acked or _silenced(check, now) or check.down_since is None:
+        return [], 0
+    due = next_step(check, s)
+    if due is None or due > now:  # not yet, or held by quiet hours
+        return [], 0
+    steps = escalation.due(s.escalation, check.ladder_step, check.down_since, now)
+    if not steps:
+        return [], 0
+    key = f"esc{check.id}@{check.down_since!r}"
+    text = escalation_text(check, check.down_since, s, now)
+    return step_alerts(check, steps, check.ladder_step, key, s, text), len(steps)
 
 
 def offline_note(since: float | None, until: float, n: int, s: Settings) -> list[Outgoing]:
@@ -323,7 +413,10 @@ class Pending:
     sent: bool = False  # already delivered (state 'sent'): never part of a later message
 
 
-ALERT_KINDS = frozenset({"down", "fail", "up", "reminder"})  # rows that tell a check's state
+# rows that tell a check's state ("escalation": a later ladder step; "call": a ladder call, on
+# its own channel, which rings only while the check is still down)
+ALERT_KINDS = frozenset({"down", "fail", "up", "reminder", "escalation", "call"})
+_STILL_DOWN = frozenset({"reminder", "escalation", "call"})
 _DOWNISH = frozenset({"down", "fail"})
 
 
@@ -416,7 +509,7 @@ def _state_now(name: str, history: list[Pending], now: Status, s: Settings) -> _
             last = downs[-1]
             silent = name if last.kind == "down" else None
             return _Item(_short(last), last, silent, last.created)
-        reminders = [r for r in history if r.kind == "reminder"]
+        reminders = [r for r in history if r.kind in _STILL_DOWN]
         if reminders:
             return _Item(_short(reminders[-1]), reminders[-1])
         return None  # back and down again: the owner still knows it as down
@@ -435,7 +528,9 @@ def _state_now(name: str, history: list[Pending], now: Status, s: Settings) -> _
 
 
 def _short(r: Pending) -> str:
-    word = {"down": "DOWN", "fail": "FAIL", "up": "UP", "reminder": "STILL DOWN"}.get(r.kind)
+    word = {"down": "DOWN", "fail": "FAIL", "up": "UP", "reminder": "STILL DOWN", "escalation": "STILL DOWN"}.get(
+        r.kind
+    )
     if word and r.check_name:
         if r.kind == "up":
             return r.text  # "UP web1 after 47 min" is already short

@@ -21,9 +21,12 @@ import re
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.rules.durations import format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from gateway.rules.escalation import Step
 
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+")
@@ -50,6 +53,10 @@ class Settings:
     fallback_after: int = 3  # failed SMS attempts before the alert goes by email too
     modem_alert_after: float = 600.0  # modem unusable this long: email the owner
     daily_summary: int | None = None  # minutes after midnight (in tz) of the "all is well" SMS
+    # [[alerts.escalation]] with its [contacts] resolved (gateway.rules.escalation); () means
+    # sms_to and email_to are told at DOWN, as without a ladder. Config file only.
+    escalation: tuple[Step, ...] = ()
+    call_answer_acks: bool = False  # an answered escalation call acknowledges the outage
 
     @property
     def zone(self) -> dt.tzinfo:

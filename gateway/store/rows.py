@@ -9,7 +9,7 @@ from gateway.model import ApiKey, Check, OutboxRow, Schedule, Status
 CHECK_COLUMNS = (
     "id, name, token, period, grace, cron, tz, status, anchor, last_ping, last_start, "
     "last_failed, last_exit_status, next_deadline, sms_enabled, email_enabled, created, "
-    "n_pings, repeat, muted_until, acked, filters, down_since, last_alert, alert_at"
+    "n_pings, repeat, muted_until, acked, filters, down_since, last_alert, alert_at, ladder_step, acked_by, acked_at"
 )
 
 
@@ -37,6 +37,9 @@ def check_from_row(r: sqlite3.Row) -> Check:
         down_since=r["down_since"],
         last_alert=r["last_alert"],
         alert_at=r["alert_at"],
+        ladder_step=r["ladder_step"],
+        acked_by=r["acked_by"],
+        acked_at=r["acked_at"],
     )
 
 

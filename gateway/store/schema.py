@@ -141,6 +141,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE modem_log ADD COLUMN recovery TEXT;
     """,
+    # v4: the escalation ladder's steps taken in this outage, and who acknowledged it when
+    """
+    ALTER TABLE checks ADD COLUMN ladder_step INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE checks ADD COLUMN acked_by TEXT;
+    ALTER TABLE checks ADD COLUMN acked_at REAL;
+    """,
 ]
 
 

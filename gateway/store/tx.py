@@ -47,7 +47,7 @@ def save_check(conn: sqlite3.Connection, c: Check) -> None:
         " sms_enabled=:sms_enabled, email_enabled=:email_enabled, n_pings=:n_pings, period=:period,"
         " grace=:grace, cron=:cron, tz=:tz, repeat=:repeat, muted_until=:muted_until, acked=:acked,"
         " filters=:filters, down_since=:down_since, last_alert=:last_alert, alert_at=:alert_at,"
-        " token=:token WHERE id=:id",
+        " ladder_step=:ladder_step, acked_by=:acked_by, acked_at=:acked_at, token=:token WHERE id=:id",
         {
             "status": c.status.value,
             "anchor": c.anchor,
@@ -70,6 +70,9 @@ def save_check(conn: sqlite3.Connection, c: Check) -> None:
             "down_since": c.down_since,
             "last_alert": c.last_alert,
             "alert_at": c.alert_at,
+            "ladder_step": c.ladder_step,
+            "acked_by": c.acked_by,
+            "acked_at": c.acked_at,
             "token": c.token,
             "id": c.id,
         },

@@ -34,11 +34,18 @@ OWNER = "+15551230001"
 EMAIL = "owner@example.test"
 
 
-def config(data_dir: Path, *, alerts: dict[str, Any] | None = None, security: dict[str, Any] | None = None) -> Config:
-    """A config as the file would give it: ``alerts`` and ``security`` are its tables (values
-    as TOML has them), laid over SMS to OWNER, email to EMAIL, no coalescing delay, UTC."""
+def config(
+    data_dir: Path,
+    *,
+    alerts: dict[str, Any] | None = None,
+    security: dict[str, Any] | None = None,
+    contacts: dict[str, Any] | None = None,
+) -> Config:
+    """A config as the file would give it: ``alerts``, ``security`` and ``contacts`` are its
+    tables (values as TOML has them), laid over SMS to OWNER, email to EMAIL, no coalescing
+    delay, UTC."""
     table = {"sms_to": [OWNER], "email_to": [EMAIL], "coalesce": "0s", "tz": "UTC", **(alerts or {})}
-    return parse({"data_dir": str(data_dir), "alerts": table, "security": security or {}})
+    return parse({"data_dir": str(data_dir), "alerts": table, "security": security or {}, "contacts": contacts or {}})
 
 
 class Clocks:
@@ -90,12 +97,14 @@ class Gateway:
         *,
         alerts: dict[str, Any] | None = None,
         security: dict[str, Any] | None = None,
+        contacts: dict[str, Any] | None = None,
         clocks: Clocks | None = None,
     ) -> None:
-        """``alerts`` and ``security``: as for :func:`config`."""
+        """``alerts``, ``security`` and ``contacts``: as for :func:`config`."""
         self.clocks = clocks or Clocks()
-        self.config = config(data_dir, alerts=alerts, security=security)
+        self.config = config(data_dir, alerts=alerts, security=security, contacts=contacts)
         self.sms, self.email = RecordingChannel("sms"), RecordingChannel("email")
+        self.call = RecordingChannel("call")  # the escalation ladder's phone calls
         self.store = Store(self.config.db_path)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="clockrig-loop", daemon=True)
@@ -105,7 +114,7 @@ class Gateway:
         self.store.open()
         try:
             self.service = Service(self.store, self.config, clock=self.clocks)
-            channels: dict[str, Channel] = {"sms": self.sms, "email": self.email}
+            channels: dict[str, Channel] = {"sms": self.sms, "email": self.email, "call": self.call}
             self.dispatcher = Dispatcher(self.service, channels, self.config, clock=self.clocks)
             self.service.on_outbox(self.dispatcher.nudge)  # wired as the daemon wires it
             runner = CommandRunner(self.service, clock=self.clocks)
