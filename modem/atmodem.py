@@ -1,16 +1,14 @@
 """``AtModem``: the :class:`~modem.interface.Modem` interface over AT commands in PDU mode
-(pyserial, through :class:`~modem.at.AtChannel`)."""
+(pyserial, through :class:`~modem.at.AtChannel`): open and init, sending, status, recovery
+steps and URC routing. Its inbound side (reading, reassembling, handing over and deleting
+stored SMS) is :class:`~modem.atinbound.InboundReader`."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import logging
 import random
 import re
-import time
-from dataclasses import dataclass
 from typing import Any
 
 from modem.at import (
@@ -19,71 +17,26 @@ from modem.at import (
     AtChannel,
     Registration,
     RegistrationSummary,
-    StoredPdu,
     Urc,
     access_technology,
     combine_registrations,
     info_text,
-    parse_cmgl,
-    parse_cmgr,
     parse_cmgs,
     parse_cmti,
     parse_cops,
     parse_cpin,
-    parse_cpms,
-    parse_cpms_support,
     parse_csca,
     parse_csq,
     parse_registration,
     rssi_to_dbm,
     storage_full_report,
 )
-from modem.errors import (
-    CmeError,
-    CmsError,
-    CommandError,
-    ModemError,
-    ModemTimeout,
-    PduError,
-    PortGone,
-    SimError,
-)
-from modem.interface import InboundHandler, InboundSms, Modem, ModemStatus, SimAbsent, mask_number
-from modem.pdu import (
-    Deliver,
-    Reassembled,
-    Reassembler,
-    StatusReport,
-    decode_pdu,
-    encode_submit,
-    salvage_deliver,
-    unreadable_text,
-)
+from modem.atinbound import REFUSED, InboundReader, storage_fill
+from modem.errors import CmeError, CmsError, CommandError, ModemError, ModemTimeout, PortGone, SimError
+from modem.interface import InboundHandler, Modem, ModemStatus, SimAbsent, mask_number
+from modem.pdu import encode_submit
 
-# Named as before the split into modules: log filters (and a test) select "modem.driver".
 logger = logging.getLogger(__name__)
-
-
-_REFUSED = (CmeError, CmsError, CommandError)  # the modem answered, with an error
-
-
-@dataclass(frozen=True, slots=True)
-class _ReadJob:
-    mem: str
-    index: int
-
-
-@dataclass(frozen=True, slots=True)
-class _ListJob:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class _PduJob:
-    pdu: str
-
-
-_InboundJob = _ReadJob | _ListJob | _PduJob
 
 
 PART_TRIES = 3  # tries for each later part of a multipart SMS (AtModem.send_sms)
@@ -106,7 +59,8 @@ class AtModem(Modem):
 
     One asyncio lock serialises everything that talks to the modem (sends, inbound
     processing, status), so those interleave safely. Inbound messages are processed by
-    one task: ``+CMTI`` only queues work, the reader thread never waits for it.
+    one task (:class:`~modem.atinbound.InboundReader`, which this composes): ``+CMTI``
+    only queues work, the reader thread never waits for it.
 
     Every message that reaches storage leaves it again, so a full SIM never makes the network
     hold the owner's next command: it is handed to the inbound handler, then deleted. One we
@@ -145,31 +99,26 @@ class AtModem(Modem):
         self._smsc = smsc
         self._command_timeout = command_timeout
         self._send_timeout = send_timeout
-        self._list_timeout = list_timeout
-        self._multipart_timeout = multipart_timeout
         self._part_retry_delay = part_retry_delay
         self._sim_busy_timeout = sim_busy_timeout
         self._poll_interval = poll_interval
-        self._delete_retry_interval = delete_retry_interval
         self._radio_timeout = radio_timeout
         self._registration_wait = registration_wait
-        self._handler: InboundHandler | None = None
         self._channel: AtChannel | None = None
         self._lock = asyncio.Lock()
         self._gone = asyncio.Event()
-        self._queue: asyncio.Queue[_InboundJob] = asyncio.Queue()
-        self._inbound_task: asyncio.Task[None] | None = None
-        # The one record of multipart parts waiting for the rest, and of their storage indexes.
-        self._reassembler = Reassembler(multipart_timeout, max_pending=1024)
-        self._failed: set[int] = set()  # indexes whose hand-over failed in this session
-        # What each slot held when read, and the slots handed over whose deletion was refused
-        # (index -> that PDU): not handed over again, deleted again every delete_retry_interval.
-        self._pdu_at: dict[int, str] = {}
-        self._undeleted: dict[int, str] = {}
-        self._next_delete_retry = 0.0
-        self._mem1: str | None = None
-        self._polling = False
-        self._next_poll = 0.0
+        # Reading, reassembling, handing over and deleting inbound SMS, and the storage state.
+        self._inbound = InboundReader(
+            url,
+            channel=self._require_channel,
+            optional=self._optional,
+            lock=self._lock,
+            command_timeout=command_timeout,
+            list_timeout=list_timeout,
+            multipart_timeout=multipart_timeout,
+            poll_interval=poll_interval,
+            delete_retry_interval=delete_retry_interval,
+        )
         self._concat_ref = random.randrange(256)
         self._radio_refused = False  # init could not switch the radio on (AT+CFUN=1 refused)
         # The last unsolicited registration report per domain ("CREG", "CEREG", ...), and the
@@ -180,9 +129,6 @@ class AtModem(Modem):
         # Storage-full reports (^SMMEMFULL, +QIND/+CIEV "smsfull") in this session; each
         # one lists and clears the storage at once. ModemStatus carries the count.
         self._storage_full_reports = 0
-        # The modem's own memory ("ME"), chosen while the SIM store still held messages:
-        # switched to once a listing finds the SIM store empty.
-        self._storage_wanted: str | None = None
 
     def __repr__(self) -> str:
         return f"AtModem({self.url!r})"  # never the PIN
@@ -191,7 +137,7 @@ class AtModem(Modem):
 
     def set_inbound_handler(self, handler: InboundHandler) -> None:
         """Called once per complete inbound message; storage is cleaned after it returned."""
-        self._handler = handler
+        self._inbound.handler = handler
 
     async def open(self) -> None:
         """Open the port and run the init sequence (DESIGN §6), then queue the messages
@@ -205,18 +151,14 @@ class AtModem(Modem):
         if self._channel is not None:
             raise RuntimeError("AtModem.open called twice")
         channel = AtChannel(self.url, baudrate=self._baudrate, on_urc=self._on_urc, on_gone=self._on_gone)
-        self._failed.clear()
-        self._pdu_at.clear()
-        self._undeleted.clear()
         # Fresh loop-bound primitives: the object may be reopened from another event loop.
         self._lock = asyncio.Lock()
+        self._inbound.new_session(self._lock)
         self._gone = asyncio.Event()
-        self._queue = asyncio.Queue()
         self._news = asyncio.Event()
         self._reg_reports.clear()
         self._reg_state = None
         self._storage_full_reports = 0
-        self._storage_wanted = None
         await channel.open(timeout=self._command_timeout)
         self._channel = channel
         try:
@@ -226,17 +168,12 @@ class AtModem(Modem):
             self._channel = None
             await channel.close()
             raise
-        self._inbound_task = asyncio.create_task(self._inbound_loop(), name=f"inbound {self.url}")
-        self._queue.put_nowait(_ListJob())
+        self._inbound.start()
 
     async def close(self, *, grace: float = 10.0) -> None:
         """Stop inbound processing, let an SMS in flight finish (up to ``grace`` s), close
         the port. Idempotent."""
-        task, self._inbound_task = self._inbound_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._inbound.stop()
         channel, self._channel = self._channel, None
         if channel is None:
             return
@@ -320,7 +257,7 @@ class AtModem(Modem):
                 except ModemTimeout:
                     stalled = True
                     return None
-                except _REFUSED as exc:
+                except REFUSED as exc:
                     if isinstance(exc, CmeError) and cmd == "AT+CPIN?":
                         return [f"+CPIN: {_SIM_BY_CME.get(exc.code, 'ERROR')}"]
                     return None
@@ -336,11 +273,9 @@ class AtModem(Modem):
             csq = await ask("AT+CSQ")
             csca = await ask("AT+CSCA?")
             cpms = await ask("AT+CPMS?")
-        fill = _storage_fill(cpms or [])
-        if fill is not None and fill[0] > len(self._known_slots()) and self._queue.empty():
-            # More slots in use than messages we wait on: a +CMTI went missing (or came while
-            # the storage was being listed). List it, so nothing sits there until a restart.
-            self._queue.put_nowait(_ListJob())
+        fill = storage_fill(cpms or [])
+        if fill is not None:
+            self._inbound.check_storage_used(fill[0])
         summary = combine_registrations(regs) if regs else None
         operator = parse_cops(cops) if cops else None
         technology = summary.technology if summary else None
@@ -379,7 +314,7 @@ class AtModem(Modem):
         async with self._lock:
             try:
                 await self._require_channel().command("AT", timeout=min(self._command_timeout, 5.0))
-            except _REFUSED:
+            except REFUSED:
                 pass
 
     async def resync(self) -> None:
@@ -415,11 +350,11 @@ class AtModem(Modem):
         try:
             await ch.command("ATE0", timeout=t)
             ch.expect_echo = False
-        except _REFUSED:
+        except REFUSED:
             logger.info("modem refused ATE0; echoes are stripped instead")
         try:
             await ch.command("AT+CMEE=1", timeout=t)
-        except _REFUSED:
+        except REFUSED:
             logger.info("modem refused AT+CMEE=1; errors will be less specific")
         await self._unlock_sim(ch)
         manufacturer = _info(await self._optional(ch, "AT+CGMI"), "+CGMI:") or ""
@@ -438,7 +373,7 @@ class AtModem(Modem):
         await self._optional(ch, "AT+COPS?")
         try:
             await self._busy_retry(ch, "AT+CMGF=0", t)
-        except _REFUSED as exc:
+        except REFUSED as exc:
             raise CommandError("the modem refuses PDU mode (AT+CMGF=0)", permanent=True) from exc
         current = parse_csca(await self._optional(ch, "AT+CSCA?") or [])
         if self._smsc and current != self._smsc:
@@ -447,7 +382,7 @@ class AtModem(Modem):
                 logger.warning("modem refused the configured SMSC; keeping its own")
         elif not current and not self._smsc:
             logger.warning("no SMSC set on the SIM and none configured: sending will fail")
-        self._mem1 = await self._choose_storage(ch)
+        await self._inbound.init_storage(ch)
         await self._enable_indications(ch)
         logger.info(
             "modem %s ready: registration %s (%s), signal %s dBm",
@@ -471,7 +406,7 @@ class AtModem(Modem):
         try:
             # Switching the radio on can take seconds (the modem searches the network).
             await self._busy_retry(ch, "AT+CFUN=1", max(self._command_timeout, 15.0))
-        except _REFUSED as exc:
+        except REFUSED as exc:
             self._radio_refused = True
             logger.warning("modem %s refused to switch its radio on (AT+CFUN=1: %s): no SMS can be sent", self.url, exc)
             return False
@@ -486,7 +421,7 @@ class AtModem(Modem):
                 try:
                     await self._busy_retry(ch, f"{cmd}={n}", self._command_timeout)
                     break
-                except _REFUSED:
+                except REFUSED:
                     continue
 
     async def _registration(self, ch: AtChannel) -> RegistrationSummary | None:
@@ -513,32 +448,6 @@ class AtModem(Modem):
                 return reg
             await asyncio.sleep(1.0)
 
-    async def _choose_storage(self, ch: AtChannel) -> str | None:
-        """Prefer the modem's own memory ("ME": larger than the SIM's few slots, and no wear
-        on the SIM) for reading, writing and receiving, where ``AT+CPMS=?`` offers it for all
-        three. While the SIM store still holds messages it stays in use until a listing
-        has emptied it (:attr:`_storage_wanted`). Returns the read storage (mem1)."""
-        current = await self._optional(ch, "AT+CPMS?") or []
-        mem1 = parse_cpms(current)
-        offered = next((parse_cpms_support(line) for line in await self._optional(ch, "AT+CPMS=?") or []), ())
-        if len(offered) < 3 or not all("ME" in mems for mems in offered[:3]):
-            return mem1
-        storages = _storages(current)
-        if [name for name, _, _ in storages[:3]] == ["ME", "ME", "ME"]:
-            return "ME"
-        if storages and storages[0][0] != "ME" and storages[0][1] > 0:
-            logger.info(
-                "modem %s: SMS storage %s still holds messages; the modem's memory is used once it is empty",
-                self.url,
-                storages[0][0],
-            )
-            self._storage_wanted = "ME"
-            return mem1
-        if await self._optional(ch, 'AT+CPMS="ME","ME","ME"') is None:
-            return mem1
-        logger.info("modem %s: SMS are kept in the modem's memory (ME), not on the SIM", self.url)
-        return "ME"
-
     async def _wake(self, ch: AtChannel) -> None:
         """``AT`` until the modem answers: a modem just plugged in may need a few seconds.
         Any final result counts (a PIN-locked modem may answer ``+CME ERROR: 11``)."""
@@ -547,7 +456,7 @@ class AtModem(Modem):
             try:
                 await ch.command("AT", timeout=min(self._command_timeout, 1.0 * 2**attempt))
                 return
-            except _REFUSED:
+            except REFUSED:
                 return
             except ModemTimeout as exc:
                 last = exc
@@ -587,7 +496,7 @@ class AtModem(Modem):
             # Sent at most once per open: a second wrong PIN brings the SIM closer to PUK.
             try:
                 await ch.command(f'AT+CPIN="{self._pin}"', timeout=max(self._command_timeout, 30.0))
-            except (*_REFUSED, ModemTimeout) as exc:
+            except (*REFUSED, ModemTimeout) as exc:
                 try:
                     state = await self._sim_state(ch)
                 except ModemError:
@@ -623,7 +532,7 @@ class AtModem(Modem):
         """A command whose refusal is not fatal: None (logged) when refused."""
         try:
             return await self._busy_retry(ch, cmd, self._command_timeout)
-        except _REFUSED as exc:
+        except REFUSED as exc:
             logger.info("modem refused %s: %s", cmd.split("=")[0], exc)
             return None
 
@@ -631,15 +540,14 @@ class AtModem(Modem):
         for cnmi in ("AT+CNMI=2,1,0,1,0", "AT+CNMI=2,1,0,0,0", "AT+CNMI=1,1,0,0,0", "AT+CNMI=2,1"):
             try:
                 await self._busy_retry(ch, cnmi, self._command_timeout)
-            except _REFUSED:
+            except REFUSED:
                 continue
-            self._polling = False
+            self._inbound.set_polling(False)
             if cnmi != "AT+CNMI=2,1,0,1,0":
                 logger.info("modem refused the preferred AT+CNMI; using %s", cnmi)
             return
         logger.warning("modem refuses every AT+CNMI: polling storage every %g s instead", self._poll_interval)
-        self._polling = True
-        self._next_poll = time.monotonic() + self._poll_interval
+        self._inbound.set_polling(True)
 
     # -- URCs and port loss (called on the loop by the channel) ----------------------------
 
@@ -649,10 +557,10 @@ class AtModem(Modem):
             if where is None:
                 logger.warning("malformed +CMTI ignored")
                 return
-            self._queue.put_nowait(_ReadJob(*where))
+            self._inbound.queue_read(*where)
         elif urc.name == "+CMT":
             if urc.pdu:
-                self._queue.put_nowait(_PduJob(urc.pdu))
+                self._inbound.queue_pdu(urc.pdu)
         elif urc.name in ("+CDS", "+CDSI"):
             logger.debug("status report ignored (none requested)")
         elif urc.name in ("+CREG", "+CGREG", "+CEREG", "+C5GREG"):
@@ -662,7 +570,7 @@ class AtModem(Modem):
             # read and clear now; the owner hears of it once (ModemStatus.storage_full_reports).
             self._storage_full_reports += 1
             logger.warning("modem %s: its SMS storage is full (%s); reading and clearing it", self.url, urc.name)
-            self._queue.put_nowait(_ListJob())
+            self._inbound.queue_list()
             self._news.set()
         else:
             logger.debug("URC %s", urc.name)
@@ -694,271 +602,6 @@ class AtModem(Modem):
         if self._channel is None:
             raise PortGone(f"{self.url}: modem is not open")
         return self._channel
-
-    # -- inbound processing (one task) ------------------------------------------------------
-
-    def _wake_in(self) -> float:
-        waits = [max(0.05, min(60.0, self._multipart_timeout / 4))]
-        if self._polling:
-            waits.append(max(0.0, self._next_poll - time.monotonic()))
-        if self._undeleted:
-            waits.append(max(0.0, self._next_delete_retry - time.monotonic()))
-        return min(waits)
-
-    async def _inbound_loop(self) -> None:
-        task = asyncio.current_task()
-        while True:
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError  # a cancellation some library call swallowed
-            job: _InboundJob | None
-            # not wait_for: on 3.11 it can swallow the cancellation that close() sends as a job
-            # arrives, and the loop (and close()) would then never end
-            try:
-                async with asyncio.timeout(self._wake_in()):
-                    job = await self._queue.get()
-            except TimeoutError:
-                job = None
-            if job is None and self._polling and time.monotonic() >= self._next_poll:
-                self._next_poll = time.monotonic() + self._poll_interval
-                job = _ListJob()
-            try:
-                if job is not None:
-                    await self._run_job(job)
-                await self._expire()
-                if self._undeleted and time.monotonic() >= self._next_delete_retry:
-                    self._next_delete_retry = time.monotonic() + self._delete_retry_interval
-                    await self._retry_deletes()
-            except PortGone:
-                return
-            except ModemError as exc:
-                logger.warning("inbound SMS processing failed: %s", exc)
-            except Exception:
-                logger.exception("bug in inbound SMS processing")
-
-    async def _run_job(self, job: _InboundJob) -> None:
-        if isinstance(job, _PduJob):
-            await self._accept([StoredPdu(None, 0, None, job.pdu)])
-            return
-        lines: list[str] | None
-        async with self._lock:
-            ch = self._require_channel()
-            if isinstance(job, _ListJob):
-                try:
-                    lines = await ch.command("AT+CMGL=4", timeout=self._list_timeout)
-                except (CmsError, CmeError) as exc:
-                    # "+CMS ERROR: 321" (invalid memory index) / "+CME ERROR: 22" (not found):
-                    # how many modems answer a listing of an empty store.
-                    if (isinstance(exc, CmsError) and exc.code == 321) or (
-                        isinstance(exc, CmeError) and exc.code == 22
-                    ):
-                        logger.debug("AT+CMGL: no messages (%s)", exc)
-                        lines = []
-                    else:
-                        raise
-                items = parse_cmgl(lines)
-                # A slot listed without a PDU we could take (a garbled line): read it alone.
-                listed = {i.index for i in items}
-                for index in _cmgl_indexes(lines) - listed:
-                    self._queue.put_nowait(_ReadJob(self._mem1 or "SM", index))
-                if not lines and not self._known_slots():
-                    await self._move_storage(ch)
-            else:
-                if self._reassembler.holds(job.index):
-                    return
-                if (
-                    self._mem1 is not None
-                    and job.mem != self._mem1
-                    and await self._optional(ch, f'AT+CPMS="{job.mem}"') is not None
-                ):
-                    self._mem1 = job.mem
-                try:
-                    lines = await ch.command(f"AT+CMGR={job.index}", timeout=self._command_timeout)
-                except (CmsError, CmeError) as exc:
-                    if exc.code in (21, 22, 321):  # already gone (handled via +CMGL)
-                        return
-                    if exc.code in (SIM_BUSY_CMS if isinstance(exc, CmsError) else SIM_BUSY_CME):
-                        raise  # passes: the next status refresh sees the slot used and lists it
-                    lines = None
-                except CommandError:
-                    lines = None
-                stored = parse_cmgr(lines, job.index) if lines is not None else None
-                if stored is None and lines != []:  # [] is an empty slot; the rest is garbage
-                    # Kept, it would take a slot for good and be read again at every listing.
-                    logger.warning("stored SMS at index %d cannot be read; deleted", job.index)
-                    await self._delete_locked(ch, [job.index])
-                    return
-                items = [stored] if stored is not None else []
-        await self._accept(items)
-        if isinstance(job, _ListJob) and items and self._storage_wanted and not self._known_slots():
-            self._queue.put_nowait(_ListJob())  # emptied, unless more came: list to see, then move
-
-    async def _move_storage(self, ch: AtChannel) -> None:
-        """The SIM store is empty now: move to the storage :meth:`_choose_storage` wanted."""
-        wanted = self._storage_wanted
-        if wanted is None or self._mem1 == wanted:
-            return
-        cmd = f'AT+CPMS="{wanted}","{wanted}","{wanted}"'
-        if await self._optional(ch, cmd) is not None:
-            logger.info(
-                "modem %s: SIM store empty; SMS are kept in the modem's memory (%s) from now on", self.url, wanted
-            )
-            self._mem1 = wanted
-        self._storage_wanted = None
-
-    async def _accept(self, items: list[StoredPdu]) -> None:
-        """Decode stored/received PDUs, reassemble, hand complete messages over."""
-        now = time.monotonic()
-        for item in items:
-            if item.stat in (2, 3):  # our own outgoing drafts
-                continue
-            if item.index is not None:
-                if self._reassembler.holds(item.index) or item.index in self._failed:
-                    continue
-                if item.index in self._undeleted:
-                    if self._undeleted[item.index] == item.pdu:
-                        continue  # handed over already; its deletion is retried
-                    del self._undeleted[item.index]  # freed after all, and a new message came
-                self._pdu_at[item.index] = item.pdu
-            storage = () if item.index is None else (item.index,)
-            try:
-                # lenient: user data with octets too many or too few is read as far as it goes
-                msg = decode_pdu(item.pdu, smsc=True, lenient=True)
-            except PduError as exc:
-                await self._accept_undecodable(item, storage, exc)
-                continue
-            if isinstance(msg, StatusReport):
-                logger.debug("stored status report at index %s deleted", item.index)
-                await self._delete(list(storage))
-                continue
-            if not isinstance(msg, Deliver):
-                logger.warning("stored SMS at index %s is not an incoming message; deleted", item.index)
-                await self._delete(list(storage))
-                continue
-            if msg.damaged:
-                logger.warning(
-                    "damaged SMS at index %s read as far as it goes: %s", item.index, "; ".join(msg.problems)
-                )
-            whole = self._reassembler.put(msg, now, storage)
-            if whole is not None:
-                await self._hand_over(whole)
-
-    async def _accept_undecodable(self, item: StoredPdu, storage: tuple[int, ...], exc: PduError) -> None:
-        """A PDU we cannot decode: handed over raw when its sender can be read, else deleted.
-        Kept, it would be skipped forever and fill the SIM until the network holds everything."""
-        raw = salvage_deliver(item.pdu, smsc=True)
-        if raw.sender is None:
-            logger.warning("unreadable SMS PDU at index %s (%d hex digits: %s) deleted", item.index, len(item.pdu), exc)
-            await self._delete(list(storage))
-            return
-        logger.warning("undecodable SMS at index %s (%s) handed over raw", item.index, exc)
-        sms = InboundSms(
-            sender=raw.sender,
-            text=unreadable_text(raw),
-            sent_at=raw.timestamp,
-            received_at=dt.datetime.now(dt.UTC),
-            storage=storage,
-            undecodable=True,
-        )
-        await self._give(sms)
-
-    async def _expire(self) -> None:
-        """Hand over the multipart messages the reassembler gave up on: timed out, or pushed
-        out by newer sets. Their storage indexes come with them, so they are deleted too."""
-        for whole in self._reassembler.take_expired(time.monotonic()):
-            logger.info("multipart SMS incomplete (%d part(s) arrived): handed over", whole.parts)
-            await self._hand_over(whole)
-
-    async def _hand_over(self, whole: Reassembled) -> None:
-        msg = whole.message
-        sms = InboundSms(
-            sender=msg.sender,
-            text=msg.text,
-            sent_at=msg.timestamp,
-            received_at=dt.datetime.now(dt.UTC),
-            parts=whole.parts,
-            complete=whole.complete,
-            storage=whole.storage,
-            damaged=msg.damaged,
-        )
-        await self._give(sms)
-
-    async def _give(self, sms: InboundSms) -> None:
-        """Hand ``sms`` to the handler (it stores it), then delete it from storage."""
-        handler = self._handler
-        if handler is None:
-            logger.warning("inbound SMS left in storage: no handler set")
-            return
-        try:
-            await handler(sms)  # outside the lock: the handler may send a reply
-        except Exception:
-            # Kept in storage and read again at the next open, not on every +CMTI/listing
-            # in this session: a message that breaks the handler must not loop.
-            logger.exception("inbound SMS handler failed; message kept in storage")
-            self._failed.update(sms.storage)
-            return
-        await self._delete(list(sms.storage))
-
-    async def _delete(self, indexes: list[int]) -> None:
-        if not indexes:
-            return
-        async with self._lock:
-            await self._delete_locked(self._require_channel(), indexes)
-
-    async def _delete_locked(self, ch: AtChannel, indexes: list[int]) -> None:
-        """``AT+CMGD`` each index; one refused (or left by a timeout) is remembered with the
-        PDU it held and deleted again later (:meth:`_retry_deletes`), never handed over twice."""
-        for n, index in enumerate(indexes):
-            try:
-                await ch.command(f"AT+CMGD={index}", timeout=self._command_timeout)
-            except _REFUSED as exc:
-                if index not in self._undeleted:
-                    logger.warning(
-                        "could not delete stored SMS %d (%s); trying again every %g s",
-                        index,
-                        exc,
-                        self._delete_retry_interval,
-                    )
-                    self._next_delete_retry = min(
-                        self._next_delete_retry or float("inf"), time.monotonic() + self._delete_retry_interval
-                    )
-                self._undeleted[index] = self._pdu_at.get(index, "")
-                continue
-            except ModemTimeout:
-                for left in indexes[n:]:
-                    self._undeleted[left] = self._pdu_at.get(left, "")
-                self._next_delete_retry = time.monotonic() + self._delete_retry_interval
-                raise
-            self._undeleted.pop(index, None)
-            self._pdu_at.pop(index, None)
-
-    async def _retry_deletes(self) -> None:
-        """Delete again what :meth:`_delete_locked` could not: a slot that holds something
-        else by now (freed after all, then reused) is read as a new message instead."""
-        async with self._lock:
-            ch = self._require_channel()
-            for index, pdu in list(self._undeleted.items()):
-                lines: list[str] | None
-                try:
-                    lines = await ch.command(f"AT+CMGR={index}", timeout=self._command_timeout)
-                except (CmsError, CmeError) as exc:
-                    lines = [] if exc.code in (21, 22, 321) else None
-                except CommandError:
-                    lines = None
-                if lines is not None:
-                    stored = parse_cmgr(lines, index)
-                    if stored is None or (pdu and stored.pdu != pdu):
-                        del self._undeleted[index]
-                        self._pdu_at.pop(index, None)
-                        if stored is not None:
-                            self._queue.put_nowait(_ReadJob(self._mem1 or "SM", index))
-                        continue
-                await self._delete_locked(ch, [index])
-                if index not in self._undeleted:
-                    logger.info("stored SMS %d deleted at a later try", index)
-
-    def _known_slots(self) -> set[int]:
-        """Slots holding messages we know of and keep for now."""
-        return self._reassembler.slots() | self._failed | set(self._undeleted)
 
 
 _SIM_BY_CME: dict[int, str] = {
@@ -993,31 +636,3 @@ def _radio(lines: list[str] | None) -> str | None:
 
 def _info(lines: list[str] | None, prefix: str) -> str | None:
     return info_text(lines, prefix) if lines else None
-
-
-_CPMS_MEM = re.compile(r'"?(\w+)"?\s*,\s*(\d+)\s*,\s*(\d+)')
-_CMGL_INDEX = re.compile(r"\+CMGL:\s*(\d+)")
-
-
-def _storages(lines: list[str]) -> list[tuple[str, int, int]]:
-    """``AT+CPMS?`` → (name, used, total) of mem1, mem2, mem3, as far as reported."""
-    for line in lines:
-        if line.strip().startswith("+CPMS:"):
-            found = _CPMS_MEM.findall(line.split(":", 1)[1])
-            return [(name.upper(), int(used), int(total)) for name, used, total in found]
-    return []
-
-
-def _storage_fill(lines: list[str]) -> tuple[int, int] | None:
-    """``AT+CPMS?`` → (used, total) of the receive storage (mem3; the last one reported when
-    the modem lists fewer); None when not reported."""
-    mems = _storages(lines)
-    if not mems:
-        return None
-    _, used, total = mems[min(2, len(mems) - 1)]
-    return used, total
-
-
-def _cmgl_indexes(lines: list[str]) -> set[int]:
-    """The indexes an ``AT+CMGL`` reply announced, whether or not a PDU followed."""
-    return {int(m.group(1)) for line in lines if (m := _CMGL_INDEX.match(line.strip()))}

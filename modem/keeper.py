@@ -19,7 +19,6 @@ from typing import Any, Protocol, runtime_checkable
 from modem.errors import ModemError, ModemTimeout, PortGone, SimError
 from modem.interface import InboundHandler, Modem, ModemStatus, SimAbsent
 
-# Named as before the split into modules: log filters (and a test) select "modem.driver".
 logger = logging.getLogger(__name__)
 
 

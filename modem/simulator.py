@@ -13,16 +13,22 @@ from modem.sim.cli import add_cli_arguments, cli_main
 from modem.sim.control import ControlServer, SimulatorControl, SimulatorControlError
 from modem.sim.device import Simulator
 from modem.sim.machine import CTRL_Z, ESC, split_args
-from modem.sim.network import Network
+from modem.sim.network import CALL_OUTCOMES, DELIVERY_OUTCOMES, Network
 from modem.sim.profiles import FAULTS, PROFILES, build_options
-from modem.sim.records import SentSms, SimOptions, StoredSms
+from modem.sim.records import CallRecord, SentSms, SimOptions, StoredSms
 from modem.sim.transports import PtyModem, TcpModem
+from modem.sim.ussd import USSD_ENCODINGS, USSD_MODES
 
 __all__ = [
+    "CALL_OUTCOMES",
     "CTRL_Z",
+    "DELIVERY_OUTCOMES",
     "ESC",
     "FAULTS",
     "PROFILES",
+    "USSD_ENCODINGS",
+    "USSD_MODES",
+    "CallRecord",
     "ControlServer",
     "Network",
     "PtyModem",

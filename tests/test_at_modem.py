@@ -606,7 +606,7 @@ def test_it_never_logs_pins_texts_pdus_or_numbers(
 
     with caplog.at_level("DEBUG", logger="modem"):
         run(main())
-    ours = [r for r in caplog.records if r.name in ("modem.at", "modem.atmodem", "modem.keeper")]
+    ours = [r for r in caplog.records if r.name.startswith("modem.") and not r.name.startswith("modem.sim")]
     assert ours  # something was logged
     text = "\n".join(r.getMessage() for r in ours)
     pdus = rig.net.sent()[0].pdus

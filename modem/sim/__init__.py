@@ -3,7 +3,7 @@
 Layers, each usable on its own, one module each:
 
 * :mod:`modem.sim.records` -- :class:`SimOptions` (how the modem and its SIM behave at
-  power-up), :class:`SentSms` and :class:`StoredSms`.
+  power-up), :class:`SentSms`, :class:`StoredSms` and :class:`CallRecord`.
 * :mod:`modem.sim.network` -- :class:`Network`, the fake phone network. It decodes and
   records every SMS the modem submits (multipart reassembled into one :class:`SentSms`)
   and delivers injected inbound SMS to the SIM (store-and-forward while the modem is off,
@@ -14,6 +14,9 @@ Layers, each usable on its own, one module each:
   V.250 command line (framing, echo, result codes, the ``> `` prompt), ``sms`` the SMS
   storage and commands, ``device`` the :class:`Simulator` itself: power, SIM, radio, fault
   injection and the remaining commands.
+* :mod:`modem.sim.ussd`, :mod:`modem.sim.calls` -- USSD (``AT+CUSD``) and voice calls
+  (``ATD``, ``AT+CLCC``, ``ATH``) and the own number (``AT+CNUM``), as the network answers
+  them (the network decides each call's outcome and each status report's, and records calls).
 * :mod:`modem.sim.transports` -- :class:`PtyModem` / :class:`TcpModem` serve a simulator on
   a real pty or a loopback TCP port from one background thread, with USB-style
   unplug/replug.

@@ -153,6 +153,47 @@ class ControlServer:
             sim.set_registration(int(req["stat"]))
         elif cmd == "urc":
             sim.urc(_str(req["line"]), mid_reply=bool(req.get("mid_reply", False)))
+        elif cmd == "delivery":
+            number, status, delay = req.get("number"), req.get("status"), req.get("delay")
+            network.set_delivery(
+                _str(req["outcome"]),
+                _str(number) if number is not None else None,
+                status=int(status) if status is not None else None,
+                delay=float(delay) if delay is not None else None,
+            )
+        elif cmd == "loopback":
+            delay, lost = req.get("delay"), req.get("lost")
+            network.set_loopback(
+                delay=float(delay) if delay is not None else None, lost=bool(lost) if lost is not None else None
+            )
+        elif cmd == "ussd":
+            answers, delay = req.get("answers"), req.get("delay")
+            if answers is not None and not isinstance(answers, dict):
+                raise TypeError("answers: expected an object")
+            sim.set_ussd(
+                answers={_str(k): _str(v) if v is not None else None for k, v in (answers or {}).items()},
+                encoding=_opt_str(req.get("encoding")),
+                delay=float(delay) if delay is not None else None,
+                mode=_opt_str(req.get("mode")),
+            )
+        elif cmd == "call_outcome":
+            number = req.get("number")
+            network.set_call_outcome(_str(req["outcome"]), _str(number) if number is not None else None)
+        elif cmd == "call_timing":
+            sim.set_call_timing(**{k: float(req[k]) for k in ("setup", "ring", "no_answer") if req.get(k) is not None})
+        elif cmd == "calls":
+            return {"ok": True, "calls": [c.to_json() for c in network.calls()]}
+        elif cmd == "wait_calls":
+            timeout = min(float(req.get("timeout", 10.0)), 120.0)
+            calls = network.wait_for_calls(int(req["count"]), timeout, ended=bool(req.get("ended", False)))
+            return {"ok": True, "calls": [c.to_json() for c in calls]}
+        elif cmd == "clear_calls":
+            network.clear_calls()
+        elif cmd in ("answer_call", "reject_call", "hangup_call"):
+            done = {"answer_call": sim.answer_call, "reject_call": sim.reject_call, "hangup_call": sim.hangup_call}
+            if not done[cmd]():
+                state = "active" if cmd == "hangup_call" else "ringing"
+                return {"ok": False, "error": f"no {state} call"}
         elif cmd == "stored":
             return {
                 "ok": True,
@@ -171,6 +212,7 @@ class ControlServer:
                 "undelivered": network.undelivered(),
                 "storage": list(sim.storage_fill()),
                 "sent": len(network.sent()),
+                "calls": len(network.calls()),
             }
         else:
             return {"ok": False, "error": f"unknown cmd {cmd[:40]!r}"}
@@ -181,6 +223,10 @@ def _str(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError("expected a string")
     return value
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else _str(value)
 
 
 class SimulatorControlError(Exception):
@@ -243,6 +289,61 @@ class SimulatorControl:
 
     def status(self) -> dict[str, Any]:
         return self.request("status")
+
+    def set_delivery(
+        self, outcome: str, number: str | None = None, *, status: int | None = None, delay: float | None = None
+    ) -> None:
+        """Status reports for submissions to ``number`` (None: all others): "delivered",
+        "delayed", "failed" or "never" (see Network.set_delivery)."""
+        self.request("delivery", outcome=outcome, number=number, status=status, delay=delay)
+
+    def set_loopback(self, *, delay: float | None = None, lost: bool | None = None) -> None:
+        """An SMS to the own number comes back after ``delay`` seconds, or (``lost``) never."""
+        self.request("loopback", delay=delay, lost=lost)
+
+    def set_ussd(
+        self,
+        *,
+        answers: dict[str, str | None] | None = None,
+        encoding: str | None = None,
+        delay: float | None = None,
+        mode: str | None = None,
+    ) -> None:
+        """USSD answers per code (None forgets one), ``encoding`` "text" | "gsm7-hex" |
+        "ucs2-hex", ``delay`` seconds, ``mode`` "answer" | "silent" | "timeout"."""
+        self.request("ussd", answers=answers, encoding=encoding, delay=delay, mode=mode)
+
+    def set_call_outcome(self, outcome: str, number: str | None = None) -> None:
+        """What the phone at ``number`` (None: all others) does: "answer", "no-answer", "busy",
+        "reject", "invalid" or "no-voice"."""
+        self.request("call_outcome", outcome=outcome, number=number)
+
+    def set_call_timing(
+        self, *, setup: float | None = None, ring: float | None = None, no_answer: float | None = None
+    ) -> None:
+        self.request("call_timing", setup=setup, ring=ring, no_answer=no_answer)
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every call dialled (CallRecord.to_json), oldest first."""
+        return list(self.request("calls")["calls"])
+
+    def wait_calls(self, count: int, timeout: float = 10.0, *, ended: bool = False) -> list[dict[str, Any]]:
+        return list(self.request("wait_calls", count=count, timeout=timeout, ended=ended)["calls"])
+
+    def clear_calls(self) -> None:
+        self.request("clear_calls")
+
+    def answer_call(self) -> None:
+        """The demo phone answers the ringing call; SimulatorControlError if none rings."""
+        self.request("answer_call")
+
+    def reject_call(self) -> None:
+        """The demo phone declines the ringing call; SimulatorControlError if none rings."""
+        self.request("reject_call")
+
+    def hangup_call(self) -> None:
+        """The demo phone hangs up the answered call; SimulatorControlError if none is active."""
+        self.request("hangup_call")
 
     def close(self) -> None:
         self._stream.close()

@@ -2,7 +2,8 @@
 and the commands that are not about SMS (identity, ``+CPIN``, ``+CREG``, ``+COPS`` ...).
 
 The command line is :class:`~modem.sim.machine.AtMachine`'s, the SMS side
-:class:`~modem.sim.sms.SmsCommands`', the vendor's chatter :class:`~modem.sim.vendor.VendorCommands`'.
+:class:`~modem.sim.sms.SmsCommands`', the vendor's chatter :class:`~modem.sim.vendor.VendorCommands`',
+USSD :class:`~modem.sim.ussd.UssdCommands`' and voice calls :class:`~modem.sim.calls.CallCommands`'.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import logging
 import time
 from collections.abc import Callable
 
-from modem.sim.machine import _cme, _cms, _command_name, _error, _Handler, _int_arg, split_args
+from modem.sim.calls import CallCommands
+from modem.sim.machine import _cme, _cms, _command_name, _error, _Final, _Handler, _int_arg, split_args
 from modem.sim.network import Network, _utcnow
 from modem.sim.records import SimOptions
 from modem.sim.sms import _scts
-from modem.sim.vendor import VendorCommands
 
 # Named as before the split into modules: log filters select "modem.simulator".
 logger = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 HANG_CLEARS = ("manual", "radio", "usb", "never")
 
 
-class Simulator(VendorCommands):
+class Simulator(CallCommands):
     """A simulated GSM modem with its SIM, attached to ``network``. Transport-independent and
     thread-safe; powered on when created.
 
@@ -47,6 +48,7 @@ class Simulator(VendorCommands):
         self._wedged = False  # hang(clears="radio"): answering, but off the network
         self._radio_cycled = False  # the radio went off (CFUN 0/4) while wedged
         self._hang_on_send = self.options.hang_on_send  # fires once, at the first AT+CMGS
+        network.configure(self.options)
         network._attach(self)
         self.power_on()
 
@@ -55,6 +57,8 @@ class Simulator(VendorCommands):
     def power_on(self) -> None:
         """Power up (or reset): settings to defaults, SIM locked again, busy phase restarts."""
         with self._lock:
+            self._cancel_timers()
+            self._drop_call()
             self._powered = True
             self._powered_at = time.monotonic()
             self._busy_until = self._powered_at + self.options.sim_busy_seconds
@@ -75,6 +79,8 @@ class Simulator(VendorCommands):
     def power_off(self) -> None:
         """Power down (USB unplugged): output dropped, inbound SMS wait in the network."""
         with self._lock:
+            self._cancel_timers()
+            self._drop_call()
             self._powered = False
             self._out.clear()
             self._delay_until = None
@@ -207,7 +213,13 @@ class Simulator(VendorCommands):
             if value not in ("", "1"):
                 raise _error()  # numeric result codes are not simulated
             return []
-        if letter in "QXLMH&":
+        if letter == "D":
+            return self._dial(value)
+        if letter == "H":
+            return self._hang_up()
+        if letter == "A":
+            raise _Final("NO CARRIER")  # no incoming call to answer (none are simulated)
+        if letter in "QXLM&":
             return []
         if letter == "S":
             if value.endswith("?"):
@@ -266,6 +278,8 @@ class Simulator(VendorCommands):
         for name, value in simple.items():
             handlers[name] = self._identity(value)
         handlers.update(self._vendor_handlers())
+        handlers.update(self._ussd_handlers())
+        handlers.update(self._call_handlers())
         handlers.update(
             {
                 "+CIMI": self._h_cimi,
@@ -295,8 +309,7 @@ class Simulator(VendorCommands):
                 "+CNMA": lambda kind, arg: [],
                 "+GCAP": lambda kind, arg: ["+GCAP: +CGSM"],
                 "+CCLK": self._h_cclk,
-                # Settings gammu's Huawei init makes (and refuses to go on without): kept, not acted on.
-                "+CUSD": self._setting("+CUSD", 2),
+                # A setting gammu's Huawei init makes (and refuses to go on without): kept, not acted on.
                 "+CCWA": self._setting("+CCWA", 1),
             }
         )
@@ -514,6 +527,8 @@ class Simulator(VendorCommands):
                 logger.info("simulator: radio cycle cleared the hang")
         if fun == 1 and self._cfun != 1 and self._sim_state == "READY":
             self._after_reply(self._ready_chatter)  # SIMCom/Quectel announce the SIM again
+        if fun != 1:
+            self._drop_call()  # the radio went off under it
         self._cfun = fun
         self._after_reply(self._flush_network)
         return []

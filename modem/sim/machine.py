@@ -61,12 +61,16 @@ _MAX_LINE = 2048
 _MAX_BODY = 4096
 
 
+# Final results of a dial command besides OK and the errors (V.250 6.3.1.9).
+CALL_RESULTS = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
+
+
 class _Final(Exception):
     """A command ends with a final result other than OK."""
 
     def __init__(self, kind: str, code: int = 0) -> None:
         super().__init__(kind, code)
-        self.kind = kind  # "ERROR" | "CME" | "CMS"
+        self.kind = kind  # "ERROR" | "CME" | "CMS" | one of CALL_RESULTS
         self.code = code
 
 
@@ -145,6 +149,8 @@ class AtMachine(abc.ABC):
         self.commands: deque[str] = deque(maxlen=1000)  # recent command lines, for tests
         self._powered = False
         self._handlers: dict[str, _Handler] = {}  # "+CMGS" -> handler(kind, arg)
+        self._timers: set[threading.Timer] = set()
+        self._epoch = 0  # bumped at every power change: timers of an older epoch do nothing
         self._reset_io()
 
     def _reset_io(self) -> None:
@@ -214,6 +220,31 @@ class AtMachine(abc.ABC):
     def _delay(self, seconds: float) -> None:
         if seconds > 0:
             self._out.append(float(seconds))
+
+    def _call_later(self, seconds: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` under the lock after ``seconds`` (the network answering later), unless the
+        modem lost power or was reset meanwhile. Its URCs go out as usual."""
+        epoch = self._epoch
+
+        def run() -> None:
+            with self._lock:
+                self._timers.discard(timer)
+                if epoch != self._epoch or not self._powered:
+                    return
+                fn()
+            self._wake()
+
+        timer = threading.Timer(max(0.0, seconds), run)
+        timer.daemon = True
+        self._timers.add(timer)
+        timer.start()
+
+    def _cancel_timers(self) -> None:
+        """Forget everything :meth:`_call_later` scheduled (power lost)."""
+        self._epoch += 1
+        timers, self._timers = self._timers, set()
+        for timer in timers:
+            timer.cancel()
 
     def _urc(self, line: str) -> None:
         """Queue an unsolicited line; held back while a command runs or a ``> `` prompt is open."""
@@ -307,6 +338,8 @@ class AtMachine(abc.ABC):
             if self._cmee == 2:
                 return f"+CME ERROR: {_CME_TEXT.get(final.code, 'unknown')}"
             return f"+CME ERROR: {final.code}"
+        if final.kind in CALL_RESULTS:
+            return final.kind
         if final.kind == "CMS":
             if self._cmee == 2:
                 text = dict(self.options.cms_texts).get(final.code) or _CMS_TEXT.get(final.code, "unknown error")
@@ -335,6 +368,11 @@ class AtMachine(abc.ABC):
                 yield body[i:j].strip()
                 i = j + 1
                 continue
+            if ch.upper() == "D":
+                # V.250 6.3.1: the dial string runs to the end of the line; its ";" (voice, back
+                # to command state) is the dial command's own, not a separator.
+                yield body[i:].strip()
+                return
             if ch == "&":
                 j = i + 2
             elif ch.upper() == "S" and i + 1 < len(body) and body[i + 1].isdigit():

@@ -3,6 +3,10 @@
 It decodes and records every SMS the modem submits (multipart reassembled into one
 :class:`~modem.sim.records.SentSms`) and delivers injected inbound SMS to the SIM
 (store-and-forward while the modem is off, locked or not registered, like a real SMSC).
+An SMS to the subscriber's own number comes back to the SIM (the gateway's "canary").
+It decides what happens to the status reports a submission asks for (TP-SRR) and to the
+voice calls the modem dials, per recipient, and records every call
+(:class:`~modem.sim.records.CallRecord`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Protocol
 
 from modem.interface import mask_number
 from modem.pdu import Submit, encode_deliver, encode_deliver_data
-from modem.sim.records import SentSms
+from modem.sim.records import CallRecord, SentSms, SimOptions
 
 
 class Receiver(Protocol):
@@ -28,6 +32,23 @@ class Receiver(Protocol):
 
 # Named as before the split into modules: log filters select "modem.simulator".
 logger = logging.getLogger(__name__)
+
+# What the network does with a submission's status report request (TP-SRR), and the TP-ST
+# values it reports (23.040 9.2.3.15): "delivered" 0x00 at once; "delayed" a temporary error
+# (0x22 "no response from SME", the SC still trying) at once, then 0x00 after the report
+# delay; "failed" a permanent error (0x41 "incompatible destination") at once; "never": no
+# report at all (some networks and modules never send them).
+DELIVERY_OUTCOMES = ("delivered", "delayed", "failed", "never")
+DELAYED_STATUS = 0x22
+FAILED_STATUS = 0x41
+# What a dialled phone does (see modem.sim.calls for the AT dialogue of each).
+CALL_OUTCOMES = ("answer", "no-answer", "busy", "reject", "invalid", "no-voice")
+
+
+def same_number(a: str, b: str) -> bool:
+    """Whether two phone numbers are the same subscriber ("+1 555 ..." vs "+1555...")."""
+    da = _digits(a)
+    return bool(da) and da == _digits(b)
 
 
 @dataclass
@@ -52,6 +73,22 @@ class Network:
         self._listeners: list[Callable[[SentSms], None]] = []
         self._sim: Receiver | None = None
         self._concat_ref = 0
+        self._calls: list[CallRecord] = []
+        self.configure(SimOptions())
+
+    def configure(self, options: SimOptions) -> None:
+        """Take the subscriber's number and the services' behaviour from ``options`` (a
+        :class:`~modem.sim.device.Simulator` does this when it attaches); per-recipient
+        settings are cleared."""
+        with self._cond:
+            self._own_number = options.own_number
+            self._loopback_delay = options.loopback_delay
+            self._loopback_lost = options.loopback_lost
+            self._delivery: dict[str | None, tuple[str, int | None]] = {None: (options.delivery, None)}
+            self._report_delay = options.report_delay
+            self._call_outcomes: dict[str | None, str] = {None: options.call_outcome}
+        _check(options.delivery, DELIVERY_OUTCOMES, "delivery outcome")
+        _check(options.call_outcome, CALL_OUTCOMES, "call outcome")
 
     # -- the test-facing side
 
@@ -109,7 +146,83 @@ class Network:
             raise ValueError(f"not a hex PDU: {exc}") from None
         self._deliver([cleaned])
 
+    def set_loopback(self, *, delay: float | None = None, lost: bool | None = None) -> None:
+        """An SMS to the own number comes back after ``delay`` seconds, or (``lost``) never."""
+        with self._cond:
+            if delay is not None:
+                self._loopback_delay = max(0.0, delay)
+            if lost is not None:
+                self._loopback_lost = lost
+
+    def set_delivery(
+        self, outcome: str, number: str | None = None, *, status: int | None = None, delay: float | None = None
+    ) -> None:
+        """The status reports of submissions to ``number`` (None: every other recipient):
+        one of :data:`DELIVERY_OUTCOMES`. ``status`` replaces the TP-ST of the first report
+        ("delayed": temporary, 0x20-0x2F; "failed": permanent, 0x40-0x4F, or 0x60-0x6F);
+        ``delay`` the seconds until a "delayed" one's final report (for every recipient).
+        Raises ``ValueError``."""
+        _check(outcome, DELIVERY_OUTCOMES, "delivery outcome")
+        if status is not None and not 0 <= status <= 0xFF:
+            raise ValueError(f"TP-ST {status} does not fit one octet")
+        with self._cond:
+            self._delivery[_key(number)] = (outcome, status)
+            if delay is not None:
+                self._report_delay = max(0.0, delay)
+
+    def set_call_outcome(self, outcome: str, number: str | None = None) -> None:
+        """What the phone at ``number`` (None: every other number) does when the modem calls:
+        one of :data:`CALL_OUTCOMES`. Raises ``ValueError``."""
+        _check(outcome, CALL_OUTCOMES, "call outcome")
+        with self._cond:
+            self._call_outcomes[_key(number)] = outcome
+
+    def calls(self) -> list[CallRecord]:
+        """Every call the modem dialled, oldest first (the last one may still be going on)."""
+        with self._cond:
+            return list(self._calls)
+
+    def wait_for_calls(self, count: int, timeout: float, *, ended: bool = False) -> list[CallRecord]:
+        """Block until at least ``count`` calls were dialled (with ``ended``: and are over);
+        raises ``TimeoutError``."""
+
+        def enough() -> bool:
+            return sum(1 for c in self._calls if c.ended or not ended) >= count
+
+        with self._cond:
+            if not self._cond.wait_for(enough, timeout):
+                raise TimeoutError(f"{len(self._calls)} call(s), not {count}, after {timeout} s")
+            return list(self._calls)
+
+    def clear_calls(self) -> None:
+        with self._cond:
+            self._calls.clear()
+
     # -- the modem-facing side
+
+    def _delivery_for(self, number: str) -> tuple[str, int | None, float]:
+        """(outcome, TP-ST override, report delay) for a submission to ``number``."""
+        with self._cond:
+            outcome, status = self._delivery.get(_digits(number), self._delivery[None])
+            return outcome, status, self._report_delay
+
+    def _call_outcome_for(self, number: str) -> str:
+        with self._cond:
+            return self._call_outcomes.get(_digits(number), self._call_outcomes[None])
+
+    def _call_started(self, record: CallRecord) -> int:
+        """Record a dialled call; its handle for :meth:`_call_changed`."""
+        logger.info("network: call to %s (%s)", mask_number(record.number), record.outcome)
+        with self._cond:
+            self._calls.append(record)
+            self._cond.notify_all()
+            return len(self._calls) - 1
+
+    def _call_changed(self, handle: int, record: CallRecord) -> None:
+        with self._cond:
+            if 0 <= handle < len(self._calls) and self._calls[handle].at == record.at:
+                self._calls[handle] = record  # (unless clear_calls() dropped it meanwhile)
+            self._cond.notify_all()
 
     def _attach(self, sim: Receiver) -> None:
         with self._cond:
@@ -177,7 +290,43 @@ class Network:
                 listener(sms)
             except Exception:
                 logger.exception("network: sent-listener failed")
+        self._loop_back(sms)
+
+    def _loop_back(self, sms: SentSms) -> None:
+        """An SMS to the subscriber's own number is delivered back to its SIM, from itself."""
+        with self._cond:
+            own, delay, lost = self._own_number, self._loopback_delay, self._loopback_lost
+        if own is None or not same_number(sms.number, own):
+            return
+        if lost:
+            logger.info("network: SMS to the own number lost")
+            return
+        if delay <= 0:
+            self.inject(own, sms.text)  # the modem holds the +CMTI until +CMGS is answered
+            return
+        timer = threading.Timer(delay, self.inject, (own, sms.text))
+        timer.daemon = True
+        timer.start()
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _key(number: str | None) -> str | None:
+    """Per-number settings are keyed by digits ("+1 555 ..." and "+1555..." are one)."""
+    if number is None:
+        return None
+    digits = _digits(number)
+    if not digits:
+        raise ValueError(f"not a phone number: {number!r}")
+    return digits
+
+
+def _digits(number: str) -> str:
+    return "".join(c for c in number if c.isdigit())
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r} (known: {', '.join(allowed)})")

@@ -3,9 +3,10 @@
 A *profile* (:data:`PROFILES`) is one modem as its vendor's AT manual and published transcripts
 show it: identity strings, the storages ``AT+CPMS=?`` offers and where their numbering starts,
 the lines it prints at power-up, its periodic reports and how to switch them off, how it
-registers (``+CEREG`` with AcT 7 on LTE, ``+CREG`` alone on 2G) and how it says the SMS
-storage is full. A *fault* (:data:`FAULTS`) is a way the field goes wrong, combinable with any
-profile. :func:`build_options` puts one profile, its faults and explicit overrides together.
+registers (``+CEREG`` with AcT 7 on LTE, ``+CREG`` alone on 2G), how it says the SMS
+storage is full, whether it carries voice calls and how it shows USSD answers. A *fault*
+(:data:`FAULTS`) is a way the field goes wrong, combinable with any profile.
+:func:`build_options` puts one profile, its faults and explicit overrides together.
 
 ``generic`` is the simulator as it always was: no profile and no fault change nothing.
 """
@@ -68,6 +69,9 @@ PROFILES: dict[str, Profile] = {
             "flood_between_commands": True,
             "urc_control": "^CURC",
             "storage_full_urc": "^SMMEMFULL: {mem}",
+            # Stick firmware has no voice; USSD answers come as packed GSM-7 in hex.
+            "voice": False,
+            "ussd_encoding": "gsm7-hex",
         },
     ),
     "sim7600": Profile(
@@ -166,6 +170,17 @@ FAULTS: dict[str, Fault] = {
         _storage_full,
     ),
     "junk-slots": Fault("three storage slots hold undecodable PDUs at power-up", lambda o: {"junk_slots": 3}),
+    "no-voice": Fault(
+        "a data-only module (Cat-M/NB-IoT, data-only LTE): ATD<number>; answers +CME ERROR: 4",
+        lambda o: {"voice": False},
+    ),
+    "no-own-number": Fault(
+        "the SIM does not know its own number: AT+CNUM answers ERROR", lambda o: {"own_number": None}
+    ),
+    "no-delivery-reports": Fault(
+        "the network never sends status reports (TP-SRR ignored)", lambda o: {"delivery": "never"}
+    ),
+    "ussd-silent": Fault("the network never answers USSD requests", lambda o: {"ussd_mode": "silent"}),
 }
 
 # Faults that say different things about the same part: only one of each group at a time.

@@ -1,11 +1,11 @@
 """The simulator's options and records: how the simulated modem and its SIM behave at
-power-up (:class:`SimOptions`), a message as the network saw it sent (:class:`SentSms`), and
-one storage slot (:class:`StoredSms`)."""
+power-up (:class:`SimOptions`), a message as the network saw it sent (:class:`SentSms`), one
+storage slot (:class:`StoredSms`), and one voice call the modem made (:class:`CallRecord`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -72,6 +72,24 @@ class SimOptions:
     submit_error: int | None = None  # every submission ends in +CMS ERROR: <this>
     full_at_boot: bool = False  # the receive storage starts full of read messages
     junk_slots: int = 0  # this many slots start with undecodable PDUs
+    # -- the subscriber and the network's services (Network.configure takes these over)
+    own_number: str | None = "+15550009999"  # AT+CNUM; None: the SIM does not know it (ERROR)
+    loopback_delay: float = 0.0  # seconds an SMS to own_number takes to come back
+    loopback_lost: bool = False  # ... or it never comes back
+    # Status reports for submissions with TP-SRR: "delivered" | "delayed" | "failed" | "never".
+    delivery: str = "delivered"
+    report_delay: float = 1.0  # "delayed": seconds from the temporary report to the final one
+    ussd_answers: dict[str, str] = field(
+        default_factory=lambda: {"*100#": "Balance: 12.34 EUR. Valid until 2027-03-01."}
+    )
+    ussd_delay: float = 0.0  # seconds from AT+CUSD's OK to the +CUSD answer
+    ussd_encoding: str = "text"  # how +CUSD shows the answer: "text" | "gsm7-hex" | "ucs2-hex"
+    ussd_mode: str = "answer"  # "answer" | "silent" (never answers) | "timeout" (+CUSD: 5)
+    voice: bool = True  # False: a data-only module, ATD<n>; answers +CME ERROR: 4
+    call_outcome: str = "answer"  # what a dialled phone does (Network.set_call_outcome per number)
+    call_setup_seconds: float = 0.5  # dialling (+CLCC stat 2) before it rings or fails
+    ring_seconds: float = 2.0  # alerting (stat 3) before "answer" / "reject" happen
+    no_answer_seconds: float = 30.0  # a phone nobody answers: the network gives up (NO ANSWER)
 
 
 @dataclass(frozen=True)
@@ -105,3 +123,30 @@ class StoredSms:
     index: int
     stat: int  # 0 REC UNREAD, 1 REC READ, 2 STO UNSENT, 3 STO SENT
     pdu: str  # hex, with the SMSC field
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One voice call the modem dialled, as the network saw it (``ended`` False while it lasts)."""
+
+    number: str
+    outcome: str  # what the called phone was set to do: "answer", "busy", "no-answer" ...
+    at: dt.datetime  # UTC, when ATD dialled
+    answered: bool = False
+    ended: bool = False
+    # How it ended: "host" (ATH/AT+CHUP), "remote" (the phone hung up), "busy", "rejected",
+    # "no-answer" (network timeout), "invalid" (unassigned number), "no-voice", "dropped"
+    # (power or radio lost); "" while the call lasts.
+    result: str = ""
+    duration: float = 0.0  # seconds the call was active (answered); 0 if never answered
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "outcome": self.outcome,
+            "at": self.at.isoformat(),
+            "answered": self.answered,
+            "ended": self.ended,
+            "result": self.result,
+            "duration": self.duration,
+        }

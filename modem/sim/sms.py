@@ -16,7 +16,7 @@ from collections import deque
 
 from modem.pdu import Deliver, PduError, Submit, decode_pdu, encode_status_report
 from modem.sim.machine import _PROMPT, AtMachine, _cme, _cms, _error, _int_arg, split_args
-from modem.sim.network import Network, _utcnow
+from modem.sim.network import DELAYED_STATUS, FAILED_STATUS, Network, _utcnow
 from modem.sim.records import SimOptions, StoredSms
 
 # Named as before the split into modules: log filters select "modem.simulator".
@@ -438,16 +438,41 @@ class SmsCommands(AtMachine):
             raise _cms(self.options.submit_error)  # e.g. on LTE without SMS over SGs or IMS: 500
         mr = self._next_mr
         self._next_mr = (self._next_mr + 1) % 256
-        if submit is not None:
-            self.network._submit_pdu(submit, mr, "".join(body.split()).upper())
-            if submit.status_report_request and self._cnmi[3] in (1, 2):
-                return mr, self._status_report(mr, submit.recipient)
-            return mr, None
-        assert isinstance(arg, str)
-        self.network._submit_text(arg, self._dec(body) if self._cscs == "UCS2" else body, mr)
-        if self._csmp[0] & 0x20 and self._cnmi[3] in (1, 2):
-            return mr, self._status_report(mr, arg)
-        return mr, None
+        # What the submission sets off at once (an SMS to the own number coming back) must
+        # follow the +CMGS answer: hold URCs as while a command runs.
+        self._executing = True
+        try:
+            if submit is not None:
+                self.network._submit_pdu(submit, mr, "".join(body.split()).upper())
+                recipient, wants_report = submit.recipient, submit.status_report_request
+            else:
+                assert isinstance(arg, str)
+                self.network._submit_text(arg, self._dec(body) if self._cscs == "UCS2" else body, mr)
+                recipient, wants_report = arg, bool(self._csmp[0] & 0x20)  # text mode: +CSMP's <fo>
+        finally:
+            self._executing = False
+        return mr, self._report_delivery(mr, recipient) if wants_report else None
+
+    def _report_delivery(self, mr: int, recipient: str) -> str | None:
+        """The status report the network sends for submission ``mr`` (the URC to emit now, or
+        None), per :meth:`Network.set_delivery`; a "delayed" one's final report follows later."""
+        outcome, status, delay = self.network._delivery_for(recipient)
+        if outcome == "never" or self._cnmi[3] not in (1, 2):
+            return None
+        submitted = _utcnow().replace(microsecond=0)
+        if outcome == "delivered":
+            return self._status_report(mr, recipient, 0x00, submitted)
+        if outcome == "failed":
+            return self._status_report(mr, recipient, FAILED_STATUS if status is None else status, submitted)
+
+        def final() -> None:
+            if self._cnmi[3] in (1, 2) and self._reachable():  # else lost, as reports are
+                line = self._status_report(mr, recipient, 0x00, submitted)
+                if line is not None:
+                    self._urc(line)
+
+        self._call_later(delay, final)
+        return self._status_report(mr, recipient, DELAYED_STATUS if status is None else status, submitted)
 
     @staticmethod
     def _parse_submit(body: str, length: int | str) -> Submit:
@@ -467,11 +492,16 @@ class SmsCommands(AtMachine):
             raise _cms(304)
         return submit
 
-    def _status_report(self, mr: int, recipient: str) -> str | None:
+    def _status_report(
+        self, mr: int, recipient: str, status: int = 0x00, submitted: dt.datetime | None = None
+    ) -> str | None:
+        """The ``+CDS`` URC (CNMI ds=1) or the stored report's ``+CDSI`` (ds=2) of one status
+        report with TP-ST ``status``; None when it cannot be made or stored."""
         now = _utcnow().replace(microsecond=0)
+        submitted = submitted or now
         try:
             pdu = encode_status_report(
-                mr, recipient, sc_timestamp=now, discharge_time=now, status=0, smsc=self.network.smsc
+                mr, recipient, sc_timestamp=submitted, discharge_time=now, status=status, smsc=self.network.smsc
             )
         except PduError:
             return None
@@ -486,7 +516,8 @@ class SmsCommands(AtMachine):
         if self._cmgf == 0:
             return f"+CDS: {_tpdu_len(pdu)}\r\n{pdu}"
         number = self._enc(recipient)
-        return f'+CDS: 6,{mr},"{number}",145,"{_scts(now)}","{_scts(now)}",0'
+        kind_of_number = 145 if recipient.startswith("+") else 129
+        return f'+CDS: 6,{mr},"{number}",{kind_of_number},"{_scts(submitted)}","{_scts(now)}",{status}'
 
 
 def _tpdu_len(pdu: str) -> int:
