@@ -383,6 +383,7 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         daily_summary=r.checked("daily_summary", str, None, rules.time_of_day),
         escalation=r.checked("escalation", list, (), lambda k, v: _steps(v, people)),
         call_answer_acks=r.boolean("call_answer_acks", da.call_answer_acks),
+        ring_for=r.duration("ring_for", da.ring_for, lo=5.0),
     )
     r.done()
 

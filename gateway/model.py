@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
@@ -153,9 +154,26 @@ class OutboxRow:
     error: str | None
     sent_at: float | None
     refs: str | None  # the modem's message references, once sent
-    kind: str  # down | fail | up | reminder | note | test | reply | budget | modem | summary
+    kind: str  # down | fail | up | reminder | escalation | call | note | test | reply | budget | modem | summary
     check_name: str | None
     check_id: int | None
+    delivery: str | None = None  # JSON {"<ref>": "delivered"|"pending"|"failed"} from delivery reports
+    delivered_at: float | None = None  # when the last part was delivered
+    delivery_note: str | None = None  # the network's words for the latest report
+
+    @property
+    def delivery_state(self) -> str | None:
+        """ "delivered" (every part), "failed" (any part), "pending" (a report said "still
+        trying", or some parts have no report yet), or None: no report at all (yet)."""
+        if not self.delivery:
+            return None
+        parts = json.loads(self.delivery)
+        refs = [r for r in (self.refs or "").split(",") if r and r != "-1"]
+        if "failed" in parts.values():
+            return "failed"
+        if refs and all(parts.get(r) == "delivered" for r in refs):
+            return "delivered"
+        return "pending"
 
     def to_json(self) -> dict[str, object]:
         """The stable JSON form (CLI ``--json``, the API)."""
@@ -169,6 +187,9 @@ class OutboxRow:
             "error": self.error,
             "kind": self.kind,
             "check": self.check_name,
+            "delivery": self.delivery_state,
+            "delivered_at": iso(self.delivered_at),
+            "delivery_note": self.delivery_note,
             "created": iso(self.created),
             "sent_at": iso(self.sent_at),
             "refs": self.refs,

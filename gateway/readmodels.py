@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from gateway.config import Config
@@ -97,6 +97,23 @@ class ModemPage:
     sms_last_hour: int
     max_sms_per_hour: int
     owner_numbers: tuple[str, ...]
+    reports: str | None = None  # "no delivery reports from this network ..." (see delivery_reports)
+
+
+REPORTS_AFTER = 600.0  # an SMS older than this without any report counts as "no report"
+REPORTS_SAMPLE = 3  # this many such SMS in a row, and none with a report: the network sends none
+
+
+def delivery_reports(outbox: Sequence[OutboxRow], now: float) -> str | None:
+    """Whether this network sends delivery reports at all, from the recent outbox (pure): the
+    latest SMS sent more than REPORTS_AFTER ago, REPORTS_SAMPLE or more of them, none with a
+    report → a note (their "sent" stays the truth, not a failure). None otherwise."""
+    sent = [
+        o for o in outbox if o.channel == "sms" and o.state == "sent" and o.sent_at and o.sent_at < now - REPORTS_AFTER
+    ]
+    if len(sent) < REPORTS_SAMPLE or any(o.delivery for o in sent[:10]):
+        return None
+    return "no delivery reports from this network: messages show as sent, without a delivery confirmation"
 
 
 def signal_bars(dbm: int | None) -> int | None:
@@ -298,6 +315,7 @@ class Views:
             sms_last_hour=self.store.sms_sent_since(now - 3600),
             max_sms_per_hour=settings.max_sms_per_hour,
             owner_numbers=settings.sms_to,
+            reports=delivery_reports(self.outbox(50), now),
         )
 
     def metrics(self) -> dict[str, Any]:
@@ -379,6 +397,11 @@ class Views:
             report = self.service.modem_status()
             if report is not None:
                 troubles += storage_troubles(report.storage_used, report.storage_total)
+            no_voice = self.store.get_setting("no_voice")
+            if no_voice and any(step.call for step in a.escalation):
+                troubles.append(
+                    f"the escalation ladder's calls cannot be made: this modem has no voice calls ({no_voice})"
+                )
         return troubles
 
     def _modem_summary(self) -> ModemSummary | None:

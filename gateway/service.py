@@ -29,6 +29,7 @@ from gateway.rules import schedule as sched
 from gateway.rules import settings as rules
 from gateway.rules import status as st
 from gateway.rules.durations import parse_duration
+from gateway.rules.phone import mask as mask_number
 from gateway.rules.settings import E164, Settings
 from gateway.rules.summary import modem_word, summary_text
 from gateway.store import Conflict, DecideAll, NotFound, PingResult, Store
@@ -356,6 +357,47 @@ class Service:
         number): no more reminders or escalation steps until it recovers. A check that is not
         down is returned unchanged (``acked`` False): nothing to acknowledge."""
         return self._update(name, _acking(by, self.clock()), f"acked by {by}")
+
+    async def call_answered(self, names: list[str], number: str) -> None:
+        """Someone answered an escalation call about ``names``: recorded; with ``[alerts]
+        call_answer_acks`` it acknowledges those outages (the ladder stops)."""
+        who = f"call {mask_number(number)}"
+        for name in names:
+            try:
+                if self.settings.call_answer_acks:
+                    await self._aupdate(name, _acking(who, self.clock()), f"acked by {who}")
+                else:
+                    await self.store.aadd_event(name, self.clock(), "call", f"answered by {mask_number(number)}")
+            except NotFound:
+                continue  # removed meanwhile
+
+    async def record_delivery_report(
+        self, recipient: str, reference: int, state: str, reason: str, at: float | None = None
+    ) -> int:
+        """A delivery report from the network (``state``: delivered | pending | failed): marked
+        on the SMS it reports on, shown in the outbox. A report for no message we know of is
+        logged and changes nothing. A report is a marker, never the only truth: a network that
+        sends none leaves the messages as sent."""
+        when = at if at is not None else self.clock()
+        n = await self.store.apply_delivery_report(recipient, reference, state, reason, when)
+        if n == 0:
+            logger.info(
+                "delivery report for an SMS we do not know (reference %d to %s)", reference, mask_number(recipient)
+            )
+        elif state == "failed":
+            logger.warning("SMS to %s not delivered: %s", mask_number(recipient), reason)
+        return n
+
+    async def note_voice(self, detail: str | None) -> None:
+        """The modem cannot make calls (``detail``: why), or can again (None): the owner hears
+        it once (by email), and the page says so while the ladder has call steps."""
+        await self.store.aset_setting(NO_VOICE_KEY, detail or "")
+        if detail is None:
+            return
+        await self.notify_owner(
+            f"hbgw: the escalation ladder cannot call: this modem or network has no voice calls ({detail})."
+            " Call steps are skipped until another modem is connected; SMS and email go on."
+        )
 
     def last_alerted_check(self) -> Check | None:
         """The check of the most recent DOWN/FAIL/reminder alert that is still down."""
@@ -727,6 +769,7 @@ def _base_url(config: Config) -> str:
 
 OWNER_SETTINGS_KEY = "owner_settings"
 LAST_ALIVE_KEY = "last_alive"
+NO_VOICE_KEY = "no_voice"  # why the modem could not make the ladder's calls (cleared on a new modem)
 SUMMARY_DAY_KEY = "daily_summary_day"  # the local date of the last daily summary queued
 
 

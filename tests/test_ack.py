@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.model import Status
-from tests.support.clockrig import OWNER, Clocks, Gateway
+from tests.support.clockrig import OWNER, Clocks, Gateway, RecordingChannel
 from tests.support.daemon import hbgw
 
 PARTNER = "+15551239999"
@@ -144,3 +144,33 @@ def test_hbgw_ack_mute_and_unmute(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "from 1m to 30d" in bad.stderr
     missing = hbgw("ack", "nope", data_dir=data, check=False)
     assert missing.returncode == 1 and "no check named" in missing.stderr
+
+
+# ------------------------------------------------------------------------------ answered calls
+
+
+class AnsweringPhone(RecordingChannel):
+    """The call channel as it reports a call someone picked up."""
+
+    async def send(self, recipient: str, text: str) -> str:
+        await super().send(recipient, text)
+        return "answered"
+
+
+@pytest.mark.parametrize("acks", [True, False])
+def test_an_answered_call_acknowledges_only_when_configured(tmp_path: Path, acks: bool) -> None:
+    alerts = {**LADDER, "call_answer_acks": acks}
+    with Gateway(tmp_path / "data", alerts=alerts, security=SECURITY, contacts=CONTACTS) as g:
+        g.call = AnsweringPhone("call")
+        g.dispatcher.channels["call"] = g.call
+        g.add("web1", 60, 0)
+        g.ping("web1")
+        down(g)
+        g.tick(600)
+        assert calls(g) == [OWNER]
+        d = g.describe("web1")
+        assert d["acked"] is acks and d["acked_by"] == ("call +155***01" if acks else None)
+        answered = [e for e in g.events("web1") if e.kind == "call"]
+        assert [e.detail for e in answered] == ([] if acks else ["answered by +155***01"])
+        g.tick(600)
+        assert calls(g) == ([OWNER] if acks else [OWNER, PARTNER])  # the ladder stopped, or went on

@@ -57,6 +57,7 @@ class Settings:
     # sms_to and email_to are told at DOWN, as without a ladder. Config file only.
     escalation: tuple[Step, ...] = ()
     call_answer_acks: bool = False  # an answered escalation call acknowledges the outage
+    ring_for: float = 30.0  # seconds an escalation call rings before the gateway hangs up
 
     @property
     def zone(self) -> dt.tzinfo:

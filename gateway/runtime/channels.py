@@ -1,4 +1,5 @@
-"""Ways an alert leaves the box: SMS through the modem, email through an SMTP relay.
+"""Ways an alert leaves the box: SMS and voice calls through the modem, email through an SMTP
+relay.
 
 ``send`` returns a delivery reference and raises :class:`ChannelError` whose ``permanent``
 says whether retrying the same message can help.
@@ -10,6 +11,7 @@ import asyncio
 import logging
 import smtplib
 import ssl
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Protocol
@@ -51,6 +53,62 @@ class SmsChannel:
             hint = getattr(e, "hint", None)
             raise ChannelError(f"{e} ({hint})" if hint else str(e), permanent=e.permanent) from None
         return ",".join(str(r) for r in refs)
+
+
+# What a call that rang out means: the row is done (the ladder went on ringing); the outcome is
+# its reference. "answered" may acknowledge the outage (the dispatcher asks the service).
+RANG = {"answered": "answered", "no-answer": "no answer", "busy": "busy", "rejected": "rejected"}
+
+
+class CallChannel:
+    """A voice call through the modem: it rings ``ring_for`` seconds and hangs up (the ring is
+    the message). A modem or network without voice is reported once (``voice(detail)``: the
+    owner's note) and call steps are skipped, as failed, until another modem is connected; a
+    call that rings again reports ``voice(None)``."""
+
+    name = "call"
+
+    def __init__(
+        self,
+        keeper: ModemKeeper,
+        *,
+        ring_for: float = 30.0,
+        wait: float = 20.0,
+        voice: Callable[[str | None], Awaitable[None]] | None = None,
+    ) -> None:
+        self.keeper = keeper
+        self.ring_for = ring_for
+        self.wait = wait
+        self.voice = voice
+        self._voiceless: str | None = None  # the modem (its IMEI, or "?") found without voice
+
+    def _modem_id(self) -> str:
+        status = self.keeper.health.status
+        return (status.imei if status else None) or "?"
+
+    async def send(self, recipient: str, text: str) -> str:
+        if self._voiceless is not None and self._voiceless == self._modem_id():
+            raise ChannelError("call skipped: this modem or network cannot make voice calls", permanent=True)
+        try:
+            result = await self.keeper.call(recipient, self.ring_for, wait=self.wait)
+        except ModemError as e:
+            raise ChannelError(str(e), permanent=e.permanent) from None
+        if result.outcome in RANG:
+            if self._voiceless is not None:
+                self._voiceless = None
+                if self.voice is not None:
+                    await self.voice(None)
+            return RANG[result.outcome]
+        detail = f" ({result.detail})" if result.detail else ""
+        if result.outcome == "no-voice":
+            first = self._voiceless is None
+            self._voiceless = self._modem_id()
+            if first and self.voice is not None:
+                await self.voice(result.detail or "the modem refused to dial")
+            raise ChannelError(f"no voice calls on this modem or network{detail}", permanent=True)
+        if result.outcome == "invalid":
+            raise ChannelError(f"the network cannot call this number{detail}", permanent=True)
+        raise ChannelError(f"the call failed{detail}")
 
 
 class EmailChannel:

@@ -23,7 +23,7 @@ from gateway.intake.inbox import Inbox
 from gateway.intake.smscommands import CommandRunner
 from gateway.model import ModemReport, iso
 from gateway.runtime import process
-from gateway.runtime.channels import Channel, EmailChannel, SmsChannel
+from gateway.runtime.channels import CallChannel, Channel, EmailChannel, SmsChannel
 from gateway.runtime.dispatch import Dispatcher
 from gateway.runtime.modemwatch import ModemWatch
 from gateway.runtime.watchdog import Watchdog
@@ -173,6 +173,9 @@ class Daemon:
                 channels["email"] = EmailChannel(cfg.email)
             if modem_parts is not None:
                 channels["sms"] = SmsChannel(modem_parts.keeper)
+                channels["call"] = CallChannel(
+                    modem_parts.keeper, ring_for=cfg.alerts.ring_for, voice=service.note_voice
+                )
             dispatcher = Dispatcher(service, channels, cfg)
             service.on_outbox(dispatcher.nudge)
             dispatch_task = asyncio.create_task(dispatcher.run(), name="dispatch")

@@ -124,6 +124,8 @@ class Dispatcher:
             return
         await self.store.mark_sent(ids, ref, self.clock())
         logger.info("sent %s to %s (%d alert(s) in one message)", channel_name, mask(recipient), len(rows))
+        if channel_name == "call" and ref == "answered":
+            await self.service.call_answered([r.check_name for r in rows if r.check_name], recipient)
 
     async def _failed(self, rows: list[OutboxRow], e: ChannelError) -> None:
         """A send failed. Attempts belong to each alert, not to the message that merged them:

@@ -229,6 +229,10 @@ class Store:
         ``recovery``: the recovery ladder's step, while it climbs)."""
         await self.awrite(tx.log_modem, at, connected, signal_dbm, registration, operator, error, storage, recovery)
 
+    async def apply_delivery_report(self, recipient: str, reference: int, state: str, note: str, at: float) -> int:
+        """A delivery report for the SMS to ``recipient`` with message reference ``reference``."""
+        return int(await self.awrite(tx.apply_delivery_report, recipient, reference, state, note, at))
+
     async def aset_setting(self, key: str, value: str) -> None:
         await self.awrite(tx.set_setting, key, value)
 

@@ -44,7 +44,8 @@ def check_from_row(r: sqlite3.Row) -> Check:
 
 
 OUTBOX_COLUMNS = (
-    "id, created, channel, recipient, text, state, attempts, error, sent_at, refs, kind, check_name, check_id"
+    "id, created, channel, recipient, text, state, attempts, error, sent_at, refs, kind, check_name, check_id,"
+    " delivery, delivered_at, delivery_note"
 )
 
 
@@ -63,6 +64,9 @@ def outbox_from_row(r: sqlite3.Row) -> OutboxRow:
         kind=r["kind"],
         check_name=r["check_name"],
         check_id=r["check_id"],
+        delivery=r["delivery"],
+        delivered_at=r["delivered_at"],
+        delivery_note=r["delivery_note"],
     )
 
 

@@ -147,6 +147,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE checks ADD COLUMN acked_by TEXT;
     ALTER TABLE checks ADD COLUMN acked_at REAL;
     """,
+    # v5: delivery reports per SMS part ({"<ref>": "delivered"|"pending"|"failed"}), when the
+    # last part was delivered, and the network's words for the last report
+    """
+    ALTER TABLE outbox ADD COLUMN delivery TEXT;
+    ALTER TABLE outbox ADD COLUMN delivered_at REAL;
+    ALTER TABLE outbox ADD COLUMN delivery_note TEXT;
+    """,
 ]
 
 

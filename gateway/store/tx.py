@@ -5,6 +5,7 @@ caller chose (:mod:`gateway.rules.lifecycle`) and saved: SQL and row mapping onl
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -276,6 +277,40 @@ def mark_sent(conn: sqlite3.Connection, ids: list[int], refs: str, now: float) -
         " lease_until = NULL WHERE id = ? AND state = 'sending'",
         [(now, refs, i) for i in ids],
     )
+
+
+REPORT_WINDOW = 7 * 86400.0  # a delivery report is matched to SMS sent this recently
+
+
+def apply_delivery_report(
+    conn: sqlite3.Connection, recipient: str, reference: int, state: str, note: str, at: float
+) -> int:
+    """Record a delivery report on the SMS rows sent to ``recipient`` whose references include
+    ``reference`` (the newest message with it: references wrap at 256). Returns how many rows
+    it marked (merged alerts share one message); 0 for a report nobody waits for."""
+    rows = conn.execute(
+        "SELECT id, refs, delivery, sent_at FROM outbox WHERE channel = 'sms' AND state = 'sent'"
+        " AND recipient = ? AND sent_at >= ? ORDER BY sent_at DESC, id DESC",
+        (recipient, at - REPORT_WINDOW),
+    ).fetchall()
+    ref = str(reference)
+    newest = next((r["sent_at"] for r in rows if ref in (r["refs"] or "").split(",")), None)
+    marked = 0
+    for r in rows:
+        if r["sent_at"] != newest or ref not in (r["refs"] or "").split(","):
+            continue
+        parts = json.loads(r["delivery"]) if r["delivery"] else {}
+        if parts.get(ref) in ("delivered", "failed"):
+            continue  # a late "still trying" never undoes the final word
+        parts[ref] = state
+        refs = [x for x in r["refs"].split(",") if x and x != "-1"]
+        done = all(parts.get(x) == "delivered" for x in refs)
+        conn.execute(
+            "UPDATE outbox SET delivery = ?, delivery_note = ?, delivered_at = ? WHERE id = ?",
+            (json.dumps(parts, sort_keys=True), note, at if done else None, r["id"]),
+        )
+        marked += 1
+    return marked
 
 
 def mark_retry(conn: sqlite3.Connection, ids: list[int], error: str, not_before: float) -> None:
