@@ -60,6 +60,18 @@ class ModemConfig:
     # How long the network may take to accept one SMS part (AT+CMGS) before the send counts as
     # failed (and the modem as in trouble: the recovery ladder starts after recover_after).
     send_timeout: float = 60.0
+    # The daily canary (gateway.rules.smspath): an SMS to own_number (else the number the SIM
+    # reports) at canary_at local time (minutes after midnight; None: off) plus up to
+    # canary_window, expected back within canary_timeout. On by default when own_number is set.
+    own_number: str | None = None
+    canary_at: int | None = None
+    canary_window: float = 1800.0
+    canary_timeout: float = 600.0
+    # The prepaid balance by USSD every balance_every; an amount below balance_min is a trouble.
+    balance_ussd: str | None = None
+    balance_pattern: str = r"(\d+(?:[.,]\d{1,2})?)"
+    balance_min: float | None = None
+    balance_every: float = 7 * 86400.0
     sysfs_root: str = "/sys"
     power_cycle_command: tuple[str, ...] = ()
 
@@ -231,6 +243,27 @@ class _Reader:
             raise self.fail(key, f"unknown key{hint}; {where} takes {', '.join(self.known)}")
 
 
+_AUTO: Any = object()  # [modem] canary_at not given: 08:00 when own_number is set, else off
+
+
+def _canary_at(key: str, value: str) -> int | None:
+    return None if value.strip().lower() == "off" else rules.time_of_day(key, value)
+
+
+def _ussd_code(key: str, value: str) -> str:
+    if not re.fullmatch(r"[*#][0-9*#]{1,30}#", value.strip()):
+        raise SettingsError(key, f"{value!r} is not a USSD code like *100#")
+    return value.strip()
+
+
+def _pattern(key: str, value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise SettingsError(key, f"not a regular expression: {e}") from None
+    return value
+
+
 def _steps(raw: list[Any], people: dict[str, ladder.Contact]) -> tuple[ladder.Step, ...]:
     """The ladder, with the step at fault named in the message ("escalation[2].call: ...")."""
     try:
@@ -340,9 +373,19 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         country_code=r.string("country_code", None),
         recover_after=r.duration("recover_after", d.modem.recover_after, lo=1.0),
         send_timeout=r.duration("send_timeout", d.modem.send_timeout, lo=2.0),
+        own_number=r.checked("own_number", str, None, lambda k, v: rules.phone_numbers(k, [v])[0]),
+        canary_at=r.checked("canary_at", str, _AUTO, _canary_at),
+        canary_window=r.duration("canary_window", d.modem.canary_window),
+        canary_timeout=r.duration("canary_timeout", d.modem.canary_timeout, lo=30.0),
+        balance_ussd=r.checked("balance_ussd", str, None, _ussd_code),
+        balance_pattern=r.checked("balance_pattern", str, d.modem.balance_pattern, _pattern),
+        balance_min=r.checked("balance_min", (int, float), None, lambda k, v: float(v)),
+        balance_every=r.duration("balance_every", d.modem.balance_every, lo=3600.0),
         sysfs_root=r.string("sysfs_root", d.modem.sysfs_root),
         power_cycle_command=r.strings("power_cycle_command"),
     )
+    if modem.canary_at is _AUTO:
+        modem = dataclasses.replace(modem, canary_at=8 * 60 if modem.own_number else None)
     if not modem.sysfs_root.startswith("/"):
         raise r.fail("sysfs_root", "must be an absolute path")
     if modem.power_cycle_command and not modem.power_cycle_command[0].strip():
@@ -525,6 +568,9 @@ device = "/dev/hbgw-modem"
 # smsc = "+15550000000"
 # recover_after = "2m"  # no answer or no network this long: resync, radio cycle, reopen, USB reset
 # send_timeout = "60s"  # the network's longest time to accept one SMS part
+# own_number = "+15551234567"  # the SIM's own number: a daily SMS to itself proves the path
+# canary_at = "08:00"   # when (plus up to canary_window = "30m"); "off" to stop it
+# balance_ussd = "*100#"  # ask the prepaid balance weekly; balance_min = 5.0 warns below it
 # power_cycle_command = ["uhubctl", "-l", "1-1", "-a", "cycle"]  # optional last step
 
 [alerts]

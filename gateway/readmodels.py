@@ -14,9 +14,10 @@ from typing import Any, Protocol
 
 from gateway.config import Config
 from gateway.model import Check, InboxRow, ModemLogRow, ModemReport, OutboxRow, Ping, Status, iso
-from gateway.rules import keywords
+from gateway.rules import keywords, smspath
 from gateway.rules import status as st
 from gateway.rules.durations import humanize
+from gateway.rules.policy import clock as policy_clock
 from gateway.rules.settings import Settings
 from gateway.rules.status import STATUS_ORDER, count_statuses
 from gateway.snippets import Snippet, snippets
@@ -98,6 +99,8 @@ class ModemPage:
     max_sms_per_hour: int
     owner_numbers: tuple[str, ...]
     reports: str | None = None  # "no delivery reports from this network ..." (see delivery_reports)
+    canary: smspath.Canary | None = None  # the SMS path's last proof (None: no canary configured)
+    balance: smspath.Balance | None = None  # the last balance check (None: none configured)
 
 
 REPORTS_AFTER = 600.0  # an SMS older than this without any report counts as "no report"
@@ -126,12 +129,23 @@ def signal_bars(dbm: int | None) -> int | None:
     return 0
 
 
+class SmsPathState(Protocol):
+    """The canary's and the balance check's records (``service.smspath``)."""
+
+    def state(self) -> smspath.Canary: ...
+
+    def balance(self) -> smspath.Balance: ...
+
+
 class Context(Protocol):
     """What the read models need from the use cases (the Service provides it)."""
 
     store: Store
     config: Config
     clock: Callable[[], float]
+
+    @property
+    def smspath(self) -> SmsPathState: ...
 
     @property
     def settings(self) -> Settings: ...
@@ -316,6 +330,8 @@ class Views:
             max_sms_per_hour=settings.max_sms_per_hour,
             owner_numbers=settings.sms_to,
             reports=delivery_reports(self.outbox(50), now),
+            canary=self.service.smspath.state() if self.config.modem.canary_at is not None else None,
+            balance=self.service.smspath.balance() if self.config.modem.balance_ussd else None,
         )
 
     def metrics(self) -> dict[str, Any]:
@@ -402,7 +418,16 @@ class Views:
                 troubles.append(
                     f"the escalation ladder's calls cannot be made: this modem has no voice calls ({no_voice})"
                 )
-        return troubles
+        return troubles + self._sms_path_troubles()
+
+    def _sms_path_troubles(self) -> list[str]:
+        m, out = self.config.modem, []
+        canary = self.service.smspath.state()
+        if canary.broken and canary.failed_sent_at is not None:
+            sent = policy_clock(canary.failed_sent_at, self.service.settings)
+            out.append(f"the SMS path is broken: the gateway's SMS to itself, sent {sent}, did not come back")
+        out += smspath.balance_troubles(self.service.smspath.balance(), m.balance_min, m.balance_ussd)
+        return out
 
     def _modem_summary(self) -> ModemSummary | None:
         if self.config.modem.backend == "none":

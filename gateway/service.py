@@ -32,6 +32,7 @@ from gateway.rules.durations import parse_duration
 from gateway.rules.phone import mask as mask_number
 from gateway.rules.settings import E164, Settings
 from gateway.rules.summary import modem_word, summary_text
+from gateway.smspath import SmsPath
 from gateway.store import Conflict, DecideAll, NotFound, PingResult, Store
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Service:
         self._outbox_listeners: list[Callable[[], None]] = []
         self._settings = self._load_settings()  # the file's, with what the owner saved on the page
         self.accounts = Accounts(store, config, clock=clock)  # logins, sessions, API keys
+        self.smspath = SmsPath(self)  # the daily canary and the prepaid balance
         self.views = Views(self)  # what pages, the CLI and /metrics show
         # Set by the daemon: a callable giving the modem's current status for pages and probes.
         self.modem_status_source: Callable[[], ModemReport | None] | None = None

@@ -30,6 +30,8 @@ class Inbox:
 
     async def __call__(self, sms: InboundSms) -> None:
         sender = normalize_number(sms.sender, self.country)
+        if await self.service.smspath.canary_back(sender, sms.text):
+            return  # our own canary, back: proof of the SMS path, not a message for the inbox
         text = sms.text + ("" if sms.complete else " [incomplete]") + (" [damaged]" if sms.damaged else "")
         inbox_id, allowed = await self.service.record_inbound_sms(sender, text)
         if not allowed:

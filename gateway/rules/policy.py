@@ -365,7 +365,7 @@ def storage_full_note(watch: StorageWatch, reports: int | None, now: float) -> t
 
 # ------------------------------------------------------------------------------ sending
 
-BUDGET_EXEMPT = frozenset({"test", "budget", "reply"})  # never held back by the SMS budget
+BUDGET_EXEMPT = frozenset({"test", "budget", "reply", "canary"})  # never held back by the SMS budget
 MAX_BACKOFF = 300.0
 
 

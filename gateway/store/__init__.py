@@ -233,6 +233,12 @@ class Store:
         """A delivery report for the SMS to ``recipient`` with message reference ``reference``."""
         return int(await self.awrite(tx.apply_delivery_report, recipient, reference, state, note, at))
 
+    async def queue_noted(
+        self, key: str, value: str, kind: str, channel: str, recipient: str, text: str, now: float
+    ) -> int:
+        """Queue a message and set ``key`` to ``value``, both or neither."""
+        return int(await self.awrite(tx.queue_noted, key, value, kind, channel, recipient, text, now, durable=True))
+
     async def aset_setting(self, key: str, value: str) -> None:
         await self.awrite(tx.set_setting, key, value)
 

@@ -240,6 +240,14 @@ def queue_message(
     return int(cur.lastrowid or 0)
 
 
+def queue_noted(
+    conn: sqlite3.Connection, key: str, value: str, kind: str, channel: str, recipient: str, text: str, now: float
+) -> int:
+    """Queue a message and set a setting in one transaction (the canary and its record)."""
+    set_setting(conn, key, value)
+    return queue_message(conn, kind, channel, recipient, text, now, None)
+
+
 def claim_due(conn: sqlite3.Connection, now: float, lease: float) -> list[list[OutboxRow]]:
     heads = conn.execute(
         # The redundant state IN (...) lets SQLite use the partial index outbox_due instead of

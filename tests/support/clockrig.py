@@ -40,12 +40,14 @@ def config(
     alerts: dict[str, Any] | None = None,
     security: dict[str, Any] | None = None,
     contacts: dict[str, Any] | None = None,
+    modem: dict[str, Any] | None = None,
 ) -> Config:
-    """A config as the file would give it: ``alerts``, ``security`` and ``contacts`` are its
-    tables (values as TOML has them), laid over SMS to OWNER, email to EMAIL, no coalescing
-    delay, UTC."""
+    """A config as the file would give it: ``alerts``, ``security``, ``contacts`` and ``modem``
+    are its tables (values as TOML has them), laid over SMS to OWNER, email to EMAIL, no
+    coalescing delay, UTC."""
     table = {"sms_to": [OWNER], "email_to": [EMAIL], "coalesce": "0s", "tz": "UTC", **(alerts or {})}
-    return parse({"data_dir": str(data_dir), "alerts": table, "security": security or {}, "contacts": contacts or {}})
+    tables = {"alerts": table, "security": security or {}, "contacts": contacts or {}, "modem": modem or {}}
+    return parse({"data_dir": str(data_dir), **tables})
 
 
 class Clocks:
@@ -98,11 +100,12 @@ class Gateway:
         alerts: dict[str, Any] | None = None,
         security: dict[str, Any] | None = None,
         contacts: dict[str, Any] | None = None,
+        modem: dict[str, Any] | None = None,
         clocks: Clocks | None = None,
     ) -> None:
-        """``alerts``, ``security`` and ``contacts``: as for :func:`config`."""
+        """``alerts``, ``security``, ``contacts`` and ``modem``: as for :func:`config`."""
         self.clocks = clocks or Clocks()
-        self.config = config(data_dir, alerts=alerts, security=security, contacts=contacts)
+        self.config = config(data_dir, alerts=alerts, security=security, contacts=contacts, modem=modem)
         self.sms, self.email = RecordingChannel("sms"), RecordingChannel("email")
         self.call = RecordingChannel("call")  # the escalation ladder's phone calls
         self.store = Store(self.config.db_path)

@@ -1,0 +1,108 @@
+"""Proof that the SMS path works, kept by the service: the daily canary's record and the
+prepaid balance checks (the decisions are :mod:`gateway.rules.smspath`; the tasks that run them
+are :mod:`gateway.runtime.smspath`)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from gateway.rules import smspath
+from gateway.rules.policy import clock as local_clock
+
+if TYPE_CHECKING:
+    from gateway.service import Service
+
+logger = logging.getLogger(__name__)
+
+CANARY_KEY = "canary"  # gateway.rules.smspath.Canary, as JSON
+BALANCE_KEY = "balance"  # gateway.rules.smspath.Balance, as JSON
+
+
+class SmsPath:
+    """The canary and balance use cases (``service.smspath``)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def state(self) -> smspath.Canary:
+        return smspath.Canary.from_json(self.service.store.get_setting(CANARY_KEY))
+
+    async def send_canary(self, number: str, day: str) -> str:
+        """Queue the day's canary SMS to the gateway's own ``number`` (its record and the
+        message commit together). Returns its token."""
+        token = secrets.token_hex(3)
+        now = self.service.clock()
+        state = smspath.sent(self.state(), token, now, day, number)
+        await self.service.store.queue_noted(
+            CANARY_KEY, state.to_json(), "canary", "sms", number, smspath.canary_text(token), now
+        )
+        self.service._outbox_changed()
+        return token
+
+    async def canary_back(self, sender: str, text: str) -> bool:
+        """An inbound SMS: True when it is one of our canaries (consumed: it is neither a
+        command nor a stranger's message), False for anything else."""
+        token = smspath.canary_token(text)
+        state = self.state()
+        if token is None or state.number is None or sender != state.number:
+            return False
+        now = self.service.clock()
+        after, what = smspath.returned(state, token, now)
+        if what == "stray":
+            logger.info("a canary SMS came back twice, or one we did not send: ignored")
+            return True
+        await self.service.store.aset_setting(CANARY_KEY, after.to_json())
+        trip = f"{after.round_trip:.0f} s round trip" if after.round_trip is not None else "round trip unknown"
+        await self.service.store.aadd_event(None, now, "canary", f"SMS path proven ({trip})")
+        if what == "late":
+            logger.warning("the canary came back late (%s): the SMS path works again", trip)
+            await self.service.notify_owner(f"hbgw: the SMS path works again: the canary came back late ({trip}).")
+        else:
+            logger.info("SMS path proven: the canary came back (%s)", trip)
+        return True
+
+    async def canary_overdue(self, timeout: float) -> bool:
+        """Give up on the canary in flight once ``timeout`` passed: the owner hears it (email),
+        the pages and ``hbgw status`` show it. True when it was given up now."""
+        state = self.state()
+        after = smspath.lost(state, self.service.clock(), timeout)
+        if after is None:
+            return False
+        await self.service.store.aset_setting(CANARY_KEY, after.to_json())
+        sent_at = local_clock(after.failed_sent_at or 0.0, self.service.settings)
+        detail = f"the SMS path is broken: sent {sent_at}, not received within {int(timeout // 60)} min"
+        logger.error("%s", detail)
+        await self.service.store.aadd_event(None, self.service.clock(), "canary", detail)
+        await self.service.notify_owner(
+            f"hbgw: {detail}. The gateway texted itself and the message did not come back: alerts by SMS"
+            " may not arrive (SIM credit, operator, modem?). Check the modem page."
+        )
+        return True
+
+    def balance(self) -> smspath.Balance:
+        return smspath.Balance.from_json(self.service.store.get_setting(BALANCE_KEY))
+
+    async def record_balance(self, answer: str | None, error: str | None) -> smspath.Balance:
+        """The result of a balance check (the network's ``answer``, or the ``error``)."""
+        before = self.balance()
+        pattern = self.service.config.modem.balance_pattern
+        amount = smspath.balance_amount(answer, pattern) if answer is not None else None
+        after = smspath.Balance(
+            asked_at=self.service.clock(),
+            answer=answer if answer is not None else before.answer,
+            amount=amount if answer is not None else before.amount,
+            error=error,
+            failures=0 if error is None else before.failures + 1,
+        )
+        await self.service.store.aset_setting(BALANCE_KEY, after.to_json())
+        new = smspath.balance_troubles(
+            after, self.service.config.modem.balance_min, self.service.config.modem.balance_ussd
+        )
+        old = smspath.balance_troubles(
+            before, self.service.config.modem.balance_min, self.service.config.modem.balance_ussd
+        )
+        if new and new != old:
+            await self.service.notify_owner(f"hbgw: {new[0]}.")
+        return after
