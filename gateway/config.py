@@ -524,6 +524,12 @@ def demo(base: Config | None = None) -> Config:
     """Demo mode: loopback only, simulated modem, email heartbeats on 2525, a data dir of its own."""
     c = base or Config(data_dir=DEMO_DATA_DIR)
     sec = c.security
+    owner = c.alerts.sms_to[0] if c.alerts.sms_to else "+15551230000"
+    # The ladder, shown: the DOWN SMS, then (nobody acknowledged) the demo phone rings.
+    demo_ladder = ladder.steps(
+        [{"after": "0m", "sms": ["owner"]}, {"after": "2m", "call": ["owner"]}],
+        ladder.contacts({"owner": {"phone": owner}}),
+    )
     return dataclasses.replace(
         c,
         demo=True,
@@ -534,6 +540,7 @@ def demo(base: Config | None = None) -> Config:
             c.alerts,
             sms_to=c.alerts.sms_to or ("+15551230000",),
             sms_allow=c.alerts.sms_allow or ("+15551230000",),
+            escalation=c.alerts.escalation or demo_ladder,
         ),
         security=dataclasses.replace(sec, auto_create=True if base is None else sec.auto_create),
     )

@@ -254,6 +254,7 @@ class Pages:
         r("/modem", "GET", self.modem, auth="page")
         r("/modem/test-sms", "POST", self.test_sms, auth="page")
         r("/modem/phone", "POST", self.phone_reply, auth="page")
+        r("/modem/phone/call", "POST", self.phone_call, auth="page")
         r("/settings", "GET", self.settings, auth="page")
         r("/settings/alerts", "POST", self.save_alerts, auth="page")
         r("/settings/alerts/reset", "POST", self.reset_alerts, auth="page")
@@ -504,7 +505,7 @@ class Pages:
         ]
         messages += [{"at": m.received, "text": m.text, "out": True} for m in page.inbox if m.sender == number]
         messages.sort(key=lambda m: m["at"])
-        return {"number": number, "messages": messages[-30:]}
+        return {"number": number, "messages": messages[-30:], "ringing": self.demo_phone.ringing(number)}
 
     def test_sms(self) -> bytes:
         f = self.form()
@@ -527,6 +528,18 @@ class Pages:
         if not owner:
             return self.modem(status=400, errors={"reply": "no owner number is set"}, reply=text)
         self.demo_phone.inject(owner[0], text)
+        self.redirect("/modem#phone")
+
+    def phone_call(self) -> bytes:
+        """The visitor answers or rejects the call the gateway is making to the demo phone."""
+        if self.demo_phone is None:
+            return self.render(
+                "error.html", 404, title="Not here", message="The simulated phone exists only in demo mode."
+            )
+        if self.form().get("answer"):
+            self.demo_phone.answer()
+        else:
+            self.demo_phone.reject()
         self.redirect("/modem#phone")
 
     # -- settings

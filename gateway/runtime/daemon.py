@@ -24,6 +24,7 @@ from gateway.intake.smscommands import CommandRunner
 from gateway.model import ModemReport, iso
 from gateway.runtime import process
 from gateway.runtime.channels import CallChannel, Channel, EmailChannel, SmsChannel
+from gateway.runtime.demo import DemoPhone
 from gateway.runtime.dispatch import Dispatcher
 from gateway.runtime.modemwatch import ModemWatch
 from gateway.runtime.watchdog import Watchdog
@@ -43,7 +44,7 @@ DISPATCH_GRACE = 7.0  # seconds to finish the SMS in flight on SIGTERM (systemd 
 @dataclasses.dataclass
 class ModemParts:
     keeper: ModemKeeper
-    network: Any  # modem.simulator.Network in demo mode: the simulated phone network
+    phone: DemoPhone | None  # in demo mode: the owner's simulated phone (SMS both ways, calls)
     transport: Any  # the simulator's pty, in demo mode
     backend: str
     device: str
@@ -98,12 +99,17 @@ class Daemon:
         m = self.config.modem
         if m.backend == "none":
             return None
-        network = transport = None
+        phone: DemoPhone | None = None
+        transport = None
         if m.backend == "simulator":
             from modem.simulator import Network, PtyModem, SimOptions, Simulator
 
             network = Network()
-            transport = PtyModem(Simulator(network, SimOptions(operator="HBGW Demo"))).start()
+            # The demo phone rings until the visitor answers or rejects it on the modem page.
+            options = SimOptions(operator="HBGW Demo", call_outcome="no-answer", no_answer_seconds=120.0)
+            simulator = Simulator(network, options)
+            transport = PtyModem(simulator).start()
+            phone = DemoPhone(network, simulator)
             device, backend = transport.device, "at"
         else:
             device, backend = m.device, m.backend
@@ -119,7 +125,7 @@ class Daemon:
             sysfs_root=m.sysfs_root,
             power_cycle_command=m.power_cycle_command,
         )
-        self.modem = ModemParts(keeper, network, transport, backend, device)
+        self.modem = ModemParts(keeper, phone, transport, backend, device)
         service.modem_status_source = self.modem.describe
         watch = ModemWatch(service, keeper, alert_after=self.config.alerts.modem_alert_after, clock=service.clock)
         tasks.append(asyncio.create_task(keeper.run(), name="modem"))
@@ -192,7 +198,7 @@ class Daemon:
                 smtp_address = smtp.address
 
             host, port = parse_hostport(cfg.http.listen)
-            demo_phone = modem_parts.network if modem_parts is not None and cfg.demo else None
+            demo_phone = modem_parts.phone if modem_parts is not None and cfg.demo else None
             site = Site(service, cfg, demo_phone=demo_phone)
             stack.callback(site.close)
             self.http = HttpServer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from gateway.model import PingKind, PingMeta
 from gateway.service import Service
@@ -28,6 +29,32 @@ def seed(service: Service) -> None:
         except Conflict:
             continue
         service.record_ping(check.token, PingKind.SUCCESS, meta=PingMeta(source="demo"))
+
+
+class DemoPhone:
+    """The owner's phone in demo mode: the simulated network's SMS both ways, and the calls the
+    escalation ladder makes to it, which the modem page lets the visitor answer or reject."""
+
+    def __init__(self, network: Any, simulator: Any) -> None:
+        self.network = network
+        self.simulator = simulator
+
+    def sent(self) -> list[Any]:
+        return list(self.network.sent())
+
+    def inject(self, sender: str, text: str) -> None:
+        self.network.inject(sender, text)
+
+    def ringing(self, number: str) -> bool:
+        """A call from the gateway is ringing on ``number`` now."""
+        calls = [c for c in self.network.calls() if c.number == number]
+        return bool(calls) and not calls[-1].ended and not calls[-1].answered
+
+    def answer(self) -> bool:
+        return bool(self.simulator.answer_call())
+
+    def reject(self) -> bool:
+        return bool(self.simulator.reject_call())
 
 
 async def pinger(service: Service) -> None:
