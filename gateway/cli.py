@@ -576,6 +576,10 @@ def _render_health(h: dict[str, Any]) -> str:
     lines += [(s, ", ".join(h[s])) for s in ("down", "late") if h[s]]
     outbox = f"{o['waiting']} waiting, {o['failed_24h']} failed in the last 24 h"
     lines.append(("messages", outbox))
+    p = h.get("sms_path")
+    if p is not None:
+        proven = f"last proven {p['proven_at']}" if p["proven_at"] else "not proven yet"
+        lines.append(("sms path", "BROKEN (see trouble)" if p["broken"] else proven))
     lines += [("trouble", t) for t in h["troubles"]]
     return "\n".join(f"{k + ':':10}{v}" for k, v in lines)
 

@@ -389,7 +389,12 @@ class Views:
             "down": sorted(n for n, s in statuses.items() if s is Status.DOWN),
             "late": sorted(n for n, s in statuses.items() if s is Status.LATE),
             "outbox": {"waiting": waiting, "overdue_since": iso(overdue), "failed_24h": failed},
+            "sms_path": self._sms_path() if self.config.modem.canary_at is not None else None,
         }
+
+    def _sms_path(self) -> dict[str, Any]:
+        c = self.service.smspath.state()
+        return {"proven_at": iso(c.proven_at), "round_trip_s": c.round_trip, "broken": c.broken}
 
     def alert_troubles(self) -> list[str]:
         """What keeps alerts from going out, as the settings and the outbox tell (the web page
