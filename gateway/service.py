@@ -373,23 +373,6 @@ class Service:
             except NotFound:
                 continue  # removed meanwhile
 
-    async def record_delivery_report(
-        self, recipient: str, reference: int, state: str, reason: str, at: float | None = None
-    ) -> int:
-        """A delivery report from the network (``state``: delivered | pending | failed): marked
-        on the SMS it reports on, shown in the outbox. A report for no message we know of is
-        logged and changes nothing. A report is a marker, never the only truth: a network that
-        sends none leaves the messages as sent."""
-        when = at if at is not None else self.clock()
-        n = await self.store.apply_delivery_report(recipient, reference, state, reason, when)
-        if n == 0:
-            logger.info(
-                "delivery report for an SMS we do not know (reference %d to %s)", reference, mask_number(recipient)
-            )
-        elif state == "failed":
-            logger.warning("SMS to %s not delivered: %s", mask_number(recipient), reason)
-        return n
-
     async def note_voice(self, detail: str | None) -> None:
         """The modem cannot make calls (``detail``: why), or can again (None): the owner hears
         it once (by email), and the page says so while the ladder has call steps."""

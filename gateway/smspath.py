@@ -9,6 +9,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from gateway.rules import smspath
+from gateway.rules.phone import mask
 from gateway.rules.policy import clock as local_clock
 
 if TYPE_CHECKING:
@@ -20,11 +21,47 @@ CANARY_KEY = "canary"  # gateway.rules.smspath.Canary, as JSON
 BALANCE_KEY = "balance"  # gateway.rules.smspath.Balance, as JSON
 
 
+EARLY_REPORT_TTL = 600.0  # a delivery report may come before its SMS is marked sent
+
+
 class SmsPath:
-    """The canary and balance use cases (``service.smspath``)."""
+    """The delivery report, canary and balance use cases (``service.smspath``)."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
+        # Delivery reports that came before their SMS was marked sent: (now, recipient,
+        # reference, state, reason, at), applied by sent_with_refs, dropped after a while.
+        self._early: list[tuple[float, str, int, str, str, float]] = []
+
+    async def record_delivery_report(
+        self, recipient: str, reference: int, state: str, reason: str, at: float | None = None
+    ) -> int:
+        """A delivery report from the network (``state``: delivered | pending | failed): marked
+        on the SMS it reports on, shown in the outbox. One for no message we know (yet) changes
+        nothing: it is kept a while, since a fast network can report before the dispatcher has
+        marked the message sent. A report is a marker, never the only truth: a network that
+        sends none leaves the messages as sent."""
+        store, now = self.service.store, self.service.clock()
+        when = at if at is not None else now
+        n = await store.apply_delivery_report(recipient, reference, state, reason, when)
+        if n == 0:
+            self._early = [r for r in self._early if r[0] > now - EARLY_REPORT_TTL][-99:]
+            self._early.append((now, recipient, reference, state, reason, when))
+            logger.info("delivery report for an SMS not (yet) known: reference %d to %s", reference, mask(recipient))
+        elif state == "failed":
+            logger.warning("SMS to %s not delivered: %s", mask(recipient), reason)
+        return n
+
+    async def sent_with_refs(self, recipient: str, refs: str) -> None:
+        """An SMS to ``recipient`` was marked sent with ``refs``: the reports that came first
+        are applied now."""
+        parts = set(refs.split(","))
+        early = [r for r in self._early if r[1] == recipient and str(r[2]) in parts]
+        if not early:
+            return
+        self._early = [r for r in self._early if r not in early]
+        for _, to, ref, state, reason, when in early:
+            await self.service.store.apply_delivery_report(to, ref, state, reason, when)
 
     def state(self) -> smspath.Canary:
         return smspath.Canary.from_json(self.service.store.get_setting(CANARY_KEY))

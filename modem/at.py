@@ -291,9 +291,21 @@ def error_for(final: FinalResult, label: str) -> ModemError:
     if final.kind is FinalKind.CMS:
         code = final.code if final.code is not None else 500
         return CmsError(code, f"{CMS_ERRORS.get(code, final.text or 'unknown')} ({label})")
+    if final.kind is FinalKind.CALL:
+        return CallEnded(final.text, f"{label}: {final.text}")
     if final.text == "COMMAND NOT SUPPORT":
         return CommandError(f"{label}: command not supported", permanent=True)
     return CommandError(f"{label}: {final.text or final.kind.value}", permanent=False)
+
+
+class CallEnded(CommandError):
+    """``ATD``/``ATA`` ended in a call result (``NO CARRIER``, ``BUSY``, ``NO ANSWER``, ``NO
+    DIALTONE``): ``result`` is that word. Whether the call can be tried again is the caller's
+    to decide (:mod:`modem.voice`), so it is not permanent here."""
+
+    def __init__(self, result: str, message: str) -> None:
+        super().__init__(message, permanent=False)
+        self.result = result
 
 
 _SENSITIVE_HEADS: TypingFinal[frozenset[str]] = frozenset(
@@ -487,7 +499,7 @@ class AtFramer:
 URC_PREFIXES: TypingFinal[tuple[str, ...]] = (
     "+CMTI:", "+CMT:", "+CDS:", "+CDSI:", "+CBM:", "+CBMI:",
     "+CREG:", "+CGREG:", "+CEREG:", "+C5GREG:",
-    "+CUSD:", "+CRING:", "+CLIP:", "+CCWA:", "+CIEV:", "+CSSI:", "+CSSU:", "+CGEV:",
+    "+CUSD:", "+CRING:", "+CLIP:", "+CCWA:", "+CLCC:", "+COLP:", "+CIEV:", "+CSSI:", "+CSSU:", "+CGEV:",
     "+CTZV:", "+CTZE:", "+CTZEU:", "+CSQN:", "+PACSP", "+CPIN:", "+QIND:", "+STIN:",
     "+CUSATP:", "+ZPASR:", "+ZUSIMR:", "+ZDONR:", "+WIND:", "+SIM:", "+PBREADY", "+QUSIM:",
     "+CFUN:",  # SIM800/EC25 at power-up; the answer to AT+CFUN? when that is in flight
@@ -499,6 +511,10 @@ URC_PREFIXES: TypingFinal[tuple[str, ...]] = (
 URC_WORDS: TypingFinal[frozenset[str]] = frozenset(
     {"RING", "RDY", "SMS READY", "SMS DONE", "CALL READY", "PB DONE", "NORMAL POWER DOWN"}
 )
+#: Call results (V.250): the final result of ``ATD``/``ATA``/``ATO``; with no command in
+#: flight, the unsolicited end of a call that went on after ``ATD<number>;`` said OK.
+CALL_RESULT_WORDS: TypingFinal[frozenset[str]] = frozenset({"NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE"})
+_CONNECT_COMMAND_RE = re.compile(r"^AT[DAO]", re.IGNORECASE)
 #: URCs followed by one more line (the PDU, or the text in text mode).
 _URC_WITH_BODY: TypingFinal[tuple[str, ...]] = ("+CMT:", "+CBM:")
 _REGISTRATION_PREFIXES: TypingFinal[tuple[str, ...]] = ("+CREG:", "+CGREG:", "+CEREG:", "+C5GREG:")
@@ -524,7 +540,7 @@ class Urc:
 def urc_name(line: str) -> str | None:
     """The URC name of ``line`` ("+CMTI", "RING") when it is a known URC, else None."""
     upper = line.upper()
-    if upper in URC_WORDS:
+    if upper in URC_WORDS or upper in CALL_RESULT_WORDS:
         return upper
     for prefix in URC_PREFIXES:
         if upper.startswith(prefix):
@@ -614,7 +630,10 @@ class AtRouter:
     in the middle of a reply; so do unknown ``+X:`` / ``^X:`` lines during a command that
     has reply prefixes of its own (with none, they stay in the reply).
     ``+CMT`` / ``+CDS`` take the following PDU line with them.
-    With no command in flight every line is a URC; stray final codes are dropped.
+    With no command in flight every line is a URC; stray final codes are dropped, except the
+    call results (``NO CARRIER``, ``BUSY`` ...): the end of a call placed earlier, as a URC.
+    During a command they complete it, as ModemManager reads them (the channel then
+    resynchronises: see :meth:`AtChannel.command`).
     """
 
     def __init__(self) -> None:
@@ -681,6 +700,10 @@ class AtRouter:
 
     def _route_line(self, line: str, out: list[RouterOutput]) -> None:
         txn = self._txn
+        if txn is None and line.strip().upper() in CALL_RESULT_WORDS:
+            # A call placed earlier (ATD<number>; said OK) ended: the network's word.
+            self._urc(line.strip().upper(), out)
+            return
         if txn is None:
             if parse_final(line) is not None:
                 logger.debug("AT: stray final result with no command in flight dropped")
@@ -886,6 +909,10 @@ class AtChannel:
         async with self._lock:
             await self._prepare(timeout)
             reply = await self._transact(cmd, timeout, reply_prefixes(cmd, expect_prefix), soft_final)
+            if reply.final.kind is FinalKind.CALL and not _CONNECT_COMMAND_RE.match(cmd):
+                # A call ended while another command ran: that command's own final result
+                # is still to come, and must not complete the next one.
+                self._desynced = True
         if not reply.final.ok:
             raise error_for(reply.final, command_label(cmd))
         return reply.lines

@@ -1,7 +1,8 @@
 """``InboundReader``: the inbound side of :class:`~modem.atmodem.AtModem`. One task reads
-what ``+CMTI``/``+CMT``/storage-full reports queued (``AT+CMGL``/``AT+CMGR``), decodes and
-reassembles it, hands complete messages to the inbound handler and deletes them from storage
-(``AT+CMGD``, retried when refused); it lists storage on a timer when the modem refuses
+what ``+CMTI``/``+CMT``/``+CDS``/``+CDSI``/storage-full reports queued (``AT+CMGL``,
+``AT+CMGR``), decodes and reassembles it, hands complete messages to the inbound handler and
+status reports to the report handler, and deletes them from storage (``AT+CMGD``, retried
+when refused); it lists storage on a timer when the modem refuses
 ``AT+CNMI``. It also chooses the storage at init and moves to the modem's own memory once
 the SIM store is empty; :func:`storage_fill` reads ``AT+CPMS?`` for AtModem's status."""
 
@@ -27,13 +28,14 @@ from modem.at import (
     parse_cpms_support,
 )
 from modem.errors import CmeError, CmsError, CommandError, ModemError, ModemTimeout, PduError, PortGone
-from modem.interface import InboundHandler, InboundSms
+from modem.interface import InboundHandler, InboundSms, ReportHandler
 from modem.pdu import (
     Deliver,
     Reassembled,
     Reassembler,
     StatusReport,
     decode_pdu,
+    delivery_report,
     salvage_deliver,
     unreadable_text,
 )
@@ -58,6 +60,8 @@ class _ListJob:
 @dataclass(frozen=True, slots=True)
 class _PduJob:
     pdu: str
+    report: bool = False  # a +CDS status report (its PDU may come without the SMSC field)
+    length: int | None = None  # the TPDU length the URC announced
 
 
 _InboundJob = _ReadJob | _ListJob | _PduJob
@@ -105,6 +109,7 @@ class InboundReader:
         self._poll_interval = poll_interval
         self._delete_retry_interval = delete_retry_interval
         self.handler: InboundHandler | None = None
+        self.report_handler: ReportHandler | None = None
         self._queue: asyncio.Queue[_InboundJob] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         # The one record of multipart parts waiting for the rest, and of their storage indexes.
@@ -169,6 +174,10 @@ class InboundReader:
         """``+CMT``: a message delivered straight to us, not stored."""
         self._queue.put_nowait(_PduJob(pdu))
 
+    def queue_report(self, pdu: str, length: int | None) -> None:
+        """``+CDS``: a status report delivered straight to us (``length``: its TPDU octets)."""
+        self._queue.put_nowait(_PduJob(pdu, report=True, length=length))
+
     def check_storage_used(self, used: int) -> None:
         """``AT+CPMS?`` said ``used`` slots are in use (AtModem.status)."""
         if used > len(self._known_slots()) and self._queue.empty():
@@ -218,7 +227,13 @@ class InboundReader:
 
     async def _run_job(self, job: _InboundJob) -> None:
         if isinstance(job, _PduJob):
+            if job.report:
+                await self._direct_report(job)
+                return
             await self._accept([StoredPdu(None, 0, None, job.pdu)])
+            return
+        if isinstance(job, _ReadJob) and job.mem == "SR" and self._mem1 not in (None, "SR"):
+            await self._read_status_storage(job.index)
             return
         lines: list[str] | None
         async with self._lock:
@@ -334,8 +349,8 @@ class InboundReader:
                 await self._accept_undecodable(item, storage, exc)
                 continue
             if isinstance(msg, StatusReport):
-                logger.debug("stored status report at index %s deleted", item.index)
-                await self._delete(list(storage))
+                await self._give_report(msg)
+                await self._delete(list(storage))  # a report is a marker: never kept
                 continue
             if not isinstance(msg, Deliver):
                 logger.warning("stored SMS at index %s is not an incoming message; deleted", item.index)
@@ -348,6 +363,66 @@ class InboundReader:
             whole = self._reassembler.put(msg, now, storage)
             if whole is not None:
                 await self._hand_over(whole)
+
+    async def _direct_report(self, job: _PduJob) -> None:
+        """A ``+CDS`` PDU: with the SMSC field or without (27.005 allows both; the length the
+        URC announced tells). One that cannot be decoded is logged and dropped."""
+        raw = job.pdu.strip()
+        with_smsc = job.length is None or len(raw) // 2 != job.length
+        try:
+            msg = decode_pdu(raw, smsc=with_smsc)
+        except PduError:
+            try:
+                msg = decode_pdu(raw, smsc=not with_smsc)
+            except PduError as exc:
+                logger.warning("undecodable status report (%d hex digits) dropped: %s", len(raw), exc)
+                return
+        if not isinstance(msg, StatusReport):
+            logger.warning("+CDS carried no status report; dropped")
+            return
+        await self._give_report(msg)
+
+    async def _read_status_storage(self, index: int) -> None:
+        """``+CDSI: "SR",<index>``: a report kept in the status report storage. Read and
+        deleted there (``AT+CPMS="SR"``), then the read storage is set back, all under the
+        lock, so no later ``AT+CMGD`` meets the wrong storage; then handed over."""
+        previous = self._mem1
+        lines: list[str] | None = None
+        async with self._lock:
+            ch = self._channel()
+            if await self._optional(ch, 'AT+CPMS="SR"') is None:
+                logger.warning("status report %d in storage SR cannot be reached; left there", index)
+                return
+            try:
+                try:
+                    lines = await ch.command(f"AT+CMGR={index}", timeout=self._command_timeout)
+                except REFUSED as exc:
+                    logger.warning("status report %d in storage SR cannot be read (%s); deleted", index, exc)
+                await self._optional(ch, f"AT+CMGD={index}")
+            finally:
+                await self._optional(ch, f'AT+CPMS="{previous}"')
+        stored = parse_cmgr(lines, index) if lines else None
+        if stored is None:
+            return
+        try:
+            msg = decode_pdu(stored.pdu, smsc=True)
+        except PduError as exc:
+            logger.warning("undecodable status report from storage SR dropped: %s", exc)
+            return
+        if isinstance(msg, StatusReport):
+            await self._give_report(msg)
+
+    async def _give_report(self, report: StatusReport) -> None:
+        """Hand a status report to the report handler (none set: ignored). A failing handler
+        is logged; the report is not kept either way."""
+        handler = self.report_handler
+        if handler is None:
+            logger.debug("status report ignored (no report handler)")
+            return
+        try:
+            await handler(delivery_report(report))
+        except Exception:
+            logger.exception("status report handler failed; report dropped")
 
     async def _accept_undecodable(self, item: StoredPdu, storage: tuple[int, ...], exc: PduError) -> None:
         """A PDU we cannot decode: handed over raw when its sender can be read, else deleted.

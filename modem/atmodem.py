@@ -1,7 +1,8 @@
 """``AtModem``: the :class:`~modem.interface.Modem` interface over AT commands in PDU mode
 (pyserial, through :class:`~modem.at.AtChannel`): open and init, sending, status, recovery
 steps and URC routing. Its inbound side (reading, reassembling, handing over and deleting
-stored SMS) is :class:`~modem.atinbound.InboundReader`."""
+stored SMS, status reports) is :class:`~modem.atinbound.InboundReader`; voice calls, USSD and
+the own number are :class:`~modem.atcall.VoiceServices`."""
 
 from __future__ import annotations
 
@@ -31,9 +32,18 @@ from modem.at import (
     rssi_to_dbm,
     storage_full_report,
 )
+from modem.atcall import VoiceServices
 from modem.atinbound import REFUSED, InboundReader, storage_fill
 from modem.errors import CmeError, CmsError, CommandError, ModemError, ModemTimeout, PortGone, SimError
-from modem.interface import InboundHandler, Modem, ModemStatus, SimAbsent, mask_number
+from modem.interface import (
+    CallResult,
+    InboundHandler,
+    Modem,
+    ModemStatus,
+    ReportHandler,
+    SimAbsent,
+    mask_number,
+)
 from modem.pdu import encode_submit
 
 logger = logging.getLogger(__name__)
@@ -54,7 +64,9 @@ class AtModem(Modem):
     ``poll_interval`` how often storage is listed when the modem refuses ``AT+CNMI``;
     ``delete_retry_interval`` how often a stored message whose ``AT+CMGD`` was refused is
     deleted again; ``radio_timeout`` each ``AT+CFUN`` of :meth:`radio_cycle`;
-    ``registration_wait`` how long init waits for the network after switching the radio on.
+    ``registration_wait`` how long init waits for the network after switching the radio on;
+    ``dial_timeout`` the wait for ``ATD``'s result, ``call_poll_interval`` the ``AT+CLCC``
+    polls during a call, ``answered_hold`` how long an answered call stays up (:meth:`call`).
     Raises ValueError for a PIN that is not 4-8 digits or an SMSC that is not a number.
 
     One asyncio lock serialises everything that talks to the modem (sends, inbound
@@ -88,6 +100,9 @@ class AtModem(Modem):
         delete_retry_interval: float = 30.0,
         radio_timeout: float = 15.0,
         registration_wait: float = 30.0,
+        dial_timeout: float = 30.0,
+        call_poll_interval: float = 1.0,
+        answered_hold: float = 1.0,
     ) -> None:
         if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 8):
             raise ValueError("the SIM PIN must be 4 to 8 digits")  # never echo the value
@@ -119,6 +134,14 @@ class AtModem(Modem):
             poll_interval=poll_interval,
             delete_retry_interval=delete_retry_interval,
         )
+        self._voice = VoiceServices(
+            url,
+            channel=self._require_channel,
+            command_timeout=command_timeout,
+            dial_timeout=dial_timeout,
+            poll_interval=call_poll_interval,
+            answered_hold=answered_hold,
+        )
         self._concat_ref = random.randrange(256)
         self._radio_refused = False  # init could not switch the radio on (AT+CFUN=1 refused)
         # The last unsolicited registration report per domain ("CREG", "CEREG", ...), and the
@@ -138,6 +161,11 @@ class AtModem(Modem):
     def set_inbound_handler(self, handler: InboundHandler) -> None:
         """Called once per complete inbound message; storage is cleaned after it returned."""
         self._inbound.handler = handler
+
+    def set_report_handler(self, handler: ReportHandler) -> None:
+        """Called once per status report (``+CDS``, or stored: ``+CDSI`` and listings); the
+        stored ones are deleted after it returned (or failed: a report is never kept)."""
+        self._inbound.report_handler = handler
 
     async def open(self) -> None:
         """Open the port and run the init sequence (DESIGN §6), then queue the messages
@@ -199,8 +227,9 @@ class AtModem(Modem):
         await self._news.wait()
         self._news.clear()
 
-    async def send_sms(self, number: str, text: str) -> list[int]:
+    async def send_sms(self, number: str, text: str, *, report: bool = False) -> list[int]:
         """Send ``text`` to ``number``; one ``AT+CMGS`` per part; returns the references.
+        With ``report`` every part asks for a status report (TP-SRR).
 
         Raises PduError (permanent) for a number or text that cannot be encoded, CmsError
         / CmeError / CommandError from the modem (``permanent`` tells whether to retry),
@@ -213,7 +242,7 @@ class AtModem(Modem):
         next to it. Other failures of a later part leave the sent parts sent.
         """
         self._concat_ref = (self._concat_ref + 1) % 256
-        parts = encode_submit(number, text, concat_ref=self._concat_ref)
+        parts = encode_submit(number, text, concat_ref=self._concat_ref, status_report=report)
         refs: list[int] = []
         async with self._lock:
             channel = self._require_channel()
@@ -238,6 +267,23 @@ class AtModem(Modem):
                 refs.append(-1 if mr is None else mr)
         logger.info("SMS sent to %s (%d part(s))", mask_number(number), len(parts))
         return refs
+
+    async def call(self, number: str, ring_for: float) -> CallResult:
+        """Call ``number``, ringing up to ``ring_for`` s; hang up once answered (see
+        :mod:`modem.voice` for the outcomes). Holds the modem for the whole call: sends wait,
+        inbound SMS are read after it. Raises PortGone only."""
+        async with self._lock:
+            return await self._voice.call(number, ring_for)
+
+    async def ussd(self, code: str, timeout: float = 30.0) -> str:
+        """``AT+CUSD``: the network's answer to ``code`` (see :meth:`Modem.ussd`)."""
+        async with self._lock:
+            return await self._voice.ussd(code, timeout)
+
+    async def own_number(self) -> str | None:
+        """``AT+CNUM``: the SIM's own number, None when it does not know it."""
+        async with self._lock:
+            return await self._voice.own_number()
 
     async def status(self) -> ModemStatus:
         """Identity, SIM, registration, operator, signal and SMSC. A query the modem
@@ -552,17 +598,23 @@ class AtModem(Modem):
     # -- URCs and port loss (called on the loop by the channel) ----------------------------
 
     def _on_urc(self, urc: Urc) -> None:
-        if urc.name == "+CMTI":
+        if self._voice.on_urc(urc):
+            return
+        if urc.name in ("+CMTI", "+CDSI"):
             where = parse_cmti(urc)
             if where is None:
-                logger.warning("malformed +CMTI ignored")
+                logger.warning("malformed %s ignored", urc.name)
                 return
             self._inbound.queue_read(*where)
         elif urc.name == "+CMT":
             if urc.pdu:
                 self._inbound.queue_pdu(urc.pdu)
-        elif urc.name in ("+CDS", "+CDSI"):
-            logger.debug("status report ignored (none requested)")
+        elif urc.name == "+CDS":
+            length = urc.args.strip()
+            if urc.pdu and length.isdigit():
+                self._inbound.queue_report(urc.pdu, int(length))
+            else:  # text mode (one line), or a PDU that never came: we read PDU mode only
+                logger.warning("malformed +CDS status report ignored")
         elif urc.name in ("+CREG", "+CGREG", "+CEREG", "+C5GREG"):
             self._registration_report(urc)
         elif storage_full_report(urc):

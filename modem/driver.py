@@ -7,18 +7,31 @@
 from __future__ import annotations
 
 from modem.atmodem import PART_TRIES, AtModem
-from modem.interface import InboundHandler, InboundSms, Modem, ModemStatus, SimAbsent, mask_number
+from modem.interface import (
+    CallResult,
+    DeliveryReport,
+    InboundHandler,
+    InboundSms,
+    Modem,
+    ModemStatus,
+    ReportHandler,
+    SimAbsent,
+    mask_number,
+)
 from modem.keeper import ModemHealth, ModemKeeper
 
 __all__ = [
     "PART_TRIES",
     "AtModem",
+    "CallResult",
+    "DeliveryReport",
     "InboundHandler",
     "InboundSms",
     "Modem",
     "ModemHealth",
     "ModemKeeper",
     "ModemStatus",
+    "ReportHandler",
     "SimAbsent",
     "create_modem",
     "mask_number",

@@ -290,7 +290,9 @@ class GammuModem(Modem):
             storage_total=info.get("storage_total"),
         )
 
-    async def send_sms(self, number: str, text: str) -> list[int]:
+    async def send_sms(self, number: str, text: str, *, report: bool = False) -> list[int]:
+        """Send through gammu. ``report`` is ignored: the worker does not ask for status
+        reports (none would be read back), so callers must not wait for any."""
         refs = await self._call("send", number=number, text=text, smsc=self._smsc)
         return [int(r) for r in refs]
 

@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from modem.errors import SimError
+from modem.errors import ModemError, SimError
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,38 @@ class InboundSms:
 InboundHandler = Callable[[InboundSms], Awaitable[None]]
 
 
+#: What :meth:`Modem.call` can end in. "answered": the phone took the call (we hung up after a
+#: moment, or it did); "no-answer": it rang until ``ring_for`` passed (or the network gave up);
+#: "busy"; "rejected": it rang, then was declined; "invalid": the network knows no such
+#: number; "no-voice": this modem or network carries no calls (permanent); "failed": anything
+#: else (no network, a modem that did not answer): worth another try later.
+CALL_OUTCOMES = ("answered", "no-answer", "busy", "rejected", "invalid", "no-voice", "failed")
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """How a voice call (:meth:`Modem.call`) ended."""
+
+    outcome: str  # one of CALL_OUTCOMES
+    detail: str = ""  # what the modem/network said ("NO CARRIER", "+CME ERROR 4: ...", AT+CEER text)
+    ringing: float = 0.0  # seconds it rang (or was active) before it ended or we hung up
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """One SMS-STATUS-REPORT: what became of one part of a message sent with ``report=True``."""
+
+    reference: int  # TP-MR of the part it reports on (what send_sms returned)
+    recipient: str  # as in the report ("+1555...")
+    state: str  # "delivered" | "pending" | "failed"
+    status: int  # TP-ST
+    reason: str  # a short sentence for the owner ("delivered", "unknown subscriber")
+    discharged_at: dt.datetime | None  # when the SMSC delivered it or gave up, timezone-aware
+
+
+ReportHandler = Callable[[DeliveryReport], Awaitable[None]]
+
+
 class Modem(abc.ABC):
     """One GSM modem. Methods raise :class:`modem.errors.ModemError` subclasses only.
 
@@ -94,18 +126,45 @@ class Modem(abc.ABC):
         """Query identity, SIM, registration, operator, signal and SMSC."""
 
     @abc.abstractmethod
-    async def send_sms(self, number: str, text: str) -> list[int]:
+    async def send_sms(self, number: str, text: str, *, report: bool = False) -> list[int]:
         """Send ``text`` (split into parts as needed) to ``number``.
 
         Returns the message references the network confirmed (``+CMGS: <mr>``),
-        one per part. Raises ``CmsError`` (``permanent`` says whether a retry can
-        help), ``ModemTimeout`` or ``PortGone``.
+        one per part. With ``report`` every part asks for a status report (TP-SRR); they
+        come to the report handler (:meth:`set_report_handler`), one per part, carrying
+        these references, if the network and the modem send them at all (some never do:
+        a report is a marker, never the only proof). Backends that cannot ask may ignore
+        it. Raises ``CmsError`` (``permanent`` says whether a retry can help),
+        ``ModemTimeout`` or ``PortGone``.
         """
 
     @abc.abstractmethod
     def set_inbound_handler(self, handler: InboundHandler) -> None:
         """Called once per complete inbound message. The backend deletes the
         message from modem storage only after the handler returned normally."""
+
+    def set_report_handler(self, handler: ReportHandler) -> None:
+        """Called once per status report the modem receives (for any reference: the caller
+        decides what it belongs to). The default ignores reports (backends that get none)."""
+        return None  # a default that ignores them, not an abstract method
+
+    async def call(self, number: str, ring_for: float) -> CallResult:
+        """Call ``number`` and let it ring up to ``ring_for`` seconds; hang up once it is
+        answered (there is nothing to say: the call itself is the alarm) or the time passed.
+        Never raises for how the call went (see :class:`CallResult`); raises ``PortGone``
+        when the port vanished. The default: "no-voice" (the backend cannot call)."""
+        return CallResult("no-voice", "this modem backend cannot make calls")
+
+    async def ussd(self, code: str, timeout: float = 30.0) -> str:
+        """Send the USSD ``code`` (``*100#``) and return the network's answer text.
+        Raises ModemError (the network refused or ended the session), ModemTimeout (no
+        answer within ``timeout``), PortGone. The default: not supported (permanent)."""
+        raise ModemError("USSD is not supported by this backend", permanent=True)
+
+    async def own_number(self) -> str | None:
+        """The SIM's own number (``AT+CNUM``); None when the SIM does not know it or the
+        backend cannot tell. Raises ModemTimeout, PortGone."""
+        return None
 
     async def wait_gone(self) -> None:
         """Return when the backend noticed on its own that its device vanished.

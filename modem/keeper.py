@@ -11,15 +11,17 @@ import logging
 import os
 import subprocess
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from modem.errors import ModemError, ModemTimeout, PortGone, SimError
-from modem.interface import InboundHandler, Modem, ModemStatus, SimAbsent
+from modem.interface import CallResult, InboundHandler, Modem, ModemStatus, ReportHandler, SimAbsent
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -211,9 +213,11 @@ class ModemKeeper:
         power_cycle_timeout: float = 60.0,
         reenumerate_settle: float = 2.0,
         radio_full_reset: bool = False,
+        report_handler: ReportHandler | None = None,
     ) -> None:
         self._factory = factory
         self._handler = handler
+        self._report_handler = report_handler
         self._status_interval = status_interval
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
@@ -293,6 +297,8 @@ class ModemKeeper:
                     await self._stopping.wait()
                     break
                 modem.set_inbound_handler(self._handler)
+                if self._report_handler is not None:
+                    modem.set_report_handler(self._report_handler)
                 try:
                     await modem.open()
                 except SimAbsent as exc:
@@ -352,24 +358,53 @@ class ModemKeeper:
         if self._running:
             await self._done.wait()
 
-    async def send_sms(self, number: str, text: str, *, wait: float) -> list[int]:
-        """Send through the connected modem, waiting up to ``wait`` s for one.
+    async def send_sms(self, number: str, text: str, *, wait: float, report: bool = False) -> list[int]:
+        """Send through the connected modem, waiting up to ``wait`` s for one; ``report``
+        asks for status reports (they come to ``report_handler``).
 
         Raises PortGone when no modem is connected in time (or it vanished mid-send:
         the keeper then reconnects), and what :meth:`Modem.send_sms` raises.
         """
         modem = await self._wait_modem(wait)
+        refs = await self._guard(modem.send_sms(number, text, report=report), "SMS send timed out")
+        self._works()
+        return refs
+
+    async def call(self, number: str, ring_for: float, *, wait: float) -> CallResult:
+        """Call ``number`` through the connected modem (:meth:`Modem.call`), waiting up to
+        ``wait`` s for one. Raises PortGone like :meth:`send_sms`. A "failed" call (the
+        modem did not answer ``ATD``, or stopped answering) counts as trouble for the
+        recovery ladder, which the next status check clears when the modem is fine."""
+        modem = await self._wait_modem(wait)
+        result = await self._guard(modem.call(number, ring_for), "call timed out")
+        if result.outcome == "failed":
+            self._trouble(f"call failed: {result.detail}")
+        return result
+
+    async def ussd(self, code: str, *, wait: float, timeout: float = 30.0) -> str:
+        """The network's answer to USSD ``code`` (:meth:`Modem.ussd`), waiting up to ``wait``
+        s for a modem. Raises PortGone like :meth:`send_sms`, ModemTimeout (trouble for the
+        ladder, like a send timeout), ModemError."""
+        modem = await self._wait_modem(wait)
+        return await self._guard(modem.ussd(code, timeout), "USSD request timed out")
+
+    async def own_number(self, *, wait: float) -> str | None:
+        """The SIM's own number (:meth:`Modem.own_number`), None when unknown. Raises
+        PortGone like :meth:`send_sms`, ModemTimeout."""
+        modem = await self._wait_modem(wait)
+        return await self._guard(modem.own_number(), "AT+CNUM timed out")
+
+    async def _guard(self, op: Awaitable[T], timed_out: str) -> T:
+        """Await ``op``: a vanished port asks for a reconnect, a timeout is trouble."""
         try:
-            refs = await modem.send_sms(number, text)
+            return await op
         except PortGone as exc:
             self._request_reconnect(str(exc))
             raise
         except ModemTimeout:
             # Not reopened at once: the recovery ladder climbs if this lasts recover_after.
-            self._trouble("SMS send timed out")
+            self._trouble(timed_out)
             raise
-        self._works()
-        return refs
 
     async def status(self) -> ModemStatus:
         """Fresh status from the connected modem. Raises PortGone when none is connected."""

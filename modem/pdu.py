@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from modem.errors import PduError
+from modem.interface import DeliveryReport
 
 __all__ = [
     "Concat",
@@ -49,6 +50,7 @@ __all__ = [
     "decode_relative_validity",
     "decode_smsc",
     "decode_timestamp",
+    "delivery_report",
     "encode_address",
     "encode_deliver",
     "encode_deliver_data",
@@ -61,6 +63,7 @@ __all__ = [
     "is_gsm7",
     "pack_septets",
     "salvage_deliver",
+    "status_meaning",
     "unpack_septets",
     "unreadable_text",
 ]
@@ -642,6 +645,66 @@ class StatusReport:
     def permanent_failure(self) -> bool:
         """True when the SMSC gave up for good (status 0x40-0x5F)."""
         return 0x40 <= self.status <= 0x5F
+
+
+# 23.040 §9.2.3.15 TP-ST, in words for the owner. The ranges decide the state: 0x00-0x1F the
+# transaction completed, 0x20-0x3F a temporary error while the SC still tries, 0x40-0x5F a
+# permanent error, 0x60-0x7F a temporary error after which the SC no longer tries (both
+# "failed": nothing more will come). Reserved values (0x80 and up) are read as failed too.
+_TP_ST: dict[int, str] = {
+    0x00: "delivered",
+    0x01: "forwarded, delivery not confirmed",
+    0x02: "replaced by the service centre",
+    0x20: "network congestion, still trying",
+    0x21: "recipient busy, still trying",
+    0x22: "recipient absent, still trying",
+    0x23: "service rejected, still trying",
+    0x24: "quality of service not available, still trying",
+    0x25: "error in the recipient's phone, still trying",
+    0x40: "remote procedure error",
+    0x41: "incompatible destination",
+    0x42: "connection rejected by the recipient",
+    0x43: "unknown subscriber (not obtainable)",
+    0x44: "quality of service not available",
+    0x45: "no interworking available",
+    0x46: "validity period expired",
+    0x47: "deleted by the sender",
+    0x48: "deleted by the service centre",
+    0x49: "message does not exist",
+    0x60: "network congestion, given up",
+    0x61: "recipient busy, given up",
+    0x62: "recipient absent, given up",
+    0x63: "service rejected, given up",
+    0x64: "quality of service not available, given up",
+    0x65: "error in the recipient's phone, given up",
+}
+
+
+def status_meaning(status: int) -> tuple[str, str]:
+    """TP-ST → (state, reason): state "delivered" (0x00-0x1F), "pending" (0x20-0x3F: the
+    service centre still tries) or "failed" (0x40 and up); reason a short sentence."""
+    if 0x00 <= status <= 0x1F:
+        return "delivered", _TP_ST.get(status, f"delivered (status 0x{status:02X})")
+    if 0x20 <= status <= 0x3F:
+        return "pending", _TP_ST.get(status, f"temporary error 0x{status:02X}, still trying")
+    if 0x40 <= status <= 0x5F:
+        return "failed", _TP_ST.get(status, f"permanent error 0x{status:02X}")
+    if 0x60 <= status <= 0x7F:
+        return "failed", _TP_ST.get(status, f"temporary error 0x{status:02X}, given up")
+    return "failed", f"unknown status 0x{status:02X}"
+
+
+def delivery_report(report: StatusReport) -> DeliveryReport:
+    """The :class:`~modem.interface.DeliveryReport` of a decoded status report."""
+    state, reason = status_meaning(report.status)
+    return DeliveryReport(
+        reference=report.message_ref,
+        recipient=report.recipient,
+        state=state,
+        status=report.status,
+        reason=reason,
+        discharged_at=report.discharge_time,
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def row(service: Service, oid: int) -> OutboxRow:
 
 
 def report(service: Service, ref: int, state: str, reason: str = "", to: str = OWNER, at: float = T0 + 5) -> int:
-    return asyncio.run(service.record_delivery_report(to, ref, state, reason or state, at))
+    return asyncio.run(service.smspath.record_delivery_report(to, ref, state, reason or state, at))
 
 
 def test_a_report_marks_its_sms_delivered(service: Service) -> None:
@@ -114,3 +114,17 @@ def test_a_network_without_reports_is_named_not_failed(service: Service) -> None
     assert "no delivery reports from this network" in (delivery_reports(rows, T0 + REPORTS_AFTER + 10) or "")
     report(service, 2, "delivered")
     assert delivery_reports(service.views.outbox(50), T0 + REPORTS_AFTER + 10) is None
+
+
+def test_a_report_faster_than_the_dispatcher_is_applied_once_the_sms_is_marked_sent(service: Service) -> None:
+    async def go() -> int:
+        oid = await service.store.awrite_message("down", "sms", OWNER, "DOWN web1", T0)
+        await service.store.claim_due(T0, 300)
+        # the network's report arrives while the message is still "sending"
+        assert await service.smspath.record_delivery_report(OWNER, 9, "delivered", "delivered", T0 + 1) == 0
+        await service.store.mark_sent([oid], "9", T0)
+        await service.smspath.sent_with_refs(OWNER, "9")
+        return oid
+
+    oid = asyncio.run(go())
+    assert row(service, oid).delivery_state == "delivered"

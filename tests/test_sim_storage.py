@@ -20,6 +20,7 @@ import pytest
 from gateway.config import AlertsConfig, Config, ModemConfig
 from gateway.readmodels import storage_troubles
 from gateway.runtime.daemon import ModemParts
+from gateway.runtime.demo import DemoPhone
 from gateway.service import Service
 from gateway.store import Store
 from modem.driver import AtModem, ModemKeeper
@@ -116,7 +117,7 @@ def test_status_and_overview_show_a_nearly_full_sim(make_rig: Callable[..., Rig]
     inbox = Inbox()
     inbox.fail = True  # the database refuses: every message is kept on the SIM
     keeper = ModemKeeper(lambda: AtModem(rig.url, command_timeout=2.0), inbox, status_interval=0.1)
-    parts = ModemParts(keeper, rig.net, rig.transport, "at", rig.url)
+    parts = ModemParts(keeper, DemoPhone(rig.net, rig.sim), rig.transport, "at", rig.url)
     config = Config(
         data_dir=tmp_path, modem=ModemConfig(backend="at", device=rig.url), alerts=AlertsConfig(sms_to=(OWNER,))
     )

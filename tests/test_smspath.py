@@ -39,8 +39,8 @@ def test_the_next_canary_is_today_unless_done_or_gone() -> None:
     tomorrow = smspath.slot(today + dt.timedelta(days=1), 8 * 60, 1800, UTC)
     assert smspath.next_send(slot - 3600, 8 * 60, 1800, UTC, None) == slot
     assert smspath.next_send(slot - 3600, 8 * 60, 1800, UTC, "2027-01-15") == tomorrow  # sent today
-    assert smspath.next_send(slot + 3600, 8 * 60, 1800, UTC, "2027-01-14") == tomorrow  # gone
-    assert smspath.next_send(slot + 30, 8 * 60, 1800, UTC, "2027-01-14") == slot  # just due
+    assert smspath.next_send(slot + 3600, 8 * 60, 1800, UTC, "2027-01-14") == slot  # past, not sent: now
+    assert smspath.next_send(slot + 3600, 8 * 60, 1800, UTC, "2027-01-15") == tomorrow
 
 
 @pytest.mark.parametrize(

@@ -46,13 +46,13 @@ def slot(day: dt.date, minute_of_day: int, window: float, zone: dt.tzinfo) -> fl
 
 
 def next_send(now: float, minute_of_day: int, window: float, zone: dt.tzinfo, last_day: str | None) -> float:
-    """The next canary time: today's slot unless it is gone or today's canary went already
-    (``last_day``, ISO date), else tomorrow's."""
+    """The next canary time: today's slot while today's canary has not gone (``last_day``, ISO
+    date; a slot already past means now: a gateway started at 15:00 proves today's path at
+    once), else tomorrow's."""
     today = dt.datetime.fromtimestamp(now, zone).date()
-    at = slot(today, minute_of_day, window, zone)
-    if at < now - 60 or last_day == today.isoformat():
-        at = slot(today + dt.timedelta(days=1), minute_of_day, window, zone)
-    return at
+    if last_day == today.isoformat():
+        return slot(today + dt.timedelta(days=1), minute_of_day, window, zone)
+    return slot(today, minute_of_day, window, zone)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ class SmsChannel:
 
     async def send(self, recipient: str, text: str) -> str:
         try:
-            refs = await self.keeper.send_sms(recipient, text, wait=self.wait)
+            # every SMS asks for a delivery report: the outbox shows it when the network sends one
+            refs = await self.keeper.send_sms(recipient, text, wait=self.wait, report=True)
         except ModemError as e:
             # the owner reads this in the outbox and in the "SMS is failing" email: add what
             # the code means for them (modem.errors' table of codes seen in the field)

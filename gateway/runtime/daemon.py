@@ -27,10 +27,11 @@ from gateway.runtime.channels import CallChannel, Channel, EmailChannel, SmsChan
 from gateway.runtime.demo import DemoPhone
 from gateway.runtime.dispatch import Dispatcher
 from gateway.runtime.modemwatch import ModemWatch
+from gateway.runtime.smspath import SmsPathWatch
 from gateway.runtime.watchdog import Watchdog
 from gateway.service import Service
 from gateway.store import Store
-from modem.driver import ModemKeeper, create_modem
+from modem.driver import DeliveryReport, ModemKeeper, create_modem
 from web.app import Site
 from web.server import HttpServer
 
@@ -87,6 +88,12 @@ class ModemParts:
             await asyncio.to_thread(self.transport.stop)
 
 
+async def _delivery_report(service: Service, report: DeliveryReport) -> None:
+    """A delivery report from the modem, marked on the SMS it reports on."""
+    at = report.discharged_at.timestamp() if report.discharged_at else None
+    await service.smspath.record_delivery_report(report.recipient, report.reference, report.state, report.reason, at)
+
+
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -124,12 +131,16 @@ class Daemon:
             device=None if m.backend == "simulator" else device,
             sysfs_root=m.sysfs_root,
             power_cycle_command=m.power_cycle_command,
+            report_handler=functools.partial(_delivery_report, service),
         )
         self.modem = ModemParts(keeper, phone, transport, backend, device)
         service.modem_status_source = self.modem.describe
         watch = ModemWatch(service, keeper, alert_after=self.config.alerts.modem_alert_after, clock=service.clock)
         tasks.append(asyncio.create_task(keeper.run(), name="modem"))
         tasks.append(asyncio.create_task(watch.run(), name="modem-watch"))
+        if m.canary_at is not None or m.balance_ussd is not None:
+            smspath = SmsPathWatch(service, keeper, self.config, clock=service.clock)
+            tasks.append(asyncio.create_task(smspath.run(), name="sms-path"))
         return self.modem
 
     async def run(self) -> int:

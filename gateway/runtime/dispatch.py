@@ -124,6 +124,8 @@ class Dispatcher:
             return
         await self.store.mark_sent(ids, ref, self.clock())
         logger.info("sent %s to %s (%d alert(s) in one message)", channel_name, mask(recipient), len(rows))
+        if channel_name == "sms":
+            await self.service.smspath.sent_with_refs(recipient, ref)
         if channel_name == "call" and ref == "answered":
             await self.service.call_answered([r.check_name for r in rows if r.check_name], recipient)
 

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _MAX_SLEEP = 60.0  # re-read the wall clock at least this often (clock steps, suspend)
-BALANCE_FIRST = 300.0  # the first balance check waits this long after a start (modem settling)
 
 
 class ModemSide(Protocol):
@@ -46,7 +45,6 @@ class SmsPathWatch:
         self.m = config.modem
         self.zone = zoneinfo.ZoneInfo(config.alerts.tz)
         self.clock = clock
-        self.started = clock()
         self._number: str | None = self.m.own_number
         self._warned = False
 
@@ -85,7 +83,7 @@ class SmsPathWatch:
                 await svc.send_canary(number, day)
                 logger.info("canary SMS queued to the gateway's own number")
                 state = svc.state()
-            at = smspath.next_send(now + 61, self.m.canary_at, self.m.canary_window, self.zone, state.day)
+            at = smspath.next_send(now, self.m.canary_at, self.m.canary_window, self.zone, state.day)
         deadline = state.deadline(self.m.canary_timeout)
         return min(at, deadline) if deadline is not None else at
 
@@ -105,7 +103,7 @@ class SmsPathWatch:
         assert code is not None
         b = self.service.smspath.balance()
         now = self.clock()
-        due = max(self.started + BALANCE_FIRST, (b.asked_at or 0.0) + self.m.balance_every)
+        due = (b.asked_at or 0.0) + self.m.balance_every  # never asked: now (the keeper waits for the modem)
         if b.failures == 1:
             due = min(due, (b.asked_at or now) + 3600.0)  # one failure: ask again within the hour
         if now < due:

@@ -520,4 +520,6 @@ def _redact(line: str) -> str:
     upper = line.upper()
     if upper.startswith("AT+CPIN=") or upper.startswith('AT+CMGS="'):
         return line.split("=", 1)[0] + "=***"
+    if upper.startswith("ATD"):
+        return "ATD***"  # a phone number
     return line

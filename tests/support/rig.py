@@ -47,7 +47,7 @@ class Rig:
             con.close()
 
 
-def config_text(link: Path, sink: SmtpSink, alerts: str, security: str = "", modem: str = "") -> str:
+def config_text(link: Path, sink: SmtpSink, alerts: str, security: str = "", modem: str = "", extra: str = "") -> str:
     return f"""
 [modem]
 backend = "at"
@@ -68,6 +68,8 @@ from = "hbgw@example.test"
 
 [security]
 {security}
+
+{extra}
 """
 
 
@@ -80,14 +82,15 @@ def rig(
     security: str = "",
     sim_args: Sequence[str] = (),
     modem: str = "",
+    extra: str = "",
 ) -> Iterator[Rig]:
     """A daemon on a simulated modem (``sim_args``: ``hbgw simulate-modem`` options such as
     ``--profile``) and an SMTP sink; ``alerts``, ``security`` and ``modem`` are TOML lines for
-    those sections."""
+    those sections, ``extra`` more TOML at the end ([contacts], [[alerts.escalation]])."""
     data = tmp_path / "data"
     with SmtpSink() as sink, SimProcess(tmp_path / "modem", *sim_args) as sim:
-        extra = config_text(tmp_path / "modem", sink, alerts, security, modem)
-        cfg = write_config(tmp_path / "hbgw.toml", data, extra=extra)
+        text = config_text(tmp_path / "modem", sink, alerts, security, modem, extra)
+        cfg = write_config(tmp_path / "hbgw.toml", data, extra=text)
         for name, period, grace in checks:
             hbgw("check", "add", name, "--period", period, "--grace", grace, config=cfg)
         d = Daemon(data, config=cfg)

@@ -100,8 +100,9 @@ class SmtpSink:
             return list(self.messages)
 
     def bodies(self) -> list[str]:
+        """The text of each message, transfer-decoded (quoted-printable, base64)."""
         with self._cond:
-            return [str(m.get_payload()) for _, m in self.messages]
+            return [_text(m) for _, m in self.messages]
 
     def stop(self) -> None:
         async def close() -> None:
@@ -204,3 +205,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _text(m: Message) -> str:
+    raw = m.get_payload(decode=True)
+    if isinstance(raw, bytes):
+        return raw.decode(m.get_content_charset() or "utf-8", errors="replace")
+    return str(m.get_payload())
