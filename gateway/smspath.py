@@ -33,6 +33,15 @@ class SmsPath:
         # reference, state, reason, at), applied by sent_with_refs, dropped after a while.
         self._early: list[tuple[float, str, int, str, str, float]] = []
 
+    def peer_reason(self) -> str | None:
+        """Why this gateway cannot alert by SMS, for the peer gateway to tell its owner (the
+        canary did not come back); None while the path is not known to be broken."""
+        c = self.state()
+        if not c.broken or c.failed_sent_at is None:
+            return None
+        sent = local_clock(c.failed_sent_at, self.service.settings)
+        return f"the SMS path is broken: its SMS to itself, sent {sent}, did not come back"
+
     async def record_delivery_report(
         self, recipient: str, reference: int, state: str, reason: str, at: float | None = None
     ) -> int:

@@ -689,11 +689,18 @@ interval = "1s"
 
 
 class _Replies(http.server.BaseHTTPRequestHandler):
+    posted: list[tuple[str, bytes]] = []  # (path, body) of each POST
+
     def do_GET(self) -> None:
         code = 200 if self.path.startswith("/ping/good") else 404
         self.send_response(code)
         self.end_headers()
         self.wfile.write(b"OK\n" if code == 200 else b"not found\n")
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        _Replies.posted.append((self.path, body))
+        self.do_GET()
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -714,6 +721,8 @@ def replies() -> Iterator[str]:
 
 def test_it_pings_the_peer_and_keeps_its_token_out_of_errors(replies: str) -> None:
     assert peer.ping_once(f"{replies}/ping/good-token", 5) == 200
+    assert peer.ping_once(f"{replies}/ping/good-token/fail", 5, "the SMS path is broken") == 200
+    assert _Replies.posted[-1] == ("/ping/good-token/fail", b"the SMS path is broken")
     for url, why in (
         (f"{replies}/ping/SECRET-404-token", "HTTP 404"),
         (f"http://127.0.0.1:{closed_port()}/ping/SECRET-token", "refused"),
@@ -892,3 +901,33 @@ def test_it_reads_the_appliance_settings(tmp_path: Path) -> None:
     rendered = tmp_path / "init.toml"
     rendered.write_text(cfgmod.render_template(tmp_path, "k" * 24))
     assert cfgmod.load(rendered).peer.url is None  # the template's [peer] stays commented out
+
+
+def test_while_the_sms_path_is_broken_the_peer_is_told_through_its_fail_url() -> None:
+    """The peer (another gateway, or any Healthchecks-style ping URL) alerts its owner with its
+    own modem when this gateway's daily canary did not come back."""
+    seen: list[tuple[str, str | None]] = []
+    broken: list[str | None] = [None, "the SMS path is broken: ...", None]
+    done = threading.Event()
+
+    def fake(url: str, timeout: float, body: str | None = None) -> int:
+        seen.append((url, body))
+        if len(seen) >= 3:
+            done.set()
+        return 200
+
+    def trouble() -> str | None:
+        return broken[min(len(seen), 2)]
+
+    async def main() -> None:
+        cfg = PeerConfig(url="http://gw:8080/ping/SECRET", interval=0.02)
+        task = asyncio.create_task(peer.run(cfg, ping=fake, trouble=trouble))
+        await asyncio.to_thread(done.wait, 10)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    assert seen[0] == ("http://gw:8080/ping/SECRET", None)
+    assert seen[1] == ("http://gw:8080/ping/SECRET/fail", "hbgw at http://gw:8080: the SMS path is broken: ...")
+    assert seen[2] == ("http://gw:8080/ping/SECRET", None)  # works again: plain pings
+    assert peer.fail_url("https://gw.example/ping/T?x=1") == "https://gw.example/ping/T/fail?x=1"

@@ -5,7 +5,9 @@ With ``[peer] url = "https://other-gateway:8080/ping/<token>"`` this gateway GET
 (power cut, dead SD card, crashed box). Two gateways can watch each other. Any
 Healthchecks-compatible ping URL works too.
 
-One attempt per interval, never a retry storm: a failed ping is simply the peer's missed
+While this gateway knows it cannot alert by SMS (its daily canary did not come back), the ping
+goes to ``<url>/fail`` with the reason as its body: the peer tells its owner through its own
+modem. One attempt per interval, never a retry storm: a failed ping is simply the peer's missed
 heartbeat. The URL holds a secret token, so logs name only the scheme, host and port.
 """
 
@@ -53,9 +55,14 @@ def _scrub(text: str, url: str) -> str:
     return text
 
 
-def ping_once(url: str, timeout: float) -> int:
-    """GET ``url`` once; returns the HTTP status (2xx). Raises PeerError on anything else."""
-    req = urllib.request.Request(url, method="GET", headers={"User-Agent": f"hbgw/{__version__} (peer)"})
+def ping_once(url: str, timeout: float, body: str | None = None) -> int:
+    """GET ``url`` once (POST ``body`` when given); returns the HTTP status (2xx). Raises
+    PeerError on anything else."""
+    headers = {"User-Agent": f"hbgw/{__version__} (peer)"}
+    data = None if body is None else body.encode()
+    if data is not None:
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+    req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             resp.read(_READ_LIMIT)
@@ -71,9 +78,21 @@ def ping_once(url: str, timeout: float) -> int:
     return status
 
 
-async def run(peer: PeerConfig, *, ping: Callable[[str, float], Any] = ping_once) -> None:
-    """Ping ``peer.url`` now and then every ``peer.interval`` (fixed cadence, no drift). Logs
-    when the peer stops answering and when it answers again, not every failure."""
+def fail_url(url: str) -> str:
+    """The failure form of a Healthchecks-style ping URL: ``.../ping/<token>/fail``."""
+    u = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(u._replace(path=u.path.rstrip("/") + "/fail"))
+
+
+async def run(
+    peer: PeerConfig,
+    *,
+    ping: Callable[..., Any] = ping_once,
+    trouble: Callable[[], str | None] = lambda: None,
+) -> None:
+    """Ping ``peer.url`` now and then every ``peer.interval`` (fixed cadence, no drift); while
+    ``trouble()`` names a reason this gateway cannot alert, ping its ``/fail`` with that reason.
+    Logs when the peer stops answering and when it answers again, not every failure."""
     if not peer.url:
         return
     url, where = peer.url, public_part(peer.url)
@@ -83,8 +102,12 @@ async def run(peer: PeerConfig, *, ping: Callable[[str, float], Any] = ping_once
     due = loop.time()
     logger.info("peer heartbeat to %s every %gs", where, peer.interval)
     while True:
+        reason = trouble()
         try:
-            await asyncio.to_thread(ping, url, timeout)
+            if reason is None:
+                await asyncio.to_thread(ping, url, timeout)
+            else:
+                await asyncio.to_thread(ping, fail_url(url), timeout, f"hbgw at {where}: {reason}")
         except PeerError as e:
             if healthy is not False:
                 logger.warning(
@@ -115,7 +138,8 @@ def start_tasks(service: Service, config: Config) -> list[asyncio.Task[None]]:
 
     tasks: list[asyncio.Task[None]] = []
     if config.peer.url:
-        tasks.append(asyncio.create_task(run(config.peer), name="peer"))
+        reason = service.smspath.peer_reason
+        tasks.append(asyncio.create_task(run(config.peer, trouble=reason), name="peer"))
     if config.alerts.daily_summary is not None:
         tasks.append(asyncio.create_task(summary.run(service, config, clock=service.clock), name="daily-summary"))
     return tasks
