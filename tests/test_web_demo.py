@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.browser import SCREENSHOTS, chromium_path, launch
-from tests.support.daemon import Daemon, write_config
+from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="needs Chromium (Debian: chromium)")
 
@@ -87,3 +88,50 @@ def test_it_sends_a_test_sms_to_the_simulated_phone_and_takes_a_reply(page: Any,
     page.set_viewport_size({"width": 360, "height": 800})
     page.reload()
     page.screenshot(path=str(SCREENSHOTS / "modem-demo-360.png"), full_page=True)
+
+
+LADDER = f"""
+[alerts]
+call_answer_acks = true
+
+[contacts]
+owner = {{ phone = "{OWNER}" }}
+
+[[alerts.escalation]]
+after = "0m"
+sms = ["owner"]
+[[alerts.escalation]]
+after = "2s"
+call = ["owner"]
+"""
+
+
+def test_the_demo_phone_rings_when_nobody_acknowledges_and_answering_acknowledges(
+    page: Any, gw: Daemon, tmp_path: Path
+) -> None:
+    """The demo's ladder (here with its call after 2 s, not 2 min): the DOWN SMS, then the phone
+    rings on the modem page; answering it acknowledges the outage."""
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "hbgw.toml", data, extra='[smtp]\nlisten = "127.0.0.1:0"\n' + LADDER)
+    with Daemon(data, config=cfg, args=["--demo"]) as d:
+        hbgw("check", "add", "flaky", "--period", "1s", "--grace", "0s", config=cfg)
+        token = hbgw_json("check", "show", "flaky", config=cfg)["ping_url"].rsplit("/", 1)[1]
+        page.goto(d.url + f"/ping/{token}")
+        page.goto(d.url + "/")
+        password = page.locator("code.pw").inner_text()
+        page.get_by_label("Admin password").fill(password)
+        page.get_by_role("button", name="Log in").click()
+        page.goto(d.url + "/modem")
+        ringing = page.locator(".phone .ringing")
+        for _ in range(200):  # DOWN after 1 s, the SMS, then the call 2 s later: reload until it rings
+            if ringing.count():
+                break
+            page.wait_for_timeout(100)
+            page.reload()
+        expect(ringing).to_contain_text("Incoming call")
+        expect(page.locator(".phone .bubble.in", has_text="DOWN flaky")).to_have_count(1)
+        ringing.get_by_role("button", name="Answer").click()
+        wait_for(lambda: hbgw_json("check", "show", "flaky", config=cfg)["acked"], what="the ack")
+        assert hbgw_json("check", "show", "flaky", config=cfg)["acked_by"] == "call +155***00"
+        page.goto(d.url + "/")
+        expect(page.locator("tr.down", has_text="flaky")).to_contain_text("acknowledged by call +155***00")
