@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--cron")
     a.add_argument("--tz")
     a.add_argument(
+        "--ladder", metavar="NAME", help='its escalation ladder: a [alerts.ladders] name, "none", or "" (the default)'
+    )
+    a.add_argument(
         "--filters",
         metavar="JSON",
         help='email keyword filters, e.g. \'{"subject": true, "fail": ["FAIL"]}\' ("{}" clears)',
@@ -361,6 +364,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 changes["sms_enabled"] = args.sms == "on"
             if args.email:
                 changes["email_enabled"] = args.email == "on"
+            if args.ladder is not None:
+                changes["ladder"] = args.ladder
             if args.filters is not None:
                 try:
                     changes["filters"] = json.loads(args.filters)

@@ -425,6 +425,7 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         modem_alert_after=r.duration("modem_alert_after", da.modem_alert_after, lo=1.0),
         daily_summary=r.checked("daily_summary", str, None, rules.time_of_day),
         escalation=r.checked("escalation", list, (), lambda k, v: _steps(v, people)),
+        ladders=r.checked("ladders", dict, (), lambda k, v: ladder.named_ladders(v, people)),
         call_answer_acks=r.boolean("call_answer_acks", da.call_answer_acks),
         ring_for=r.duration("ring_for", da.ring_for, lo=5.0),
     )

@@ -68,6 +68,7 @@ class Check:
     ladder_step: int = 0  # escalation steps taken in the current outage (rules.escalation)
     acked_by: str | None = None  # who acknowledged the current outage ("+49...", "web", "cli")
     acked_at: float | None = None
+    ladder: str | None = None  # its escalation ladder: a [alerts.ladders] name, "none"; None: the default
 
     @property
     def period(self) -> float:
@@ -75,7 +76,7 @@ class Check:
 
     def evolve(self, **changes: Any) -> Check:
         """A copy with ``changes``: what ``dataclasses.replace`` does, without running
-        ``__init__`` over all 28 fields again (about a tenth of its cost; the ping path makes
+        ``__init__`` over all 29 fields again (about a tenth of its cost; the ping path makes
         several copies per heartbeat on the store's writer thread). Unknown names raise."""
         unknown = changes.keys() - _CHECK_FIELDS
         if unknown:

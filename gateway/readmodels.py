@@ -200,6 +200,7 @@ class Views:
             "acked_by": check.acked_by,
             "acked_at": iso(check.acked_at),
             "muted_until": iso(check.muted_until) if check.muted_until and check.muted_until > now else None,
+            "ladder": check.ladder,
             "escalation_steps_taken": check.ladder_step,
         }
 
@@ -419,7 +420,7 @@ class Views:
             if report is not None:
                 troubles += storage_troubles(report.storage_used, report.storage_total)
             no_voice = self.store.get_setting("no_voice")
-            if no_voice and any(step.call for step in a.escalation):
+            if no_voice and any(step.call for n in (None, *a.ladder_names) for step in a.ladder(n)):
                 troubles.append(
                     f"the escalation ladder's calls cannot be made: this modem has no voice calls ({no_voice})"
                 )

@@ -640,6 +640,7 @@ class Service:
         sms_enabled: bool,
         email_enabled: bool,
         filters: Mapping[str, Any],
+        ladder: str | None = None,
     ) -> Check:
         """Change every setting of a check at once (the check page's form): :meth:`patch_check`
         with all fields."""
@@ -653,14 +654,25 @@ class Service:
             sms_enabled=sms_enabled,
             email_enabled=email_enabled,
             filters=filters,
+            ladder=ladder,
         )
+
+    def _ladder_name(self, value: Any) -> str | None:
+        """A check's ladder as given (None or "": the default). Raises ValidationError."""
+        if value is None or value == "":
+            return None
+        names = self.settings.ladder_names
+        if not isinstance(value, str) or value not in names:
+            raise ValidationError("ladder", f"one of {', '.join(names)}, or empty for the default ladder")
+        return value
 
     def patch_check(self, name: str, **changes: Any) -> Check:
         """Change some of a check's settings in one transaction, merged with the check as stored
         then (two edits at once never undo each other): any of ``period``, ``grace``, ``cron``,
         ``tz`` (None: the default), ``repeat`` (seconds; None: the global interval),
         ``sms_enabled``, ``email_enabled``, ``filters`` (as in :mod:`gateway.rules.keywords`;
-        empty: none). New deadlines count from now. Raises ValidationError, NotFound."""
+        empty: none), ``ladder`` (a named escalation ladder, "none"; None: the default). New
+        deadlines count from now. Raises ValidationError, NotFound."""
         unknown = sorted(set(changes) - set(PATCHABLE))
         if unknown:
             raise ValidationError(unknown[0], f"unknown field (allowed: {', '.join(sorted(PATCHABLE))})")
@@ -679,6 +691,8 @@ class Service:
         for flag in ("sms_enabled", "email_enabled"):
             if flag in changes and not isinstance(changes[flag], bool):
                 raise ValidationError(flag, "true or false")
+        if "ladder" in changes:
+            changes["ladder"] = self._ladder_name(changes["ladder"])
         timing: dict[str, Any] = {k: changes.pop(k) for k in ("period", "grace", "cron", "tz") if k in changes}
         now = self.clock()
 
@@ -695,7 +709,7 @@ class Service:
         return self._update(name, change, _patch_event(set(changes) | set(timing), changes))
 
 
-PATCHABLE = ("period", "grace", "cron", "tz", "repeat", "sms_enabled", "email_enabled", "filters")
+PATCHABLE = ("period", "grace", "cron", "tz", "repeat", "sms_enabled", "email_enabled", "filters", "ladder")
 
 
 def _patch_event(fields: set[str], changes: Mapping[str, Any]) -> str:

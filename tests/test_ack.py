@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from gateway.errors import ValidationError
 from gateway.model import Status
 from tests.support.clockrig import OWNER, Clocks, Gateway, RecordingChannel
 from tests.support.daemon import hbgw
@@ -174,3 +175,24 @@ def test_an_answered_call_acknowledges_only_when_configured(tmp_path: Path, acks
         assert [e.detail for e in answered] == ([] if acks else ["answered by +155***01"])
         g.tick(600)
         assert calls(g) == ([OWNER] if acks else [OWNER, PARTNER])  # the ladder stopped, or went on
+
+
+def test_a_check_can_follow_a_ladder_of_its_own(tmp_path: Path) -> None:
+    alerts = {**LADDER, "ladders": {"critical": [{"after": "0m", "call": ["owner", "partner"]}]}}
+    data = tmp_path / "data"
+    with Gateway(data, alerts=alerts, security=SECURITY, contacts=CONTACTS) as g:
+        g.add("web1", 60, 0)
+        g.add("db1", 60, 0)
+        g.service.patch_check("db1", ladder="critical")
+        with pytest.raises(ValidationError) as e:
+            g.service.patch_check("web1", ladder="nightly")
+        assert e.value.field == "ladder" and "critical" in str(e.value)
+        g.ping("web1", "db1")
+        g.tick(61)
+        assert sorted(calls(g)) == [OWNER, PARTNER]  # db1: both phones ring at DOWN
+        assert [r for r, _ in g.sms.sent] == [OWNER]  # web1: the default ladder's SMS
+        assert g.describe("db1")["ladder"] == "critical"
+    r = hbgw("check", "set", "db1", "--ladder", "", data_dir=data)
+    assert r.returncode == 0
+    bad = hbgw("check", "set", "db1", "--ladder", "nightly", data_dir=data, check=False)
+    assert bad.returncode == 2 and "ladder" in bad.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import tomllib
 from typing import Any
 
@@ -316,3 +317,46 @@ def test_outgoing_rows_are_keyed_per_outage_step_and_recipient() -> None:
     keys = [a.dedupe for a in (*d.alerts, *later.alerts)]
     assert len(keys) == len(set(keys))
     assert all(isinstance(a, Outgoing) for a in later.alerts) and later.alerts[0].dedupe.endswith(f":call:{OWNER}")
+
+
+# ------------------------------------------------------------------------------ per-check ladders
+
+CRITICAL = escalation.named_ladders(
+    {"critical": [{"after": "0m", "sms": ["owner"], "call": ["owner", "partner"]}]}, PEOPLE
+)
+
+
+def test_a_check_follows_its_own_ladder_or_none() -> None:
+    s = dataclasses.replace(S, ladders=CRITICAL)
+    critical = Outage(s, ladder="critical")
+    critical.run_until(DOWN_AT)
+    assert [(k, c, r) for _, k, c, r in critical.rows()] == [
+        ("down", "sms", OWNER),
+        ("call", "call", OWNER),
+        ("call", "call", PARTNER),
+    ]
+    assert critical.check.alert_at is None or critical.check.alert_at >= DOWN_AT + 3600  # no more steps
+    plain = Outage(s, ladder="none")  # today's behaviour: sms_to, reminders every repeat
+    plain.run_until(DOWN_AT)
+    assert who(plain.rows()) == [("sms", "+15550000001")]
+    default = Outage(s, ladder=None)
+    default.run_until(DOWN_AT)
+    assert who(default.rows()) == [("sms", OWNER), ("email", OWNER_MAIL)]
+    gone = Outage(s, ladder="removed-from-the-config")  # falls back to the default ladder
+    gone.run_until(DOWN_AT)
+    assert who(gone.rows()) == who(default.rows())
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"none": [{"after": "0m", "sms": ["owner"]}]}, 'not "none"'),
+        ({"Bad Name": [{"after": "0m", "sms": ["owner"]}]}, "a ladder name"),
+        ({"night": [{"after": "5m", "sms": ["owner"]}]}, 'give it after = "0m"'),
+        ({"night": [{"after": "0m", "call": ["boss"]}]}, "has no phone"),
+        ([], "expected [[alerts.ladders.NAME]] tables"),
+    ],
+)
+def test_it_refuses_a_named_ladder_that_cannot_work(raw: Any, message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        escalation.named_ladders(raw, PEOPLE)

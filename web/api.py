@@ -131,7 +131,7 @@ def install(app: bottle.Bottle, service: Service) -> None:
 
     def update(name: str) -> str:
         data = body()
-        allowed = {"period", "grace", "cron", "tz", "sms_enabled", "email_enabled", "repeat"}
+        allowed = {"period", "grace", "cron", "tz", "sms_enabled", "email_enabled", "repeat", "ladder"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ValidationError(unknown[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
@@ -139,7 +139,7 @@ def install(app: bottle.Bottle, service: Service) -> None:
         for key in data:
             if key in ("period", "grace", "repeat"):
                 changes[key] = parse_duration_field(key, data[key])
-            elif key in ("cron", "tz"):
+            elif key in ("cron", "tz", "ladder"):
                 changes[key] = _text(data, key)
             else:
                 changes[key] = _flag(data, key, False)

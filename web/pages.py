@@ -360,7 +360,17 @@ class Pages:
         f = self.form()
         values = {
             k: f.get(k, "")
-            for k in ("period", "grace", "cron", "tz", "repeat", "filter_success", "filter_fail", "filter_start")
+            for k in (
+                "period",
+                "grace",
+                "cron",
+                "tz",
+                "repeat",
+                "ladder",
+                "filter_success",
+                "filter_fail",
+                "filter_start",
+            )
         }
         values.update(
             sms=f.get("sms") == "1",
@@ -376,6 +386,7 @@ class Pages:
                 cron=values["cron"].strip() or None,
                 tz=values["tz"].strip() or None,
                 repeat=parse_duration_field("repeat", values["repeat"]),
+                ladder=values["ladder"] or None,
                 sms_enabled=values["sms"],
                 email_enabled=values["email"],
                 filters={
@@ -406,6 +417,8 @@ class Pages:
             ping_url=self.service.ping_url(page.check),
             saved=bool(bottle.request.query.get("saved")) and not errors,
             new_url=bool(bottle.request.query.get("new-url")),
+            ladders=self.service.settings.ladder_names,
+            has_ladder=bool(self.service.settings.escalation),
         )
 
     def _check_values(self, page: CheckPage) -> dict[str, Any]:
@@ -416,6 +429,7 @@ class Pages:
             "cron": c.schedule.cron or "",
             "tz": c.schedule.tz,
             "repeat": format_duration(c.repeat) if c.repeat else "",
+            "ladder": c.ladder or "",
             "sms": c.sms_enabled,
             "email": c.email_enabled,
             "filter_success": ", ".join(fl.success),

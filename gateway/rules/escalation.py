@@ -118,6 +118,24 @@ def steps(raw: Sequence[Any], known: Mapping[str, Contact]) -> tuple[Step, ...]:
     return tuple(out)
 
 
+def named_ladders(raw: Any, known: Mapping[str, Contact]) -> tuple[tuple[str, tuple[Step, ...]], ...]:
+    """``[alerts.ladders.NAME]`` → (name, steps) pairs, each read as :func:`steps`. Raises
+    SettingsError naming the ladder (and the step)."""
+    if not isinstance(raw, Mapping):
+        raise SettingsError("ladders", "expected [[alerts.ladders.NAME]] tables")
+    out = []
+    for name, tables in raw.items():
+        if not CONTACT_NAME.fullmatch(name) or name == "none":
+            raise SettingsError(
+                f"ladders.{name}", 'a ladder name is a letter, then letters, digits, - or _ (not "none")'
+            )
+        try:
+            out.append((name, steps(tables, known)))
+        except SettingsError as e:
+            raise SettingsError(f"ladders.{name}.{e.field}", str(e)) from None
+    return tuple(out)
+
+
 def _who(field: str, names: Any, known: Mapping[str, Contact], needs: str) -> tuple[Contact, ...]:
     if isinstance(names, str):
         names = [names]

@@ -54,7 +54,7 @@ def transition(before: Check, after: Check, now: float, reason: str, s: Settings
     went_down = after.status is Status.DOWN and before.status is not Status.DOWN
     recovered = before.status is Status.DOWN and after.status is not Status.DOWN
     if went_down:
-        first = escalation.first_steps(s.escalation) if not _silent_flip(before, after, now) else 0
+        first = escalation.first_steps(policy.ladder(after, s)) if not _silent_flip(before, after, now) else 0
         after = after.evolve(
             down_since=now, last_alert=now, acked=False, acked_by=None, acked_at=None, ladder_step=first
         )

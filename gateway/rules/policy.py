@@ -138,12 +138,18 @@ def _fan_out(
     return out
 
 
+def ladder(check: Check, s: Settings) -> tuple[escalation.Step, ...]:
+    """The escalation steps ``check`` follows: its own named ladder, else the default one."""
+    return s.ladder(check.ladder)
+
+
 def told(check: Check, s: Settings) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(numbers, addresses) that hear about ``check``'s outage beyond its first alert (reminders,
     UP): without a ladder ``sms_to`` and ``email_to``, with one everyone its steps reached."""
-    if not s.escalation:
+    steps = ladder(check, s)
+    if not steps:
         return s.sms_to, s.email_to
-    return escalation.told(s.escalation, check.ladder_step)
+    return escalation.told(steps, check.ladder_step)
 
 
 def step_alerts(
@@ -192,9 +198,9 @@ def alerts_for_flip(
         return []
     if after.status is Status.DOWN and before.status is not Status.DOWN:
         text = fail_text(after, body, s, now) if flip.reason == "fail" else down_text(after, s, now)
-        if s.escalation:
-            first = s.escalation[: escalation.first_steps(s.escalation)]
-            return step_alerts(after, first, 0, key, s, text)
+        steps = ladder(after, s)
+        if steps:
+            return step_alerts(after, steps[: escalation.first_steps(steps)], 0, key, s, text)
         return _fan_out("fail" if flip.reason == "fail" else "down", after, text, key, s, sms=sms, email=email)
     if before.status is Status.DOWN and after.status in (Status.UP, Status.NEW):
         up = up_text(after, down_since, now)
@@ -236,9 +242,10 @@ def reminders(check: Check, *, down_since: float, s: Settings, now: float) -> li
 def next_step(check: Check, s: Settings) -> float | None:
     """When the ladder's next step is due for a down check, or None: no ladder, every step
     taken, acknowledged, or not down. Quiet hours hold a "wait" step; a mute holds every step."""
-    if not s.escalation or check.status is not Status.DOWN or check.acked or check.down_since is None:
+    steps = ladder(check, s)
+    if not steps or check.status is not Status.DOWN or check.acked or check.down_since is None:
         return None
-    due = escalation.next_at(s.escalation, check.ladder_step, check.down_since, lambda t: quiet_until(t, s))
+    due = escalation.next_at(steps, check.ladder_step, check.down_since, lambda t: quiet_until(t, s))
     if due is not None and check.muted_until is not None and check.muted_until > due:
         due = check.muted_until
     return due
@@ -258,7 +265,7 @@ def escalations(check: Check, s: Settings, now: float) -> tuple[list[Outgoing], 
     due = next_step(check, s)
     if due is None or due > now:  # not yet, or held by quiet hours
         return [], 0
-    steps = escalation.due(s.escalation, check.ladder_step, check.down_since, now)
+    steps = escalation.due(ladder(check, s), check.ladder_step, check.down_since, now)
     if not steps:
         return [], 0
     key = f"esc{check.id}@{check.down_since!r}"

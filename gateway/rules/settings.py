@@ -56,8 +56,22 @@ class Settings:
     # [[alerts.escalation]] with its [contacts] resolved (gateway.rules.escalation); () means
     # sms_to and email_to are told at DOWN, as without a ladder. Config file only.
     escalation: tuple[Step, ...] = ()
+    # [alerts.ladders.NAME]: other ladders a check can follow instead (its ``ladder``); "none"
+    # is always there: no ladder, sms_to and email_to as without one.
+    ladders: tuple[tuple[str, tuple[Step, ...]], ...] = ()
     call_answer_acks: bool = False  # an answered escalation call acknowledges the outage
     ring_for: float = 30.0  # seconds an escalation call rings before the gateway hangs up
+
+    def ladder(self, name: str | None) -> tuple[Step, ...]:
+        """The steps a check with ``ladder`` = ``name`` follows: the default ladder for None (or
+        a name no longer in the config), none for "none"."""
+        if name == "none":
+            return ()
+        return next((steps for n, steps in self.ladders if n == name), self.escalation)
+
+    @property
+    def ladder_names(self) -> tuple[str, ...]:
+        return ("none", *(n for n, _ in self.ladders))
 
     @property
     def zone(self) -> dt.tzinfo:

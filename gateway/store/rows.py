@@ -9,7 +9,8 @@ from gateway.model import ApiKey, Check, OutboxRow, Schedule, Status
 CHECK_COLUMNS = (
     "id, name, token, period, grace, cron, tz, status, anchor, last_ping, last_start, "
     "last_failed, last_exit_status, next_deadline, sms_enabled, email_enabled, created, "
-    "n_pings, repeat, muted_until, acked, filters, down_since, last_alert, alert_at, ladder_step, acked_by, acked_at"
+    "n_pings, repeat, muted_until, acked, filters, down_since, last_alert, alert_at, ladder_step, acked_by, "
+    "acked_at, ladder"
 )
 
 
@@ -40,6 +41,7 @@ def check_from_row(r: sqlite3.Row) -> Check:
         ladder_step=r["ladder_step"],
         acked_by=r["acked_by"],
         acked_at=r["acked_at"],
+        ladder=r["ladder"],
     )
 
 

@@ -154,6 +154,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN delivered_at REAL;
     ALTER TABLE outbox ADD COLUMN delivery_note TEXT;
     """,
+    # v6: the escalation ladder a check follows (NULL: the default one)
+    """
+    ALTER TABLE checks ADD COLUMN ladder TEXT;
+    """,
 ]
 
 

@@ -48,7 +48,8 @@ def save_check(conn: sqlite3.Connection, c: Check) -> None:
         " sms_enabled=:sms_enabled, email_enabled=:email_enabled, n_pings=:n_pings, period=:period,"
         " grace=:grace, cron=:cron, tz=:tz, repeat=:repeat, muted_until=:muted_until, acked=:acked,"
         " filters=:filters, down_since=:down_since, last_alert=:last_alert, alert_at=:alert_at,"
-        " ladder_step=:ladder_step, acked_by=:acked_by, acked_at=:acked_at, token=:token WHERE id=:id",
+        " ladder_step=:ladder_step, acked_by=:acked_by, acked_at=:acked_at, ladder=:ladder, token=:token"
+        " WHERE id=:id",
         {
             "status": c.status.value,
             "anchor": c.anchor,
@@ -74,6 +75,7 @@ def save_check(conn: sqlite3.Connection, c: Check) -> None:
             "ladder_step": c.ladder_step,
             "acked_by": c.acked_by,
             "acked_at": c.acked_at,
+            "ladder": c.ladder,
             "token": c.token,
             "id": c.id,
         },
