@@ -90,6 +90,13 @@ def test_it_sends_a_test_sms_to_the_simulated_phone_and_takes_a_reply(page: Any,
     page.screenshot(path=str(SCREENSHOTS / "modem-demo-360.png"), full_page=True)
 
 
+def test_the_outbox_shows_the_delivery_report(page: Any, gw: Daemon) -> None:
+    """The simulated network reports every SMS delivered: the outbox's Delivery column says so."""
+    page.goto(gw.url + "/modem")
+    row = page.locator("#outbox tr", has_text="hello from the test")
+    expect(row.locator(".dlv.delivered")).to_contain_text("delivered")
+
+
 LADDER = f"""
 [alerts]
 call_answer_acks = true
