@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config, parse_hostport
 from gateway.intake.inbox import Inbox
@@ -24,16 +24,17 @@ from gateway.intake.smscommands import CommandRunner
 from gateway.model import ModemReport, iso
 from gateway.runtime import process
 from gateway.runtime.channels import CallChannel, Channel, EmailChannel, SmsChannel
-from gateway.runtime.demo import DemoPhone
 from gateway.runtime.dispatch import Dispatcher
 from gateway.runtime.modemwatch import ModemWatch
-from gateway.runtime.smspath import SmsPathWatch
 from gateway.runtime.watchdog import Watchdog
 from gateway.service import Service
 from gateway.store import Store
 from modem.driver import DeliveryReport, ModemKeeper, create_modem
 from web.app import Site
 from web.server import HttpServer
+
+if TYPE_CHECKING:  # imported where used: a gateway without a simulator or a canary never loads them
+    from gateway.runtime.demo import DemoPhone
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class Daemon:
         phone: DemoPhone | None = None
         transport = None
         if m.backend == "simulator":
+            from gateway.runtime.demo import DemoPhone
             from modem.simulator import Network, PtyModem, SimOptions, Simulator
 
             network = Network()
@@ -139,6 +141,8 @@ class Daemon:
         tasks.append(asyncio.create_task(keeper.run(), name="modem"))
         tasks.append(asyncio.create_task(watch.run(), name="modem-watch"))
         if m.canary_at is not None or m.balance_ussd is not None:
+            from gateway.runtime.smspath import SmsPathWatch
+
             smspath = SmsPathWatch(service, keeper, self.config, clock=service.clock)
             tasks.append(asyncio.create_task(smspath.run(), name="sms-path"))
         return self.modem
