@@ -8,8 +8,9 @@ check (load → decide → save), so a flip and the alerts it causes are written
 all; nothing here reads the clock or touches the database.
 
 Outage bookkeeping lives here: ``down_since`` and ``last_alert`` are set when a check goes down,
-an acknowledgement and a mute end with the outage, and ``alert_at`` (the next reminder, indexed
-for the watchdog) follows every change.
+an acknowledgement and a mute end with the outage, the escalation ladder's ``ladder_step``
+counts the steps taken, and ``alert_at`` (the next reminder or ladder step, indexed for the
+watchdog) follows every change.
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ def clock_back(candidates: Sequence[Check], now: float, expected: float, s: Sett
             except Exception:
                 continue  # a poison check: advance() pushes it out and says so
         if after.status is Status.DOWN and after.last_alert is not None and after.last_alert > now:
-            after = after.evolve(last_alert=now, alert_at=policy.next_reminder(after, now, s))
+            after = after.evolve(last_alert=now, alert_at=policy.next_alert(after, now, s))
         if after != before:
             out.append(Decision(after))
             if after.anchor != before.anchor:

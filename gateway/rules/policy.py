@@ -153,12 +153,12 @@ def told(check: Check, s: Settings) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def step_alerts(
-    check: Check, steps: Sequence[escalation.Step], first: int, key: str, s: Settings, text: str
+    check: Check, steps: Sequence[escalation.Step], first: int, key: str, s: Settings, text: str, kind: str
 ) -> list[Outgoing]:
     """The rows of escalation ``steps`` (``first``: the index of the first of them in the
-    ladder): SMS and calls to phones (the check's SMS toggle governs both), email to addresses."""
+    ladder), SMS and email of ``kind``: SMS and calls to phones (the check's SMS toggle governs
+    both), email to addresses."""
     out: list[Outgoing] = []
-    kind = "escalation" if first else ("fail" if text.startswith("FAIL") else "down")
     for i, step in enumerate(steps, first):
         k = f"{key}:step{i}"
         phones = tuple(c.phone for c in step.sms if c.phone)
@@ -198,10 +198,11 @@ def alerts_for_flip(
         return []
     if after.status is Status.DOWN and before.status is not Status.DOWN:
         text = fail_text(after, body, s, now) if flip.reason == "fail" else down_text(after, s, now)
+        kind = "fail" if flip.reason == "fail" else "down"
         steps = ladder(after, s)
         if steps:
-            return step_alerts(after, steps[: escalation.first_steps(steps)], 0, key, s, text)
-        return _fan_out("fail" if flip.reason == "fail" else "down", after, text, key, s, sms=sms, email=email)
+            return step_alerts(after, steps[: escalation.first_steps(steps)], 0, key, s, text, kind)
+        return _fan_out(kind, after, text, key, s, sms=sms, email=email)
     if before.status is Status.DOWN and after.status in (Status.UP, Status.NEW):
         up = up_text(after, down_since, now)
         return _fan_out("up", after, up, key, s, sms=sms, email=email, to=told(before, s))
@@ -270,7 +271,9 @@ def escalations(check: Check, s: Settings, now: float) -> tuple[list[Outgoing], 
         return [], 0
     key = f"esc{check.id}@{check.down_since!r}"
     text = escalation_text(check, check.down_since, s, now)
-    return step_alerts(check, steps, check.ladder_step, key, s, text), len(steps)
+    # the first step after a mute is the owner's first word of this outage: a DOWN, not "still"
+    kind = "escalation" if check.ladder_step else "down"
+    return step_alerts(check, steps, check.ladder_step, key, s, text, kind), len(steps)
 
 
 def offline_note(since: float | None, until: float, n: int, s: Settings) -> list[Outgoing]:
