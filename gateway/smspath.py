@@ -1,6 +1,7 @@
-"""Proof that the SMS path works, kept by the service: the daily canary's record and the
-prepaid balance checks (the decisions are :mod:`gateway.rules.smspath`; the tasks that run them
-are :mod:`gateway.runtime.smspath`)."""
+"""Whether SMS reach people, kept by the service: delivery reports marked on the outbox, the
+daily canary's record and the prepaid balance checks (the decisions are
+:mod:`gateway.rules.smspath`; the task that runs the canary and the balance check is
+:mod:`gateway.runtime.smspath`)."""
 
 from __future__ import annotations
 
