@@ -5,8 +5,7 @@ socket."""
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import serial
 
 from modem.pdu import StatusReport, decode_gsm7, decode_pdu, encode_submit, unpack_septets
 from modem.simulator import Network, PtyModem, SimOptions, Simulator, SimulatorControlError
+from tests.support.daemon import wait_for
 from tests.support.sim import SimProcess
 from tests.support.sim_client import AtClient
 
@@ -38,14 +38,6 @@ def modem(**options: object) -> Iterator[tuple[Network, Simulator, AtClient]]:
             yield network, sim, client
         finally:
             port.close()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.02)
 
 
 def send(client: AtClient, number: str, text: str, *, report: bool = False) -> list[str]:
@@ -255,7 +247,7 @@ def test_it_ends_an_unanswered_call_as_the_phone_decides(outcome: str, urc: str,
 def test_it_gives_up_on_a_phone_nobody_answers_or_lets_the_host_hang_up() -> None:
     with modem(call_outcome="no-answer", **FAST_CALLS) as (network, sim, client):
         client.command("ATD5551234;")
-        wait_until(lambda: clcc(client) == ['+CLCC: 1,0,3,0,0,"5551234",129'])
+        wait_for(lambda: clcc(client) == ['+CLCC: 1,0,3,0,0,"5551234",129'])
         assert client.command("AT+CHUP") == ["OK"]
         sim.set_call_timing(no_answer=0.1)
         client.command("ATD5551234;")
@@ -270,7 +262,7 @@ def test_it_lets_the_demo_phone_answer_and_hang_up_while_sms_arrive() -> None:
         network.inject(FRIEND, "ACK during the call")
         client.read_until(b'\r\n+CMTI: "SM",1\r\n')
         assert sim.answer_call()
-        wait_until(lambda: clcc(client) == [f'+CLCC: 1,0,0,0,0,"{FRIEND}",145'])
+        wait_for(lambda: clcc(client) == [f'+CLCC: 1,0,0,0,0,"{FRIEND}",145'])
         assert sim.hangup_call()
         client.read_until(b"\r\nNO CARRIER\r\n")
         (call,) = network.calls()
@@ -323,7 +315,7 @@ def test_it_drives_canary_reports_ussd_and_calls_through_the_control_socket(tmp_
                 control.reject_call()
             client.command(f"ATD{FRIEND};")
             assert control.wait_calls(1)[0]["number"] == FRIEND
-            wait_until(lambda: clcc(client) == [f'+CLCC: 1,0,3,0,0,"{FRIEND}",145'])
+            wait_for(lambda: clcc(client) == [f'+CLCC: 1,0,3,0,0,"{FRIEND}",145'])
             control.reject_call()
             client.read_until(b"\r\nNO CARRIER\r\n")
             (call,) = control.wait_calls(1, ended=True)

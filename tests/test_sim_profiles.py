@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import serial
 
 from modem.pdu import PduError, decode_pdu, encode_submit
 from modem.simulator import FAULTS, PROFILES, Network, PtyModem, SimOptions, Simulator, build_options
-from tests.support.daemon import hbgw
+from tests.support.daemon import hbgw, wait_for
 from tests.support.sim import SimProcess
 from tests.support.sim_client import AtClient
 
@@ -95,14 +95,6 @@ def quiet(w: Wire) -> Wire:
     w.wait_for(FINAL.pattern)
     w.drain()
     return w
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        threading.Event().wait(0.01)
 
 
 def send(w: Wire, text: str = "server down") -> list[str]:
@@ -323,7 +315,7 @@ def test_it_hangs_at_the_first_send_until_a_usb_replug_or_for_good(tmp_path: Pat
             at.raw("ATE0")
             assert at.command("AT") == ["OK"]
             at.write(b"AT+CMGS=20\r")
-            eventually(lambda: sim.hung)
+            wait_for(lambda: sim.hung)
             assert sim.hang_clears == ("usb" if clears else "never")
             assert at.nothing_within(0.2)
             at.write(b"AT+CFUN=0\r")
