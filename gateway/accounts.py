@@ -27,6 +27,7 @@ LOGIN_WINDOW = 15 * 60.0
 LOGIN_MAX_FAILURES = 5  # per address within LOGIN_WINDOW
 PASSWORD_MIN = 10
 API_KEY_PREFIX = "hbgw_"
+API_KEY_SCOPES = ("write", "read")
 _PASSWORD_KEY = "admin_password"
 _DEMO_PASSWORD_KEY = "demo_password"
 
@@ -146,18 +147,21 @@ class Accounts:
 
     # ------------------------------------------------------------------ API keys
 
-    def create_api_key(self, label: str) -> tuple[ApiKey, str]:
+    def create_api_key(self, label: str, scope: str = "write") -> tuple[ApiKey, str]:
         """A new API key: its stored description and the key itself, which is not kept (only its
-        SHA-256) and so can be shown only now. Raises ValidationError("label")."""
+        SHA-256) and so can be shown only now. ``scope``: "write" (everything) or "read" (reading
+        checks, flips and metrics). Raises ValidationError("label" or "scope")."""
         label = label.strip()
         if not label or len(label) > 100:
             raise ValidationError("label", "give the key a name of 1 to 100 characters")
+        if scope not in API_KEY_SCOPES:
+            raise ValidationError("scope", f"one of {', '.join(API_KEY_SCOPES)}")
         secret = API_KEY_PREFIX + secrets.token_urlsafe(30)
         prefix = secret[: len(API_KEY_PREFIX) + 6]
         now = self.clock()
-        key_id = self.store.add_api_key(label, prefix, _digest(secret), now)
-        logger.info("API key %d (%s) created", key_id, prefix)
-        return ApiKey(key_id, label, prefix, now, None, None), secret
+        key_id = self.store.add_api_key(label, prefix, _digest(secret), now, scope)
+        logger.info("API key %d (%s, %s) created", key_id, prefix, scope)
+        return ApiKey(key_id, label, prefix, now, None, None, scope), secret
 
     def list_api_keys(self) -> list[ApiKey]:
         return self.store.list_api_keys()

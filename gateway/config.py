@@ -31,7 +31,7 @@ class ConfigError(Exception):
 class HttpConfig:
     listen: str = "0.0.0.0:8080"
     base_url: str | None = None  # how servers reach us, for printed ping URLs
-    max_body: int = 100_000  # bytes accepted in a ping body; more is 413
+    max_body: int = 1_000_000  # bytes read of a ping body (the first 10,000 are stored); more is 413
     threads: int = 8  # worker threads for the web pages and JSON API (pings need none)
     trusted_proxies: tuple[str, ...] = ()
     idle_timeout: float = 30.0  # seconds a client gets to send a request head (and a ping body)
@@ -559,7 +559,7 @@ data_dir = "{data_dir}"
 # servers reach it over the internet (see README).
 listen = "0.0.0.0:8080"
 # base_url = "https://alarm.example.net"   # printed in ping URLs; defaults to this host's name
-# max_body = 100000                         # bytes accepted in a ping body (larger: 413)
+# max_body = 1000000                        # bytes read of a ping body, 10000 stored (larger: 413)
 # trusted_proxies = ["127.0.0.1"]           # honour X-Forwarded-For only from these
 # idle_timeout = "30s"                      # time a client gets to send a request; then cut off
 

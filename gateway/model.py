@@ -24,6 +24,9 @@ class PingKind(StrEnum):
     START = "start"
     FAIL = "fail"
     LOG = "log"  # recorded, changes nothing
+    IGNORED = (
+        "ign"  # recorded, changes nothing: a GET to a POST-only check, a ping to a check paused until resumed by hand
+    )
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,17 @@ class Check:
     acked_by: str | None = None  # who acknowledged the current outage ("+49...", "web", "cli")
     acked_at: float | None = None
     ladder: str | None = None  # its escalation ladder: a [alerts.ladders] name, "none"; None: the default
+    slug: str = ""  # /ping/<ping key>/<slug>; Healthchecks' rules (rules.slugs), "" for none
+    tags: str = ""  # space-separated, as Healthchecks keeps them
+    desc: str = ""  # a free-text description
+    manual_resume: bool = False  # a paused check ignores pings until resumed by hand
+    methods: str = ""  # "" any of HEAD/GET/POST; "POST": other methods' pings are ignored
+    last_duration: float | None = None  # seconds from the matching /start to the last success or fail
+    last_start_rid: str | None = None  # the run id (?rid=) of the /start in last_start
+
+    @property
+    def tag_list(self) -> list[str]:
+        return self.tags.split()
 
     @property
     def period(self) -> float:
@@ -76,7 +90,7 @@ class Check:
 
     def evolve(self, **changes: Any) -> Check:
         """A copy with ``changes``: what ``dataclasses.replace`` does, without running
-        ``__init__`` over all 29 fields again (about a tenth of its cost; the ping path makes
+        ``__init__`` over all 36 fields again (about a tenth of its cost; the ping path makes
         several copies per heartbeat on the store's writer thread). Unknown names raise."""
         unknown = changes.keys() - _CHECK_FIELDS
         if unknown:
@@ -105,6 +119,8 @@ class Ping:
     method: str | None
     user_agent: str | None
     body: str | None
+    rid: str | None = None  # the run id the client sent (?rid=)
+    duration: float | None = None  # a success or fail: seconds since its matching /start
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,7 @@ class PingMeta:
     method: str | None = None
     user_agent: str | None = None
     body: str | None = None
+    rid: str | None = None  # a run id (?rid=) pairing a /start with its success or fail
 
 
 @dataclass(frozen=True)
@@ -272,6 +289,7 @@ class ApiKey:
     created: float
     last_used: float | None
     revoked: float | None
+    scope: str = "write"  # "write": everything the API offers; "read": reading checks, flips and metrics
 
 
 def iso(ts: float | None) -> str | None:

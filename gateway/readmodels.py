@@ -202,6 +202,13 @@ class Views:
             "muted_until": iso(check.muted_until) if check.muted_until and check.muted_until > now else None,
             "ladder": check.ladder,
             "escalation_steps_taken": check.ladder_step,
+            "slug": check.slug,
+            "tags": check.tag_list,
+            "desc": check.desc,
+            "manual_resume": check.manual_resume,
+            "methods": check.methods,
+            "started": check.last_start is not None,
+            "last_duration": check.last_duration,
         }
 
     def snippets(self, check: Check) -> list[Snippet]:
@@ -301,6 +308,8 @@ class Views:
                 "method": p.method,
                 "user_agent": p.user_agent,
                 "body": p.body,
+                "rid": p.rid,
+                "duration": p.duration,
             }
             for p in self.store.list_pings(check.id, max(1, min(limit, 1000)))
         ]

@@ -13,7 +13,6 @@ import re
 import secrets
 import socket
 import time
-import unicodedata
 from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
@@ -23,8 +22,8 @@ from gateway.config import Config, parse_hostport
 from gateway.errors import ValidationError
 from gateway.model import Check, Flip, ModemReport, PingKind, PingMeta, Schedule, Status
 from gateway.readmodels import Views
+from gateway.rules import checkfields, keywords, lifecycle
 from gateway.rules import commands as cmds
-from gateway.rules import keywords, lifecycle
 from gateway.rules import schedule as sched
 from gateway.rules import settings as rules
 from gateway.rules import status as st
@@ -33,11 +32,10 @@ from gateway.rules.phone import mask as mask_number
 from gateway.rules.settings import E164, Settings
 from gateway.rules.summary import modem_word, summary_text
 from gateway.smspath import SmsPath
-from gateway.store import Conflict, DecideAll, NotFound, PingResult, Store
+from gateway.store import Ambiguous, Conflict, DecideAll, NotFound, PingResult, Store
 
 logger = logging.getLogger(__name__)
 
-NAME_MAX = 200
 # Names a ping may create on its own (auto_create): short, URL- and SMS-friendly.
 AUTO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 TOKEN_BYTES = 18  # 144 bits
@@ -45,8 +43,10 @@ TOKEN_BYTES = 18  # 144 bits
 
 class PingOutcome(Enum):
     OK = "ok"
+    CREATED = "created"  # by its first ping (a slug URL with ?create=1, or auto_create)
     NOT_FOUND = "not found"
     LIMIT = "check limit reached"
+    AMBIGUOUS = "ambiguous slug"
 
 
 def url_secret(nbytes: int) -> str:
@@ -64,20 +64,6 @@ def url_secret(nbytes: int) -> str:
 
 def new_token() -> str:
     return url_secret(TOKEN_BYTES)
-
-
-def validate_name(name: str) -> str:
-    """A check name as stored: trimmed, 1-200 characters, no control characters, no slash."""
-    name = name.strip()
-    if not name:
-        raise ValidationError("name", "a name is required")
-    if len(name) > NAME_MAX:
-        raise ValidationError("name", f"a name has at most {NAME_MAX} characters")
-    if "/" in name or any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
-        raise ValidationError("name", "a name cannot contain '/' or control characters")
-    if set(name) == {"."}:  # "." and ".." vanish from URLs
-        raise ValidationError("name", "a name cannot be only dots")
-    return name
 
 
 class Service:
@@ -154,11 +140,21 @@ class Service:
         grace: float | None = None,
         cron: str | None = None,
         tz: str | None = None,
+        token: str | None = None,
+        **fields: Any,
     ) -> Check:
-        """Create a check. Raises ValidationError (bad input) or Conflict (name taken, cap)."""
-        name = validate_name(name)
+        """Create a check: a fresh ping token, or ``token`` brought from elsewhere (a Healthchecks
+        UUID, an Uptime Kuma push token); ``fields``: slug, tags, desc, manual_resume, methods
+        (the slug defaults to the name's). Raises ValidationError (bad input) or Conflict (name
+        or token taken, cap)."""
+        name = checkfields.validate_name(name)
+        unknown = sorted(set(fields) - {"slug", "tags", "desc", "manual_resume", "methods"})
+        if unknown:
+            raise ValidationError(unknown[0], "unknown field")
+        fields = checkfields.validate(fields)
+        token = new_token() if token is None else checkfields.validate_token(token)
         schedule = self.make_schedule(period, grace, cron, tz)
-        check = self.store.add_check(name, new_token(), schedule, self.clock(), self.config.security.max_checks)
+        check = self.store.add_check(name, token, schedule, self.clock(), self.config.security.max_checks, fields)
         logger.info("check %r created", check.name)
         return check
 
@@ -229,16 +225,24 @@ class Service:
         return hmac.compare_digest(key.encode(), self.ping_key.encode())
 
     def submit_ping(
-        self, key: str, name: str | None, kind: PingKind, exit_status: int | None = None, meta: PingMeta | None = None
+        self,
+        key: str,
+        name: str | None,
+        kind: PingKind,
+        exit_status: int | None = None,
+        meta: PingMeta | None = None,
+        create: bool = False,
     ) -> concurrent.futures.Future[PingOutcome]:
         """Queue a heartbeat without waiting: by token (``name`` None) or by site ping key and
-        check name. The future resolves once the ping is committed (or raises StoreError); an
-        event loop awaits it with ``asyncio.wrap_future`` instead of parking a thread on it."""
+        check slug (or name). ``create`` (Healthchecks' ``?create=1``, or ``auto_create`` in the
+        config) makes a check for a slug nobody has. The future resolves once the ping is
+        committed (or raises StoreError); an event loop awaits it with ``asyncio.wrap_future``
+        instead of parking a thread on it."""
         meta = meta or PingMeta()
         now, settings = self.clock(), self.settings
 
-        def decide(check: Check, body: str | None) -> lifecycle.Decision:
-            return lifecycle.ping(check, kind, exit_status, now, settings, body)
+        def decide(check: Check, body: str | None, counted: PingKind) -> lifecycle.Decision:
+            return lifecycle.ping(check, counted, exit_status, now, settings, body, meta.rid)
 
         if name is None:
             stored = self.store.submit_ping(key, None, decide, meta, kind, exit_status, now)
@@ -248,10 +252,10 @@ class Service:
             return done
         else:
             sec = self.config.security
-            create = None
-            if sec.auto_create and AUTO_NAME.fullmatch(name):
-                create = (new_token(), self.make_schedule(), sec.max_checks)
-            stored = self.store.submit_ping(None, name, decide, meta, kind, exit_status, now, create)
+            new = None
+            if (create or sec.auto_create) and AUTO_NAME.fullmatch(name):
+                new = (new_token(), self.make_schedule(), sec.max_checks)
+            stored = self.store.submit_ping(None, name, decide, meta, kind, exit_status, now, new)
         outcome: concurrent.futures.Future[PingOutcome] = concurrent.futures.Future()
 
         def finish(f: concurrent.futures.Future[PingResult | None]) -> None:
@@ -259,11 +263,17 @@ class Service:
             try:
                 try:
                     result = f.result()
+                except Ambiguous:
+                    outcome.set_result(PingOutcome.AMBIGUOUS)
+                    return
                 except Conflict:
                     outcome.set_result(PingOutcome.LIMIT)
                     return
                 if result is not None and result.created:
                     logger.info("check %r created by its first ping", result.check.name)
+                    self._pinged(result)
+                    outcome.set_result(PingOutcome.CREATED)
+                    return
                 outcome.set_result(self._pinged(result))
             except concurrent.futures.InvalidStateError:
                 pass  # the waiter was cancelled (shutdown); the ping is stored all the same
@@ -560,7 +570,10 @@ class Service:
         """
         if not self.check_ping_key(key):
             return False, None
-        check = self.store.get_check(name)
+        try:
+            check = self.store.get_check_by_slug(name)
+        except Ambiguous:
+            return False, None
         if check is not None:
             return True, check
         return bool(self.config.security.auto_create and AUTO_NAME.fullmatch(name)), None
@@ -671,11 +684,14 @@ class Service:
         then (two edits at once never undo each other): any of ``period``, ``grace``, ``cron``,
         ``tz`` (None: the default), ``repeat`` (seconds; None: the global interval),
         ``sms_enabled``, ``email_enabled``, ``filters`` (as in :mod:`gateway.rules.keywords`;
-        empty: none), ``ladder`` (a named escalation ladder, "none"; None: the default). New
-        deadlines count from now. Raises ValidationError, NotFound."""
-        unknown = sorted(set(changes) - set(PATCHABLE))
+        empty: none), ``ladder`` (a named escalation ladder, "none"; None: the default), and
+        ``name``, ``slug``, ``tags``, ``desc``, ``manual_resume``, ``methods``
+        (:mod:`gateway.rules.checkfields`). New deadlines count from now. Raises
+        ValidationError, NotFound, Conflict (a name another check has)."""
+        unknown = sorted(set(changes) - set(checkfields.PATCHABLE))
         if unknown:
-            raise ValidationError(unknown[0], f"unknown field (allowed: {', '.join(sorted(PATCHABLE))})")
+            raise ValidationError(unknown[0], f"unknown field (allowed: {', '.join(sorted(checkfields.PATCHABLE))})")
+        changes = checkfields.validate(changes)
         repeat = changes.get("repeat")
         if repeat is not None:
             try:
@@ -706,23 +722,7 @@ class Service:
             )
             return st.refresh(dataclasses.replace(c, schedule=schedule, **changes), now)
 
-        return self._update(name, change, _patch_event(set(changes) | set(timing), changes))
-
-
-PATCHABLE = ("period", "grace", "cron", "tz", "repeat", "sms_enabled", "email_enabled", "filters", "ladder")
-
-
-def _patch_event(fields: set[str], changes: Mapping[str, Any]) -> str:
-    """The event a patch records: what changed, when it is one thing."""
-    if fields == {"sms_enabled"}:
-        return "sms on" if changes["sms_enabled"] else "sms off"
-    if fields == {"email_enabled"}:
-        return "email on" if changes["email_enabled"] else "email off"
-    if fields == {"filters"}:
-        return "filters"
-    if fields and fields <= {"period", "grace", "cron", "tz"}:
-        return "schedule"
-    return "edited"
+        return self._update(name, change, checkfields.patch_event(set(changes) | set(timing), changes))
 
 
 def _acking(by: str, now: float) -> Callable[[Check], Check]:

@@ -339,7 +339,7 @@ def test_ping_replies_carry_the_documented_headers_and_no_server_banner(gw: Daem
     assert head.startswith("HTTP/1.1 200 ")
     assert body == ""  # HEAD: no body, but the length of the GET reply
     assert headers["content-length"] == "3"
-    assert headers["ping-body-limit"] == "4096"
+    assert headers["ping-body-limit"] == "10000"  # bytes stored; max_body (4096 here) is what is read
     assert headers["cache-control"] == "no-store"
     assert headers["x-content-type-options"] == "nosniff"
     assert "server" not in headers
@@ -448,13 +448,41 @@ def is_key(k: str) -> bool:
         ("PUT", "/ping/abcdefgh", Reply(400, "bad request: use GET, POST or HEAD")),
         ("GET", "/ping", NOT_FOUND),
         ("GET", "/ping/", NOT_FOUND),
-        ("GET", "/ping/abcdefgh/", NOT_FOUND),
+        ("GET", "/ping/abcdefgh/", PingRequest("abcdefgh", None, PingKind.SUCCESS, None)),  # Healthchecks: 200
+        ("GET", "/ping/abcdefgh/fail/", PingRequest("abcdefgh", None, PingKind.FAIL, None)),
+        ("GET", f"/ping/{KEY}/web1/", PingRequest(KEY, "web1", PingKind.SUCCESS, None)),
+        ("GET", "/ping/abcdefgh//", NOT_FOUND),
         ("GET", "/ping//abcdefgh", NOT_FOUND),
         ("GET", "/ping/a/b/c/d", NOT_FOUND),
     ],
 )
 def test_route(method: str, path: str, want: Reply | PingRequest) -> None:
     assert route(method, path, is_key) == want
+
+
+RID = "5f3c9a4e-2b1d-4c8e-9f7a-0123456789ab"
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "want"),
+    [
+        ("/ping/abcdefgh/start", f"rid={RID}", PingRequest("abcdefgh", None, PingKind.START, None, rid=RID)),
+        ("/ping/abcdefgh", "rid=not-a-uuid", Reply(400, "bad request: rid must be a UUID")),
+        (f"/ping/{KEY}/db-backup", "create=1", PingRequest(KEY, "db-backup", PingKind.SUCCESS, None, create=True)),
+        (f"/ping/{KEY}/db-backup", "create=yes", PingRequest(KEY, "db-backup", PingKind.SUCCESS, None)),
+        ("/ping/abcdefgh", "create=1", PingRequest("abcdefgh", None, PingKind.SUCCESS, None)),  # tokens: no create
+        ("/api/push/abcdefgh", "", PingRequest("abcdefgh", None, PingKind.SUCCESS, None, kuma=True)),
+        (
+            "/api/push/abcdefgh",
+            "status=down&msg=disk%20full&ping=12",
+            PingRequest("abcdefgh", None, PingKind.FAIL, None, kuma=True, note="disk full (ping 12 ms)"),
+        ),
+        ("/api/push/abcdefgh", "status=maybe", Reply(400, '{"ok":false,"msg":"status must be up or down"}')),
+        ("/api/push/bad!", "", Reply(404, '{"ok":false,"msg":"Monitor not found or not active."}')),
+    ],
+)
+def test_route_reads_the_query(path: str, query: str, want: Reply | PingRequest) -> None:
+    assert route("GET", path, is_key, query) == want
 
 
 def test_route_never_raises_on_any_path() -> None:

@@ -121,7 +121,7 @@ def test_it_answers_head(gw: Daemon) -> None:
 def test_it_pings_by_key_and_name_and_creates_unknown_names(gw: Daemon) -> None:
     assert curl(f"{gw.url}/ping/{PING_KEY}/web1/start") == (200, "OK\n")
     assert pings(gw, "web1")[-1][0] == "start"
-    assert curl(f"{gw.url}/ping/{PING_KEY}/newbox") == (200, "OK\n")
+    assert curl(f"{gw.url}/ping/{PING_KEY}/newbox") == (201, "Created\n")
     assert hbgw_json("check", "show", "newbox", config=gw.cfg)["status"] == "up"  # type: ignore[attr-defined]
 
 
@@ -169,14 +169,14 @@ def test_it_refuses_an_oversized_body_with_413_and_stores_nothing(gw: Daemon, tm
     assert len(pings(gw, "web2")) == before
 
 
-def test_it_keeps_the_first_10kb_of_a_body_within_the_limit(tmp_path: Path) -> None:
+def test_it_keeps_the_first_10000_bytes_of_a_body_as_ping_body_limit_says(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cfg = write_config(tmp_path / "hbgw.toml", data)
     hbgw("check", "add", "logs", config=cfg)
     body = tmp_path / "body"
-    body.write_text("é" * 20_000)  # 40 kB of UTF-8, under the default 100 kB limit
+    body.write_text("é" * 20_000)  # 40 kB of UTF-8, under the default 1 MB read limit
     with Daemon(data, config=cfg) as d:
         tok = hbgw_json("check", "show", "logs", config=cfg)["ping_url"].rsplit("/", 1)[1]
         assert curl("--data-binary", f"@{body}", f"{d.url}/ping/{tok}") == (200, "OK\n")
         stored = pings(d, "logs")[-1][6]
-    assert stored == "é" * 10_000
+    assert stored == "é" * 5_000  # 10,000 bytes: Ping-Body-Limit counts bytes, as Healthchecks' does

@@ -28,7 +28,13 @@ def ping(
 ) -> concurrent.futures.Future[storemod.PingResult | None]:
     """A ping as the service submits it: the store writes what the pure lifecycle decides."""
     return store.submit_ping(
-        token, None, lambda c, body: lifecycle.ping(c, kind, None, now, SETTINGS, body), meta, kind, None, now
+        token,
+        None,
+        lambda c, body, counted: lifecycle.ping(c, counted, None, now, SETTINGS, body),
+        meta,
+        kind,
+        None,
+        now,
     )
 
 
@@ -170,7 +176,13 @@ def test_a_ping_submitted_from_an_event_loop_is_awaited_not_blocked_on(tmp_path:
             return got
 
         outcomes = asyncio.run(main())
-        assert outcomes == [PingOutcome.OK, PingOutcome.OK, PingOutcome.NOT_FOUND, PingOutcome.OK, PingOutcome.LIMIT]
+        assert outcomes == [
+            PingOutcome.OK,
+            PingOutcome.OK,
+            PingOutcome.NOT_FOUND,
+            PingOutcome.CREATED,
+            PingOutcome.LIMIT,
+        ]
         assert ping(store, check.token, PingKind.SUCCESS, PingMeta(), 1e9).result() is not None  # writer alive
         kinds = [p.kind for p in store.list_pings(check.id)]
         assert kinds[:2] == [PingKind.SUCCESS, PingKind.LOG]  # the cancelled waiter's ping was stored

@@ -6,10 +6,14 @@ is always its stable JSON form, :meth:`Service.describe`. Errors are ``{"error":
 name that exists.
 
     GET    /api/v1/checks                   {"checks": [check, ...]}
-    POST   /api/v1/checks                   {"name", "period"?, "grace"?, "cron"?, "tz"?} → 201 check
+    POST   /api/v1/checks                   {"name", "period"?, "grace"?, "cron"?, "tz"?, "token"?,
+                                             "slug"?, "tags"?, "desc"?, "manual_resume"?,
+                                             "methods"?} → 201 check
     GET    /api/v1/checks/<name>            check
     POST   /api/v1/checks/<name>            {"period"?, "grace"?, "cron"?, "tz"?, "sms_enabled"?,
-    PATCH  /api/v1/checks/<name>             "email_enabled"?} → check (fields left out stay)
+    PATCH  /api/v1/checks/<name>             "email_enabled"?, "repeat"?, "ladder"?, "name"?,
+                                             "slug"?, "tags"?, "desc"?, "manual_resume"?,
+                                             "methods"?} → check (fields left out stay)
     DELETE /api/v1/checks/<name>            {"deleted": name}
     POST   /api/v1/checks/<name>/pause      check
     POST   /api/v1/checks/<name>/ack        check (acknowledge the outage)
@@ -20,7 +24,9 @@ name that exists.
                                             ones answer 404 from now on)
     GET    /api/v1/checks/<name>/pings      {"pings": [...]}, newest first (?limit=1-1000)
 
-Durations are seconds or strings such as "15m".
+Durations are seconds or strings such as "15m". Tags are a space-separated string on input and a
+list in a check. A read-only key may only GET. Healthchecks' own API (``X-Api-Key``, trailing
+slashes, UUIDs) is :mod:`web.hcapi`.
 """
 
 from __future__ import annotations
@@ -117,12 +123,15 @@ def install(app: bottle.Bottle, service: Service) -> None:
 
     def create() -> str:
         data = body()
+        extra = {k: data[k] for k in ("slug", "tags", "desc", "manual_resume", "methods") if k in data}
         check = service.add_check(
             _text(data, "name") or "",
             period=parse_duration_field("period", data.get("period")),
             grace=parse_duration_field("grace", data.get("grace")),
             cron=_text(data, "cron"),
             tz=_text(data, "tz"),
+            token=_text(data, "token"),
+            **extra,
         )
         return reply(201, service.views.describe(check))
 
@@ -132,6 +141,7 @@ def install(app: bottle.Bottle, service: Service) -> None:
     def update(name: str) -> str:
         data = body()
         allowed = {"period", "grace", "cron", "tz", "sms_enabled", "email_enabled", "repeat", "ladder"}
+        allowed |= {"name", "slug", "tags", "desc", "manual_resume", "methods"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ValidationError(unknown[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
@@ -141,6 +151,8 @@ def install(app: bottle.Bottle, service: Service) -> None:
                 changes[key] = parse_duration_field(key, data[key])
             elif key in ("cron", "tz", "ladder"):
                 changes[key] = _text(data, key)
+            elif key in ("name", "slug", "tags", "desc", "manual_resume", "methods"):
+                changes[key] = data[key]  # checked by the service (rules.checkfields)
             else:
                 changes[key] = _flag(data, key, False)
         # one transaction, merged with the check as stored then: two edits never undo each other

@@ -118,7 +118,7 @@ class Site:
     def __init__(self, service: Service, config: Config, *, demo_phone: Any = None) -> None:
         self.wsgi = create_app(service, config, demo_phone=demo_phone)
         # Request bodies for the Bottle side (forms, JSON) are small; a ping body has its own limit.
-        self.max_body = config.http.max_body + 1024
+        self.max_body = min(config.http.max_body, 100_000) + 1024
         self.body_timeout = config.http.idle_timeout
         self._bridge: Any = a2wsgi.WSGIMiddleware(
             self._wsgi_entry,  # type: ignore[arg-type]

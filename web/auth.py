@@ -201,7 +201,8 @@ class AuthPlugin:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             method = bottle.request.method
             if need == "api":
-                if auth.api_key() is None:
+                key = auth.api_key()
+                if key is None or (key.scope == "read" and method not in ("GET", "HEAD")):
                     return self.unauthorized()
             elif need == "login":
                 if method == "POST":

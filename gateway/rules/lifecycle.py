@@ -94,10 +94,22 @@ def flip_key(flip: Flip, n_pings: int) -> str:
     return f"flip{flip.check_id}:{flip.old.value}>{flip.new.value}@{flip.at!r}#{n_pings}"
 
 
-def ping(before: Check, kind: PingKind, exit_status: int | None, now: float, s: Settings, body: str | None) -> Decision:
-    """A heartbeat of ``kind`` (with ``exit_status``, ``body``) reached ``before`` at ``now``."""
-    reason = "fail" if kind is PingKind.FAIL or exit_status not in (None, 0) else "ping"
-    return transition(before, st.apply_ping(before, kind, exit_status, now), now, reason, s, body)
+def ping(
+    before: Check,
+    kind: PingKind,
+    exit_status: int | None,
+    now: float,
+    s: Settings,
+    body: str | None,
+    rid: str | None = None,
+) -> Decision:
+    """A heartbeat of ``kind`` (with ``exit_status``, ``body``, run id ``rid``) reached ``before``
+    at ``now``. ``kind`` is what the ping counts as (:func:`status.effective_kind`)."""
+    if kind is PingKind.IGNORED:
+        reason = "deadline"  # an ignored ping changes nothing but what time alone changes
+    else:
+        reason = "fail" if kind is PingKind.FAIL or exit_status not in (None, 0) else "ping"
+    return transition(before, st.apply_ping(before, kind, exit_status, now, rid), now, reason, s, body)
 
 
 def change(before: Check, after: Check, now: float, event: str | None, s: Settings) -> Decision:

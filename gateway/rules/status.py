@@ -54,23 +54,48 @@ def refresh(check: Check, now: float) -> Check:
     return check.evolve(status=ev.status, next_deadline=ev.next_change)
 
 
-def apply_ping(check: Check, kind: PingKind, exit_status: int | None, now: float) -> Check:
+def effective_kind(check: Check, kind: PingKind, method: str | None) -> PingKind:
+    """What a ping of ``kind`` counts as for ``check``: ignored (recorded, nothing else) when the
+    check takes POST only and this came by another method, or when it is paused until resumed
+    by hand (Healthchecks' ``methods`` and ``manual_resume``)."""
+    if check.methods == "POST" and method is not None and method != "POST":
+        return PingKind.IGNORED
+    if check.manual_resume and check.status is Status.PAUSED:
+        return PingKind.IGNORED
+    return kind
+
+
+def apply_ping(check: Check, kind: PingKind, exit_status: int | None, now: float, rid: str | None = None) -> Check:
     """The check after a ping of ``kind`` at ``now`` (a non-zero exit status is a failure).
 
-    Any success or failure resumes a paused check ("pings resume it").
+    Any success or failure resumes a paused check ("pings resume it"). ``rid`` pairs a /start
+    with its success or fail, as Healthchecks does: a matching pair sets ``last_duration``; a
+    success with another run's id leaves that run started; a failure or a success without an id
+    ends it.
     """
+    if kind is PingKind.IGNORED:
+        return refresh(check.evolve(n_pings=check.n_pings + 1), now)
     if kind is PingKind.SUCCESS and exit_status not in (None, 0):
         kind = PingKind.FAIL
     base = check.evolve(last_ping=now, n_pings=check.n_pings + 1)
     if kind is PingKind.LOG:
         return base
     if kind is PingKind.START:
-        return refresh(base.evolve(last_start=now), now)
+        return refresh(base.evolve(last_start=now, last_start_rid=rid), now)
+    last_start, start_rid, duration = check.last_start, check.last_start_rid, None
+    if last_start is not None:
+        if start_rid == rid:
+            duration = max(0.0, now - last_start)
+            last_start = start_rid = None
+        elif kind is PingKind.FAIL or rid is None:
+            last_start = start_rid = None
     resumed = Status.NEW if check.status is Status.PAUSED else check.status
     changed = base.evolve(
         status=resumed,
         anchor=now,
-        last_start=None,
+        last_start=last_start,
+        last_start_rid=start_rid,
+        last_duration=duration,
         last_failed=kind is PingKind.FAIL,
         last_exit_status=exit_status,
     )
@@ -78,7 +103,7 @@ def apply_ping(check: Check, kind: PingKind, exit_status: int | None, now: float
 
 
 def apply_pause(check: Check) -> Check:
-    return check.evolve(status=Status.PAUSED, next_deadline=None, last_start=None)
+    return check.evolve(status=Status.PAUSED, next_deadline=None, last_start=None, last_start_rid=None)
 
 
 def apply_resume(check: Check, now: float) -> Check:

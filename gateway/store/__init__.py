@@ -32,9 +32,10 @@ from typing import Any, TypeVar
 
 from gateway.model import ApiKey, Check, Event, InboxRow, ModemLogRow, OutboxRow, Ping, PingKind, PingMeta, Schedule
 from gateway.rules.lifecycle import Decision
+from gateway.rules.slugs import slugify
 from gateway.store import tx
 from gateway.store.backup import DatabaseInfo, backup_database, restore_database
-from gateway.store.errors import Conflict, NotFound, StoreError
+from gateway.store.errors import Ambiguous, Conflict, NotFound, StoreError
 from gateway.store.rows import (
     API_KEY_COLUMNS,
     CHECK_COLUMNS,
@@ -51,6 +52,7 @@ __all__ = [
     "PING_HISTORY",
     "PRUNE_EVERY",
     "SCHEMA_VERSION",
+    "Ambiguous",
     "Conflict",
     "DatabaseInfo",
     "Decide",
@@ -157,6 +159,7 @@ class Store:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=10000")
+        conn.create_function("slugify", 1, slugify, deterministic=True)  # schema v7 fills slugs with it
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -301,11 +304,11 @@ class Store:
         KEEP_MESSAGES; never a pending message, never the newest event or outbox id), a batch per
         transaction so pings keep flowing. Returns the rows removed per table."""
         removed = {}
-        for table, sql in tx.PRUNE.items():
+        for table in tx.PRUNE:
             removed[table] = 0
             keep = KEEP_EVENTS if table == "events" else KEEP_MESSAGES
             while True:
-                n = await self.awrite(tx.execute, sql, (now - keep, _PRUNE_BATCH))
+                n = await self.awrite(tx.prune, table, now - keep, _PRUNE_BATCH)
                 removed[table] += n
                 if n < _PRUNE_BATCH:
                     break
@@ -387,6 +390,11 @@ class Store:
         r = self._reader().execute(f"SELECT {CHECK_COLUMNS} FROM checks WHERE name = ?", (name,)).fetchone()
         return check_from_row(r) if r else None
 
+    def get_check_by_slug(self, slug: str) -> Check | None:
+        """The check a ``/ping/<ping key>/<slug>`` URL names (its slug, else its name). Raises
+        Ambiguous when two checks share the slug."""
+        return tx.load_by_slug(self._reader(), slug)
+
     def min_deadline(self) -> float | None:
         """The earliest moment any check changes status on its own (uses the partial index)."""
         r = (
@@ -400,17 +408,19 @@ class Store:
         times = [t for t in r if t is not None]
         return min(times) if times else None
 
-    def list_pings(self, check_id: int, limit: int = 100) -> list[Ping]:
+    def list_pings(self, check_id: int, limit: int = 100, ping_id: int | None = None) -> list[Ping]:
+        """A check's newest pings, newest first (or only the one with ``ping_id``)."""
+        only = "AND id = ?" if ping_id is not None else ""
         rows = (
             self._reader()
             .execute(
                 "SELECT id, check_id, at, kind, exit_status, source, remote_addr, method, user_agent,"
-                " body FROM pings WHERE check_id = ? ORDER BY id DESC LIMIT ?",
-                (check_id, limit),
+                f" body, rid, duration FROM pings WHERE check_id = ? {only} ORDER BY id DESC LIMIT ?",
+                (check_id, ping_id, limit) if ping_id is not None else (check_id, limit),
             )
             .fetchall()
         )
-        return [Ping(r[0], r[1], r[2], PingKind(r[3]), r[4], r[5], r[6], r[7], r[8], r[9]) for r in rows]
+        return [Ping(r[0], r[1], r[2], PingKind(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows]
 
     def count_pings(self, check_id: int) -> int:
         return int(self._reader().execute("SELECT count(*) FROM pings WHERE check_id = ?", (check_id,)).fetchone()[0])
@@ -444,9 +454,18 @@ class Store:
 
     # ---------------------------------------------------------------- checks: writes
 
-    def add_check(self, name: str, token: str, schedule: Schedule, now: float, max_checks: int | None = None) -> Check:
-        """Insert a new check. Raises Conflict if the name or token exists or the cap is reached."""
-        return self.write(tx.add_check, name, token, schedule, now, max_checks)
+    def add_check(
+        self,
+        name: str,
+        token: str,
+        schedule: Schedule,
+        now: float,
+        max_checks: int | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> Check:
+        """Insert a new check (``fields``: other Check fields to set, such as slug, tags, desc).
+        Raises Conflict if the name or token exists or the cap is reached."""
+        return self.write(tx.add_check, name, token, schedule, now, max_checks, fields)
 
     def remove_check(self, name: str) -> Check:
         return self.write(tx.remove_check, name)
@@ -609,12 +628,12 @@ class Store:
     def clear_login_failures(self, remote_addr: str) -> None:
         self.write(tx.execute, "DELETE FROM login_attempts WHERE remote_addr = ?", (remote_addr,))
 
-    def add_api_key(self, label: str, prefix: str, digest: str, created: float) -> int:
+    def add_api_key(self, label: str, prefix: str, digest: str, created: float, scope: str = "write") -> int:
         """Store an API key by its hash; returns its id."""
         return self.write(
             tx.insert,
-            "INSERT INTO api_keys (label, prefix, hash, created) VALUES (?, ?, ?, ?)",
-            (label, prefix, digest, created),
+            "INSERT INTO api_keys (label, prefix, hash, created, scope) VALUES (?, ?, ?, ?, ?)",
+            (label, prefix, digest, created, scope),
         )
 
     def list_api_keys(self) -> list[ApiKey]:
@@ -720,5 +739,17 @@ class Store:
         )
 
     def total_pings(self) -> int:
-        """Pings received over the checks' lifetimes (kept counters, not the pruned log)."""
-        return int(self._reader().execute("SELECT coalesce(sum(n_pings), 0) FROM checks").fetchone()[0])
+        """Pings received, ever: the checks' own counts plus those of checks since removed."""
+        return int(
+            self._reader()
+            .execute(
+                "SELECT coalesce(sum(n_pings), 0) + coalesce((SELECT value FROM counters"
+                " WHERE name = 'pings_of_removed_checks'), 0) FROM checks"
+            )
+            .fetchone()[0]
+        )
+
+    def counters(self) -> dict[str, int]:
+        """The kept counters: messages by ``<channel>:<state>`` pruned from the outbox, pings of
+        removed checks."""
+        return tx.counters(self._reader())

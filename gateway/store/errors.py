@@ -13,3 +13,7 @@ class Conflict(StoreError):
 
 class NotFound(StoreError):
     """The named row does not exist."""
+
+
+class Ambiguous(Conflict):
+    """More than one row answers to the name given (e.g. two checks with one slug)."""

@@ -10,7 +10,7 @@ CHECK_COLUMNS = (
     "id, name, token, period, grace, cron, tz, status, anchor, last_ping, last_start, "
     "last_failed, last_exit_status, next_deadline, sms_enabled, email_enabled, created, "
     "n_pings, repeat, muted_until, acked, filters, down_since, last_alert, alert_at, ladder_step, acked_by, "
-    "acked_at, ladder"
+    "acked_at, ladder, slug, tags, description, manual_resume, methods, last_duration, last_start_rid"
 )
 
 
@@ -42,6 +42,13 @@ def check_from_row(r: sqlite3.Row) -> Check:
         acked_by=r["acked_by"],
         acked_at=r["acked_at"],
         ladder=r["ladder"],
+        slug=r["slug"],
+        tags=r["tags"],
+        desc=r["description"],
+        manual_resume=bool(r["manual_resume"]),
+        methods=r["methods"],
+        last_duration=r["last_duration"],
+        last_start_rid=r["last_start_rid"],
     )
 
 
@@ -72,8 +79,8 @@ def outbox_from_row(r: sqlite3.Row) -> OutboxRow:
     )
 
 
-API_KEY_COLUMNS = "id, label, prefix, created, last_used, revoked"
+API_KEY_COLUMNS = "id, label, prefix, created, last_used, revoked, scope"
 
 
 def api_key_from_row(r: sqlite3.Row) -> ApiKey:
-    return ApiKey(r["id"], r["label"], r["prefix"], r["created"], r["last_used"], r["revoked"])
+    return ApiKey(r["id"], r["label"], r["prefix"], r["created"], r["last_used"], r["revoked"], r["scope"])

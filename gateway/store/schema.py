@@ -158,6 +158,27 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE checks ADD COLUMN ladder TEXT;
     """,
+    # v7: what Healthchecks keeps per check (slug URLs, tags, description, manual resume, POST
+    # only), run durations (?rid=), read-only API keys, and counters that outlive pruned rows
+    # and removed checks. slugify() is registered on the writer connection (rules.slugs).
+    """
+    ALTER TABLE checks ADD COLUMN slug TEXT NOT NULL DEFAULT '';
+    ALTER TABLE checks ADD COLUMN tags TEXT NOT NULL DEFAULT '';
+    ALTER TABLE checks ADD COLUMN description TEXT NOT NULL DEFAULT '';
+    ALTER TABLE checks ADD COLUMN manual_resume INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE checks ADD COLUMN methods TEXT NOT NULL DEFAULT '';
+    ALTER TABLE checks ADD COLUMN last_duration REAL;
+    ALTER TABLE checks ADD COLUMN last_start_rid TEXT;
+    UPDATE checks SET slug = slugify(name);
+    CREATE INDEX checks_slug ON checks(slug) WHERE slug != '';
+    ALTER TABLE pings ADD COLUMN rid TEXT;
+    ALTER TABLE pings ADD COLUMN duration REAL;
+    ALTER TABLE api_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'write';
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    """,
 ]
 
 

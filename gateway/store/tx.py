@@ -13,7 +13,9 @@ from typing import Any
 from gateway.model import Check, Flip, OutboxRow, PingKind, PingMeta, Schedule
 from gateway.rules.lifecycle import Decision
 from gateway.rules.policy import Outgoing
-from gateway.store.errors import Conflict, NotFound
+from gateway.rules.slugs import slugify
+from gateway.rules.status import effective_kind
+from gateway.store.errors import Ambiguous, Conflict, NotFound
 from gateway.store.rows import CHECK_COLUMNS, OUTBOX_COLUMNS, check_from_row, outbox_from_row
 
 PING_HISTORY = 1000  # newest pings kept per check
@@ -22,13 +24,13 @@ PING_HISTORY = 1000  # newest pings kept per check
 PRUNE_EVERY = 50  # prune in batches: at most PING_HISTORY + PRUNE_EVERY - 1 rows stay
 
 
-BODY_EXCERPT = 10_000  # characters of a ping body that are stored
+BODY_EXCERPT = 10_000  # characters of a ping body that are stored (web.ping cuts at as many bytes)
 
 
 Decide = Callable[[Check], Decision]
 
 
-DecidePing = Callable[[Check, "str | None"], Decision]  # (check, stored body excerpt)
+DecidePing = Callable[[Check, "str | None", PingKind], Decision]  # (check, stored body excerpt, kind)
 
 
 DecideAll = Callable[[list[Check]], list[Decision]]
@@ -48,7 +50,9 @@ def save_check(conn: sqlite3.Connection, c: Check) -> None:
         " sms_enabled=:sms_enabled, email_enabled=:email_enabled, n_pings=:n_pings, period=:period,"
         " grace=:grace, cron=:cron, tz=:tz, repeat=:repeat, muted_until=:muted_until, acked=:acked,"
         " filters=:filters, down_since=:down_since, last_alert=:last_alert, alert_at=:alert_at,"
-        " ladder_step=:ladder_step, acked_by=:acked_by, acked_at=:acked_at, ladder=:ladder, token=:token"
+        " ladder_step=:ladder_step, acked_by=:acked_by, acked_at=:acked_at, ladder=:ladder, token=:token,"
+        " name=:name, slug=:slug, tags=:tags, description=:description, manual_resume=:manual_resume,"
+        " methods=:methods, last_duration=:last_duration, last_start_rid=:last_start_rid"
         " WHERE id=:id",
         {
             "status": c.status.value,
@@ -77,6 +81,14 @@ def save_check(conn: sqlite3.Connection, c: Check) -> None:
             "acked_at": c.acked_at,
             "ladder": c.ladder,
             "token": c.token,
+            "name": c.name,
+            "slug": c.slug,
+            "tags": c.tags,
+            "description": c.desc,
+            "manual_resume": int(c.manual_resume),
+            "methods": c.methods,
+            "last_duration": c.last_duration,
+            "last_start_rid": c.last_start_rid,
             "id": c.id,
         },
     )
@@ -129,22 +141,35 @@ def load_check(conn: sqlite3.Connection, where: str, arg: Any) -> Check | None:
 
 
 def add_check(
-    conn: sqlite3.Connection, name: str, token: str, schedule: Schedule, now: float, max_checks: int | None
+    conn: sqlite3.Connection,
+    name: str,
+    token: str,
+    schedule: Schedule,
+    now: float,
+    max_checks: int | None,
+    fields: dict[str, Any] | None = None,
 ) -> Check:
+    """Insert a check (its slug made from its name unless ``fields`` give one; ``fields`` are
+    other :class:`Check` fields to set: tags, desc, ...)."""
     if max_checks is not None:
         n = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
         if n >= max_checks:
             raise Conflict(f"the limit of {max_checks} checks is reached")
     try:
         cur = conn.execute(
-            "INSERT INTO checks (name, token, period, grace, cron, tz, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (name, token, schedule.period, schedule.grace, schedule.cron, schedule.tz, now),
+            "INSERT INTO checks (name, token, period, grace, cron, tz, created, slug) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, token, schedule.period, schedule.grace, schedule.cron, schedule.tz, now, slugify(name)),
         )
-    except sqlite3.IntegrityError:
+    except sqlite3.IntegrityError as e:
+        if "token" in str(e):
+            raise Conflict("another check has this ping token") from None
         raise Conflict(f"a check named {name!r} exists") from None
     add_event(conn, cur.lastrowid, now, "created")
     check = load_check(conn, "id = ?", cur.lastrowid)
     assert check is not None
+    if fields:
+        check = check.evolve(**fields)
+        save_check(conn, check)
     return check
 
 
@@ -153,7 +178,28 @@ def remove_check(conn: sqlite3.Connection, name: str) -> Check:
     if check is None:
         raise NotFound(name)
     conn.execute("DELETE FROM checks WHERE id = ?", (check.id,))
+    add_counter(conn, "pings_of_removed_checks", check.n_pings)
     return check
+
+
+def add_counter(conn: sqlite3.Connection, name: str, n: int) -> None:
+    """Add ``n`` to a kept counter (one that must not go down when rows it counted are removed)."""
+    if n:
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
+            (name, n, n),
+        )
+
+
+def load_by_slug(conn: sqlite3.Connection, slug: str) -> Check | None:
+    """The check whose slug is ``slug``, else the one named ``slug`` (names match without case,
+    as before slugs existed). Raises Ambiguous when two checks share the slug."""
+    rows = conn.execute(f"SELECT {CHECK_COLUMNS} FROM checks WHERE slug = ? LIMIT 2", (slug,)).fetchall()
+    if len(rows) > 1:
+        raise Ambiguous(f"more than one check has the slug {slug!r}")
+    if rows:
+        return check_from_row(rows[0])
+    return load_check(conn, "name = ?", slug)
 
 
 def add_named_event(conn: sqlite3.Connection, check_name: str | None, at: float, kind: str, detail: str | None) -> None:
@@ -166,7 +212,10 @@ def change_check(conn: sqlite3.Connection, name: str, decide: Decide, now: float
     if before is None:
         raise NotFound(name)
     d = decide(before)
-    apply(conn, d, before, now)
+    try:
+        apply(conn, d, before, now)
+    except sqlite3.IntegrityError:
+        raise Conflict(f"a check named {(d.check.name if d.check else name)!r} exists") from None
     return d
 
 
@@ -185,20 +234,35 @@ def record_ping(
     if token is not None:
         before = load_check(conn, "token = ?", token)
     else:
-        before = load_check(conn, "name = ?", name)
-        if before is None and create is not None and name is not None:
+        assert name is not None
+        before = load_by_slug(conn, name)
+        if before is None and create is not None:
             before = add_check(conn, name, create[0], create[1], now, create[2])
             created = True
     if before is None:
         return None
     body = meta.body[:BODY_EXCERPT] if meta.body else None
-    d = decide(before, body)
+    kind = effective_kind(before, kind, meta.method)
+    d = decide(before, body, kind)
     apply(conn, d, before, now)
     after = d.check or before
+    duration = after.last_duration if kind in (PingKind.SUCCESS, PingKind.FAIL) else None
     conn.execute(
         "INSERT INTO pings (check_id, at, kind, exit_status, source, remote_addr, method,"
-        " user_agent, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (after.id, now, kind.value, exit_status, meta.source, meta.remote_addr, meta.method, meta.user_agent, body),
+        " user_agent, body, rid, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            after.id,
+            now,
+            kind.value,
+            exit_status,
+            meta.source,
+            meta.remote_addr,
+            meta.method,
+            meta.user_agent,
+            body,
+            meta.rid,
+            duration,
+        ),
     )
     if after.n_pings % PRUNE_EVERY == 0:
         conn.execute(
@@ -501,12 +565,28 @@ STAMPED_AFTER = "anchor > :now OR last_alert > :now"
 # The newest row of events and outbox always stays, so their ids never restart (an email
 # fallback's dedupe key is built from the outbox id of the SMS it stands in for).
 PRUNE = {
-    "events": "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?"
+    "events": "FROM events WHERE id IN (SELECT id FROM events WHERE at < ?"
     " AND id < (SELECT max(id) FROM events) ORDER BY id LIMIT ?)",
-    "outbox": "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE created < ?"
+    "outbox": "FROM outbox WHERE id IN (SELECT id FROM outbox WHERE created < ?"
     " AND state IN ('sent', 'failed') AND id < (SELECT max(id) FROM outbox) ORDER BY id LIMIT ?)",
-    "inbox": "DELETE FROM inbox WHERE id IN (SELECT id FROM inbox WHERE received < ? ORDER BY id LIMIT ?)",
+    "inbox": "FROM inbox WHERE id IN (SELECT id FROM inbox WHERE received < ? ORDER BY id LIMIT ?)",
 }
+
+
+def prune(conn: sqlite3.Connection, table: str, before: float, limit: int) -> int:
+    """Remove up to ``limit`` rows of ``table`` older than ``before`` (PRUNE says which). Messages
+    leave their count in the kept counters (``<channel>:<state>``) so /metrics never goes down."""
+    where = PRUNE[table]
+    if table == "outbox":
+        for channel, state, n in conn.execute(
+            f"SELECT channel, state, count(*) {where} GROUP BY 1, 2", (before, limit)
+        ):
+            add_counter(conn, f"{channel}:{state}", n)
+    return conn.execute(f"DELETE {where}", (before, limit)).rowcount
+
+
+def counters(conn: sqlite3.Connection) -> dict[str, int]:
+    return {name: value for name, value in conn.execute("SELECT name, value FROM counters")}
 
 
 def first_ping_id_at(conn: sqlite3.Connection, since: float) -> int | None:
