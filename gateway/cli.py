@@ -12,6 +12,7 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from gateway import __version__
 from gateway import config as cfgmod
 from gateway.config import Config, ConfigError
 from gateway.errors import ValidationError
-from gateway.model import OutboxRow, iso
+from gateway.model import ApiKey, Check, OutboxRow, iso
 from gateway.rules import policy
 from gateway.rules.durations import format_duration, humanize, parse_duration
 from gateway.rules.settings import E164
@@ -87,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--grace", type=_duration, help="how late a ping may be before DOWN (e.g. 15m)")
     a.add_argument("--cron", help='cron expression instead of a period, e.g. "*/15 * * * *"')
     a.add_argument("--tz", help="time zone of the cron expression (e.g. Europe/Paris)")
+    a.add_argument(
+        "--token",
+        help="keep an existing ping token (a Healthchecks UUID, an Uptime Kuma push token) instead of a new one",
+    )
+    a.add_argument("--slug", help="its slug for /ping/<ping key>/<slug> (default: made from the name)")
+    a.add_argument("--tags", help='space-separated tags, e.g. "prod db"')
+    a.add_argument("--desc", help="a description")
+    a.add_argument("--manual-resume", action="store_true", help="when paused, ignore pings until resumed by hand")
+    a.add_argument("--post-only", action="store_true", help="count only POST pings (HEAD and GET are ignored)")
+    a.add_argument("--json", action="store_true", help="print the new check as JSON")
     _data_args(a)
     a = csub.add_parser("list", help="all checks with their status")
     a.add_argument("--json", action="store_true")
@@ -95,8 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("name")
     a.add_argument("--json", action="store_true")
     _data_args(a)
-    a = csub.add_parser("set", help="change a check: SMS/email alerts on or off, schedule")
+    a = csub.add_parser("set", help="change a check: name, slug, tags, SMS/email alerts on or off, schedule")
     a.add_argument("name")
+    a.add_argument("--name", dest="new_name", metavar="NEW", help="rename it (its ping URL stays the same)")
+    a.add_argument("--slug", help='its slug for /ping/<ping key>/<slug> ("" for none)')
+    a.add_argument("--tags", help='space-separated tags ("" for none)')
+    a.add_argument("--desc", help="a description")
+    a.add_argument("--manual-resume", choices=["on", "off"], help="when paused, ignore pings until resumed by hand")
+    a.add_argument("--methods", choices=["any", "post"], help="which ping methods count: any, or POST only")
     a.add_argument("--sms", choices=["on", "off"], help="SMS alerts for this check")
     a.add_argument("--email", choices=["on", "off"], help="email alerts for this check")
     a.add_argument("--period", type=_duration)
@@ -111,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help='email keyword filters, e.g. \'{"subject": true, "fail": ["FAIL"]}\' ("{}" clears)',
     )
+    a.add_argument("--json", action="store_true", help="print the changed check as JSON")
     _data_args(a)
     for verb, text in (
         ("rm", "remove a check and its history"),
@@ -120,13 +138,35 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         a = csub.add_parser(verb, help=text)
         a.add_argument("name")
+        a.add_argument("--json", action="store_true", help="print the check as JSON (rm: as it was)")
         _data_args(a)
+    a = csub.add_parser("pings", help="a check's latest pings: kind, time, source, method, exit status, run, duration")
+    a.add_argument("name")
+    a.add_argument("--limit", type=int, default=50, help="at most this many, newest first (1-1000, default 50)")
+    a.add_argument("--json", action="store_true")
+    _data_args(a)
+
+    p = sub.add_parser("apikey", help="add, list and revoke API keys")
+    ksub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = ksub.add_parser("add", help="make an API key; prints the key, which is shown only this once")
+    a.add_argument("label", help="what the key is for, e.g. ansible")
+    a.add_argument("--read-only", action="store_true", help="may only read checks, flips and metrics")
+    a.add_argument("--json", action="store_true")
+    _data_args(a)
+    a = ksub.add_parser("list", help="API keys, revoked ones too (never the keys themselves)")
+    a.add_argument("--json", action="store_true")
+    _data_args(a)
+    a = ksub.add_parser("rm", help="revoke an API key: it stops working at once")
+    a.add_argument("id", type=int, help="its id, from `hbgw apikey list`")
+    a.add_argument("--json", action="store_true", help="print the revoked key as JSON")
+    _data_args(a)
 
     p = sub.add_parser("sms", help="send an SMS through the modem; show the outbox and inbox")
     ssub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = ssub.add_parser("send", help="send an SMS now, straight through the modem (prints message references)")
     a.add_argument("number")
     a.add_argument("text")
+    a.add_argument("--json", action="store_true")
     _data_args(a)
     for verb, text in (("outbox", "messages queued, sent and failed"), ("inbox", "messages received")):
         a = ssub.add_parser(verb, help=text)
@@ -153,17 +193,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ack", help="acknowledge a check's outage: no more reminders or escalation steps")
     p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print the check as JSON")
     _data_args(p)
     p = sub.add_parser("mute", help="no alerts for a check for a while (e.g. hbgw mute web1 2h)")
     p.add_argument("name")
     p.add_argument("duration", type=_duration, help="1m to 30d, e.g. 30m, 2h, 1d")
+    p.add_argument("--json", action="store_true", help="print the check as JSON")
     _data_args(p)
     p = sub.add_parser("unmute", help="end a mute (every check's, without NAME)")
     p.add_argument("name", nargs="?")
+    p.add_argument("--json", action="store_true", help="print the unmuted checks as a JSON list")
     _data_args(p)
 
     p = sub.add_parser("backup", help="copy the database to FILE (safe while the gateway runs)")
     p.add_argument("file", type=Path)
+    p.add_argument("--json", action="store_true")
     _data_args(p)
     p = sub.add_parser(
         "restore",
@@ -171,11 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
         " first); the old one is kept as hbgw.sqlite3.bak",
     )
     p.add_argument("file", type=Path)
+    p.add_argument("--json", action="store_true")
     _data_args(p)
 
     p = sub.add_parser("passwd", help="set the web admin password")
     p.add_argument("--password-stdin", action="store_true", help="read the new password from stdin")
     _data_args(p)
+
+    from gateway import cliimport  # here, not at the top: it imports helpers from this module
+
+    cliimport.register(sub)
 
     p = sub.add_parser("simulate-modem", help="run a simulated GSM modem on a pty or TCP port")
     from modem import simulator
@@ -288,7 +337,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _render_list(service: Service, rows: list[dict[str, Any]]) -> str:
-    header = ("NAME", "STATUS", "LAST PING", "SCHEDULE", "GRACE", "SMS")
+    header = ("NAME", "STATUS", "LAST PING", "SCHEDULE", "GRACE", "SMS", "TAGS")
     now = service.clock()
     lines = [header]
     for r in rows:
@@ -298,33 +347,100 @@ def _render_list(service: Service, rows: list[dict[str, Any]]) -> str:
             last = humanize(now - (check.last_ping or now)) + " ago"
         schedule = f"cron {r['cron']} {r['tz']}" if r["cron"] else "every " + format_duration(r["period"])
         lines.append(
-            (r["name"], r["status"], last, schedule, format_duration(r["grace"]), "on" if r["sms_enabled"] else "off")
+            (
+                r["name"],
+                r["status"],
+                last,
+                schedule,
+                format_duration(r["grace"]),
+                "on" if r["sms_enabled"] else "off",
+                " ".join(r["tags"]),
+            )
         )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
-def _render_show(d: dict[str, Any]) -> str:
-    """One check for people: the ``--json`` fields, with durations, switches and empties in words."""
+def _render_show(d: dict[str, Any], check: Check, slug_url: str | None) -> str:
+    """One check for people: the ``--json`` fields, with durations, switches and empties in words;
+    ``slug_url`` is its /ping/<ping key>/<slug> URL, None when it has no slug."""
     schedule = f"cron {d['cron']} ({d['tz']})" if d["cron"] else "every " + format_duration(d["period"])
+    status = d["status"]
+    if check.last_start is not None:
+        status += f" (running since {_clock_time(check.last_start)})"
     rows = [
         ("name", d["name"]),
-        ("status", d["status"]),
+        ("status", status),
         ("last ping", d["last_ping"] or "never"),
         ("schedule", f"{schedule}, grace {format_duration(d['grace'])}"),
         ("late at", d["late_at"] or "-"),
         ("down at", d["down_at"] or "-"),
         ("last exit status", "-" if d["last_exit_status"] is None else d["last_exit_status"]),
+        ("last run", "-" if d["last_duration"] is None else run_time(d["last_duration"])),
         ("SMS alerts", "on" if d["sms_enabled"] else "off"),
         ("email alerts", "on" if d["email_enabled"] else "off"),
         ("pings", d["n_pings"]),
         ("created", d["created"]),
         ("email filters", json.dumps(d["filters"]) if d["filters"] else "none"),
         ("ping URL", d["ping_url"]),
+        ("slug", d["slug"] or "-"),
+        *([("slug ping URL", slug_url)] if slug_url else []),
         ("email", d["email"]),
+        ("tags", " ".join(d["tags"]) or "-"),
+        ("description", d["desc"] or "-"),
+        ("manual resume", "on" if d["manual_resume"] else "off"),
+        ("POST only", "yes" if d["methods"] == "POST" else "no (HEAD, GET and POST count)"),
     ]
     width = max(len(k) for k, _ in rows) + 2
     return "\n".join(f"{k + ':':{width}}{v}" for k, v in rows)
+
+
+def run_time(seconds: float) -> str:
+    """How long a run took, for people: "0.35 s", "42 s", "4 min 12 s", "1 h 5 min"."""
+    if seconds < 10:
+        return f"{seconds:.2g} s" if seconds < 1 else f"{seconds:.1f} s"
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        m, rest = divmod(s, 60)
+        return f"{m} min {rest} s" if rest else f"{m} min"
+    return humanize(s)
+
+
+def _clock_time(ts: float) -> str:
+    """A moment in local time: "12:03" today, "2026-12-04 12:03" before."""
+    t = time.localtime(ts)
+    return time.strftime("%H:%M" if t[:3] == time.localtime()[:3] else "%Y-%m-%d %H:%M", t)
+
+
+def _print_json(value: Any) -> None:
+    """The one JSON document a ``--json`` command writes on stdout."""
+    print(json.dumps(value, indent=2))
+
+
+def _slug_url(service: Service, check: Check) -> str | None:
+    return f"{service.base_url}/ping/{service.ping_key}/{check.slug}" if check.slug else None
+
+
+def _render_pings(rows: list[dict[str, Any]]) -> str:
+    header = ("TIME", "KIND", "SOURCE", "METHOD", "EXIT", "RUN", "DURATION")
+    lines = [header]
+    for p in rows:
+        source = p["source"] + (f" {p['remote_addr']}" if p["remote_addr"] else "")
+        lines.append(
+            (
+                p["at"],
+                p["kind"],
+                source,
+                p["method"] or "-",
+                "-" if p["exit_status"] is None else str(p["exit_status"]),
+                p["rid"][:8] if p["rid"] else "-",
+                "-" if p["duration"] is None else run_time(p["duration"]),
+            )
+        )
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
 def snippets(service: Service, name: str) -> str:
@@ -341,10 +457,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     store, service = _open(config)
     try:
         if args.action == "add":
-            check = service.add_check(args.name, period=args.period, grace=args.grace, cron=args.cron, tz=args.tz)
+            fields: dict[str, Any] = {
+                k: getattr(args, k) for k in ("slug", "tags", "desc") if getattr(args, k) is not None
+            }
+            if args.manual_resume:
+                fields["manual_resume"] = True
+            if args.post_only:
+                fields["methods"] = "POST"
+            check = service.add_check(
+                args.name, period=args.period, grace=args.grace, cron=args.cron, tz=args.tz, token=args.token, **fields
+            )
             _poke_daemon(config)
+            if args.json:
+                _print_json(service.views.describe(check))
+                return EXIT_OK
             print(f"added {check.name}")
             print(f"ping URL: {service.ping_url(check)}")
+            slug_url = _slug_url(service, check)
+            if slug_url:
+                print(f"slug URL: {slug_url}")
             print(f"email:    {service.email_address(check)}")
         elif args.action == "list":
             rows = [service.views.describe(c) for c in service.list_checks()]
@@ -353,13 +484,32 @@ def cmd_check(args: argparse.Namespace) -> int:
             check = service.get_check(args.name)
             d = service.views.describe(check)
             if args.json:
-                print(json.dumps(d, indent=2))
+                _print_json(d)
             else:
-                print(_render_show(d))
+                print(_render_show(d, check, _slug_url(service, check)))
                 print()
                 print(snippets(service, check.name))
+        elif args.action == "pings":
+            if not 1 <= args.limit <= 1000:
+                raise UsageError("--limit takes a number from 1 to 1000")
+            pings = service.views.ping_log(args.name, args.limit)
+            if args.json:
+                _print_json({"pings": pings})
+            elif pings:
+                print(_render_pings(pings))
+            else:
+                print(f"no pings for {args.name} yet")
         elif args.action == "set":
             changes: dict[str, Any] = {}
+            if args.new_name is not None:
+                changes["name"] = args.new_name
+            for key in ("slug", "tags", "desc"):
+                if getattr(args, key) is not None:
+                    changes[key] = getattr(args, key)
+            if args.manual_resume:
+                changes["manual_resume"] = args.manual_resume == "on"
+            if args.methods:
+                changes["methods"] = "POST" if args.methods == "post" else ""
             if args.sms:
                 changes["sms_enabled"] = args.sms == "on"
             if args.email:
@@ -378,24 +528,109 @@ def cmd_check(args: argparse.Namespace) -> int:
                     changes[key] = getattr(args, key)
             check = service.patch_check(args.name, **changes)
             _poke_daemon(config)
-            print(f"updated {check.name}")
+            if args.json:
+                _print_json(service.views.describe(check))
+            elif check.name != args.name:
+                print(f"updated {check.name} (was {args.name})")
+            else:
+                print(f"updated {check.name}")
         elif args.action == "rm":
-            service.remove_check(args.name)
+            check = service.remove_check(args.name)
             _poke_daemon(config)
-            print(f"removed {args.name}")
+            if args.json:
+                _print_json(service.views.describe(check))
+            else:
+                print(f"removed {check.name}")
         elif args.action == "pause":
-            service.pause(args.name)
+            check = service.pause(args.name)
             _poke_daemon(config)
-            print(f"paused {args.name}")
+            if args.json:
+                _print_json(service.views.describe(check))
+            else:
+                print(f"paused {check.name}")
         elif args.action == "resume":
-            service.resume(args.name)
+            check = service.resume(args.name)
             _poke_daemon(config)
-            print(f"resumed {args.name}")
+            if args.json:
+                _print_json(service.views.describe(check))
+            else:
+                print(f"resumed {check.name}")
         elif args.action == "new-url":
             check = service.replace_token(args.name)
+            if args.json:
+                _print_json(service.views.describe(check))
+                return EXIT_OK
             print(f"replaced the ping URL of {check.name}; the old URL and address now answer 404")
             print(f"ping URL: {service.ping_url(check)}")
             print(f"email:    {service.email_address(check)}")
+        return EXIT_OK
+    finally:
+        store.close()
+
+
+def _key_json(key: ApiKey) -> dict[str, Any]:
+    """An API key's JSON form: never the key itself, only its first characters."""
+    return {
+        "id": key.id,
+        "label": key.label,
+        "prefix": key.prefix,
+        "scope": key.scope,
+        "created": iso(key.created),
+        "last_used": iso(key.last_used),
+        "revoked": iso(key.revoked),
+    }
+
+
+def _render_keys(keys: list[ApiKey]) -> str:
+    header = ("ID", "LABEL", "PREFIX", "SCOPE", "CREATED", "LAST USED", "REVOKED")
+    lines = [header]
+    for k in keys:
+        lines.append(
+            (
+                str(k.id),
+                k.label,
+                k.prefix + "…",
+                k.scope,
+                iso(k.created) or "-",
+                iso(k.last_used) or "never",
+                iso(k.revoked) or "-",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+
+
+def cmd_apikey(args: argparse.Namespace) -> int:
+    """``hbgw apikey add|list|rm``: the settings page's API keys. The key itself is printed once,
+    on stdout, and never logged (the store keeps only its SHA-256)."""
+    config = resolve_config(args)
+    store, service = _open(config)
+    try:
+        accounts = service.accounts
+        if args.action == "add":
+            key, secret = accounts.create_api_key(args.label, "read" if args.read_only else "write")
+            if args.json:
+                _print_json({**_key_json(key), "key": secret})
+            else:
+                print(f"added API key {key.id} ({key.label}, {'read-only' if key.scope == 'read' else 'read-write'})")
+                print(f"key (shown only now; it is not stored): {secret}")
+        elif args.action == "list":
+            keys = accounts.list_api_keys()
+            if args.json:
+                _print_json([_key_json(k) for k in keys])
+            else:
+                print(_render_keys(keys) if keys else "no API keys")
+        else:
+            try:
+                accounts.revoke_api_key(args.id)
+            except NotFound:
+                print(f"hbgw: no API key with id {args.id} (or it is revoked already)", file=sys.stderr)
+                return EXIT_FAIL
+            revoked = next(k for k in accounts.list_api_keys() if k.id == args.id)
+            if args.json:
+                _print_json(_key_json(revoked))
+            else:
+                print(f"revoked API key {revoked.id} ({revoked.label}): it no longer works")
         return EXIT_OK
     finally:
         store.close()
@@ -451,7 +686,10 @@ def cmd_sms(args: argparse.Namespace) -> int:
         except ModemError as e:
             print(f"hbgw: sending failed: {e}{'' if e.permanent else ' (a retry may help)'}", file=sys.stderr)
             return EXIT_FAIL
-        print("sent; message reference(s): " + " ".join(str(r) for r in refs))
+        if args.json:
+            _print_json({"to": args.number, "references": list(refs)})
+        else:
+            print("sent; message reference(s): " + " ".join(str(r) for r in refs))
         return EXIT_OK
     store, service = _open(config)
     try:
@@ -513,22 +751,27 @@ def cmd_ack(args: argparse.Namespace) -> int:
         if args.command == "ack":
             before = service.get_check(args.name)
             if before.acked:
-                print(f"{before.name} was acknowledged already, by {before.acked_by}")
-                return EXIT_OK
-            check = service.ack(args.name, "cli")
-            if not check.acked:
-                print(f"{check.name} is not down: nothing to acknowledge")
-                return EXIT_OK
-            print(f"acknowledged {check.name}: no more reminders or escalation for this outage")
+                message, check = f"{before.name} was acknowledged already, by {before.acked_by}", before
+            else:
+                check = service.ack(args.name, "cli")
+                message = (
+                    f"acknowledged {check.name}: no more reminders or escalation for this outage"
+                    if check.acked
+                    else f"{check.name} is not down: nothing to acknowledge"
+                )
+            result: Any = service.views.describe(check)
         elif args.command == "mute":
             check = service.mute(args.name, args.duration, "cli")
-            print(f"muted {check.name} for {format_duration(args.duration)}")
+            message, result = f"muted {check.name} for {format_duration(args.duration)}", service.views.describe(check)
         else:
             names = [args.name] if args.name else [c.name for c in service.list_checks() if c.muted_until]
-            for name in names:
-                service.unmute(name, "cli")
-            print(f"unmuted {', '.join(names)}" if names else "nothing was muted")
+            result = [service.views.describe(service.unmute(name, "cli")) for name in names]
+            message = f"unmuted {', '.join(names)}" if names else "nothing was muted"
         _poke_daemon(config)  # the daemon re-reads alert times
+        if args.json:
+            _print_json(result)
+        else:
+            print(message)
         return EXIT_OK
     finally:
         store.close()
@@ -593,7 +836,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from gateway.store import backup_database
 
     info = backup_database(resolve_config(args).db_path, args.file)
-    print(f"backed up to {info.path} ({_n_checks(info.checks)}, schema v{info.schema}, {info.size} bytes)")
+    if args.json:
+        _print_json({"path": str(info.path), "checks": info.checks, "schema": info.schema, "size": info.size})
+    else:
+        print(f"backed up to {info.path} ({_n_checks(info.checks)}, schema v{info.schema}, {info.size} bytes)")
     return EXIT_OK
 
 
@@ -614,6 +860,17 @@ def cmd_restore(args: argparse.Namespace) -> int:
         )
         return EXIT_FAIL
     info, bak = restore_database(args.file, config.db_path)
+    if args.json:
+        _print_json(
+            {
+                "path": str(info.path),
+                "checks": info.checks,
+                "schema": info.schema,
+                "size": info.size,
+                "previous": None if bak is None else str(bak),
+            }
+        )
+        return EXIT_OK
     print(f"restored {args.file} into {info.path} ({_n_checks(info.checks)}, schema v{info.schema})")
     if bak is not None:
         print(f"the previous database is kept as {bak}")
@@ -626,16 +883,24 @@ def cmd_simulate_modem(args: argparse.Namespace) -> int:
     return int(simulator.cli_main(args))
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from gateway import cliimport
+
+    return cliimport.cmd_import(args)
+
+
 COMMANDS = {
     "serve": cmd_serve,
     "init": cmd_init,
     "check": cmd_check,
+    "apikey": cmd_apikey,
     "passwd": cmd_passwd,
     "sms": cmd_sms,
     "modem": cmd_modem,
     "simulate-modem": cmd_simulate_modem,
     "backup": cmd_backup,
     "restore": cmd_restore,
+    "import": cmd_import,
     "status": cmd_status,
     "ack": cmd_ack,
     "mute": cmd_ack,
@@ -661,7 +926,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hbgw: {e}", file=sys.stderr)
         return EXIT_USAGE
     except ValidationError as e:
-        print(f"hbgw: {e}", file=sys.stderr)
+        print(f"hbgw: {e.field}: {e}", file=sys.stderr)
         return EXIT_USAGE
     except NotFound as e:
         print(f"hbgw: no check named {e}", file=sys.stderr)
@@ -671,3 +936,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAIL
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # stdout closed early (`hbgw check list | head`): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAIL

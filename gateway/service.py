@@ -641,35 +641,6 @@ class Service:
         logger.info("alert settings reset to the config file's")
         return self.load_owner_settings()
 
-    def edit_check(
-        self,
-        name: str,
-        *,
-        period: float | None,
-        grace: float | None,
-        cron: str | None,
-        tz: str | None,
-        repeat: float | None,
-        sms_enabled: bool,
-        email_enabled: bool,
-        filters: Mapping[str, Any],
-        ladder: str | None = None,
-    ) -> Check:
-        """Change every setting of a check at once (the check page's form): :meth:`patch_check`
-        with all fields."""
-        return self.patch_check(
-            name,
-            period=period,
-            grace=grace,
-            cron=cron,
-            tz=tz,
-            repeat=repeat,
-            sms_enabled=sms_enabled,
-            email_enabled=email_enabled,
-            filters=filters,
-            ladder=ladder,
-        )
-
     def _ladder_name(self, value: Any) -> str | None:
         """A check's ladder as given (None or "": the default). Raises ValidationError."""
         if value is None or value == "":
@@ -679,7 +650,7 @@ class Service:
             raise ValidationError("ladder", f"one of {', '.join(names)}, or empty for the default ladder")
         return value
 
-    def patch_check(self, name: str, **changes: Any) -> Check:
+    def patch_check(self, name: str, /, **changes: Any) -> Check:
         """Change some of a check's settings in one transaction, merged with the check as stored
         then (two edits at once never undo each other): any of ``period``, ``grace``, ``cron``,
         ``tz`` (None: the default), ``repeat`` (seconds; None: the global interval),

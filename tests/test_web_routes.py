@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import re
 import sqlite3
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -545,3 +546,43 @@ def test_it_refuses_the_settings_page_values_the_config_file_refuses(tmp_path: P
                 raise AssertionError(f"the file took {field} = {bad!r}")
             shown = re.search(rf'<p class="err" id="e-{field}">([^<]*)</p>', r.text)
             assert shown is not None and html.unescape(shown.group(1)) == said
+
+
+def test_the_check_page_edits_tags_slug_description_and_ping_rules_and_shows_run_times(
+    gw: Daemon, admin: WebClient
+) -> None:
+    add_check(admin, "nightly backup", "1d")
+    form = {
+        "csrf": admin.csrf(),
+        "period": "1d",
+        "grace": "1h",
+        "tz": "UTC",
+        "sms": "1",
+        "email": "1",
+        "tags": "db  office db",
+        "slug": "nightly",
+        "desc": "rsync to the NAS <weekly>",
+        "post_only": "1",
+    }
+    assert admin.post("/checks/nightly%20backup", form).status == 303
+    row = check_row(gw, "nightly backup")
+    assert row is not None
+    assert (row["tags"], row["slug"], row["description"], row["methods"], row["manual_resume"]) == (
+        "db office",
+        "nightly",
+        "rsync to the NAS <weekly>",
+        "POST",
+        0,
+    )
+    bad = admin.post("/checks/nightly%20backup", {**form, "csrf": admin.csrf(), "slug": "Not A Slug"})
+    assert bad.status == 400 and "lower-case a-z 0-9" in bad.text
+    token = row["token"]
+    rid = str(uuid.uuid4())
+    for suffix in (f"/start?rid={rid}", f"?rid={rid}"):
+        urllib.request.urlopen(urllib.request.Request(f"{gw.url}/ping/{token}{suffix}", method="POST"), timeout=10)
+    page = admin.get("/checks/nightly%20backup").text
+    assert "rsync to the NAS &lt;weekly&gt;" in page
+    assert '<span class="tag">db</span><span class="tag">office</span>' in page
+    assert re.search(r'<span id="last-run">Last run took \d+\.\d s\.</span>', page)
+    assert f'title="run id {rid}"' in page
+    assert re.search(r'<pre id="snip-slug">http://[^<]+/ping/[A-Za-z0-9_-]+/nightly</pre>', page)

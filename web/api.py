@@ -1,4 +1,5 @@
-"""The JSON API (``/api/v1``) and ``/metrics`` (Prometheus text), both behind an API key.
+"""The JSON API (``/api/v1``), behind an API key; ``install`` also adds ``/metrics``
+(:mod:`web.metrics`) and the status badges (:mod:`web.badges`).
 
 ``Authorization: Bearer <key>``; keys are made on the settings page and stored as hashes. A check
 is always its stable JSON form, :meth:`Service.describe`. Errors are ``{"error": message}`` with
@@ -39,10 +40,10 @@ from typing import Any
 import bottle
 
 from gateway.errors import ValidationError
-from gateway.readmodels import signal_bars
 from gateway.rules import settings as settings_rules
 from gateway.service import Service, parse_duration_field
 from gateway.store import Conflict, NotFound
+from web import badges, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def _flag(data: dict[str, Any], key: str, default: bool) -> bool:
 
 
 def install(app: bottle.Bottle, service: Service) -> None:
-    """Add the API routes and /metrics to ``app`` (authentication: the ``auth="api"`` option)."""
+    """Add the API routes, /metrics and the badges to ``app`` (authentication: the ``auth`` option)."""
 
     def handled(fn: Callable[..., str]) -> Callable[..., str]:
         def run(*args: Any, **kwargs: Any) -> str:
@@ -223,55 +224,10 @@ def install(app: bottle.Bottle, service: Service) -> None:
     route("/api/v1/checks/<name>/mute", "POST", mute)
     route("/api/v1/checks/<name>/unmute", "POST", unmute)
     route("/api/v1/checks/<name>/pings", "GET", pings)
-    app.route("/metrics", "GET", lambda: metrics(service), auth="api")
 
     def unknown(rest: str) -> str:
         return reply(404, {"error": "no such API endpoint"})
 
     app.route("/api/<rest:path>", ["GET", "POST", "PATCH", "PUT", "DELETE"], unknown)
-
-
-def metrics(service: Service) -> str:
-    """Prometheus text exposition format 0.0.4."""
-    m = service.views.metrics()
-    out = ["# HELP hbgw_checks Checks by current status.", "# TYPE hbgw_checks gauge"]
-    out += [f'hbgw_checks{{status="{s.value}"}} {n}' for s, n in m["checks"].items()]
-    out += [
-        "# HELP hbgw_pings_received_total Heartbeats received (all checks, all kinds).",
-        "# TYPE hbgw_pings_received_total counter",
-        f"hbgw_pings_received_total {m['pings']}",
-    ]
-    by_state: dict[tuple[str, str], int] = {}
-    for key, n in m["outbox"].items():
-        channel, _, state = key.partition(":")
-        by_state[(channel, state)] = n
-    out += ["# HELP hbgw_messages Outgoing messages by channel and state.", "# TYPE hbgw_messages gauge"]
-    for channel in ("sms", "email"):
-        for state in ("pending", "sending", "sent", "failed"):
-            out.append(f'hbgw_messages{{channel="{channel}",state="{state}"}} {by_state.get((channel, state), 0)}')
-    out += [
-        "# HELP hbgw_sms_sent_total SMS messages sent.",
-        "# TYPE hbgw_sms_sent_total counter",
-        f"hbgw_sms_sent_total {by_state.get(('sms', 'sent'), 0)}",
-        "# HELP hbgw_sms_failed_total SMS messages given up on.",
-        "# TYPE hbgw_sms_failed_total counter",
-        f"hbgw_sms_failed_total {by_state.get(('sms', 'failed'), 0)}",
-    ]
-    modem = m["modem"]
-    out += [
-        "# HELP hbgw_modem_connected Whether the modem is connected (1) or not (0).",
-        "# TYPE hbgw_modem_connected gauge",
-        f"hbgw_modem_connected {1 if modem and modem.connected else 0}",
-    ]
-    if modem and modem.signal_dbm is not None:
-        out += [
-            "# HELP hbgw_modem_signal_dbm Modem signal strength in dBm.",
-            "# TYPE hbgw_modem_signal_dbm gauge",
-            f"hbgw_modem_signal_dbm {modem.signal_dbm}",
-            "# HELP hbgw_modem_signal_bars Modem signal strength in bars (0-5).",
-            "# TYPE hbgw_modem_signal_bars gauge",
-            f"hbgw_modem_signal_bars {signal_bars(modem.signal_dbm)}",
-        ]
-    bottle.response.content_type = "text/plain; version=0.0.4; charset=utf-8"
-    bottle.response.set_header("Cache-Control", "no-store")
-    return "\n".join(out) + "\n"
+    metrics.install(app, service)
+    badges.install(app, service)

@@ -20,7 +20,7 @@ import bottle
 
 from gateway.config import Config
 from gateway.service import Service
-from web import api, auth, pages, ping
+from web import api, auth, hcapi, pages, ping
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ def create_app(service: Service, config: Config, *, demo_phone: Any = None) -> b
     )
     site.install()
     api.install(app, service)
+    hcapi.install(app, service)
 
     def plain_error(err: bottle.HTTPError) -> str:
         if err.status_code >= 500:
@@ -139,6 +140,9 @@ class Site:
     async def _admin(self, scope: ping.Scope, receive: ping.Receive, send: ping.Send) -> None:
         if scope["type"] != "http":
             return  # no websockets here
+        if hcapi.is_internal(scope["path"]):
+            await _plain(send, 404, "not found")  # Healthchecks' routes are reached only through hcapi.dialect
+            return
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         chunked = any(k == b"transfer-encoding" for k, _ in scope["headers"])
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
@@ -146,6 +150,7 @@ class Site:
                 send, 413 if length.isdigit() else 400, "body too large" if length.isdigit() else "bad request"
             )
             return
+        body: bytes | ping.Reply | None = b""
         if chunked or (length is not None and int(length) > 0):
             # Take the (small) body here, bounded in size and time, so a slow or oversized upload
             # never ties up a page thread; the app then reads it from memory.
@@ -160,6 +165,10 @@ class Site:
                 await _plain(send, body.status, body.text)
                 return
             receive = _replay(body, receive)
+        # Healthchecks' management API shares /api/v1 with ours: hcapi.dialect tells them apart
+        target = hcapi.dialect(scope["path"], scope["headers"], body if isinstance(body, bytes) else b"")
+        if target is not None:
+            scope = {**scope, "path": target, "raw_path": target.encode()}
         await self._bridge(scope, receive, send)
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from gateway.config import Config
 from gateway.errors import ValidationError
 from gateway.model import ApiKey, ModemLogRow, iso
 from gateway.readmodels import CheckPage, ModemPage
-from gateway.rules.durations import format_duration, humanize
+from gateway.rules.durations import format_duration, humanize, run_time
 from gateway.rules.settings import format_quiet_hours
 from gateway.rules.status import STATUS_ORDER
 from gateway.service import Service, parse_duration_field
@@ -144,6 +144,7 @@ class Pages:
             when=self._when,
             iso=iso,
             dur=humanize,
+            runtime=run_time,
             fdur=format_duration,
             q=quote,
         )
@@ -370,6 +371,9 @@ class Pages:
                 "filter_success",
                 "filter_fail",
                 "filter_start",
+                "slug",
+                "tags",
+                "desc",
             )
         }
         values.update(
@@ -377,10 +381,18 @@ class Pages:
             email=f.get("email") == "1",
             filter_subject=f.get("filter_subject") == "1",
             filter_body=f.get("filter_body") == "1",
+            manual_resume=f.get("manual_resume") == "1",
+            post_only=f.get("post_only") == "1",
         )
         try:
-            self.service.edit_check(
+            # every field of the form at once, in one transaction (Service.patch_check)
+            self.service.patch_check(
                 name,
+                slug=values["slug"],
+                tags=values["tags"],
+                desc=values["desc"],
+                manual_resume=values["manual_resume"],
+                methods="POST" if values["post_only"] else "",
                 period=parse_duration_field("period", values["period"]),
                 grace=parse_duration_field("grace", values["grace"]),
                 cron=values["cron"].strip() or None,
@@ -415,6 +427,9 @@ class Pages:
             values=values,
             errors=errors,
             ping_url=self.service.ping_url(page.check),
+            slug_url=f"{self.service.base_url}/ping/{self.service.ping_key}/{page.check.slug}"
+            if page.check.slug
+            else "",
             saved=bool(bottle.request.query.get("saved")) and not errors,
             new_url=bool(bottle.request.query.get("new-url")),
             ladders=self.service.settings.ladder_names,
@@ -437,6 +452,11 @@ class Pages:
             "filter_start": ", ".join(fl.start),
             "filter_subject": fl.subject,
             "filter_body": fl.body,
+            "slug": c.slug,
+            "tags": c.tags,
+            "desc": c.desc,
+            "manual_resume": c.manual_resume,
+            "post_only": c.methods == "POST",
         }
 
     def delete(self, name: str) -> bytes:

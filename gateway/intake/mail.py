@@ -635,7 +635,7 @@ class _Handler:
         except StoreError as e:
             logger.error("cannot store an email heartbeat: %s", e)
             return STORAGE_FAILED
-        if PingOutcome.OK in outcomes:
+        if PingOutcome.OK in outcomes or PingOutcome.CREATED in outcomes:
             return RECORDED
         if PingOutcome.LIMIT in outcomes:
             return CHECK_LIMIT

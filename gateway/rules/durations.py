@@ -53,3 +53,15 @@ def humanize(seconds: float) -> str:
         return f"{h} h {m} min" if m else f"{h} h"
     d, h = divmod(s // 3600, 24)
     return f"{d} d {h} h" if h else f"{d} d"
+
+
+def run_time(seconds: float) -> str:
+    """How long a job ran, to the precision people compare runs by: "0.4 s", "12.3 s",
+    "4 min 12 s", then as :func:`humanize` from an hour on."""
+    s = max(0.0, seconds)
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        m, rest = divmod(int(s), 60)
+        return f"{m} min {rest} s" if rest else f"{m} min"
+    return humanize(s)

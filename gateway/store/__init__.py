@@ -753,3 +753,23 @@ class Store:
         """The kept counters: messages by ``<channel>:<state>`` pruned from the outbox, pings of
         removed checks."""
         return tx.counters(self._reader())
+
+    # ---- Healthchecks' management API (web.hcapi) ----
+
+    def list_flips(
+        self, check_id: int, start: float | None = None, end: float | None = None, limit: int = 1000
+    ) -> list[Event]:
+        """A check's status changes, newest first: at or after ``start``, before ``end``."""
+        rows = (
+            self._reader()
+            .execute(
+                "SELECT id, check_id, at, kind, old_status, new_status, detail FROM events"
+                " WHERE check_id = ? AND kind = 'flip' AND at >= ? AND at < ? ORDER BY id DESC LIMIT ?",
+                (check_id, -1e18 if start is None else start, 1e18 if end is None else end, limit),
+            )
+            .fetchall()
+        )
+        return [Event(*r) for r in rows]
+
+    def count_checks(self) -> int:
+        return int(self._reader().execute("SELECT count(*) FROM checks").fetchone()[0])
