@@ -20,6 +20,7 @@ from typing import Any
 from gateway.rules import escalation as ladder
 from gateway.rules import settings as rules
 from gateway.rules.durations import parse_duration
+from gateway.rules.relay import MAX_PARTS, RelayRules
 from gateway.rules.settings import E164, PIN, Settings, SettingsError
 
 
@@ -123,6 +124,8 @@ class Config:
     security: SecurityConfig = SecurityConfig()
     defaults: DefaultsConfig = DefaultsConfig()
     peer: PeerConfig = PeerConfig()
+    relay: RelayRules = field(default_factory=RelayRules)  # the box as the house's SMS gateway (gateway.rules.relay)
+    contacts: tuple[ladder.Contact, ...] = ()  # [contacts], for relayed messages addressed by name
     demo: bool = False
     source: Path | None = None  # the file it came from, for messages
 
@@ -322,7 +325,7 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-TABLES = ("http", "smtp", "modem", "contacts", "alerts", "email", "security", "defaults", "peer")
+TABLES = ("http", "smtp", "modem", "contacts", "alerts", "email", "security", "defaults", "peer", "relay")
 
 
 def _section(src: str, top: dict[str, Any], name: str) -> _Reader:
@@ -478,6 +481,8 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         raise r.fail("url", "must be an http:// or https:// URL, e.g. https://other-gateway:8080/ping/<token>")
     r.done()
 
+    relay = _relay(_section(source, top, "relay"))
+
     r = _Reader(source, "", top, known=[f"[{t}]" for t in TABLES])
     raw_dir = r.string("data_dir", None)
     r.done()
@@ -496,8 +501,41 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         security=security,
         defaults=defaults,
         peer=peer,
+        relay=relay,
+        contacts=tuple(people.values()),
         source=Path(source) if source != "<config>" else None,
     )
+
+
+def _relay(r: _Reader) -> RelayRules:
+    """``[relay]``: who may send SMS through the box, and how much (gateway.rules.relay)."""
+    d = RelayRules()
+    allow_from = r.strings("allow_from")
+    for entry in allow_from:
+        if "@" not in entry:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise r.fail("allow_from", f"{entry!r} is not an address, an @domain or a network") from None
+    key = r.string("key", None)
+    if key is not None and not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", key):
+        raise r.fail("key", "must be 16-128 characters of A-Z a-z 0-9 _ -")
+    share = r.pop("share", (int, float), d.share)
+    if not 0 < share <= 1:
+        raise r.fail("share", f"a fraction of [alerts] max_sms_per_hour, above 0 and at most 1, got {share}")
+    rules_ = RelayRules(
+        enabled=r.boolean("enabled", d.enabled),
+        max_parts=r.integer("max_parts", d.max_parts, 1, MAX_PARTS),
+        unicode=r.choice("unicode", d.unicode, ("ucs2", "transliterate")),
+        share=float(share),
+        per_sender_per_hour=r.integer("per_sender_per_hour", d.per_sender_per_hour, 1, 10_000),
+        allow_from=allow_from,
+        key=key,
+        forward_sms=r.choice("forward_sms", d.forward_sms, ("off", "strangers", "all")),
+        allow_numbers=r.checked("allow_numbers", list, (), rules.phone_numbers),
+    )
+    r.done()
+    return rules_
 
 
 def load(path: Path) -> Config:

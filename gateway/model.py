@@ -172,12 +172,15 @@ class OutboxRow:
     error: str | None
     sent_at: float | None
     refs: str | None  # the modem's message references, once sent
-    kind: str  # down | fail | up | reminder | escalation | call | note | test | reply | budget | modem | summary
+    # down | fail | up | reminder | escalation | call | note | test | reply | budget | modem | summary;
+    # relay (sent for someone else, gateway.relay) | forward (an inbound SMS, by email)
+    kind: str
     check_name: str | None
     check_id: int | None
     delivery: str | None = None  # JSON {"<ref>": "delivered"|"pending"|"failed"} from delivery reports
     delivered_at: float | None = None  # when the last part was delivered
     delivery_note: str | None = None  # the network's words for the latest report
+    origin: str | None = None  # a relayed message's sender ("mail nas@home.lan", "api key 3 (backup)")
 
     @property
     def delivery_state(self) -> str | None:
@@ -211,6 +214,7 @@ class OutboxRow:
             "created": iso(self.created),
             "sent_at": iso(self.sent_at),
             "refs": self.refs,
+            "origin": self.origin,
         }
 
 

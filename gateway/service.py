@@ -22,6 +22,7 @@ from gateway.config import Config, parse_hostport
 from gateway.errors import ValidationError
 from gateway.model import Check, Flip, ModemReport, PingKind, PingMeta, Schedule, Status
 from gateway.readmodels import Views
+from gateway.relay import Relay
 from gateway.rules import checkfields, keywords, lifecycle
 from gateway.rules import commands as cmds
 from gateway.rules import schedule as sched
@@ -80,6 +81,7 @@ class Service:
         self._settings = self._load_settings()  # the file's, with what the owner saved on the page
         self.accounts = Accounts(store, config, clock=clock)  # logins, sessions, API keys
         self.smspath = SmsPath(self)  # the daily canary and the prepaid balance
+        self.relay = Relay(self)  # messages others in the house send through the modem
         self.views = Views(self)  # what pages, the CLI and /metrics show
         # Set by the daemon: a callable giving the modem's current status for pages and probes.
         self.modem_status_source: Callable[[], ModemReport | None] | None = None
@@ -100,9 +102,9 @@ class Service:
                 for f in self._deadline_listeners:
                     f(t)
         if flips:
-            self._outbox_changed()
+            self.notify_outbox()
 
-    def _outbox_changed(self) -> None:
+    def notify_outbox(self) -> None:
         for h in self._outbox_listeners:
             h()
 
@@ -308,7 +310,7 @@ class Service:
         for d in decisions:
             if d.error is not None and d.check is not None:
                 logger.error("cannot evaluate check id=%d (%s); retrying in an hour", d.check.id, d.error)
-        self._outbox_changed()  # flips may have queued alerts, and reminders come without flips
+        self.notify_outbox()  # flips may have queued alerts, and reminders come without flips
         return [d.flip for d in decisions if d.flip is not None]
 
     def next_deadline(self) -> float | None:
@@ -322,7 +324,7 @@ class Service:
         reset = [d.check for d in decisions if d.check is not None]
         if reset:
             logger.info("gateway was offline; %d check(s) given a fresh period", len(reset))
-            self._outbox_changed()
+            self.notify_outbox()
         return reset
 
     def clock_stepped(self, expected: float, now: float) -> list[Check]:
@@ -348,7 +350,7 @@ class Service:
         checks = [d.check for d in decisions if d.check is not None]
         reset = checks if now >= expected else [c for c in checks if c.anchor == now]
         logger.warning("the system clock jumped %+.1f s; %d check(s) given a fresh period", now - expected, len(reset))
-        self._outbox_changed()
+        self.notify_outbox()
         return reset
 
     # ------------------------------------------------------------------ inbound SMS
@@ -437,7 +439,7 @@ class Service:
         if reply_to is None:
             return None
         await self.store.awrite_message("reply", "sms", reply_to, reply, self.clock())
-        self._outbox_changed()
+        self.notify_outbox()
         return reply
 
     async def _carry_out(self, c: cmds.Command, by: str) -> tuple[str, str | None]:
@@ -479,7 +481,7 @@ class Service:
         if len(text) > 1000:
             raise ValidationError("text", "at most 1000 characters")
         oid = self.store.queue_message("test", "sms", number, text, self.clock())
-        self._outbox_changed()
+        self.notify_outbox()
         return oid
 
     async def notify_owner(self, text: str) -> None:
@@ -488,7 +490,7 @@ class Service:
         now = self.clock()
         for addr in self.settings.email_to:
             await self.store.awrite_message("modem", "email", addr, text, now)
-        self._outbox_changed()
+        self.notify_outbox()
 
     async def record_modem_health(
         self,
@@ -530,7 +532,7 @@ class Service:
         text = summary_text(statuses, modem_word(self.modem_status()))
         n = await self.store.queue_once(SUMMARY_DAY_KEY, day, "summary", "sms", self.settings.sms_to, text, now)
         if n:
-            self._outbox_changed()
+            self.notify_outbox()
             logger.info("daily summary queued for %d recipient(s)", n)
         return n
 

@@ -85,7 +85,7 @@ class SmsPath:
         await self.service.store.queue_noted(
             CANARY_KEY, state.to_json(), "canary", "sms", number, smspath.canary_text(token), now
         )
-        self.service._outbox_changed()
+        self.service.notify_outbox()
         return token
 
     async def canary_back(self, sender: str, text: str) -> bool:

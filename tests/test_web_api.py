@@ -137,6 +137,10 @@ def test_it_manages_checks(gw: Daemon, api: Api) -> None:
     status, err = api("POST", "/api/v1/checks", {"name": "bad", "period": "soon"})
     assert status == 400 and err["field"] == "period"
     assert api("POST", "/api/v1/checks", {"name": ""})[1]["field"] == "name"
+    # a Healthchecks-shaped body sent with our Bearer key is refused, never half-applied
+    status, err = api("POST", "/api/v1/checks", {"name": "hc-shaped", "timeout": 300, "schedule": "* * * * *"})
+    assert (status, err["field"]) == (400, "schedule") and "unknown field" in err["error"]
+    assert api("GET", "/api/v1/checks/hc-shaped")[0] == 404
     assert api("POST", "/api/v1/checks", [1, 2])[0] == 400
 
     assert api("GET", "/api/v1/checks/api-box")[1]["ping_url"] == check["ping_url"]

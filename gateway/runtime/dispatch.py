@@ -6,7 +6,8 @@ next start releases the lease and sends it again (one duplicate at most, the one
 Retries back off; after ``fallback_after`` failed attempts of an alert (each row counts its own,
 whatever it was merged with), or at once on a permanent error, an SMS goes by email instead and
 the owner is told by email that SMS is failing. At most ``max_sms_per_hour`` SMS leave per hour;
-beyond that one notice SMS, the rest by email.
+beyond that one notice SMS, the rest by email. Relayed messages (gateway.relay) go after the
+alerts, one SMS each, and wait while the budget is used up.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 LEASE = 300.0  # longer than any send (modem wait + 60 s per part)
 HOUR = 3600.0
+RELAY_WAIT = 600.0  # a relayed message over the SMS budget looks again after this
+RELAY_PATIENCE = 86400.0  # and gives up after this
+RELAY_ATTEMPTS = 5  # failed sends of a relayed message before it fails for good
 
 
 class Dispatcher:
@@ -72,7 +76,12 @@ class Dispatcher:
                 await asyncio.sleep(1)
                 continue
             if groups:
-                await asyncio.gather(*(self._send_group(g) for g in groups))
+                # Our own alerts first; then what others asked us to relay, one message each
+                # (never merged with alerts), so a flood of relayed mail never delays an alert.
+                alerts = [a for a in ([r for r in g if r.kind != "relay"] for g in groups) if a]
+                await asyncio.gather(*(self._send_group(g) for g in alerts))
+                for row in (r for g in groups for r in g if r.kind == "relay"):
+                    await self._send_group([row])
                 continue
             nxt = self.store.next_due_message()  # a read: one indexed row, no writer wait
             timeout = 60.0 if nxt is None else max(0.0, min(60.0, nxt - self.clock()))
@@ -90,6 +99,9 @@ class Dispatcher:
             logger.exception("dispatch failed for outbox rows %s", [r.id for r in rows])
 
     async def _send(self, rows: list[OutboxRow]) -> None:
+        if rows[0].kind == "relay":
+            await self._relay(rows[0])
+            return
         now = self.clock()
         channel_name, recipient = rows[0].channel, rows[0].recipient
         ids = [r.id for r in rows]
@@ -128,6 +140,35 @@ class Dispatcher:
             await self.service.smspath.sent_with_refs(recipient, ref)
         if channel_name == "call" and ref == "answered":
             await self.service.call_answered([r.check_name for r in rows if r.check_name], recipient)
+
+    async def _relay(self, row: OutboxRow) -> None:
+        """Send one relayed message as it is. Over the SMS budget it waits (our alerts keep
+        their share); a message that could not go within RELAY_PATIENCE fails, visibly, with no
+        email fallback (it was not ours to begin with; its sender sees the state in the API)."""
+        now = self.clock()
+        budget = self.service.settings.max_sms_per_hour
+        if self._over_budget(now, budget):
+            if now - row.created > RELAY_PATIENCE:
+                await self.store.mark_failed([row.id], f"SMS budget of {budget}/h used up for a day", (), now)
+            else:
+                await self.store.mark_retries({row.id: now + RELAY_WAIT}, f"waiting for the SMS budget ({budget}/h)")
+            return
+        channel = self.channels.get("sms")
+        try:
+            if channel is None:
+                raise ChannelError("no sms channel configured", permanent=True)
+            ref = await channel.send(row.recipient, row.text)
+        except ChannelError as e:
+            tries = row.attempts + 1
+            if policy.give_up(e.permanent, tries, RELAY_ATTEMPTS):
+                await self.store.mark_failed([row.id], str(e), (), self.clock())
+                logger.error("relayed SMS %d to %s failed for good: %s", row.id, mask(row.recipient), e)
+            else:
+                await self.store.mark_retries({row.id: self.clock() + policy.retry_delay(tries)}, str(e))
+            return
+        await self.store.mark_sent([row.id], ref, self.clock())
+        logger.info("sent relayed SMS %d to %s (from %s)", row.id, mask(row.recipient), row.origin)
+        await self.service.smspath.sent_with_refs(row.recipient, ref)
 
     async def _failed(self, rows: list[OutboxRow], e: ChannelError) -> None:
         """A send failed. Attempts belong to each alert, not to the message that merged them:

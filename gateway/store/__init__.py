@@ -35,7 +35,7 @@ from gateway.rules.lifecycle import Decision
 from gateway.rules.slugs import slugify
 from gateway.store import tx
 from gateway.store.backup import DatabaseInfo, backup_database, restore_database
-from gateway.store.errors import Ambiguous, Conflict, NotFound, StoreError
+from gateway.store.errors import Ambiguous, Conflict, NotFound, Refused, StoreError
 from gateway.store.rows import (
     API_KEY_COLUMNS,
     CHECK_COLUMNS,
@@ -60,6 +60,7 @@ __all__ = [
     "DecidePing",
     "NotFound",
     "PingResult",
+    "Refused",
     "Store",
     "StoreError",
     "backup_database",
@@ -272,6 +273,30 @@ class Store:
 
     async def release_leases(self) -> int:
         return await self.awrite(tx.release_leases, durable=True)
+
+    async def queue_relay(
+        self, recipients: Sequence[str], text: str, origin: str, now: float, room: Callable[[int, int], str | None]
+    ) -> list[int]:
+        """Queue a relayed SMS per recipient, durably, if ``room`` allows (tx.queue_relay);
+        returns the outbox ids. Raises Refused."""
+        return await self.awrite(tx.queue_relay, recipients, text, origin, now, room, durable=True)
+
+    def queue_relay_now(
+        self, recipients: Sequence[str], text: str, origin: str, now: float, room: Callable[[int, int], str | None]
+    ) -> list[int]:
+        """:meth:`queue_relay` for threads (the web API): waits for the commit."""
+        return self.write(tx.queue_relay, recipients, text, origin, now, room, durable=True)
+
+    def get_message(self, outbox_id: int) -> OutboxRow | None:
+        r = self._reader().execute(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
+        return outbox_from_row(r) if r else None
+
+    def relayed_since(self, since: float) -> dict[str, int]:
+        """Relayed messages queued since ``since``, by origin (the /modem page's shares)."""
+        rows = self._reader().execute(
+            "SELECT origin, count(*) FROM outbox WHERE kind = 'relay' AND created >= ? GROUP BY origin", (since,)
+        )
+        return {origin or "": n for origin, n in rows}
 
     async def claim_due(self, now: float, lease: float) -> list[list[OutboxRow]]:
         return await self.awrite(tx.claim_due, now, lease, durable=True)

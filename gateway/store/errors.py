@@ -17,3 +17,7 @@ class NotFound(StoreError):
 
 class Ambiguous(Conflict):
     """More than one row answers to the name given (e.g. two checks with one slug)."""
+
+
+class Refused(StoreError):
+    """A write that a rule checked inside its transaction refused (the message says why)."""

@@ -54,7 +54,7 @@ def check_from_row(r: sqlite3.Row) -> Check:
 
 OUTBOX_COLUMNS = (
     "id, created, channel, recipient, text, state, attempts, error, sent_at, refs, kind, check_name, check_id,"
-    " delivery, delivered_at, delivery_note"
+    " delivery, delivered_at, delivery_note, origin"
 )
 
 
@@ -76,6 +76,7 @@ def outbox_from_row(r: sqlite3.Row) -> OutboxRow:
         delivery=r["delivery"],
         delivered_at=r["delivered_at"],
         delivery_note=r["delivery_note"],
+        origin=r["origin"],
     )
 
 

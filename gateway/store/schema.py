@@ -179,6 +179,12 @@ MIGRATIONS: list[str] = [
         value INTEGER NOT NULL
     );
     """,
+    # v8: relayed messages (the box as the house's SMS gateway): who asked for each one, so a
+    # sender's hourly share can be counted, and an index to count the last hour's quickly
+    """
+    ALTER TABLE outbox ADD COLUMN origin TEXT;
+    CREATE INDEX outbox_relayed ON outbox(created) WHERE kind = 'relay';
+    """,
 ]
 
 

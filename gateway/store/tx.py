@@ -15,7 +15,7 @@ from gateway.rules.lifecycle import Decision
 from gateway.rules.policy import Outgoing
 from gateway.rules.slugs import slugify
 from gateway.rules.status import effective_kind
-from gateway.store.errors import Ambiguous, Conflict, NotFound
+from gateway.store.errors import Ambiguous, Conflict, NotFound, Refused
 from gateway.store.rows import CHECK_COLUMNS, OUTBOX_COLUMNS, check_from_row, outbox_from_row
 
 PING_HISTORY = 1000  # newest pings kept per check
@@ -312,6 +312,36 @@ def queue_noted(
     """Queue a message and set a setting in one transaction (the canary and its record)."""
     set_setting(conn, key, value)
     return queue_message(conn, kind, channel, recipient, text, now, None)
+
+
+def queue_relay(
+    conn: sqlite3.Connection,
+    recipients: Sequence[str],
+    text: str,
+    origin: str,
+    now: float,
+    room: Callable[[int, int], str | None],
+) -> list[int]:
+    """Queue a relayed SMS to each of ``recipients`` if ``room(sent_by_origin, sent_relayed)``
+    (counted over the last hour, this message's parts included) says there is room; raises
+    Refused with its reason otherwise. One transaction: two senders racing for the last slot
+    cannot both get it."""
+    by_origin, relayed = conn.execute(
+        "SELECT count(*) FILTER (WHERE origin = ?), count(*) FROM outbox WHERE kind = 'relay' AND created >= ?",
+        (origin, now - 3600),
+    ).fetchone()
+    why = room(by_origin + len(recipients) - 1, relayed + len(recipients) - 1)
+    if why is not None:
+        raise Refused(why)
+    return [
+        insert(
+            conn,
+            "INSERT INTO outbox (created, channel, recipient, text, not_before, kind, origin)"
+            " VALUES (?, 'sms', ?, ?, ?, 'relay', ?)",
+            (now, to, text, now, origin),
+        )
+        for to in recipients
+    ]
 
 
 def claim_due(conn: sqlite3.Connection, now: float, lease: float) -> list[list[OutboxRow]]:

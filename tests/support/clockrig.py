@@ -41,12 +41,19 @@ def config(
     security: dict[str, Any] | None = None,
     contacts: dict[str, Any] | None = None,
     modem: dict[str, Any] | None = None,
+    relay: dict[str, Any] | None = None,
 ) -> Config:
-    """A config as the file would give it: ``alerts``, ``security``, ``contacts`` and ``modem``
-    are its tables (values as TOML has them), laid over SMS to OWNER, email to EMAIL, no
-    coalescing delay, UTC."""
+    """A config as the file would give it: ``alerts``, ``security``, ``contacts``, ``modem`` and
+    ``relay`` are its tables (values as TOML has them), laid over SMS to OWNER, email to EMAIL,
+    no coalescing delay, UTC."""
     table = {"sms_to": [OWNER], "email_to": [EMAIL], "coalesce": "0s", "tz": "UTC", **(alerts or {})}
-    tables = {"alerts": table, "security": security or {}, "contacts": contacts or {}, "modem": modem or {}}
+    tables = {
+        "alerts": table,
+        "security": security or {},
+        "contacts": contacts or {},
+        "modem": modem or {},
+        "relay": relay or {},
+    }
     return parse({"data_dir": str(data_dir), **tables})
 
 
@@ -101,11 +108,12 @@ class Gateway:
         security: dict[str, Any] | None = None,
         contacts: dict[str, Any] | None = None,
         modem: dict[str, Any] | None = None,
+        relay: dict[str, Any] | None = None,
         clocks: Clocks | None = None,
     ) -> None:
-        """``alerts``, ``security``, ``contacts`` and ``modem``: as for :func:`config`."""
+        """``alerts``, ``security``, ``contacts``, ``modem`` and ``relay``: as for :func:`config`."""
         self.clocks = clocks or Clocks()
-        self.config = config(data_dir, alerts=alerts, security=security, contacts=contacts, modem=modem)
+        self.config = config(data_dir, alerts=alerts, security=security, contacts=contacts, modem=modem, relay=relay)
         self.sms, self.email = RecordingChannel("sms"), RecordingChannel("email")
         self.call = RecordingChannel("call")  # the escalation ladder's phone calls
         self.store = Store(self.config.db_path)
