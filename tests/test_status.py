@@ -218,3 +218,28 @@ def test_it_keeps_stored_facts_consistent_after_any_sequence(schedule: Schedule,
         if check.status is Status.PAUSED:
             assert check.next_deadline is None
     assert dataclasses.replace(check) == check
+
+
+@pytest.mark.parametrize(
+    ("cron", "anchor", "want"),
+    [
+        # Europe/Paris, 2026-10-25: 03:00 CEST becomes 02:00 CET; 02:00-02:59 happens twice.
+        ("*/10 * * * *", (2026, 10, 25, 2, 55, 0), (2026, 10, 25, 2, 0, 1)),  # into the second pass
+        ("*/10 * * * *", (2026, 10, 25, 2, 15, 1), (2026, 10, 25, 2, 20, 1)),  # within it
+        ("30 2 * * *", (2026, 10, 25, 2, 40, 1), (2026, 10, 26, 2, 30, 0)),  # a daily job: tomorrow
+        ("0 3 * * *", (2026, 10, 24, 3, 0, 0), (2026, 10, 25, 3, 0, 0)),
+        # 2026-03-29: 02:00 CET becomes 03:00 CEST; 02:30 does not exist that day
+        ("30 2 * * *", (2026, 3, 28, 2, 30, 0), (2026, 3, 29, 3, 30, 0)),
+        ("0 12 * * *", (2026, 3, 28, 12, 0, 0), (2026, 3, 29, 12, 0, 0)),
+    ],
+)
+def test_cron_firings_follow_the_local_clock_across_dst_changes(
+    cron: str, anchor: tuple[int, ...], want: tuple[int, ...]
+) -> None:
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+
+    def at(y: int, mo: int, d: int, h: int, mi: int, fold: int) -> float:
+        return dt.datetime(y, mo, d, h, mi, tzinfo=paris, fold=fold).timestamp()
+
+    s = Schedule(period=900, grace=300, cron=cron, tz="Europe/Paris")
+    assert sched.expected_after(s, at(*anchor)) == at(*want)

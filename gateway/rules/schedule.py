@@ -11,6 +11,9 @@ from croniter import croniter
 from gateway.model import Schedule
 
 MAX_PERIOD = 365 * 86400.0
+_MAX_SKIPS = 400  # firings looked at around an autumn change (every minute for 3 h, and more)
+_BACK = dt.timedelta(hours=3)  # more than any DST shift (2 h at most, Troll station)
+_NO_SHIFT = dt.timedelta(0)
 
 
 class ScheduleError(ValueError):
@@ -42,11 +45,47 @@ def expected_after(schedule: Schedule, anchor: float) -> float:
 
     Period schedules: ``anchor + period``. Cron schedules: the first firing strictly after
     ``anchor`` in the schedule's time zone (so DST shifts follow local time).
+
+    The expression walks the local wall clock (naive times), and each firing is placed in the
+    zone here: croniter's own handling of aware times across DST changes differs between its
+    versions (3.x puts 03:00 on the autumn change day at 04:00). A wall time in the repeated hour
+    of an autumn change fires in both passes (``*/10`` keeps pinging every 10 min); one in the
+    skipped hour of a spring change fires when the clock has moved on (02:30 → 03:30).
     """
     if schedule.cron is None:
         return anchor + schedule.period
-    start = dt.datetime.fromtimestamp(anchor, _zone(schedule.tz))
-    return float(croniter(schedule.cron, start).get_next(float))
+    zone = _zone(schedule.tz)
+    local = dt.datetime.fromtimestamp(anchor, zone)
+    walk = croniter(schedule.cron, local.replace(tzinfo=None))
+    first: dt.datetime = walk.get_next(dt.datetime)
+    t = first.replace(tzinfo=zone).timestamp()
+    if t > anchor and _offset(zone, t) >= (local.utcoffset() or _NO_SHIFT) and len(_placements(first, zone)) == 1:
+        return t  # no autumn change in between: the common case, one step
+    # An autumn change lies ahead: wall times run back, so walk from before it and take the
+    # earliest real time after the anchor among both passes of each wall time.
+    walk = croniter(schedule.cron, local.replace(tzinfo=None) - _BACK)
+    best: float | None = None
+    for _ in range(_MAX_SKIPS):
+        naive: dt.datetime = walk.get_next(dt.datetime)
+        times = _placements(naive, zone)
+        best = min([x for x in (best, *times) if x is not None and x > anchor], default=None)
+        if best is not None and times[0] > best + _BACK.total_seconds():
+            return best
+    if best is None:
+        raise ScheduleError(f"{schedule.cron!r} never fires after {anchor}")
+    return best
+
+
+def _offset(zone: dt.tzinfo, t: float) -> dt.timedelta:
+    return dt.datetime.fromtimestamp(t, zone).utcoffset() or _NO_SHIFT
+
+
+def _placements(naive: dt.datetime, zone: dt.tzinfo) -> list[float]:
+    """The real times the wall time ``naive`` happens at in ``zone``: two in an autumn change's
+    repeated hour, else one (a time a spring change skips: the one the clock moved on to)."""
+    times = sorted({naive.replace(tzinfo=zone, fold=fold).timestamp() for fold in (0, 1)})
+    real = [t for t in times if dt.datetime.fromtimestamp(t, zone).replace(tzinfo=None) == naive]
+    return real or [naive.replace(tzinfo=zone).timestamp()]
 
 
 def deadlines(schedule: Schedule, anchor: float | None, last_start: float | None) -> tuple[float, float] | None:
