@@ -18,6 +18,7 @@ from gateway.rules import keywords, smspath
 from gateway.rules import status as st
 from gateway.rules.durations import humanize
 from gateway.rules.policy import clock as policy_clock
+from gateway.rules.relay import relay_budget
 from gateway.rules.settings import Settings
 from gateway.rules.status import STATUS_ORDER, count_statuses
 from gateway.snippets import Snippet, snippets
@@ -101,6 +102,8 @@ class ModemPage:
     reports: str | None = None  # "no delivery reports from this network ..." (see delivery_reports)
     canary: smspath.Canary | None = None  # the SMS path's last proof (None: no canary configured)
     balance: smspath.Balance | None = None  # the last balance check (None: none configured)
+    relay_budget: int | None = None  # relayed SMS allowed per hour (None: relaying is off)
+    relayed: dict[str, int] = dataclasses.field(default_factory=dict)  # queued in the last hour, by sender
 
 
 REPORTS_AFTER = 600.0  # an SMS older than this without any report counts as "no report"
@@ -342,6 +345,10 @@ class Views:
             reports=delivery_reports(self.outbox(50), now),
             canary=self.service.smspath.state() if self.config.modem.canary_at is not None else None,
             balance=self.service.smspath.balance() if self.config.modem.balance_ussd else None,
+            relay_budget=relay_budget(settings.max_sms_per_hour, self.config.relay)
+            if self.config.relay.enabled
+            else None,
+            relayed=self.store.relayed_since(now - 3600) if self.config.relay.enabled else {},
         )
 
     def metrics(self) -> dict[str, Any]:

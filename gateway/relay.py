@@ -75,7 +75,3 @@ class Relay:
         """A relayed message by its id (None: no such relayed message)."""
         row = self.service.store.get_message(outbox_id)
         return row if row is not None and row.kind == "relay" else None
-
-    def shares(self) -> dict[str, int]:
-        """Relayed SMS queued in the last hour, by sender."""
-        return self.service.store.relayed_since(self.service.clock() - 3600)

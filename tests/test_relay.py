@@ -212,3 +212,17 @@ def test_a_relayed_message_that_cannot_go_fails_visibly_without_email(tmp_path: 
         row = g.service.relay.message(i)
         assert row is not None and row.state == "failed" and "network out of order" in (row.error or "")
         assert not g.email.sent  # not ours: no email fallback
+
+
+def test_the_modem_page_shows_each_senders_share_of_the_hour(tmp_path: Path) -> None:
+    with Gateway(tmp_path / "data", alerts={"max_sms_per_hour": 20}, relay={**ON, "share": 0.5}) as g:
+        assert g.service.views.modem_page().relay_budget == 10
+        g.service.relay.queue(None, "one", "mail nas@home.lan")
+        g.service.relay.queue(None, "two", "mail nas@home.lan")
+        g.service.relay.queue(None, "three", "api key 2 (ha)")
+        page = g.service.views.modem_page()
+        assert page.relayed == {"mail nas@home.lan": 2, "api key 2 (ha)": 1}
+        g.clocks.run(3601)
+        assert g.service.views.modem_page().relayed == {}
+    with Gateway(tmp_path / "off") as g:
+        assert g.service.views.modem_page().relay_budget is None
