@@ -586,3 +586,7 @@ def test_the_check_page_edits_tags_slug_description_and_ping_rules_and_shows_run
     assert re.search(r'<span id="last-run">Last run took \d+\.\d s\.</span>', page)
     assert f'title="run id {rid}"' in page
     assert re.search(r'<pre id="snip-slug">http://[^<]+/ping/[A-Za-z0-9_-]+/nightly</pre>', page)
+    badge = re.search(r'<img src="(/b/3/[A-Za-z0-9_-]+\.svg)"', page)
+    assert badge, "the status badge, by a path on this origin (the CSP allows only 'self')"
+    anonymous = urllib.request.urlopen(f"{gw.url}{badge.group(1)}", timeout=10)
+    assert anonymous.status == 200 and b"nightly backup" in anonymous.read()

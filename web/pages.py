@@ -18,6 +18,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import bottle
 import jinja2
@@ -33,6 +34,7 @@ from gateway.rules.settings import format_quiet_hours
 from gateway.rules.status import STATUS_ORDER
 from gateway.service import Service, parse_duration_field
 from gateway.store import Conflict, NotFound
+from web import badges
 from web.auth import Auth, safe_next
 
 logger = logging.getLogger(__name__)
@@ -145,6 +147,7 @@ class Pages:
             iso=iso,
             dur=humanize,
             runtime=run_time,
+            urlpath=lambda url: urlsplit(url).path,
             fdur=format_duration,
             q=quote,
         )
@@ -430,6 +433,7 @@ class Pages:
             slug_url=f"{self.service.base_url}/ping/{self.service.ping_key}/{page.check.slug}"
             if page.check.slug
             else "",
+            badge=badges.badge_urls(self.service, page.check),
             saved=bool(bottle.request.query.get("saved")) and not errors,
             new_url=bool(bottle.request.query.get("new-url")),
             ladders=self.service.settings.ladder_names,

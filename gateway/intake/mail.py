@@ -33,6 +33,18 @@ from the end of its last transaction) to send ``MAIL``, whatever else it sends m
 a transaction, :data:`IDLE_TIMEOUT` seconds per command (and for all of DATA). So one client
 holding idle connections costs others nothing, and any idle slot is free again within seconds.
 
+Email to SMS (``[relay] enabled``): ``sms@``, ``sms+<number>@``, ``<contact>@`` and
+``<relay key>+sms[+<number>]@`` are relay addresses, decided before the heartbeat ones (the shapes,
+the precedence and who may relay: :mod:`gateway.intake.mailrelay`). At RCPT a sender who may not
+relay gets ``550 5.7.1``, a number that may not be texted ``553 5.1.3`` (both counted as refused
+recipients); with relaying off these addresses are simply unknown. At DATA the subject and the
+plain-text body (as for heartbeats) are queued, one SMS per number, with the origin ``mail
+<sender>`` (``mail key`` for the keyed form). A sender over its hourly share, or relayed mail
+over its part of the SMS budget, gets ``451 4.7.1 <reason>, try again later``: the sending MTA
+keeps the mail and retries. A mail to heartbeat and relay addresses at once records the
+heartbeats first, then queues the SMS; if the SMS is refused (451), the retry records the
+heartbeats again (a repeated success changes nothing) rather than losing the SMS.
+
 Privacy: recipients carry tokens and ping keys, so aiosmtpd's own logger (``mail.log``, which
 logs every command line and recipient at INFO and message lines at DEBUG) is capped at WARNING,
 and this module logs check names and client IPs, never addresses or bodies.
@@ -57,10 +69,14 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.config import Config, parse_hostport
+from gateway.errors import ValidationError
+from gateway.intake import mailrelay
+from gateway.intake.mailrelay import RelayAddress
 from gateway.model import Check, PingMeta
+from gateway.relay import RelayOff
 from gateway.rules import keywords
 from gateway.service import PingOutcome, Service
-from gateway.store import BODY_EXCERPT, StoreError
+from gateway.store import BODY_EXCERPT, Refused, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +113,9 @@ INTERNAL_ERROR = "451 4.3.0 Internal error, try again later"
 TOO_MANY_BAD = "421 4.7.0 Too many invalid recipients, closing connection"
 BAD_SENDER_SYNTAX = "501 5.1.7 Bad sender address syntax"
 BAD_RECIPIENT_SYNTAX = "501 5.1.3 Bad recipient address syntax"
+RELAY_DENIED = "550 5.7.1 Relaying denied: this sender may not send SMS through this gateway"
+SMS_QUEUED = "250 2.0.0 OK: SMS queued"
+RECORDED_AND_QUEUED = "250 2.0.0 OK: heartbeat recorded, SMS queued"
 BUSY = b"421 4.7.0 Too many connections, try again later\r\n"
 BUSY_CLIENT = b"421 4.7.0 Too many connections from your address, try again later\r\n"
 
@@ -241,7 +260,12 @@ def _header(msg: Message, name: str) -> str:
     if raw is None:
         return ""
     try:
-        value = str(make_header(decode_header(raw)))
+        # Undeclared 8-bit bytes come back as "unknown-8bit": read them as the body's are.
+        parts = [
+            (_decode(b, None).encode(), "utf-8") if c == "unknown-8bit" and isinstance(b, bytes) else (b, c)
+            for b, c in decode_header(raw)
+        ]
+        value = str(make_header(parts))
     except Exception:  # bad encoded words, unknown charsets: use it as it came
         value = str(raw)
     return " ".join(_clean(value).split())
@@ -262,7 +286,7 @@ def _body(msg: Message) -> str:
             plain = part
         elif ctype == "text/html" and html is None:
             html = part
-    chosen = plain or html
+    chosen = plain if plain is not None else html  # not `or`: a Message without headers is falsy
     if chosen is None:
         return ""
     payload = chosen.get_payload(decode=True)
@@ -376,10 +400,20 @@ class _Session(Session):
         self.bad_recipients = 0
 
 
+@dataclass(frozen=True)
+class _RelayTarget:
+    """An accepted relay recipient: to whom (as :func:`gateway.rules.relay.recipients` takes
+    it: "" for the owner), on whose share (``origin``)."""
+
+    to: str
+    origin: str
+
+
 class _Envelope(Envelope):
     def __init__(self) -> None:
         super().__init__()
         self.targets: list[_Target] = []
+        self.relays: list[_RelayTarget] = []
 
 
 class _SMTP(SMTP):
@@ -558,6 +592,9 @@ class _Handler:
         assert isinstance(envelope, _Envelope) and isinstance(session, _Session)
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return TOO_MANY_RECIPIENTS
+        relay = self._relay_address(address)
+        if relay is not None:
+            return self._relay_rcpt(server, session, envelope, address, rcpt_options, relay)
         parsed = parse_address(address, self.domain)
         target = None if parsed is None else self._resolve(parsed)  # one indexed read
         if target is None:
@@ -567,6 +604,45 @@ class _Handler:
         envelope.rcpt_options.extend(rcpt_options)
         if all(t.key != target.key for t in envelope.targets):  # the same check twice: one ping
             envelope.targets.append(target)
+        return RECIPIENT_OK
+
+    def _relay_address(self, address: str) -> RelayAddress | None:
+        """The relay recipient ``address`` names, while relaying is on (None: not one)."""
+        rules = self.service.relay.rules
+        if not rules.enabled:
+            return None
+        contacts = (c.name for c in self.service.config.contacts if c.phone)
+        return mailrelay.parse_relay_address(address, self.domain, key=rules.key, contacts=contacts)
+
+    def _relay_rcpt(
+        self,
+        server: SMTP,
+        session: _Session,
+        envelope: _Envelope,
+        address: str,
+        rcpt_options: list[str],
+        relay: RelayAddress,
+    ) -> str:
+        """RCPT of a relay address: who may relay, then whether the number may be texted (the
+        text is not known yet: a placeholder stands for it). Never logs the address."""
+        peer = _peer_ip(session)
+        origin = mailrelay.origin(relay, envelope.mail_from or "", peer, self.service.relay.rules.allow_from)
+        if origin is None:
+            logger.info("refused an SMS relay recipient from %s: the sender may not relay", peer)
+            return TOO_MANY_BAD if self.count_bad_recipient(server, session) else RELAY_DENIED
+        try:
+            self.service.relay.prepare(relay.to, ".")
+        except RelayOff:
+            return TOO_MANY_BAD if self.count_bad_recipient(server, session) else NO_SUCH_ADDRESS
+        except ValidationError as e:
+            logger.info("refused an SMS relay recipient from %s: %s", peer, e.field)
+            reason = " ".join(str(e).split())  # one line: it goes into the reply
+            return TOO_MANY_BAD if self.count_bad_recipient(server, session) else f"553 5.1.3 {reason}"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        target = _RelayTarget(relay.to or "", origin)
+        if target not in envelope.relays:
+            envelope.relays.append(target)
         return RECIPIENT_OK
 
     def count_bad_recipient(self, server: SMTP, session: Session) -> bool:
@@ -597,19 +673,65 @@ class _Handler:
         self.in_flight += 1
         self.idle.clear()
         try:
-            return await self._deliver(list(envelope.targets), content, _peer_ip(session), sender)
+            return await self._deliver(
+                list(envelope.targets), content, _peer_ip(session), sender, list(envelope.relays)
+            )
         finally:
             self.in_flight -= 1
             if not self.in_flight:
                 self.idle.set()
 
-    async def _deliver(self, targets: list[_Target], content: bytes, peer: str | None, envelope_sender: str) -> str:
-        """Parse the message and record one heartbeat per target; answers once they are committed."""
+    async def _deliver(
+        self,
+        targets: list[_Target],
+        content: bytes,
+        peer: str | None,
+        envelope_sender: str,
+        relays: list[_RelayTarget] | None = None,
+    ) -> str:
+        """Parse the message, record one heartbeat per target, then queue the SMS of the relay
+        recipients; answers once they are committed."""
         try:
             text = await asyncio.to_thread(read_message, content)
         except MailRejected as e:
             logger.info("refused a message from %s: %s", peer, e.reply)
             return e.reply
+        if not relays:
+            return await self._record(targets, text, peer, envelope_sender)
+        if targets:
+            reply = await self._record(targets, text, peer, envelope_sender)
+            if not reply.startswith("250"):
+                return reply  # the MTA retries (451) or bounces (5xx) the whole mail, SMS included
+            queued = await self._queue_relays(relays, text, peer)
+            return RECORDED_AND_QUEUED if queued == SMS_QUEUED else queued
+        return await self._queue_relays(relays, text, peer)
+
+    async def _queue_relays(self, relays: list[_RelayTarget], text: MailText, peer: str | None) -> str:
+        """Queue the message for the relay recipients, one call (one transaction) per origin."""
+        by_origin: dict[str, list[str]] = {}
+        for r in relays:
+            by_origin.setdefault(r.origin, []).append(r.to)
+        body = text.body[:BODY_EXCERPT]
+        try:
+            for origin, tos in by_origin.items():
+                await self.service.relay.aqueue(tos, body, origin, subject=text.subject)
+        except Refused as e:
+            logger.info("SMS relay from %s deferred: %s", peer, e)
+            return f"451 4.7.1 {' '.join(str(e).split())}, try again later"
+        except RelayOff:
+            return NO_SUCH_ADDRESS
+        except ValidationError as e:
+            if e.field == "text":
+                return "554 5.6.0 Nothing to send: the message has no subject and no text"
+            return f"553 5.1.3 {' '.join(str(e).split())}"
+        except StoreError as e:
+            logger.error("cannot queue a relayed SMS: %s", e)
+            return STORAGE_FAILED
+        logger.debug("email from %s queued as SMS", peer)
+        return SMS_QUEUED
+
+    async def _record(self, targets: list[_Target], text: MailText, peer: str | None, envelope_sender: str) -> str:
+        """Record one heartbeat per target; answers once they are committed."""
         sender = text.sender or envelope_sender.strip("<>")
         meta = PingMeta(
             source="email", remote_addr=peer, method="SMTP", user_agent=sender[:SENDER_MAX] or None, body=text.excerpt()
