@@ -377,3 +377,39 @@ def test_the_internal_prefix_is_not_reachable_from_outside(gw: Gateway) -> None:
     for path in ("/hc-api/v3/checks/", "/hc-api/v1/status/", "/hc-api"):
         status, text, _ = gw.call("GET", path, key=gw.rw)
         assert (status, text.strip()) == (404, "not found"), path
+
+
+def test_every_ping_call_of_the_client_and_its_check_trap_reach_the_check(gw: Gateway) -> None:
+    from healthchecks_io import CheckTrap
+
+    client = gw.client(1)  # v1 makes the slug from the name (v3 takes it only when given)
+    made = client.create_check(create_spec(name="Nightly Job", timeout=3600, grace=60))
+    assert made.uuid is not None and made.slug == "nightly-job"
+
+    def kinds() -> list[str]:
+        return [p.type for p in client.get_check_pings(made.uuid or "")]
+
+    assert client.fail_ping(uuid=made.uuid, data="disk full")[0]
+    assert client.get_check(made.uuid).status == "down"
+    assert client.exit_code_ping(0, slug="nightly-job")[0]
+    assert client.get_check(made.uuid).status == "up"
+    assert client.exit_code_ping(3, uuid=made.uuid)[0]
+    assert client.get_check(made.uuid).status == "down"
+    # the client has no /log call: by hand, to the slug URL
+    assert WebClient(gw.url).request("POST", f"/ping/{gw.ping_key}/nightly-job/log", data=b"half way").status == 200
+    assert client.start_ping(slug="nightly-job")[0]
+    assert client.success_ping(uuid=made.uuid)[0]
+    assert kinds()[:6] == ["success", "start", "log", "fail", "success", "fail"]
+
+    with CheckTrap(client, uuid=made.uuid) as trap:
+        trap.add_log("copied 12 files")
+    assert kinds()[:2] == ["success", "start"]  # the trap sent /start, then success with its log
+    assert client.get_check(made.uuid).status == "up"
+    with pytest.raises(RuntimeError), CheckTrap(client, slug="nightly-job"):
+        raise RuntimeError("the job crashed")
+    assert kinds()[:2] == ["fail", "start"]
+    assert client.get_check(made.uuid).status == "down"
+    status, raw, _ = gw.call("GET", f"/api/v3/checks/{made.uuid}/pings/", key=gw.rw)
+    trapped = raw["pings"][0]
+    assert trapped["duration"] is not None and trapped["duration"] >= 0  # the trap's run, timed
+    client.delete_check(made.uuid)
