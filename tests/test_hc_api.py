@@ -410,6 +410,7 @@ def test_every_ping_call_of_the_client_and_its_check_trap_reach_the_check(gw: Ga
     assert kinds()[:2] == ["fail", "start"]
     assert client.get_check(made.uuid).status == "down"
     status, raw, _ = gw.call("GET", f"/api/v3/checks/{made.uuid}/pings/", key=gw.rw)
+    assert status == 200
     trapped = raw["pings"][0]
     assert trapped["duration"] is not None and trapped["duration"] >= 0  # the trap's run, timed
     client.delete_check(made.uuid)
