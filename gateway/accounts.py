@@ -27,7 +27,9 @@ LOGIN_WINDOW = 15 * 60.0
 LOGIN_MAX_FAILURES = 5  # per address within LOGIN_WINDOW
 PASSWORD_MIN = 10
 API_KEY_PREFIX = "hbgw_"
-API_KEY_SCOPES = ("write", "read")
+API_KEY_SCOPES = ("write", "read", "sms")  # "sms": only the SMS API (web.smsapi)
+# The scopes a key may have to be accepted where nothing else is said (everywhere but the SMS API).
+GENERAL_SCOPES = ("write", "read")
 _PASSWORD_KEY = "admin_password"
 _DEMO_PASSWORD_KEY = "demo_password"
 
@@ -149,8 +151,9 @@ class Accounts:
 
     def create_api_key(self, label: str, scope: str = "write") -> tuple[ApiKey, str]:
         """A new API key: its stored description and the key itself, which is not kept (only its
-        SHA-256) and so can be shown only now. ``scope``: "write" (everything) or "read" (reading
-        checks, flips and metrics). Raises ValidationError("label" or "scope")."""
+        SHA-256) and so can be shown only now. ``scope``: "write" (everything), "read" (reading
+        checks, flips and metrics) or "sms" (only the SMS API: sending through the gateway and
+        asking what became of a message). Raises ValidationError("label" or "scope")."""
         label = label.strip()
         if not label or len(label) > 100:
             raise ValidationError("label", "give the key a name of 1 to 100 characters")
@@ -172,11 +175,15 @@ class Accounts:
             raise NotFound(str(key_id))
         logger.info("API key %d revoked", key_id)
 
-    def authenticate_api_key(self, secret: str) -> ApiKey | None:
-        """The live key ``secret`` is, or None. Records its last use (at most once a minute)."""
+    def authenticate_api_key(self, secret: str, scopes: tuple[str, ...] = GENERAL_SCOPES) -> ApiKey | None:
+        """The live key ``secret`` is, if its scope is one of ``scopes``, or None. Records its
+        last use (at most once a minute). The default leaves out "sms" keys, so every caller
+        that does not ask for them (Healthchecks' API, /metrics by URL) refuses them."""
         if not secret.startswith(API_KEY_PREFIX) or len(secret) > 200:
             return None
         key = self.store.find_api_key(_digest(secret))
+        if key is not None and key.scope not in scopes:
+            return None
         if key is not None:
             now = self.clock()
             if key.last_used is None or now - key.last_used > 60:

@@ -150,7 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = ksub.add_parser("add", help="make an API key; prints the key, which is shown only this once")
     a.add_argument("label", help="what the key is for, e.g. ansible")
-    a.add_argument("--read-only", action="store_true", help="may only read checks, flips and metrics")
+    scope = a.add_mutually_exclusive_group()
+    scope.add_argument("--read-only", action="store_true", help="may only read checks, flips and metrics")
+    scope.add_argument(
+        "--sms-only", action="store_true", help="may only use the SMS API (send through the gateway, /api/v1/sms)"
+    )
     a.add_argument("--json", action="store_true")
     _data_args(a)
     a = ksub.add_parser("list", help="API keys, revoked ones too (never the keys themselves)")
@@ -608,11 +612,13 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     try:
         accounts = service.accounts
         if args.action == "add":
-            key, secret = accounts.create_api_key(args.label, "read" if args.read_only else "write")
+            scope = "read" if args.read_only else "sms" if args.sms_only else "write"
+            key, secret = accounts.create_api_key(args.label, scope)
             if args.json:
                 _print_json({**_key_json(key), "key": secret})
             else:
-                print(f"added API key {key.id} ({key.label}, {'read-only' if key.scope == 'read' else 'read-write'})")
+                kind = {"read": "read-only", "sms": "SMS API only"}.get(key.scope, "read-write")
+                print(f"added API key {key.id} ({key.label}, {kind})")
                 print(f"key (shown only now; it is not stored): {secret}")
         elif args.action == "list":
             keys = accounts.list_api_keys()

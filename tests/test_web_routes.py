@@ -502,6 +502,23 @@ def test_it_shows_a_new_api_key_once(gw: Daemon, admin: WebClient) -> None:
     assert not query(gw, "SELECT 1 FROM api_keys WHERE hash = ?", key.group(1))
 
 
+@pytest.mark.parametrize(("scope", "shown"), [("read", "read only"), ("sms", "sending SMS")])
+def test_the_settings_page_makes_read_only_and_sms_only_keys(
+    gw: Daemon, admin: WebClient, scope: str, shown: str
+) -> None:
+    r = admin.post("/settings/api-keys", {"csrf": admin.csrf(), "label": f"{scope}-key", "scope": scope})
+    key = re.search(r'<pre id="new-key">(hbgw_[^<]+)</pre>', r.text)
+    assert key
+    assert query(gw, "SELECT scope FROM api_keys WHERE label = ?", f"{scope}-key") == [(scope,)]
+    assert re.search(rf"<td>{scope}-key</td>\s*<td class=\"mono\">[^<]+</td>\s*<td>{shown}</td>", r.text)
+    refused = WebClient(gw.url).request(
+        "POST", "/api/v1/checks", data=b'{"name": "nope"}', headers={"Authorization": f"Bearer {key.group(1)}"}
+    )
+    assert refused.status == 401  # neither may create a check
+    bad = admin.post("/settings/api-keys", {"csrf": admin.csrf(), "label": "x", "scope": "root"})
+    assert bad.status == 400 and "one of write, read, sms" in bad.text
+
+
 def test_it_compresses_pages_for_browsers_that_accept_gzip(gw: Daemon, admin: WebClient) -> None:
     r = admin.get("/")
     assert r.header("Content-Encoding") == "gzip" and "<table" in r.text

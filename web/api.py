@@ -43,7 +43,7 @@ from gateway.errors import ValidationError
 from gateway.rules import settings as settings_rules
 from gateway.service import Service, parse_duration_field
 from gateway.store import Conflict, NotFound
-from web import badges, metrics
+from web import badges, metrics, smsapi
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,10 @@ def install(app: bottle.Bottle, service: Service) -> None:
 
     def create() -> str:
         data = body()
+        allowed = {"name", "period", "grace", "cron", "tz", "token", "slug", "tags", "desc", "manual_resume", "methods"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:  # e.g. Healthchecks' "timeout": that API answers with X-Api-Key (web.hcapi)
+            raise ValidationError(unknown[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
         extra = {k: data[k] for k in ("slug", "tags", "desc", "manual_resume", "methods") if k in data}
         check = service.add_check(
             _text(data, "name") or "",
@@ -224,6 +228,8 @@ def install(app: bottle.Bottle, service: Service) -> None:
     route("/api/v1/checks/<name>/mute", "POST", mute)
     route("/api/v1/checks/<name>/unmute", "POST", unmute)
     route("/api/v1/checks/<name>/pings", "GET", pings)
+
+    smsapi.install(app, service)  # before the catch-all below, which stays the last /api route
 
     def unknown(rest: str) -> str:
         return reply(404, {"error": "no such API endpoint"})

@@ -11,8 +11,12 @@
 
 Routes say what they need with a route option, applied by :class:`AuthPlugin` (in the style of
 bottle-sqlite's plugin): ``auth="page"`` (session; POST also CSRF), ``auth="login"`` (login-form
-token on POST), ``auth="api"`` (API key), ``auth="public"``. Routes without the option (the ping
-API, /healthz) are untouched.
+token on POST), ``auth="api"`` (API key), ``auth="sms"`` (API key, "sms" keys too: the SMS API,
+:mod:`web.smsapi`), ``auth="public"``. Routes without the option (the ping API, /healthz) are
+untouched.
+
+API key scopes: "write" may do everything; "read" only GET, anywhere; "sms" only the SMS API's
+routes (401 everywhere else). The key a request came with is ``environ["hbgw.api_key"]``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 import bottle
 
-from gateway.accounts import SESSION_TTL, WebSession
+from gateway.accounts import API_KEY_SCOPES, SESSION_TTL, WebSession
 from gateway.model import ApiKey
 from gateway.service import Service
 
@@ -159,11 +163,12 @@ class Auth:
     # ------------------------------------------------------------------ API keys
 
     def api_key(self) -> ApiKey | None:
+        """The request's Bearer key, of any scope (the caller decides what its scope allows)."""
         header = bottle.request.get_header("Authorization") or ""
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             return None
-        return self.service.accounts.authenticate_api_key(secret.strip())
+        return self.service.accounts.authenticate_api_key(secret.strip(), API_KEY_SCOPES)
 
 
 class AuthPlugin:
@@ -193,17 +198,18 @@ class AuthPlugin:
         need = route.config.get("auth")
         if need is None:
             return callback
-        if need not in ("page", "login", "api", "public"):
+        if need not in ("page", "login", "api", "sms", "public"):
             raise ValueError(f"route {route.rule}: unknown auth option {need!r}")
         auth = self.auth
 
         @functools.wraps(callback)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             method = bottle.request.method
-            if need == "api":
+            if need in ("api", "sms"):
                 key = auth.api_key()
-                if key is None or (key.scope == "read" and method not in ("GET", "HEAD")):
+                if key is None or not _key_may(key.scope, need, method):
                     return self.unauthorized()
+                bottle.request.environ["hbgw.api_key"] = key
             elif need == "login":
                 if method == "POST":
                     try:
@@ -225,3 +231,12 @@ class AuthPlugin:
             return callback(*args, **kwargs)
 
         return wrapper
+
+
+def _key_may(scope: str, need: str, method: str) -> bool:
+    """Whether a key of ``scope`` may use a route of ``auth=need`` with ``method``."""
+    if scope == "read":
+        return method in ("GET", "HEAD")
+    if scope == "sms":
+        return need == "sms"
+    return scope == "write"

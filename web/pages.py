@@ -658,9 +658,10 @@ class Pages:
         self.redirect("/settings?password=1#password")
 
     def create_api_key(self) -> bytes:
-        label = self.form().get("label", "")
+        f = self.form()
+        label = f.get("label", "")
         try:
-            new_key = self.service.accounts.create_api_key(label)
+            new_key = self.service.accounts.create_api_key(label, f.get("scope") or "write")
         except ValidationError as e:
             return self.settings(status=400, errors={e.field: str(e)}, key_label=label)
         # Rendered, not redirected: the key is shown this once and never travels in a URL.
