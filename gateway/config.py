@@ -414,6 +414,7 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
     alerts = Settings(
         sms_to=r.checked("sms_to", list, (), rules.phone_numbers),
         email_to=r.checked("email_to", list, (), rules.email_addresses),
+        push_to=r.checked("push_to", list, (), rules.push_urls),
         sms_allow=r.checked("sms_allow", list, (), rules.phone_numbers),
         sms_pin=r.checked("sms_pin", str, None, rules.pin),
         repeat=r.checked("repeat", (str, int, float), da.repeat, lambda k, v: rules.duration(k, v, rules.REPEAT_MIN)),
@@ -623,6 +624,9 @@ device = "/dev/hbgw-modem"
 # Who gets SMS alerts (E.164). Email is the second channel and the fallback.
 sms_to = []
 email_to = []
+# Push notifications too (apprise URLs: ntfy, Gotify, Telegram, Pushover, a JSON webhook...).
+# They hold tokens: pages, logs and the outbox show them as ntfy://***#1a2b3c4d.
+# push_to = ["ntfy://ntfy.sh/my-secret-topic"]
 repeat = "15m"        # reminder interval while a server stays down
 coalesce = "3s"       # alerts this close together become one SMS
 max_sms_per_hour = 30 # beyond it: one summary SMS, the rest by email
@@ -634,6 +638,17 @@ sms_allow = []
 # sms_pin = "4321"    # if set, commands must start with it: "4321 STATUS"
 # The settings page can change sms_to, email_to, sms_allow, sms_pin, repeat, quiet_hours and
 # max_sms_per_hour: a field changed there wins over this file until "use the file's values".
+
+# An escalation ladder instead (see README, "Alerts that reach you"):
+# [contacts]
+# owner = {{ phone = "+15551230000", email = "owner@example.net", push = ["ntfy://ntfy.sh/my-topic"] }}
+# [[alerts.escalation]]
+# after = "0m"
+# sms = ["owner"]
+# push = ["owner"]
+# [[alerts.escalation]]
+# after = "10m"
+# call = ["owner"]
 
 [email]
 # Outbound relay for email alerts.

@@ -72,7 +72,11 @@ def test_it_ignores_strangers_and_a_wrong_pin(tmp_path: Path) -> None:
         g.receive(ME, "1234 OFF web1")  # wrong PIN
         g.receive(ME, "OFF web1")  # no PIN
         g.dispatch()
-        assert g.sms.sent == [] and g.outbox() == []
+        # no reply to anyone; only the stranger's SMS is forwarded to the owner by email
+        # ([relay] forward_sms = "strangers", the default), never obeyed
+        assert g.sms.sent == []
+        assert [(r["kind"], r["channel"]) for r in g.outbox()] == [("forward", "email")]
+        assert "OFF web1" in g.email.sent[0][1]
         assert g.service.get_check("web1").sms_enabled is True
         inbox = g.inbox()
         assert [(m["from"], m["allowed"], m["handled"], m["reply"]) for m in inbox] == [

@@ -1,5 +1,6 @@
 """Inbound SMS: every message is stored; only allow-listed numbers (with the PIN, if set) may
-command the gateway. Messages from anyone else are shown in the web inbox and never answered."""
+command the gateway. Messages from anyone else are shown in the web inbox and never answered;
+they are forwarded to the owner by email as ``[relay] forward_sms`` says (gateway.forward)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from gateway.forward import Forwarder
 from gateway.rules.phone import normalize_number
 from gateway.service import Service
 from modem.driver import InboundSms
@@ -27,6 +29,7 @@ class Inbox:
         self.country = service.config.modem.country_code
         self.run_command = run_command
         self.clock = clock
+        self.forwarder = Forwarder(service)
 
     async def __call__(self, sms: InboundSms) -> None:
         sender = normalize_number(sms.sender, self.country)
@@ -34,6 +37,7 @@ class Inbox:
             return  # our own canary, back: proof of the SMS path, not a message for the inbox
         text = sms.text + ("" if sms.complete else " [incomplete]") + (" [damaged]" if sms.damaged else "")
         inbox_id, allowed = await self.service.record_inbound_sms(sender, text)
+        await self.forwarder.consider(inbox_id, sender, text, allowed)
         if not allowed:
             logger.info("SMS from a number not on the allow-list stored (id %d), not answered", inbox_id)
             return

@@ -1,10 +1,11 @@
 """The escalation ladder: who is told of an outage, when, and how, until someone acknowledges.
 
-``[contacts]`` names the people once (``owner = { phone = "+...", email = "..." }``) and each
-``[[alerts.escalation]]`` step says how long after DOWN it runs and whom it texts, calls or
-mails. The first step runs at DOWN (``after = "0m"``); each later one only if nobody
-acknowledged by then. Reminders and the UP message go to everyone told so far. Without a ladder
-the recipients are ``[alerts] sms_to`` and ``email_to``, as before.
+``[contacts]`` names the people once (``owner = { phone = "+...", email = "...", push =
+["ntfy://..."] }``) and each ``[[alerts.escalation]]`` step says how long after DOWN it runs and
+whom it texts, calls, mails or pushes to (apprise URLs: ntfy, Gotify, Telegram, a webhook...).
+The first step runs at DOWN (``after = "0m"``); each later one only if nobody acknowledged by
+then. Reminders and the UP message go to everyone told so far. Without a ladder
+the recipients are ``[alerts] sms_to``, ``email_to`` and ``push_to``, as before.
 
 Quiet hours hold a later step until they end (``quiet = "wait"``, the default) unless the
 step says ``quiet = "send"`` (a call that must wake someone); the first step of an outage is
@@ -18,11 +19,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.rules.durations import format_duration
-from gateway.rules.settings import SettingsError, duration, email_addresses, phone_numbers
+from gateway.rules.settings import SettingsError, duration, email_addresses, phone_numbers, push_urls
 
 CONTACT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 MAX_STEPS = 20
@@ -30,23 +31,26 @@ MAX_STEPS = 20
 
 @dataclass(frozen=True)
 class Contact:
-    """A person the ladder can reach: by ``phone`` (SMS and calls), by ``email``, or both."""
+    """A person the ladder can reach: by ``phone`` (SMS and calls), by ``email``, by ``push``
+    (apprise URLs, which hold tokens: kept out of the repr), or any of them."""
 
     name: str
     phone: str | None = None
     email: str | None = None
+    push: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
 class Step:
-    """One rung: ``after`` seconds after DOWN, text ``sms``, call ``call``, mail ``email``.
-    ``quiet``: "wait" holds the step through quiet hours, "send" does not."""
+    """One rung: ``after`` seconds after DOWN, text ``sms``, call ``call``, mail ``email``,
+    push to ``push``. ``quiet``: "wait" holds the step through quiet hours, "send" does not."""
 
     after: float
     sms: tuple[Contact, ...] = ()
     call: tuple[Contact, ...] = ()
     email: tuple[Contact, ...] = ()
     quiet: str = "wait"
+    push: tuple[Contact, ...] = ()
 
     def describe(self) -> str:
         """ "after 10m: call owner; sms partner" (the settings page, ``hbgw status``)."""
@@ -55,14 +59,15 @@ class Step:
         return f"{when}: " + "; ".join(parts)
 
     def _means(self) -> tuple[tuple[str, tuple[Contact, ...]], ...]:
-        return (("sms", self.sms), ("call", self.call), ("email", self.email))
+        return (("sms", self.sms), ("call", self.call), ("email", self.email), ("push", self.push))
 
 
 # ------------------------------------------------------------------------------ reading the file
 
 
 def contacts(table: Mapping[str, Any]) -> dict[str, Contact]:
-    """``[contacts]``: name → ``{ phone = "...", email = "..." }``. Raises SettingsError."""
+    """``[contacts]``: name → ``{ phone = "...", email = "...", push = ["ntfy://..."] }`` (``push``:
+    one apprise URL or a list). Raises SettingsError naming the contact and key."""
     out: dict[str, Contact] = {}
     for name, entry in table.items():
         field = f"contacts.{name}"
@@ -70,14 +75,18 @@ def contacts(table: Mapping[str, Any]) -> dict[str, Contact]:
             raise SettingsError(field, "a contact name is a letter, then letters, digits, - or _ (at most 32)")
         if not isinstance(entry, Mapping):
             raise SettingsError(field, 'expected a table: { phone = "+15551234567", email = "a@example.net" }')
-        unknown = sorted(set(entry) - {"phone", "email"})
+        unknown = sorted(set(entry) - {"phone", "email", "push"})
         if unknown:
-            raise SettingsError(f"{field}.{unknown[0]}", "unknown key (a contact has phone and email)")
+            raise SettingsError(f"{field}.{unknown[0]}", "unknown key (a contact has phone, email and push)")
         phone = phone_numbers(f"{field}.phone", [entry["phone"]]) if "phone" in entry else ()
         email = email_addresses(f"{field}.email", [entry["email"]]) if "email" in entry else ()
-        if not phone and not email:
-            raise SettingsError(field, "a contact needs a phone number, an email address, or both")
-        out[name] = Contact(name, phone[0] if phone else None, email[0] if email else None)
+        raw_push = entry.get("push", [])
+        if not isinstance(raw_push, list | str):
+            raise SettingsError(f"{field}.push", 'expected apprise URLs, e.g. ["ntfy://ntfy.sh/my-topic"]')
+        push = push_urls(f"{field}.push", [raw_push] if isinstance(raw_push, str) else raw_push)
+        if not phone and not email and not push:
+            raise SettingsError(field, "a contact needs a phone number, an email address, or both (or a push URL)")
+        out[name] = Contact(name, phone[0] if phone else None, email[0] if email else None, push)
     return out
 
 
@@ -93,10 +102,12 @@ def steps(raw: Sequence[Any], known: Mapping[str, Contact]) -> tuple[Step, ...]:
     for i, table in enumerate(raw, 1):
         field = f"escalation[{i}]"
         if not isinstance(table, Mapping):
-            raise SettingsError(field, "expected a table with after, sms, call, email")
-        unknown = sorted(set(table) - {"after", "sms", "call", "email", "quiet"})
+            raise SettingsError(field, "expected a table with after, sms, call, email, push")
+        unknown = sorted(set(table) - {"after", "sms", "call", "email", "push", "quiet"})
         if unknown:
-            raise SettingsError(f"{field}.{unknown[0]}", "unknown key (a step has after, sms, call, email, quiet)")
+            raise SettingsError(
+                f"{field}.{unknown[0]}", "unknown key (a step has after, sms, call, email, push, quiet)"
+            )
         if "after" not in table:
             raise SettingsError(f"{field}.after", 'missing: how long after DOWN this step runs ("0m", "10m")')
         step = Step(
@@ -105,9 +116,10 @@ def steps(raw: Sequence[Any], known: Mapping[str, Contact]) -> tuple[Step, ...]:
             call=_who(f"{field}.call", table.get("call", []), known, "phone"),
             email=_who(f"{field}.email", table.get("email", []), known, "email"),
             quiet=_quiet(f"{field}.quiet", table.get("quiet", "wait")),
+            push=_who(f"{field}.push", table.get("push", []), known, "push"),
         )
-        if not (step.sms or step.call or step.email):
-            raise SettingsError(field, "a step must text, call or mail someone")
+        if not (step.sms or step.call or step.email or step.push):
+            raise SettingsError(field, "a step must text, call or mail someone, or push to them")
         out.append(step)
     out.sort(key=lambda s: s.after)
     if out and out[0].after != 0:
@@ -146,7 +158,7 @@ def _who(field: str, names: Any, known: Mapping[str, Contact], needs: str) -> tu
         contact = known.get(name)
         if contact is None:
             raise SettingsError(field, f"unknown contact {name!r} (add it under [contacts])")
-        if getattr(contact, needs) is None:
+        if not getattr(contact, needs):  # None, or no push URLs
             raise SettingsError(field, f"contact {name!r} has no {needs}")
         if contact not in out:
             out.append(contact)
@@ -187,11 +199,12 @@ def next_at(ladder: Sequence[Step], taken: int, down_since: float, quiet_until: 
     return at
 
 
-def told(ladder: Sequence[Step], taken: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(phone numbers, email addresses) of everyone the steps taken so far reached: who gets
-    the reminders and the UP message."""
+def told(ladder: Sequence[Step], taken: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(phone numbers, email addresses, push URLs) of everyone the steps taken so far reached:
+    who gets the reminders and the UP message."""
     phones: list[str] = []
     emails: list[str] = []
+    pushes: list[str] = []
     for step in ladder[:taken]:
         for c in (*step.sms, *step.call):
             if c.phone and c.phone not in phones:
@@ -199,4 +212,7 @@ def told(ladder: Sequence[Step], taken: int) -> tuple[tuple[str, ...], tuple[str
         for c in step.email:
             if c.email and c.email not in emails:
                 emails.append(c.email)
-    return tuple(phones), tuple(emails)
+        for url in (u for c in step.push for u in c.push):
+            if url not in pushes:
+                pushes.append(url)
+    return tuple(phones), tuple(emails), tuple(pushes)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from gateway.model import Check, Flip, Status
 from gateway.rules import escalation
 from gateway.rules.durations import humanize
-from gateway.rules.settings import Settings
+from gateway.rules.settings import Settings, push_key
 
 SMS_CHARS = 160
 
@@ -24,9 +24,9 @@ SMS_CHARS = 160
 class Outgoing:
     """One outbox row to write: a message for one recipient on one channel."""
 
-    kind: str  # down | fail | up | reminder | escalation | note | test | reply | budget | modem
-    channel: str  # sms | email | call
-    recipient: str
+    kind: str  # down | fail | up | reminder | escalation | note | test | reply | budget | modem | forward
+    channel: str  # sms | email | call | push
+    recipient: str  # a number, an address; for push the URL's push_key (the URL holds tokens)
     text: str
     check_id: int | None
     dedupe: str  # unique per alert and recipient: a retried decision never doubles a row
@@ -120,6 +120,9 @@ def offline_note_text(since: float | None, until: float, n: int, s: Settings) ->
 # ------------------------------------------------------------------------------ decisions
 
 
+Recipients = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # (phones, addresses, push URLs)
+
+
 def _fan_out(
     kind: str,
     check: Check | None,
@@ -129,12 +132,16 @@ def _fan_out(
     *,
     sms: bool = True,
     email: bool = True,
-    to: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+    to: Recipients | None = None,
 ) -> list[Outgoing]:
+    """One row per recipient. Push follows the email toggle (both go over the internet, the SMS
+    toggle is about the modem and the SIM's budget); a push row names its URL by its push_key."""
     cid, name = (check.id, check.name) if check else (None, None)
-    phones, emails = to if to is not None else (s.sms_to, s.email_to)
+    phones, emails, pushes = to if to is not None else (s.sms_to, s.email_to, s.push_to)
     out = [Outgoing(kind, "sms", n, text, cid, f"{key}:sms:{n}", name) for n in phones if sms]
     out += [Outgoing(kind, "email", a, text, cid, f"{key}:email:{a}", name) for a in emails if email]
+    keys = [push_key(u) for u in pushes] if email else []
+    out += [Outgoing(kind, "push", k, text, cid, f"{key}:push:{k}", name) for k in keys]
     return out
 
 
@@ -143,12 +150,13 @@ def ladder(check: Check, s: Settings) -> tuple[escalation.Step, ...]:
     return s.ladder(check.ladder)
 
 
-def told(check: Check, s: Settings) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(numbers, addresses) that hear about ``check``'s outage beyond its first alert (reminders,
-    UP): without a ladder ``sms_to`` and ``email_to``, with one everyone its steps reached."""
+def told(check: Check, s: Settings) -> Recipients:
+    """(numbers, addresses, push URLs) that hear about ``check``'s outage beyond its first alert
+    (reminders, UP): without a ladder ``sms_to``, ``email_to`` and ``push_to``, with one everyone
+    its steps reached."""
     steps = ladder(check, s)
     if not steps:
-        return s.sms_to, s.email_to
+        return s.sms_to, s.email_to, s.push_to
     return escalation.told(steps, check.ladder_step)
 
 
@@ -156,14 +164,16 @@ def step_alerts(
     check: Check, steps: Sequence[escalation.Step], first: int, key: str, s: Settings, text: str, kind: str
 ) -> list[Outgoing]:
     """The rows of escalation ``steps`` (``first``: the index of the first of them in the
-    ladder), SMS and email of ``kind``: SMS and calls to phones (the check's SMS toggle governs
-    both), email to addresses."""
+    ladder), SMS, email and push of ``kind``: SMS and calls to phones (the check's SMS toggle
+    governs both), email to addresses and push to URLs (the email toggle governs both)."""
     out: list[Outgoing] = []
     for i, step in enumerate(steps, first):
         k = f"{key}:step{i}"
         phones = tuple(c.phone for c in step.sms if c.phone)
         emails = tuple(c.email for c in step.email if c.email)
-        out += _fan_out(kind, check, text, k, s, sms=check.sms_enabled, email=check.email_enabled, to=(phones, emails))
+        pushes = tuple(dict.fromkeys(u for c in step.push for u in c.push))
+        to = (phones, emails, pushes)
+        out += _fan_out(kind, check, text, k, s, sms=check.sms_enabled, email=check.email_enabled, to=to)
         if check.sms_enabled:
             out += [
                 Outgoing("call", "call", c.phone, call_text(check), check.id, f"{k}:call:{c.phone}", check.name)
@@ -214,8 +224,8 @@ def next_reminder(check: Check, last_alert: float, s: Settings) -> float | None:
     paused, acknowledged, or both its channels off. A mute or quiet hours push it later."""
     if check.status is not Status.DOWN or check.acked:
         return None
-    phones, emails = told(check, s)
-    if not (check.sms_enabled and phones) and not (check.email_enabled and emails):
+    phones, emails, pushes = told(check, s)
+    if not (check.sms_enabled and phones) and not (check.email_enabled and (emails or pushes)):
         return None
     due = last_alert + (check.repeat or s.repeat)
     if check.muted_until is not None and check.muted_until > due:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import re
 import zoneinfo
 from collections.abc import Iterable, Mapping
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+")
 PIN = re.compile(r"\d{4,8}")
+# An apprise URL ("ntfy://host/topic", "json://127.0.0.1:8000/hook", "tgram://token/chat"): only
+# its form is checked here; whether apprise knows the scheme is found at the first send, since
+# loading apprise's plugins costs tens of MB that a gateway without push should not pay.
+PUSH_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,31})://\S+")
 REPEAT_MIN = 1.0  # seconds; short intervals are for demos and tests, the SMS budget bounds them
 REPEAT_MAX = 365 * 86400.0
 BUDGET_MAX = 10_000
@@ -61,6 +66,9 @@ class Settings:
     ladders: tuple[tuple[str, tuple[Step, ...]], ...] = ()
     call_answer_acks: bool = False  # an answered escalation call acknowledges the outage
     ring_for: float = 30.0  # seconds an escalation call rings before the gateway hangs up
+    # apprise URLs told of every alert like sms_to and email_to; they hold tokens: never shown
+    # (the outbox, logs and pages see push_key(url) instead). Config file only.
+    push_to: tuple[str, ...] = field(default=(), repr=False)
 
     def ladder(self, name: str | None) -> tuple[Step, ...]:
         """The steps a check with ``ladder`` = ``name`` follows: the default ladder for None (or
@@ -68,6 +76,16 @@ class Settings:
         if name == "none":
             return ()
         return next((steps for n, steps in self.ladders if n == name), self.escalation)
+
+    @property
+    def push_targets(self) -> dict[str, str]:
+        """Every push URL an alert may go to (``push_to`` and the ladders' push steps), by its
+        :func:`push_key`: what the push channel needs to find the URL of an outbox row."""
+        urls = list(self.push_to)
+        for steps in (self.escalation, *(s for _, s in self.ladders)):
+            for step in steps:
+                urls += [u for c in step.push for u in c.push]
+        return {push_key(u): u for u in urls}
 
     @property
     def ladder_names(self) -> tuple[str, ...]:
@@ -131,6 +149,31 @@ def email_addresses(field: str, values: Iterable[str]) -> tuple[str, ...]:
         if addr not in out:
             out.append(addr)
     return tuple(out)
+
+
+def push_urls(field: str, values: Iterable[str]) -> tuple[str, ...]:
+    """apprise URLs (``scheme://...``), trimmed; duplicates and empty entries dropped. Raises
+    SettingsError naming the entry by its position, never by its text (it may hold a token)."""
+    out: list[str] = []
+    for i, raw in enumerate(values, 1):
+        if not isinstance(raw, str):
+            raise SettingsError(field, 'expected apprise URLs as text, e.g. "ntfy://ntfy.sh/my-topic"')
+        url = raw.strip()
+        if not url:
+            continue
+        if not PUSH_URL.fullmatch(url):
+            raise SettingsError(field, f"entry {i} is not an apprise URL (scheme://..., e.g. ntfy://ntfy.sh/my-topic)")
+        if url not in out:
+            out.append(url)
+    return tuple(out)
+
+
+def push_key(url: str) -> str:
+    """What stands for a push URL wherever it could be seen (outbox rows, logs, pages, the API):
+    its scheme and a short digest, ``ntfy://***#1a2b3c4d``. The URL itself (its tokens, and for
+    ntfy.sh the topic, which is the secret) stays in the config file and the push channel."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else "push"
+    return f"{scheme}://***#{hashlib.sha256(url.encode()).hexdigest()[:8]}"
 
 
 def pin(field: str, value: str | None) -> str | None:

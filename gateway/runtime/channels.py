@@ -1,5 +1,5 @@
 """Ways an alert leaves the box: SMS and voice calls through the modem, email through an SMTP
-relay.
+relay, push notifications through apprise (ntfy, Gotify, Telegram, webhooks...).
 
 ``send`` returns a delivery reference and raises :class:`ChannelError` whose ``permanent``
 says whether retrying the same message can help.
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import smtplib
 import ssl
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.config import EmailConfig
 from modem.driver import ModemKeeper
@@ -172,3 +174,78 @@ def _first_code(e: smtplib.SMTPRecipientsRefused) -> str:
     for code, _ in e.recipients.values():
         return str(code)
     return "?"
+
+
+class PushChannel:
+    """Push notifications through apprise, one URL per outbox row. A row names its URL by its
+    :func:`~gateway.rules.settings.push_key` (``targets``: key → URL, from the config), so the
+    tokens a URL holds never reach the outbox, the logs or the pages.
+
+    apprise is imported at the first send, never before: it and its plugins cost some 35 MB,
+    which a gateway without push targets does not pay (the daemon builds this channel only when
+    one is configured). Its calls block, so they run in a worker thread, bounded by
+    ``timeout``; apprise's own log lines (which may name a URL) are kept out of ours."""
+
+    name = "push"
+
+    def __init__(self, targets: Mapping[str, str], *, timeout: float = 30.0) -> None:
+        self.targets = dict(targets)
+        self.timeout = timeout
+        # apprise's log capture is per logger, not per call: one notification at a time, so a
+        # failure's status code is read from its own log lines
+        self._one_at_a_time = threading.Lock()
+
+    async def send(self, recipient: str, text: str) -> str:
+        url = self.targets.get(recipient)
+        if url is None:
+            raise ChannelError("push target no longer in the config", permanent=True)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await asyncio.to_thread(self._send, url, text)
+        except TimeoutError:
+            # The worker thread cannot be stopped; apprise's own timeouts end it soon after.
+            raise ChannelError(f"push service did not answer within {self.timeout:.0f} s") from None
+
+    def _send(self, url: str, text: str) -> str:
+        try:
+            apprise = _apprise()
+        except ImportError:
+            raise ChannelError("apprise is not installed (pip install apprise)", permanent=True) from None
+        try:
+            notifier = apprise.Apprise()
+            if not notifier.add(url):
+                raise ChannelError("apprise does not know this kind of URL (check its scheme)", permanent=True)
+            with self._one_at_a_time, apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
+                ok = notifier.notify(title="hbgw: " + text.split(". ")[0][:90], body=text)
+        except ChannelError:
+            raise
+        except Exception as e:
+            # apprise's own failure, not ours: retried and bounded like a refused send (the
+            # exception's text may hold the URL, so only its class is kept)
+            raise ChannelError(f"apprise failed: {e.__class__.__name__}") from None
+        if ok:
+            return "pushed"
+        raise _push_error(captured.getvalue())
+
+
+def _push_error(log: str) -> ChannelError:
+    """What a failed apprise notification means, from its log lines (which are never passed on:
+    they may name the URL). An HTTP 4xx other than 408 and 429 is a refusal that a retry of the
+    same message cannot change (a bad token, an unknown topic); anything else may pass."""
+    m = re.search(r"\berror=([1-5]\d\d)\b", log)  # "Failed to send JSON POST notification: error=403."
+    if m is None:
+        return ChannelError("push service unreachable or refused the message")
+    code = int(m.group(1))
+    permanent = 400 <= code < 500 and code not in (408, 429)
+    return ChannelError(f"push service answered {code}", permanent=permanent)
+
+
+def _apprise() -> Any:
+    """apprise, imported on first use, its log lines kept from the gateway's own handlers."""
+    import apprise
+
+    quiet = logging.getLogger("apprise")
+    quiet.propagate = False
+    if not quiet.handlers:  # else logging.lastResort would print its warnings to stderr
+        quiet.addHandler(logging.NullHandler())
+    return apprise

@@ -23,7 +23,7 @@ from gateway.intake.inbox import Inbox
 from gateway.intake.smscommands import CommandRunner
 from gateway.model import ModemReport, iso
 from gateway.runtime import process
-from gateway.runtime.channels import CallChannel, Channel, EmailChannel, SmsChannel
+from gateway.runtime.channels import CallChannel, Channel, EmailChannel, PushChannel, SmsChannel
 from gateway.runtime.dispatch import Dispatcher
 from gateway.runtime.modemwatch import ModemWatch
 from gateway.runtime.watchdog import Watchdog
@@ -197,6 +197,10 @@ class Daemon:
                 channels["call"] = CallChannel(
                     modem_parts.keeper, ring_for=cfg.alerts.ring_for, voice=service.note_voice
                 )
+            push_targets = cfg.alerts.push_targets  # apprise is loaded at the first push, not here
+            if push_targets:
+                channels["push"] = PushChannel(push_targets)
+                logger.info("push notifications to %d target(s)", len(push_targets))
             dispatcher = Dispatcher(service, channels, cfg)
             service.on_outbox(dispatcher.nudge)
             dispatch_task = asyncio.create_task(dispatcher.run(), name="dispatch")

@@ -5,9 +5,12 @@ At-least-once: a row is claimed with a lease; if the process dies before marking
 next start releases the lease and sends it again (one duplicate at most, the one in flight).
 Retries back off; after ``fallback_after`` failed attempts of an alert (each row counts its own,
 whatever it was merged with), or at once on a permanent error, an SMS goes by email instead and
-the owner is told by email that SMS is failing. At most ``max_sms_per_hour`` SMS leave per hour;
-beyond that one notice SMS, the rest by email. Relayed messages (gateway.relay) go after the
-alerts, one SMS each, and wait while the budget is used up.
+the owner is told by email that SMS is failing. A push notification that gives up goes to
+``email_to`` the same way (a ladder step may push and nothing else: its alert must not be
+lost; where email carried it already, the owner gets it twice, as with a failed SMS). At most
+``max_sms_per_hour`` SMS leave per hour; beyond that one notice SMS, the rest by email.
+Relayed messages (gateway.relay) go after the alerts, one SMS each, and wait while the budget
+is used up.
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ class Dispatcher:
             logger.warning("SMS budget reached: %d message(s) to email instead", n)
             self.nudge()
             return
-        text = self._text(rows, full=channel_name == "email")
+        text = self._text(rows, full=channel_name in ("email", "push"))
         if not text:
             # Every row is stale (a reminder for a server up again, an UP for one down again):
             # the owner already knows the state now, so nothing is sent.
@@ -210,7 +213,7 @@ class Dispatcher:
     def _text(self, rows: list[OutboxRow], *, full: bool) -> str:
         """One message for the rows, describing the checks' state now ("" when there is nothing
         left to say); ``full`` (email) adds every alert's own text below the summary line, since
-        an email has no 160-character limit."""
+        an email (or a push notification) has no 160-character limit."""
         pending = [policy.Pending(r.kind, r.check_name, r.text, r.created, r.state == "sent") for r in rows]
         named = {r.check_id: r.check_name for r in rows if r.check_id is not None and r.check_name}
         now = self.store.check_statuses(list(named))
