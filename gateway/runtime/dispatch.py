@@ -50,6 +50,7 @@ class Dispatcher:
         self._budget_notice_at = -HOUR
         self._modem_alert_at = -HOUR
         self._stopping = False
+        self.idle = True  # waiting, nothing claimed (tests wait for it; the daemon does not care)
 
     def nudge(self) -> None:
         """New rows may be due. Safe to call from any thread."""
@@ -72,6 +73,7 @@ class Dispatcher:
             logger.warning("%d message(s) were being sent when the gateway stopped: sending again", released)
         while not self._stopping:
             self._wake.clear()
+            self.idle = False
             try:
                 groups = await self.store.claim_due(self.clock(), LEASE)
             except Exception:
@@ -86,6 +88,7 @@ class Dispatcher:
                 for row in (r for g in groups for r in g if r.kind == "relay"):
                     await self._send_group([row])
                 continue
+            self.idle = True
             nxt = self.store.next_due_message()  # a read: one indexed row, no writer wait
             timeout = 60.0 if nxt is None else max(0.0, min(60.0, nxt - self.clock()))
             try:  # not wait_for: on 3.11 it can swallow the cancellation that stops this loop

@@ -186,6 +186,8 @@ class Gateway:
         # Two reads of the outbox around the read of what is due: equal (states and attempts
         # only move forward), so the outbox stood still in between, with nothing sending and
         # nothing due. The dispatcher has nothing left to do until the clocks move.
+        if not self.dispatcher.idle:  # a claim in hand, or what follows a send (an answered call's ACK)
+            return False
         before = self.service.views.outbox(1000)
         if any(r.state == "sending" for r in before):
             return False
