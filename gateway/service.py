@@ -309,7 +309,9 @@ class Service:
     def _advanced(self, decisions: list[lifecycle.Decision]) -> list[Flip]:
         for d in decisions:
             if d.error is not None and d.check is not None:
-                logger.error("cannot evaluate check id=%d (%s); retrying in an hour", d.check.id, d.error)
+                logger.error("cannot evaluate check %r (%s); retrying in an hour", d.check.name, d.error)
+            elif d.flip is not None and d.check is not None:
+                logger.info("check %r %s -> %s", d.check.name, d.flip.old.value, d.flip.new.value)
         self.notify_outbox()  # flips may have queued alerts, and reminders come without flips
         return [d.flip for d in decisions if d.flip is not None]
 
@@ -757,7 +759,11 @@ class SettingsView:
 
 
 def parse_duration_field(field: str, value: str | float | int | None) -> float | None:
-    """A duration from a form or JSON ("15m", 900); None when empty. Raises ValidationError."""
+    """A duration from a form or JSON ("15m", 900); None when empty. Raises ValidationError.
+
+    Text needs a unit ("10" is refused: seconds or minutes?), the same rule as the config file,
+    the command line and the SMS commands; a JSON number is seconds, since a typed number is not
+    ambiguous (the Healthchecks-compatible API keeps its own rules, web/hcapi.py)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, bool):
@@ -766,5 +772,5 @@ def parse_duration_field(field: str, value: str | float | int | None) -> float |
         return float(value)
     try:
         return parse_duration(value)
-    except ValueError:
-        raise ValidationError(field, "a duration such as 90s, 15m, 2h or 1d") from None
+    except ValueError as e:
+        raise ValidationError(field, str(e)) from None

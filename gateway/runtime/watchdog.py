@@ -134,6 +134,4 @@ class Watchdog:
             logger.exception("watchdog could not record status changes; retrying in 1 s")
             await asyncio.sleep(1)
             return []
-        for f in flips:
-            logger.info("check id=%d %s -> %s", f.check_id, f.old.value, f.new.value)
-        return flips
+        return flips  # each logged by name where it was decided (Service.advance_async)
