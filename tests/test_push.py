@@ -11,6 +11,7 @@ import json
 import logging
 import subprocess
 import sys
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,3 +284,60 @@ def test_alerts_close_together_become_one_notification_with_every_text(tmp_path:
         assert post["message"].startswith("DOWN web1. DOWN web2\n\n")
         assert "DOWN web1: no heartbeat since" in post["message"] and "DOWN web2: no heartbeat since" in post["message"]
         assert len(g.sms.sent) == 1  # the SMS merged them too
+
+
+class Ntfy(http.server.ThreadingHTTPServer):
+    """An ntfy server on a given port: apprise posts JSON with the topic to its root."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(("127.0.0.1", port), _NtfyHandler)
+        self.posts: list[dict[str, Any]] = []
+
+
+class _NtfyHandler(http.server.BaseHTTPRequestHandler):
+    server: Ntfy
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.posts.append({"path": self.path, **json.loads(body)})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_an_ntfy_server_that_is_down_gets_the_alert_once_it_is_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as s:  # a port nobody listens on yet
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"ntfy://127.0.0.1:{port}/alarms"
+    with Gateway(tmp_path, alerts={"push_to": [url]}) as g:
+        g.dispatcher.channels["push"] = PushChannel(g.config.alerts.push_targets, timeout=10)
+        g.add("web1", 60, 0)
+        g.ping("web1")
+        g.tick(61)
+        [row] = [r for r in g.outbox() if r["channel"] == "push"]
+        assert (row["state"], row["attempts"]) == ("pending", 1)  # refused: it will try again
+        assert [to for to, _ in g.sms.sent] == [OWNER]  # the SMS does not wait for it
+        server = Ntfy(port)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            g.tick(5)  # the first backoff
+            wait_for(lambda: server.posts, timeout=10, what="the ntfy notification")
+            [post] = server.posts
+            assert post["topic"] == "alarms" and "DOWN web1" in post["message"]
+            [row] = [r for r in g.outbox() if r["channel"] == "push"]
+            assert (row["state"], row["attempts"]) == ("sent", 2)
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
