@@ -9,9 +9,9 @@ import datetime as dt
 import http.server
 import json
 import logging
+import socket
 import subprocess
 import sys
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
