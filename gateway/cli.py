@@ -12,6 +12,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,17 +34,27 @@ logger = logging.getLogger("hbgw")
 
 DEFAULT_CONFIG = Path(os.environ.get("HBGW_CONFIG", "/etc/hbgw/hbgw.toml"))
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+SERVICE_USER = "hbgw"  # User= in systemd/hbgw.service
 
 
 class UsageError(Exception):
     pass
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+# Duration arguments (dest -> how the user wrote it): read after argparse, so that the error names
+# the flag in hbgw's own words ("hbgw: --period: "10" needs a unit, e.g. 10s or 10m", exit 2).
+_DURATION_ARGS = {"period": "--period", "grace": "--grace", "duration": "duration"}
+
+
+def _read_durations(args: argparse.Namespace) -> None:
+    """Replace each duration argument's text by its seconds. Raises UsageError naming the flag."""
+    for dest, flag in _DURATION_ARGS.items():
+        text = getattr(args, dest, None)
+        if isinstance(text, str):
+            try:
+                setattr(args, dest, parse_duration(text))
+            except ValueError as e:
+                raise UsageError(f"{flag}: {e}") from None
 
 
 def _hostport(text: str) -> str:
@@ -66,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hbgw {__version__}")
     parser.add_argument(
+        "--demo",
+        dest="demo_anywhere",
+        action="store_true",
+        help="use the demo's configuration and data (like --demo after the command)",
+    )
+    parser.add_argument(
         "--log-level", default=os.environ.get("HBGW_LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -74,18 +91,29 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--http", type=_hostport, metavar="HOST:PORT", help="HTTP listen address")
     p.add_argument("--smtp", type=_hostport, metavar="HOST:PORT", help="SMTP listen address")
+    p.add_argument(
+        "--reset",
+        action="store_true",
+        help=f"with --demo: delete the demo's data ({cfgmod.DEMO_DATA_DIR}) first, back to its story",
+    )
 
     p = sub.add_parser("init", help="write a config file with fresh secrets, set the admin password")
     p.add_argument("--config", type=Path, default=None, help=f"where to write it (default {DEFAULT_CONFIG})")
     p.add_argument("--data-dir", type=Path, default=Path("/var/lib/hbgw"))
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument(
+        "--user",
+        default=SERVICE_USER,
+        help=f"run as root: the user the service runs as (default {SERVICE_USER}, as in systemd/hbgw.service),"
+        " who gets the data dir and reads the config (mode 0640, its group)",
+    )
 
     p = sub.add_parser("check", help="add, list, show, change, pause, resume and remove checks")
     csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    a = csub.add_parser("add", help="add a check; prints its ping URL and email address")
+    a = csub.add_parser("add", help="add a check; prints its ping URL (and email address, when [smtp] listens)")
     a.add_argument("name")
-    a.add_argument("--period", type=_duration, help="expected ping interval (e.g. 15m)")
-    a.add_argument("--grace", type=_duration, help="how late a ping may be before DOWN (e.g. 15m)")
+    a.add_argument("--period", help="expected ping interval (e.g. 15m)")
+    a.add_argument("--grace", help="how late a ping may be before DOWN (e.g. 15m)")
     a.add_argument("--cron", help='cron expression instead of a period, e.g. "*/15 * * * *"')
     a.add_argument("--tz", help="time zone of the cron expression (e.g. Europe/Paris)")
     a.add_argument(
@@ -116,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--methods", choices=["any", "post"], help="which ping methods count: any, or POST only")
     a.add_argument("--sms", choices=["on", "off"], help="SMS alerts for this check")
     a.add_argument("--email", choices=["on", "off"], help="email alerts for this check")
-    a.add_argument("--period", type=_duration)
-    a.add_argument("--grace", type=_duration)
+    a.add_argument("--period")
+    a.add_argument("--grace")
     a.add_argument("--cron")
     a.add_argument("--tz")
     a.add_argument(
@@ -201,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p = sub.add_parser("mute", help="no alerts for a check for a while (e.g. hbgw mute web1 2h)")
     p.add_argument("name")
-    p.add_argument("duration", type=_duration, help="1m to 30d, e.g. 30m, 2h, 1d")
+    p.add_argument("duration", help="1m to 30d, e.g. 30m, 2h, 1d")
     p.add_argument("--json", action="store_true", help="print the check as JSON")
     _data_args(p)
     p = sub.add_parser("unmute", help="end a mute (every check's, without NAME)")
@@ -242,31 +270,76 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace) -> Config:
     """The config for a command: --config, else the default file if it exists, else --demo or
-    --data-dir defaults. Raises ConfigError / UsageError."""
+    --data-dir defaults. Raises ConfigError / UsageError.
+
+    Notes on ``args`` where the data dir came from (``--data-dir``, ``--demo`` or a config
+    file): :func:`_open` refuses to create a database for the first two, where a typo or a demo
+    that never ran would otherwise give a new empty one."""
     path: Path | None = args.config
     if path is None and DEFAULT_CONFIG.is_file() and not args.demo:
         path = DEFAULT_CONFIG
+    origin = "config"
     if path is not None:
         config = cfgmod.load(path)
         if args.demo:
-            config = cfgmod.demo(config)
+            config, origin = cfgmod.demo(config), "demo"
     elif args.demo:
-        config = cfgmod.demo()
+        config, origin = cfgmod.demo(), "demo"
     elif args.data_dir is not None:
-        config = Config(data_dir=args.data_dir)
+        config, origin = Config(data_dir=args.data_dir), "flag"
     else:
         raise UsageError(
             f"no config file at {DEFAULT_CONFIG}: create one with `hbgw init`, or"
             " pass --config FILE, --data-dir DIR or --demo"
         )
     if args.data_dir is not None:
-        config = dataclasses.replace(config, data_dir=args.data_dir)
+        config, origin = dataclasses.replace(config, data_dir=args.data_dir), "flag"
+    args.data_origin = origin
     return config
 
 
-def _open(config: Config) -> tuple[Store, Service]:
+def _no_database(config: Config, args: argparse.Namespace | None) -> UsageError:
+    """The error for a command that needs a database where there is none."""
+    if getattr(args, "data_origin", "") == "demo":
+        return UsageError(
+            f"no demo database at {config.data_dir}: start the demo first"
+            " (./bootstrap demo, or .venv/bin/hbgw serve --demo), then run this again"
+        )
+    return UsageError(f"no database at {config.data_dir}: is --data-dir right? (hbgw init creates one)")
+
+
+def _open(config: Config, args: argparse.Namespace | None = None, *, create: bool = False) -> tuple[Store, Service]:
+    """The store and service of ``config``. Only ``serve`` and ``init`` pass ``create``; other
+    commands refuse to make a database where the data dir came from --data-dir or --demo
+    (raises UsageError), and say so on stderr when a config file's data_dir has none yet."""
+    if not create and not config.db_path.exists():
+        if getattr(args, "data_origin", "config") != "config":
+            raise _no_database(config, args)
+        print(f"hbgw: no database at {config.data_dir} yet (the config's data_dir): creating one", file=sys.stderr)
     store = Store(config.db_path).open()
     return store, Service(store, config)
+
+
+def _check_names(config: Config) -> list[str]:
+    """The names of the existing checks (none when there is no database)."""
+    if not config.db_path.exists():
+        return []
+    store, service = _open(config)
+    try:
+        return [c.name for c in service.list_checks()]
+    finally:
+        store.close()
+
+
+def _no_such_check(name: str, args: argparse.Namespace) -> str:
+    """ "no check named 'webl' (did you mean web1?)": the SMS commands' matcher."""
+    from gateway.rules.commands import closest_name
+
+    try:
+        guess = closest_name(name, _check_names(resolve_config(args)))
+    except (ConfigError, UsageError, StoreError, sqlite3.Error):
+        guess = None
+    return f"no check named {name!r}" + (f" (did you mean {guess}?)" if guess else "")
 
 
 def _poke_daemon(config: Config) -> None:
@@ -286,16 +359,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.runtime.daemon import Daemon
 
     config = resolve_config(args)
+    if args.reset:
+        _reset_demo(args, config)
     if args.http:
         config = dataclasses.replace(config, http=dataclasses.replace(config.http, listen=args.http))
     if args.smtp:
         config = dataclasses.replace(config, smtp=dataclasses.replace(config.smtp, listen=args.smtp))
+    if config.demo:
+        threading.Thread(target=_announce_demo, args=(config,), name="demo-announce", daemon=True).start()
     try:
         return asyncio.run(Daemon(config).run())
     except (StoreError, sqlite3.Error, OSError) as e:
         # Exit 1 with one clear line (systemd logs it and restarts with backoff), no traceback.
         print(f"hbgw: cannot start: {e}{_data_dir_hint(config)}", file=sys.stderr)
         return EXIT_FAIL
+
+
+def _reset_demo(args: argparse.Namespace, config: Config) -> None:
+    """``serve --demo --reset``: delete the demo's data dir, so the demo starts its story again.
+    Only the demo's own dir (never one from --data-dir or a config file). Raises UsageError."""
+    import shutil
+
+    if not args.demo:
+        raise UsageError("--reset works only with --demo (it deletes the demo's data)")
+    if config.data_dir != cfgmod.DEMO_DATA_DIR:
+        raise UsageError(f"--reset deletes only the demo's own data ({cfgmod.DEMO_DATA_DIR}), not {config.data_dir}")
+    pid = running_daemon(config.data_dir)
+    if pid is not None:
+        raise UsageError(f"the demo is running{f' (pid {pid})' if pid else ''}: stop it first (Ctrl-C), then reset")
+    shutil.rmtree(config.data_dir, ignore_errors=True)
+    print(f"hbgw demo: reset (deleted {config.data_dir})", file=sys.stderr)
+
+
+def _announce_demo(config: Config, timeout: float = 60.0) -> None:
+    """Print the one line a demo visitor needs, once the daemon is serving (its run file names
+    this process and the address it bound)."""
+    from gateway.runtime.process import read_run_file
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = read_run_file(config.data_dir) or {}
+        if info.get("pid") == os.getpid() and info.get("http"):
+            try:
+                print(f"hbgw demo: open http://{info['http']}/ (password on the login page)", flush=True)
+            except OSError:  # stdout closed: nobody to tell
+                pass
+            return
+        time.sleep(0.1)
 
 
 def _data_dir_hint(config: Config) -> str:
@@ -315,29 +425,72 @@ def _data_dir_hint(config: Config) -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    """Write the config with fresh secrets, make the database, print the admin password once.
+
+    Run as root (the install), the config stays root's but readable by the service user's group
+    (0640) and the data dir becomes the service user's, so ``systemctl start hbgw`` works next;
+    otherwise both stay this user's (0600)."""
+    import pwd
+
     from gateway.passwords import generate_password
 
     path: Path = args.config or DEFAULT_CONFIG
     if path.exists() and not args.force:
         print(f"hbgw: {path} exists; use --force to overwrite it", file=sys.stderr)
         return EXIT_FAIL
+    owner: pwd.struct_passwd | None = None
+    if os.geteuid() == 0 and args.user:
+        try:
+            owner = pwd.getpwnam(args.user)
+        except KeyError:
+            print(
+                f"hbgw: warning: no user {args.user!r} yet, so {path} stays readable by root only (0600):"
+                f" create it first (useradd --system --home /var/lib/hbgw --shell /usr/sbin/nologin"
+                f" --groups dialout {args.user}) and run init again with --force",
+                file=sys.stderr,
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     data_dir = args.data_dir.resolve()
     text = cfgmod.render_template(data_dir, url_secret(24))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    os.chmod(path, 0o600)
+    mode = 0o600 if owner is None else 0o640
+    if owner is not None:
+        os.chown(path, 0, owner.pw_gid)
+    os.chmod(path, mode)
     config = cfgmod.load(path)
     password = generate_password()
-    store, service = _open(config)
+    store, service = _open(config, create=True)
     try:
         service.accounts.set_password(password)
     finally:
         store.close()
-    print(f"wrote {path} (mode 0600); data in {data_dir}")
+    if owner is not None:
+        _give(data_dir, owner.pw_uid, owner.pw_gid)
+        print(f"wrote {path} (mode 0640, root:{_group_name(owner.pw_gid)}); data in {data_dir} (owned by {args.user})")
+    else:
+        print(f"wrote {path} (mode 0600); data in {data_dir}")
     print(f"web admin password (shown once; change it with `hbgw passwd`): {password}")
     return EXIT_OK
+
+
+def _give(data_dir: Path, uid: int, gid: int) -> None:
+    """Hand the data dir and everything in it to the service user (mode 0750 for the dir)."""
+    os.chown(data_dir, uid, gid)
+    os.chmod(data_dir, 0o750)
+    for root, dirs, files in os.walk(data_dir):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+
+
+def _group_name(gid: int) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def _render_list(service: Service, rows: list[dict[str, Any]]) -> str:
@@ -365,9 +518,10 @@ def _render_list(service: Service, rows: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
-def _render_show(d: dict[str, Any], check: Check, slug_url: str | None) -> str:
+def _render_show(d: dict[str, Any], check: Check, service: Service) -> str:
     """One check for people: the ``--json`` fields, with durations, switches and empties in words;
-    ``slug_url`` is its /ping/<ping key>/<slug> URL, None when it has no slug."""
+    only the addresses that work (see :func:`_addresses`)."""
+    slug_url, email, note = _slug_url(service, check), _email(service, check), _base_url_note(service)
     schedule = f"cron {d['cron']} ({d['tz']})" if d["cron"] else "every " + format_duration(d["period"])
     status = d["status"]
     if check.last_start is not None:
@@ -389,11 +543,12 @@ def _render_show(d: dict[str, Any], check: Check, slug_url: str | None) -> str:
         ("ping URL", d["ping_url"]),
         ("slug", d["slug"] or "-"),
         *([("slug ping URL", slug_url)] if slug_url else []),
-        ("email", d["email"]),
+        *([("email", email)] if email else []),
         ("tags", " ".join(d["tags"]) or "-"),
         ("description", d["desc"] or "-"),
         ("manual resume", "on" if d["manual_resume"] else "off"),
         ("POST only", "yes" if d["methods"] == "POST" else "no (HEAD, GET and POST count)"),
+        *([("note", note)] if note else []),
     ]
     width = max(len(k) for k, _ in rows) + 2
     return "\n".join(f"{k + ':':{width}}{v}" for k, v in rows)
@@ -427,6 +582,45 @@ def _slug_url(service: Service, check: Check) -> str | None:
     return f"{service.base_url}/ping/{service.ping_key}/{check.slug}" if check.slug else None
 
 
+def _email(service: Service, check: Check) -> str | None:
+    """The check's email address, None while nothing listens for email ([smtp] listen unset)."""
+    return service.email_address(check) if service.config.smtp.listen else None
+
+
+def _base_url_note(service: Service) -> str | None:
+    """Why a printed URL may not work from the servers: [http] base_url unset, so the URL is made
+    from the listen address or this host's name."""
+    if service.config.http.base_url or service.config.demo:  # the demo's URLs are for this machine
+        return None
+    host = service.base_url.split("//", 1)[-1].rsplit(":", 1)[0]
+    return (
+        f"[http] base_url is not set, so these URLs use {host!r}; if your servers reach this box"
+        " by another name, set base_url in the config"
+    )
+
+
+def _addresses(service: Service, check: Check) -> list[tuple[str, str]]:
+    """The ways to reach ``check`` that work: its ping URL, its slug URL when it has a slug, its
+    email address when [smtp] listens, and a note when [http] base_url is unset."""
+    rows = [("ping URL", service.ping_url(check))]
+    slug_url = _slug_url(service, check)
+    if slug_url:
+        rows.append(("slug URL", slug_url))
+    email = _email(service, check)
+    if email:
+        rows.append(("email", email))
+    note = _base_url_note(service)
+    if note:
+        rows.append(("note", note))
+    return rows
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows) + 2
+    for k, v in rows:
+        print(f"{k + ':':{width}}{v}")
+
+
 def _render_pings(rows: list[dict[str, Any]]) -> str:
     header = ("TIME", "KIND", "SOURCE", "METHOD", "EXIT", "RUN", "DURATION")
     lines = [header]
@@ -451,6 +645,8 @@ def snippets(service: Service, name: str) -> str:
     """The check page's copy-paste snippets, as text: a title, then the lines indented."""
     out = []
     for snippet in service.views.snippets(service.get_check(name)):
+        if snippet.key == "email" and _email(service, service.get_check(name)) is None:
+            continue  # nothing listens for email: an address that bounces is worse than none
         out.append(snippet.title + ":")
         out.extend(f"  {line}" if line else "" for line in snippet.text.splitlines())
     return "\n".join(out)
@@ -458,7 +654,7 @@ def snippets(service: Service, name: str) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     config = resolve_config(args)
-    store, service = _open(config)
+    store, service = _open(config, args)
     try:
         if args.action == "add":
             fields: dict[str, Any] = {
@@ -476,11 +672,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 _print_json(service.views.describe(check))
                 return EXIT_OK
             print(f"added {check.name}")
-            print(f"ping URL: {service.ping_url(check)}")
-            slug_url = _slug_url(service, check)
-            if slug_url:
-                print(f"slug URL: {slug_url}")
-            print(f"email:    {service.email_address(check)}")
+            _print_rows(_addresses(service, check))
         elif args.action == "list":
             rows = [service.views.describe(c) for c in service.list_checks()]
             print(json.dumps(rows, indent=2) if args.json else _render_list(service, rows))
@@ -490,7 +682,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json(d)
             else:
-                print(_render_show(d, check, _slug_url(service, check)))
+                print(_render_show(d, check, service))
                 print()
                 print(snippets(service, check.name))
         elif args.action == "pings":
@@ -565,8 +757,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 _print_json(service.views.describe(check))
                 return EXIT_OK
             print(f"replaced the ping URL of {check.name}; the old URL and address now answer 404")
-            print(f"ping URL: {service.ping_url(check)}")
-            print(f"email:    {service.email_address(check)}")
+            _print_rows(_addresses(service, check))
         return EXIT_OK
     finally:
         store.close()
@@ -608,7 +799,7 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     """``hbgw apikey add|list|rm``: the settings page's API keys. The key itself is printed once,
     on stdout, and never logged (the store keeps only its SHA-256)."""
     config = resolve_config(args)
-    store, service = _open(config)
+    store, service = _open(config, args)
     try:
         accounts = service.accounts
         if args.action == "add":
@@ -644,15 +835,15 @@ def cmd_apikey(args: argparse.Namespace) -> int:
 
 def cmd_passwd(args: argparse.Namespace) -> int:
     config = resolve_config(args)
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = getpass.getpass("new admin password: ")
-        if getpass.getpass("again: ") != password:
-            print("hbgw: the passwords differ", file=sys.stderr)
-            return EXIT_FAIL
-    store, service = _open(config)
+    store, service = _open(config, args)  # before asking: no password typed for nothing
     try:
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass("new admin password: ")
+            if getpass.getpass("again: ") != password:
+                print("hbgw: the passwords differ", file=sys.stderr)
+                return EXIT_FAIL
         dropped = service.accounts.set_password(password)
     except ValidationError as e:
         print(f"hbgw: {e}", file=sys.stderr)
@@ -697,7 +888,7 @@ def cmd_sms(args: argparse.Namespace) -> int:
         else:
             print("sent; message reference(s): " + " ".join(str(r) for r in refs))
         return EXIT_OK
-    store, service = _open(config)
+    store, service = _open(config, args)
     try:
         rows = service.views.outbox(args.limit) if args.action == "outbox" else service.views.inbox(args.limit)
     finally:
@@ -752,7 +943,7 @@ def cmd_ack(args: argparse.Namespace) -> int:
     """``hbgw ack NAME``, ``hbgw mute NAME 2h``, ``hbgw unmute [NAME]``: the owner's actions,
     the same use cases as the SMS commands, the page and the API (recorded as by "cli")."""
     config = resolve_config(args)
-    store, service = _open(config)
+    store, service = _open(config, args)
     try:
         if args.command == "ack":
             before = service.get_check(args.name)
@@ -786,10 +977,9 @@ def cmd_ack(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     if not config.db_path.exists():
-        print(f"hbgw: no database at {config.db_path} (the gateway never ran here)", file=sys.stderr)
-        return EXIT_FAIL
+        raise _no_database(config, args)
     pid = running_daemon(config.data_dir)
-    store, service = _open(config)
+    store, service = _open(config, args)
     try:
         h = service.views.health(pid)
     finally:
@@ -841,7 +1031,10 @@ def _render_health(h: dict[str, Any]) -> str:
 def cmd_backup(args: argparse.Namespace) -> int:
     from gateway.store import backup_database
 
-    info = backup_database(resolve_config(args).db_path, args.file)
+    config = resolve_config(args)
+    if not config.db_path.exists():
+        raise _no_database(config, args)
+    info = backup_database(config.db_path, args.file)
     if args.json:
         _print_json({"path": str(info.path), "checks": info.checks, "schema": info.schema, "size": info.size})
     else:
@@ -857,6 +1050,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from gateway.store import restore_database
 
     config = resolve_config(args)
+    if not config.data_dir.is_dir():
+        raise UsageError(f"no data dir at {config.data_dir}: is --data-dir right? (hbgw init creates one)")
     pid = running_daemon(config.data_dir)
     if pid is not None:
         print(
@@ -923,11 +1118,20 @@ def setup_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except BrokenPipeError:  # `hbgw --help | head -1`
+        return _quiet_broken_pipe()
     setup_logging(args.log_level)
     try:
-        return COMMANDS[args.command](args)
+        if args.demo_anywhere:  # a subcommand's own --demo default would hide the top-level one
+            if not hasattr(args, "demo"):
+                raise UsageError(f"--demo does not apply to {args.command}")
+            args.demo = True
+        _read_durations(args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, so that a closed pipe is caught below rather than at exit
+        return code
     except (ConfigError, UsageError) as e:
         print(f"hbgw: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -935,7 +1139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hbgw: {e.field}: {e}", file=sys.stderr)
         return EXIT_USAGE
     except NotFound as e:
-        print(f"hbgw: no check named {e}", file=sys.stderr)
+        print(f"hbgw: {_no_such_check(str(e), args)}", file=sys.stderr)
         return EXIT_FAIL
     except (Conflict, StoreError) as e:
         print(f"hbgw: {e}", file=sys.stderr)
@@ -943,5 +1147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # stdout closed early (`hbgw check list | head`): no traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAIL
+        return _quiet_broken_pipe()
+
+
+def _quiet_broken_pipe() -> int:
+    """Exit 1 without a word when the reader of stdout went away; stdout now points at
+    /dev/null, so that the interpreter's last flush cannot fail in its turn."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_FAIL

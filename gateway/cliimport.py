@@ -65,13 +65,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     from gateway.cli import EXIT_FAIL, EXIT_OK, _open, _poke_daemon, resolve_config
 
     config = resolve_config(args)
+    # Into an existing database only (as every command but serve and init): checked before the
+    # source is read, so a mistyped --data-dir costs no download.
+    store, service = _open(config, args)
     try:
-        plan = read_plan(args)
-    except SourceError as e:
-        print(f"hbgw: {e}", file=sys.stderr)
-        return EXIT_FAIL
-    store, service = _open(config)
-    try:
+        try:
+            plan = read_plan(args)
+        except SourceError as e:
+            print(f"hbgw: {e}", file=sys.stderr)
+            return EXIT_FAIL
         report = importer.apply_plan(service, plan, dry_run=args.dry_run)
     finally:
         store.close()

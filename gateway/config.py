@@ -208,7 +208,9 @@ class _Reader:
         if value is None:
             return default
         try:
-            seconds = parse_duration(value) if isinstance(value, str) else float(value)
+            seconds = parse_duration(_with_unit(key, value))
+        except SettingsError as e:
+            raise self.fail(key, str(e)) from None
         except ValueError as e:
             raise self.fail(key, str(e)) from None
         if seconds < lo:
@@ -417,7 +419,9 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
         push_to=r.checked("push_to", list, (), rules.push_urls),
         sms_allow=r.checked("sms_allow", list, (), rules.phone_numbers),
         sms_pin=r.checked("sms_pin", str, None, rules.pin),
-        repeat=r.checked("repeat", (str, int, float), da.repeat, lambda k, v: rules.duration(k, v, rules.REPEAT_MIN)),
+        repeat=r.checked(
+            "repeat", (str, int, float), da.repeat, lambda k, v: rules.duration(k, _with_unit(k, v), rules.REPEAT_MIN)
+        ),
         coalesce=r.duration("coalesce", da.coalesce),
         max_sms_per_hour=r.checked(
             "max_sms_per_hour", int, da.max_sms_per_hour, lambda k, v: rules.whole_number(k, v, 1, rules.BUDGET_MAX)
@@ -508,6 +512,13 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
     )
 
 
+def _with_unit(key: str, value: Any) -> str:
+    """A duration in the file is a string with a unit: is ``repeat = 15`` seconds or minutes?"""
+    if not isinstance(value, str):
+        raise SettingsError(key, f'{value!r} needs a unit, e.g. "{value}s" or "{value}m"')
+    return value
+
+
 def _relay(r: _Reader) -> RelayRules:
     """``[relay]``: who may send SMS through the box, and how much (gateway.rules.relay)."""
     d = RelayRules()
@@ -587,7 +598,7 @@ def demo(base: Config | None = None) -> Config:
 
 
 TEMPLATE = """\
-# heartbeat-gateway configuration (hbgw). Durations: "90s", "15m", "2h", "1d".
+# heartbeat-gateway configuration (hbgw). Durations always take a unit, in quotes: "90s", "15m", "2h", "1d".
 # Unknown keys are an error, so a typo never goes unnoticed.
 
 # Where the SQLite database and runtime state live.

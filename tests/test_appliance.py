@@ -590,6 +590,7 @@ def serve_in_namespace(setup: str, data: Path, tmp_path: Path) -> subprocess.Com
 
 def prepared_data(tmp_path: Path) -> Path:
     data = tmp_path / "data"
+    hbgw("init", "--config", str(tmp_path / "init.toml"), "--data-dir", str(data))  # the database
     hbgw("check", "add", "web1", "--period", "1h", data_dir=data)
     hbgw("check", "add", "web2", "--period", "1h", data_dir=data)
     return data

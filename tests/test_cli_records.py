@@ -248,7 +248,7 @@ def test_it_renames_a_check_and_keeps_its_token(cfg: Path) -> None:
         (("check", "set", "web1", "--methods", "get"), 2, "--methods"),
         (("check", "set", "web1", "--manual-resume", "yes"), 2, "--manual-resume"),
         (("check", "pings", "web1", "--limit", "0"), 2, "--limit"),
-        (("check", "pings", "ghost"), 1, "no check named ghost"),
+        (("check", "pings", "ghost"), 1, "no check named 'ghost'"),
         (("apikey", "add", " "), 2, "label: "),
         (("apikey", "rm", "one"), 2, "invalid int"),
     ],

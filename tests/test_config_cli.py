@@ -28,6 +28,9 @@ from tests.support.daemon import hbgw, hbgw_json, write_config
         ("[modem]\npin = '12'\n", "[modem] pin: a SIM PIN is 4 to 8 digits"),
         ("[alerts]\nsms_to = ['0612345678']\n", "[alerts] sms_to: '0612345678' is not an E.164 number"),
         ("[alerts]\nrepeat = 'often'\n", "[alerts] repeat: 'often' is not a duration"),
+        ("[alerts]\nrepeat = 15\n", '[alerts] repeat: 15 needs a unit, e.g. "15s" or "15m"'),
+        ("[alerts]\nrepeat = '15'\n", '[alerts] repeat: "15" needs a unit, e.g. 15s or 15m'),
+        ("[alerts]\ncoalesce = 3\n", '[alerts] coalesce: 3 needs a unit, e.g. "3s" or "3m"'),
         ("[alerts]\nmax_sms_per_hour = 0\n", "must be between 1 and 10000"),
         ("[security]\nauto_create = 'yes'\n", "[security] auto_create: expected true or false, got str"),
         ("[security]\nmax_checks = true\n", "expected an integer, got a boolean"),
@@ -118,7 +121,7 @@ def test_it_initialises_a_config_with_fresh_secrets_and_mode_0600(tmp_path: Path
 
 
 def test_it_adds_lists_shows_pauses_resumes_and_removes_checks(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path / "hbgw.toml", tmp_path / "data")
+    cfg = write_config(tmp_path / "hbgw.toml", tmp_path / "data", extra='[smtp]\nlisten = "127.0.0.1:0"\n')
     out = hbgw("check", "add", "web1", "--period", "15m", "--grace", "5m", config=cfg).stdout
     assert "/ping/" in out and "@hbgw.local" in out
     hbgw("check", "add", "nightly", "--cron", "30 2 * * *", "--tz", "Europe/Paris", config=cfg)
@@ -164,7 +167,7 @@ def test_it_adds_lists_shows_pauses_resumes_and_removes_checks(tmp_path: Path) -
     ("args", "code", "message"),
     [
         (("check", "add", "web1"), 1, "exists"),
-        (("check", "add", "x", "--period", "soon"), 2, "not a duration"),
+        (("check", "add", "x", "--period", "soon"), 2, "--period: 'soon' is not a duration"),
         (("check", "add", "x", "--cron", "every day"), 2, "cron"),
         (("check", "add", "x", "--cron", "* * * * *", "--tz", "Nowhere/City"), 2, "time zone"),
         (("check", "add", "a/b"), 2, "cannot contain '/'"),

@@ -168,7 +168,7 @@ def test_it_keeps_healthchecks_fields(changes: dict[str, Any], field: str, expec
         (hc_simple(grace="600"), "grace: expected a number of seconds, got '600'"),
         (hc_simple(timeout=True), "timeout: expected a number of seconds"),
         (hc_cron(schedule="*-*~1 12:00"), "only 5-field cron expressions can come over (not OnCalendar)"),
-        (hc_cron(schedule="61 * * * *"), "is not a 5-field cron expression"),
+        (hc_cron(schedule="61 * * * *"), "the cron minute field takes 0-59"),
         (hc_cron(tz="Mars/Olympus"), "unknown time zone 'Mars/Olympus'"),
         (hc_simple(methods="PUT"), 'methods: either "" (HEAD, GET and POST) or "POST"'),
         (hc_simple(slug="Not A Slug"), "slug: lower-case a-z 0-9 _ - only"),
@@ -559,6 +559,21 @@ def hbgw_import(*args: str, data_dir: Path, env: dict[str, str] | None = None) -
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_env() | env)
 
 
+def new_database(tmp_path: Path) -> Path:
+    """A data dir with an empty database: an import goes only into an existing one."""
+    data = tmp_path / "data"
+    hbgw("init", "--config", str(tmp_path / "init.toml"), "--data-dir", str(data))
+    return data
+
+
+def test_it_imports_only_into_an_existing_database(tmp_path: Path) -> None:
+    saved = tmp_path / "export.json"
+    saved.write_text(json.dumps([hc_simple()]))
+    proc = hbgw_import("healthchecks", "--file", str(saved), data_dir=tmp_path / "typo")
+    assert proc.returncode == 2 and "no database at" in proc.stderr
+    assert not (tmp_path / "typo").exists()
+
+
 def statuses(data_dir: Path) -> dict[str, str]:
     proc = hbgw("check", "list", "--json", data_dir=data_dir)
     return {c["name"]: c["status"] for c in json.loads(proc.stdout)}
@@ -567,7 +582,7 @@ def statuses(data_dir: Path) -> dict[str, str]:
 def test_it_imports_from_the_api_and_from_kuma_then_the_old_urls_ping(
     tmp_path: Path, hc_site: HealthchecksStub
 ) -> None:
-    data = tmp_path / "data"
+    data = new_database(tmp_path)
     kuma_db = make_kuma_db(tmp_path / "kuma.db")
 
     proc = hbgw_import("healthchecks", "--url", hc_site.url, "--api-key", "wrong", data_dir=data)
@@ -622,7 +637,7 @@ def test_it_imports_from_the_api_and_from_kuma_then_the_old_urls_ping(
 
 
 def test_it_exits_1_and_names_the_failures(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+    data = new_database(tmp_path)
     saved = tmp_path / "export.json"
     saved.write_text(json.dumps([hc_simple(), hc_cron(schedule="*-*~1 12:00")]))
     proc = hbgw_import("healthchecks", "--file", str(saved), data_dir=data)

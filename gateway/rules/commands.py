@@ -34,11 +34,12 @@ import difflib
 import hmac
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from gateway.model import Status
+from gateway.rules import durations
 from gateway.rules.durations import humanize
 
 SMS_MAX = 160
@@ -144,58 +145,15 @@ def _key(name: str) -> str:
 
 # ------------------------------------------------------------------------------ durations
 
-_UNIT = {
-    "s": 1,
-    "sec": 1,
-    "secs": 1,
-    "second": 1,
-    "seconds": 1,
-    "m": 60,
-    "min": 60,
-    "mins": 60,
-    "minute": 60,
-    "minutes": 60,
-    "h": 3600,
-    "hr": 3600,
-    "hrs": 3600,
-    "hour": 3600,
-    "hours": 3600,
-    "d": 86400,
-    "day": 86400,
-    "days": 86400,
-    "w": 604800,
-    "week": 604800,
-    "weeks": 604800,
-}
-_DUR_PART = re.compile(r"(\d+(?:[.,]\d+)?)\s*([a-z]+)?")
-
 
 def parse_duration(text: str) -> float | None:
     """Seconds in ``text`` ("2h", "30 min", "1h30m", "1h30", "1,5 h"), or None if it is not a
-    duration. A bare number is not one (is "MUTE 2" minutes or hours?), except minutes after
-    hours ("1h30")."""
-    s = text.strip().casefold()
-    if not s or not s[0].isdigit():
+    duration. A bare number is not one (is "MUTE 2" minutes or hours?). The same parser as the
+    config file, the command line and the page (:func:`gateway.rules.durations.parse_duration`)."""
+    try:
+        return durations.parse_duration(text)
+    except ValueError:
         return None
-    total, pos, last_unit = 0.0, 0, 0
-    for m in _DUR_PART.finditer(s):
-        if s[pos : m.start()].strip():
-            return None
-        unit = m.group(2)
-        if unit is None:
-            if last_unit != 3600 or m.end() != len(s.rstrip()):
-                return None
-            size = 60  # "1h30": the minutes after hours
-        elif unit in _UNIT:
-            size = _UNIT[unit]
-        else:
-            return None
-        total += float(m.group(1).replace(",", ".")) * size
-        last_unit = size
-        pos = m.end()
-    if pos == 0 or s[pos:].strip():
-        return None
-    return total
 
 
 def _duration_splits(words: list[str]) -> list[tuple[list[str], float]]:
@@ -308,18 +266,28 @@ def _match(words: list[str], known: dict[str, str]) -> str | None:
     return None
 
 
-def _unknown_name(wanted: str, known: dict[str, str]) -> ParseError:
+def closest_name(wanted: str, names: Iterable[str]) -> str | None:
+    """The check name ``wanted`` probably meant ("webl" -> "web1", "web1 please" -> "web1"),
+    or None: the "did you mean" of the SMS commands, the command line and the page."""
+    known: dict[str, str] = {}
+    for n in names:
+        known.setdefault(_key(n), n)
+    return _closest(wanted, known)
+
+
+def _closest(wanted: str, known: dict[str, str]) -> str | None:
     key = _key(wanted)[:NAME_MATCH_MAX]  # bounds difflib's work on a long message
-    guess = None
     # "web1 please": a known name followed by extra words; the longest such prefix wins
     words = key.split()
     for i in range(len(words) - 1, 0, -1):
         if " ".join(words[:i]) in known:
-            guess = known[" ".join(words[:i])]
-            break
-    if guess is None:
-        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-        guess = known[close[0]] if close else None
+            return known[" ".join(words[:i])]
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return known[close[0]] if close else None
+
+
+def _unknown_name(wanted: str, known: dict[str, str]) -> ParseError:
+    guess = _closest(wanted, known)
     shown = _shorten(_gsm(wanted), NAME_SHOWN)
     if guess is not None:
         return ParseError(

@@ -1,29 +1,73 @@
-"""Durations as people write them in config and on the command line: "90s", "15m", "2h", "1d"."""
+"""Durations as people write them (config, command line, page, API, SMS): "90s", "15m", "2h", "1d"."""
 
 from __future__ import annotations
 
 import re
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+# Units as people type them, in config, on the command line, on the page and in an SMS.
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "secs": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "mins": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hrs": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+    "w": 604800,
+    "week": 604800,
+    "weeks": 604800,
+}
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_PART = re.compile(r"(\d+(?:[.,]\d+)?)\s*([a-z]+)?")
+EXAMPLES = "use e.g. 90s, 15m, 2h, 1d, 1h30m"
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``text`` ("90s", "15m", "1h30m", "2d", or a bare number of seconds).
+def parse_duration(text: str, *, unit_required: bool = True) -> float:
+    """Seconds in ``text``: "90s", "15m", "1h30m", "1h30" (minutes after hours), "2 hours",
+    "1.5h", "1,5 h", "2d", "1w". The one duration parser of the config file, the command line,
+    the page, the JSON API's strings and the SMS commands.
 
-    Raises ValueError with a message that says what is allowed.
+    A bare number ("10") raises unless ``unit_required`` is false (then it is seconds): is
+    "MUTE 2" or ``--period 10`` minutes or seconds? Raises ValueError with a message that says
+    what is allowed (callers prefix the key or flag).
     """
-    s = text.strip().lower()
-    if re.fullmatch(r"\d+(?:\.\d+)?", s):
-        return float(s)
-    pos, total = 0, 0.0
+    s = text.strip().casefold()
+    if _NUMBER.fullmatch(s):
+        if unit_required:
+            n = text.strip()
+            raise ValueError(f'"{n}" needs a unit, e.g. {n}s or {n}m')
+        return float(s.replace(",", "."))
+    if not s or not s[0].isdigit():
+        raise ValueError(f"{text!r} is not a duration ({EXAMPLES})")
+    total, pos, last_size = 0.0, 0, 0
     for m in _PART.finditer(s):
-        if m.start() != pos and s[pos : m.start()].strip():
+        if s[pos : m.start()].strip():
             break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
+        unit = m.group(2)
+        if unit is None:
+            if last_size != 3600 or m.end() != len(s):
+                break
+            size = 60  # "1h30": the minutes after hours
+        elif unit in _UNITS:
+            size = _UNITS[unit]
+        else:
+            break
+        total += float(m.group(1).replace(",", ".")) * size
+        last_size = size
         pos = m.end()
     if pos == 0 or s[pos:].strip():
-        raise ValueError(f"{text!r} is not a duration (use e.g. 90s, 15m, 2h, 1d, 1h30m)")
+        raise ValueError(f"{text!r} is not a duration ({EXAMPLES})")
     return total
 
 

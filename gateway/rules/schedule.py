@@ -35,9 +35,35 @@ def validate(schedule: Schedule) -> Schedule:
     if not 0.0 <= schedule.grace <= MAX_PERIOD:
         raise ScheduleError("grace must be between 0s and 365d")
     _zone(schedule.tz)
-    if schedule.cron is not None and (len(schedule.cron.split()) != 5 or not croniter.is_valid(schedule.cron)):
-        raise ScheduleError(f"{schedule.cron!r} is not a 5-field cron expression (e.g. '*/15 * * * *')")
+    if schedule.cron is not None:
+        if len(schedule.cron.split()) != 5:
+            raise ScheduleError(f"{schedule.cron!r} is not a 5-field cron expression (e.g. '*/15 * * * *')")
+        _check_cron_ranges(schedule.cron)
+        if not croniter.is_valid(schedule.cron):
+            raise ScheduleError(f"{schedule.cron!r} is not a 5-field cron expression (e.g. '*/15 * * * *')")
     return schedule
+
+
+# The five fields and the numbers each takes (day of week: 0 and 7 are Sunday).
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+
+
+def _check_cron_ranges(cron: str) -> None:
+    """Every number of ``cron`` within its field's range, every step within the field's span
+    (croniter takes ``*/61`` for minutes); names (``mon``, ``jan``) and ``L``, ``#`` are left to
+    croniter. Raises ScheduleError naming the field (and "cron": the service sorts errors by it)."""
+    for text, (field, lo, hi) in zip(cron.split(), _CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            base, slash, step = item.partition("/")
+            span = hi - lo + 1
+            if slash and (not step.isdigit() or not 1 <= int(step) <= span):
+                raise ScheduleError(f"{cron!r}: a step in the cron {field} field must be 1 to {span}, not {step!r}")
+            base, hash_, nth = base.partition("#")
+            if hash_ and nth.isdigit() and not 1 <= int(nth) <= 5:
+                raise ScheduleError(f"{cron!r}: in the cron {field} field, #{nth} must be #1 to #5")
+            for part in base.split("-"):
+                if part.isdigit() and not lo <= int(part) <= hi:
+                    raise ScheduleError(f"{cron!r}: the cron {field} field takes {lo}-{hi}, not {part}")
 
 
 def expected_after(schedule: Schedule, anchor: float) -> float:
