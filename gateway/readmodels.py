@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from gateway.config import Config
-from gateway.model import Check, InboxRow, ModemLogRow, ModemReport, OutboxRow, Ping, Status, iso
+from gateway.model import Check, Event, InboxRow, ModemLogRow, ModemReport, OutboxRow, Ping, Status, iso
 from gateway.rules import keywords, smspath
 from gateway.rules import status as st
 from gateway.rules.durations import humanize
+from gateway.rules.phone import mask
 from gateway.rules.policy import clock as policy_clock
 from gateway.rules.relay import relay_budget
 from gateway.rules.settings import Settings
@@ -29,7 +30,8 @@ STUCK_AFTER = 300.0  # a message still waiting after this long means alerts are 
 # SIM storage this close to full (free slots) is a trouble: once full, the network holds every
 # further SMS, the owner's commands too (10 % of the slots, at least 2).
 STORAGE_MIN_FREE, STORAGE_MIN_FREE_SHARE = 2, 0.1
-SPARK_SLOTS, SPARK_SLOT = 24, 3600.0
+BEATS = 30  # pings in a check's heartbeat bar
+DAY, MONTH = 86400.0, 30 * 86400.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,20 +42,39 @@ class ModemSummary:
 
 
 @dataclasses.dataclass(frozen=True)
+class Uptime:
+    day: float | None  # share of the last 24 h spent up (late counts as up), None: no data
+    month: float | None  # the same over 30 days
+
+
+@dataclasses.dataclass(frozen=True)
 class CheckRow:
     check: Check
     status: Status  # evaluated at the overview's ``now``
     down_since: float | None
-    spark: tuple[tuple[int, int], ...]  # (pings, failures) per hourly slot, oldest first
+    late_at: float | None
+    down_at: float | None
+    beats: list[Ping]  # the newest BEATS pings, oldest first
+    uptime: Uptime
 
 
 @dataclasses.dataclass(frozen=True)
 class Overview:
     now: float
-    rows: list[CheckRow]
-    counts: dict[Status, int]
+    rows: list[CheckRow]  # those matching the filter (all when there is none)
+    counts: dict[Status, int]  # of every check, filtered or not
     modem: ModemSummary | None  # None: no modem configured
-    troubles: list[str]  # what keeps alerts from going out (Views.alert_troubles)
+    troubles: list[str]  # what keeps alerts from going out (Views.page_troubles)
+    tags: list[str] = dataclasses.field(default_factory=list)  # every tag in use, sorted
+    total: int = 0  # checks before filtering
+
+
+@dataclasses.dataclass(frozen=True)
+class Banner:
+    """What every page says on top: can alerts go out, and how many servers are down."""
+
+    troubles: list[str]
+    down: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +105,7 @@ class CheckPage:
     snippets: list[Snippet]
     filters: keywords.Filters
     default_repeat: float
+    uptime: Uptime = Uptime(None, None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +191,6 @@ class Views:
         self.service = service
         self.store = service.store
         self.config = service.config
-        self._spark_cache: tuple[float, dict[int, dict[int, tuple[int, int]]]] | None = None
 
     def _now(self) -> float:
         return self.service.clock()
@@ -218,40 +239,48 @@ class Views:
         """Copy-paste ways to ping ``check`` (gateway.snippets)."""
         return snippets(check, self.service.ping_url(check), self.service.email_address(check))
 
-    def overview(self) -> Overview:
+    def overview(self, q: str = "", tag: str = "") -> Overview:
         """Every check for the status page, problems first (down, late, up, new, paused; then by
-        name), with a ping histogram of the last 24 clock hours (oldest first, this hour last)."""
+        name), each with its newest pings and uptime; ``q`` (words in the name, tags or
+        description) and ``tag`` narrow the rows, not the counts."""
         now = self._now()
-        hour = now // SPARK_SLOT * SPARK_SLOT  # slots are clock hours; the last one is this hour
-        past = self._past_hours(hour)
-        current = self.store.ping_histogram(hour, SPARK_SLOT)
-        rows = []
+        rows, statuses, tags = [], [], set()
         for check in self.store.list_checks():
             ev = st.evaluate(check, now)
-            done = past.get(check.id, {})
-            # (a deleted check's id can be reused: nothing from before this one was created)
-            born = (check.created - (hour - (SPARK_SLOTS - 1) * SPARK_SLOT)) // SPARK_SLOT
-            spark = tuple(done.get(i, (0, 0)) if i >= born else (0, 0) for i in range(SPARK_SLOTS - 1))
-            spark += (current.get(check.id, {}).get(0, (0, 0)),)
-            rows.append(CheckRow(check, ev.status, _down_since(check, ev), spark))
+            statuses.append(ev.status)
+            tags.update(check.tag_list)
+            if not matches(check, q, tag):
+                continue
+            beats = self.store.list_pings(check.id, BEATS)[::-1]
+            row = CheckRow(check, ev.status, _down_since(check, ev), ev.late_at, ev.down_at, beats, self.uptime(check))
+            rows.append(row)
         rows.sort(key=lambda r: (STATUS_ORDER[r.status], r.check.name.casefold()))
         return Overview(
             now=now,
             rows=rows,
-            counts=count_statuses(r.status for r in rows),
+            counts=count_statuses(statuses),
             modem=self._modem_summary(),
-            troubles=self.alert_troubles(),
+            troubles=self.page_troubles(),
+            tags=sorted(tags, key=str.casefold),
+            total=len(statuses),
         )
 
-    def _past_hours(self, hour: float) -> dict[int, dict[int, tuple[int, int]]]:
-        """The ping histogram of the 23 whole hours before ``hour``. Those hours are over, so it
-        is computed once an hour and kept (a cache: the pings table is the truth)."""
-        cached = self._spark_cache
-        if cached is None or cached[0] != hour:
-            start = hour - (SPARK_SLOTS - 1) * SPARK_SLOT
-            cached = (hour, self.store.ping_histogram(start, SPARK_SLOT, until=hour))
-            self._spark_cache = cached
-        return cached[1]
+    def uptime(self, check: Check) -> Uptime:
+        """Uptime over 24 h and 30 days, from the check's status flips."""
+        now = self._now()
+        flips = self.store.list_flips(check.id, start=now - MONTH)
+        before = self.store.list_flips(check.id, end=now - MONTH, limit=1)
+        current = st.evaluate(check, now).status.value
+        return Uptime(
+            uptime_share(flips, before, current, max(now - DAY, check.created), now),
+            uptime_share(flips, before, current, max(now - MONTH, check.created), now),
+        )
+
+    def banner(self) -> Banner:
+        """The line on top of every page: what keeps alerts from going out, and the down count."""
+        now = self._now()
+        down = sum(1 for c in self.store.list_checks() if st.evaluate(c, now).status is Status.DOWN)
+        return Banner(self.page_troubles(), down)
 
     def check_page(self, name: str, *, pings: int = 50, events: int = 100) -> CheckPage:
         """One check with its ping log, timeline (events and the alerts sent for it, newest
@@ -296,6 +325,7 @@ class Views:
             snippets=self.snippets(check),
             filters=filters,
             default_repeat=self.service.settings.repeat,
+            uptime=self.uptime(check),
         )
 
     def ping_log(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -420,6 +450,24 @@ class Views:
         waiting, overdue = self.store.outbox_backlog(now)
         return self._setup_troubles() + _outbox_troubles(now, waiting, overdue)
 
+    def page_troubles(self) -> list[str]:
+        """What the pages' banner lists: ``alert_troubles`` and the modem as the modem task sees
+        it now (unplugged, radio off, being recovered), as ``hbgw status`` reports them."""
+        troubles = self.alert_troubles()
+        if self.config.modem.backend == "none":
+            return troubles
+        report = self.service.modem_status()
+        if report is None:
+            troubles.append("the modem has not reported yet")
+        elif not report.connected:
+            # (its last error, often a long device path, is on the modem page)
+            troubles.append("the modem is not connected: SMS alerts cannot be sent")
+        elif report.radio in ("off", "refused"):
+            troubles.append("the modem's radio is off: SMS alerts cannot be sent")
+        if report is not None and report.recovery:
+            troubles.append(f"the modem is being recovered: {report.recovery}")
+        return troubles
+
     def _setup_troubles(self) -> list[str]:
         a, troubles = self.service.settings, []
         if not a.sms_to and not a.email_to:
@@ -482,3 +530,54 @@ def _down_since(check: Check, ev: st.Evaluation) -> float | None:
     if check.down_since is not None:
         return check.down_since
     return ev.down_at if ev.down_at is not None else check.last_ping
+
+
+def matches(check: Check, q: str, tag: str) -> bool:
+    """Whether ``check`` passes the overview's filter: it has ``tag`` (if any) and every word of
+    ``q`` is in its name, tags or description (case-insensitive)."""
+    if tag and tag not in check.tag_list:
+        return False
+    hay = f"{check.name} {check.tags} {check.desc}".casefold()
+    return all(word in hay for word in q.casefold().split())
+
+
+def uptime_share(
+    flips: Sequence[Event], before: Sequence[Event], current: str, start: float, now: float
+) -> float | None:
+    """The share of ``[start, now]`` spent up (late counts as up; new and paused count neither
+    way), from status ``flips`` newest first and the last flip ``before`` them (if any).
+    None when no time was counted (pure)."""
+    if now <= start:
+        return None
+    ordered = list(reversed(flips))
+    if before:
+        state = before[0].new_status or current
+    elif ordered:
+        state = ordered[0].old_status or current
+    else:
+        state = current
+    up = down = 0.0
+    t = start
+    for e in ordered:
+        at = min(max(e.at, start), now)
+        if state in ("up", "late"):
+            up += at - t
+        elif state == "down":
+            down += at - t
+        state, t = e.new_status or state, at
+    if state in ("up", "late"):
+        up += now - t
+    elif state == "down":
+        down += now - t
+    return up / (up + down) if up + down > 0 else None
+
+
+def show_recipient(channel: str | None, recipient: str | None) -> str:
+    """A message's recipient as pages show it: numbers and addresses masked like event rows
+    (``+155***67``), a push target (an apprise URL holding a secret) as its scheme only."""
+    if not recipient:
+        return ""
+    if channel == "push" or "://" in recipient:
+        scheme = recipient.split("://", 1)[0] if "://" in recipient else "push"
+        return f"{scheme}://…"
+    return mask(recipient)

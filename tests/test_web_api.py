@@ -37,7 +37,8 @@ def admin(gw: Daemon) -> WebClient:
 
 
 def new_key(admin: WebClient, label: str) -> str:
-    r = admin.post("/settings/api-keys", {"csrf": admin.csrf(), "label": label})
+    assert admin.post("/settings/api-keys", {"csrf": admin.csrf(), "label": label}).status == 303
+    r = admin.get("/settings")  # post/redirect/get: the key is shown once, on the next page
     m = re.search(r'<pre id="new-key">([^<]+)</pre>', r.text)
     assert m, r.text
     return m.group(1)

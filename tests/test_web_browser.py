@@ -128,22 +128,34 @@ def test_it_shows_every_server_with_problems_first(page: Any) -> None:
     expect(page.locator(".summary")).to_contain_text("2 up")
     expect(page.locator(".summary")).to_contain_text("modem: none configured")
     expect(row(page, "web1").locator("time")).to_have_attribute("title", re.compile(r"^\d{4}-\d\d-\d\d "))
-    expect(row(page, "db1").locator("td.dn")).to_have_text(re.compile(r"\d+ s"))
+    expect(row(page, "db1").locator(".when.dn")).to_have_text(re.compile(r"for \d+ s"))
+    expect(row(page, "web1").locator("td.sched")).to_have_text("every 15 min")
+    expect(page).to_have_title("(1) Servers · hbgw")  # the down count, in the tab
+
+
+def test_statuses_are_louder_than_the_sms_toggles(page: Any) -> None:
+    def colour(locator: Any, prop: str) -> str:
+        return str(locator.evaluate(f"e => getComputedStyle(e).{prop}"))
+
+    assert colour(row(page, "db1").locator(".badge.down"), "backgroundColor") == "rgb(196, 39, 31)"
+    assert colour(row(page, "web1").locator(".badge.up"), "backgroundColor") == "rgb(26, 127, 55)"
+    toggle = row(page, "web1").locator("button.tg")
+    expect(toggle).to_have_text("Turn SMS off")
+    assert colour(toggle, "backgroundColor") == "rgb(255, 255, 255)"  # neutral: an action, not a state
+    expect(row(page, "web1").locator(".smsst")).to_have_text("on")
 
 
 def test_it_flips_the_sms_toggle_in_place(page: Any, gw: Daemon) -> None:
     button = row(page, "web1").locator("button.tg")
-    expect(button).to_have_text("SMS on")
-    green = button.evaluate("b => getComputedStyle(b).backgroundColor")
+    expect(button).to_have_text("Turn SMS off")
     page.evaluate("window.__sameDocument = true")
     button.click()
-    expect(button).to_have_text("SMS off")
+    expect(button).to_have_text("Turn SMS on")
+    expect(row(page, "web1").locator(".smsst")).to_have_text("off")
     wait_for(lambda: show(gw, "web1")["sms_enabled"] is False, what="SMS off in the store")
-    red = button.evaluate("b => getComputedStyle(b).backgroundColor")
-    assert (green, red) == ("rgb(31, 136, 61)", "rgb(207, 34, 46)")
     assert page.evaluate("window.__sameDocument") is True  # no full page reload
     button.click()
-    expect(button).to_have_text("SMS on")
+    expect(button).to_have_text("Turn SMS off")
     wait_for(lambda: show(gw, "web1")["sms_enabled"] is True, what="SMS on again")
 
 
@@ -228,10 +240,10 @@ def test_it_works_without_javascript(browser: Any, gw: Daemon) -> None:
         page = ctx.new_page()
         login(page, gw)
         button = row(page, "backup").locator("button.tg")
-        expect(button).to_have_text("SMS on")
+        expect(button).to_have_text("Turn SMS off")
         button.click()
         expect(page).to_have_url(gw.url + "/")
-        expect(row(page, "backup").locator("button.tg")).to_have_text("SMS off")
+        expect(row(page, "backup").locator("button.tg")).to_have_text("Turn SMS on")
         assert show(gw, "backup")["sms_enabled"] is False
     finally:
         ctx.close()

@@ -135,7 +135,7 @@ def _paused(c: WebClient, gw: Daemon, name: str) -> None:
 
 
 def _key(c: WebClient, gw: Daemon, name: str) -> None:
-    assert c.post("/settings/api-keys", {"csrf": c.csrf(), "label": name}).status == 200
+    assert c.post("/settings/api-keys", {"csrf": c.csrf(), "label": name}).status == 303
 
 
 def _key_id(gw: Daemon, name: str) -> int:
@@ -206,7 +206,6 @@ MUTATIONS = {
         lambda n: {"label": n},
         lambda gw, n: bool(query(gw, "SELECT 1 FROM api_keys WHERE label = ?", n)),
         prepare=lambda c, gw, n: None,
-        ok_status=200,
     ),
     "revoke api key": Mutation(
         "/settings/api-keys/{key}/revoke",
@@ -465,16 +464,26 @@ def test_it_replaces_a_leaked_ping_url(gw: Daemon, admin: WebClient) -> None:
     assert admin.post("/checks/no-such-check/new-url", {"csrf": admin.csrf()}).status == 404
 
 
-def test_the_overview_says_when_alerts_cannot_go_out(tmp_path: Path) -> None:
+BANNER = re.compile(r'<div class="alert bad banner" role="alert">.*?<ul>(.*?)</ul>', re.S)
+
+
+def troubles_on(page: str) -> list[str]:
+    m = BANNER.search(page)
+    return re.findall(r"<li>([^<]*)</li>", m.group(1)) if m else []
+
+
+def test_every_page_says_when_alerts_cannot_go_out(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "hbgw.toml", tmp_path / "data")
     hbgw("passwd", "--password-stdin", config=cfg, input=PASSWORD + "\n")
     with Daemon(tmp_path / "data", config=cfg) as d:
         c = WebClient(d.url)
         assert c.login(PASSWORD).status == 303
-        banner = re.compile(r'<p class="alert bad" role="alert">Alerts cannot go out as they should: ([^<]*)</p>')
-        assert banner.findall(c.get("/").text) == [
+        nobody = (
             "nobody to alert: add a phone number or an email address on the settings page ([alerts] sms_to, email_to)."
-        ]
+        )
+        for path in ("/", "/modem", "/settings", "/partial/banner", "/partial/overview", "/partial/modem"):
+            assert troubles_on(c.get(path).text) == [nobody], path
+        assert troubles_on(c.get("/no-such-page", headers={"Accept": "text/html"}).text) == [nobody]
         r = c.post(
             "/settings/alerts",
             {
@@ -489,24 +498,100 @@ def test_the_overview_says_when_alerts_cannot_go_out(tmp_path: Path) -> None:
             },
         )
         assert r.status in (200, 303), r.text
-        assert banner.findall(c.get("/partial/overview").text) == [
+        assert troubles_on(c.get("/partial/overview").text) == [
             "SMS numbers are set but no modem is configured ([modem] backend)."
         ]
+        # the test SMS goes to the owner's first number unless changed (not only a placeholder)
+        assert re.search(r'id="f-number" name="number" type="tel" value="\+15551230001"', c.get("/modem").text)
+        assert "<title>Settings · hbgw</title>" in c.get("/settings").text
 
 
-def test_it_shows_a_new_api_key_once(gw: Daemon, admin: WebClient) -> None:
+def test_it_shows_a_new_api_key_once_after_a_redirect(gw: Daemon, admin: WebClient) -> None:
     r = admin.post("/settings/api-keys", {"csrf": admin.csrf(), "label": "shown-once"})
-    key = re.search(r'<pre id="new-key">(hbgw_[^<]+)</pre>', r.text)
+    assert r.status == 303 and r.header("Location") is not None
+    assert "hbgw_" not in (r.header("Location") or "") and "hbgw_" not in r.text
+    page = admin.get("/settings#api-keys").text
+    key = re.search(r'<pre id="new-key">(hbgw_[^<]+)</pre>', page)
     assert key
-    assert key.group(1) not in admin.get("/settings").text
+    again = admin.get("/settings").text  # a reload: no second key, and the key is gone
+    assert key.group(1) not in again and 'id="new-key"' not in again
+    assert query(gw, "SELECT count(*) FROM api_keys WHERE label = 'shown-once'") == [(1,)]
     assert not query(gw, "SELECT 1 FROM api_keys WHERE hash = ?", key.group(1))
+    other = client(gw)  # another session never sees it
+    admin.post("/settings/api-keys", {"csrf": admin.csrf(), "label": "not-yours"})
+    assert 'id="new-key"' not in other.get("/settings").text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "says"),
+    [
+        ("GET", "/nope", 404, "Page not found"),
+        ("GET", "/checks/web1/pause", 405, "Use the button"),
+        ("GET", "/logout", 405, "Log out</button>"),
+    ],
+)
+def test_it_answers_unknown_pages_and_wrong_methods_in_the_layout(
+    gw: Daemon, admin: WebClient, method: str, path: str, status: int, says: str
+) -> None:
+    r = admin.request(method, path, headers={"Accept": "text/html,application/xhtml+xml"})
+    assert r.status == status
+    assert "<html" in r.text and says in r.text and 'class="top"' in r.text
+    assert r.header("Content-Security-Policy")
+    plain = admin.request(method, path)  # scripts and curl keep the short text answer
+    assert plain.status == status and "<html" not in plain.text
+    api = admin.get("/api/v1/nope", headers={"Accept": "text/html"})
+    assert api.status == 404 and "<html" not in api.text
+
+
+def test_it_filters_the_overview_by_tag_and_words_without_javascript(gw: Daemon, admin: WebClient) -> None:
+    for name, tags in (("flt-web", "office"), ("flt-db", "office db"), ("flt-home", "home")):
+        add_check(admin, name)
+        form = {"csrf": admin.csrf(), "period": "1h", "grace": "5m", "tags": tags, "sms": "1"}
+        assert admin.post(f"/checks/{name}", form).status == 303
+
+    def names(path: str) -> list[str]:
+        return re.findall(r'<td class="n"><a href="/checks/(flt-[^"]+)"', admin.get(path).text)
+
+    assert sorted(names("/")) == ["flt-db", "flt-home", "flt-web"]
+    assert sorted(names("/?tag=office")) == ["flt-db", "flt-web"]
+    assert names("/?tag=office&q=web") == ["flt-web"]
+    assert names("/partial/overview?tag=office&q=WEB") == ["flt-web"]
+    page = admin.get("/?tag=office").text
+    assert 'data-live="/partial/overview?tag=office"' in page
+    assert re.search(r'<a class="chip on" href="/\?tag=office" aria-current="true">office</a>', page)
+    assert "No server matches" in admin.get("/?q=zzz-nothing").text
+
+
+def test_it_masks_numbers_and_push_targets_on_every_page(gw: Daemon, admin: WebClient) -> None:
+    add_check(admin, "masked")
+    secret = "tgram://123456:SECRETTOKEN/987"
+    con = sqlite3.connect(gw.data_dir / "hbgw.sqlite3")
+    try:
+        cid = con.execute("SELECT id FROM checks WHERE name = 'masked'").fetchone()[0]
+        for channel, to in (("push", secret), ("sms", "+15551239876")):
+            con.execute(
+                "INSERT INTO outbox (created, channel, recipient, text, state, not_before, check_id, check_name)"
+                " VALUES (?, ?, ?, 'DOWN masked', 'failed', 0, ?, 'masked')",
+                (1e9, channel, to, cid),
+            )
+        con.commit()
+    finally:
+        con.close()
+    for path in ("/modem", "/checks/masked", "/partial/modem", "/partial/check/masked"):
+        text = admin.get(path).text
+        assert "SECRETTOKEN" not in text and "+15551239876" not in text, path
+    assert "push tgram://…" in admin.get("/modem").text
+    assert "+155***76" in admin.get("/checks/masked").text
 
 
 @pytest.mark.parametrize(("scope", "shown"), [("read", "read only"), ("sms", "sending SMS")])
 def test_the_settings_page_makes_read_only_and_sms_only_keys(
     gw: Daemon, admin: WebClient, scope: str, shown: str
 ) -> None:
-    r = admin.post("/settings/api-keys", {"csrf": admin.csrf(), "label": f"{scope}-key", "scope": scope})
+    assert (
+        admin.post("/settings/api-keys", {"csrf": admin.csrf(), "label": f"{scope}-key", "scope": scope}).status == 303
+    )
+    r = admin.get("/settings")
     key = re.search(r'<pre id="new-key">(hbgw_[^<]+)</pre>', r.text)
     assert key
     assert query(gw, "SELECT scope FROM api_keys WHERE label = ?", f"{scope}-key") == [(scope,)]
@@ -599,7 +684,7 @@ def test_the_check_page_edits_tags_slug_description_and_ping_rules_and_shows_run
         urllib.request.urlopen(urllib.request.Request(f"{gw.url}/ping/{token}{suffix}", method="POST"), timeout=10)
     page = admin.get("/checks/nightly%20backup").text
     assert "rsync to the NAS &lt;weekly&gt;" in page
-    assert '<span class="tag">db</span><span class="tag">office</span>' in page
+    assert '<a class="tag" href="/?tag=db">db</a><a class="tag" href="/?tag=office">office</a>' in page
     assert re.search(r'<span id="last-run">Last run took \d+\.\d s\.</span>', page)
     assert f'title="run id {rid}"' in page
     assert re.search(r'<pre id="snip-slug">http://[^<]+/ping/[A-Za-z0-9_-]+/nightly</pre>', page)

@@ -9,11 +9,11 @@ answered with a redirect (303), or with the form again and the error next to the
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import gzip
 import hashlib
 import logging
 import re
+import threading
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,13 +22,13 @@ from urllib.parse import urlsplit
 
 import bottle
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from gateway.accounts import LoginRefused
 from gateway.config import Config
 from gateway.errors import ValidationError
-from gateway.model import ApiKey, ModemLogRow, iso
-from gateway.readmodels import CheckPage, ModemPage
+from gateway.model import ModemLogRow, Ping, iso
+from gateway.readmodels import BEATS, CheckPage, ModemPage, show_recipient
 from gateway.rules.durations import format_duration, humanize, run_time
 from gateway.rules.settings import format_quiet_hours
 from gateway.rules.status import STATUS_ORDER
@@ -54,23 +54,57 @@ def split_list(text: str) -> list[str]:
     return [p.strip() for p in re.split(r"[\n,;]+", text) if p.strip()]
 
 
-@functools.lru_cache(maxsize=4096)  # many servers share a pattern (pinged every N minutes)
-def spark_svg(slots: tuple[tuple[int, int], ...]) -> Markup:
-    """A 24-slot ping histogram as a small inline SVG: one bar per hour with pings (height by
-    count), red where a ping failed; gaps are silent hours. Only numbers go into the markup."""
-    total = sum(n for n, _ in slots)
-    failed = sum(f for _, f in slots)
-    peak = max((n for n, _ in slots), default=0)
-    ok: list[str] = []
-    bad: list[str] = []
-    for i, (n, f) in enumerate(slots):
-        if n:
-            height = 5 + round(9 * n / peak)
-            (bad if f else ok).append(f"M{4 * i + 2} 16V{16 - height}")
-    paths = "".join(f'<path{cls} d="{"".join(d)}"/>' for cls, d in (("", ok), (' class="f"', bad)) if d)
-    pings = "1 ping" if total == 1 else f"{total} pings"
+BEAT_CLASS = {"success": "ok", "fail": "f", "start": "s", "log": "s", "ign": "i"}
+
+
+def beats_svg(pings: Sequence[Ping], slots: int, label: Callable[[Ping], str]) -> Markup:
+    """The heartbeat bar: one bar per ping, oldest left, newest right, coloured by outcome
+    (success green, fail red, start and log grey, ignored faint); empty slots on the left are
+    pings not made yet. ``label`` is each bar's tooltip. Only numbers and escaped text go in."""
+    pad = slots - len(pings)
+    bars = [f'<rect class="e" x="{i * 6}" y="0" width="4" height="18" rx="1.5"/>' for i in range(pad)]
+    for i, p in enumerate(pings, start=pad):
+        cls = "f" if p.kind == "fail" or (p.exit_status or 0) != 0 else BEAT_CLASS.get(p.kind.value, "s")
+        title = escape(label(p))
+        bars.append(
+            f'<rect class="{cls}" x="{i * 6}" y="0" width="4" height="18" rx="1.5"><title>{title}</title></rect>'
+        )
+    n = len(pings)
+    summary = f"last {n} ping{'' if n == 1 else 's'}" if n else "no pings yet"
     return Markup(
-        f'<svg class="spark" viewBox="0 0 96 16"><title>{pings}, {failed} failed, last 24 h</title>{paths}</svg>'
+        f'<svg class="beats" viewBox="0 0 {slots * 6 - 2} 18" role="img" aria-label="{summary}">{"".join(bars)}</svg>'
+    )
+
+
+def durations_svg(pings: Sequence[Ping], label: Callable[[Ping], str]) -> Markup:
+    """Run durations (success and fail pings with a matching /start), oldest left, as bars on a
+    time axis from 0 to the longest run; failed runs red."""
+    runs = [p for p in reversed(pings) if p.duration is not None][-40:]
+    if not runs:
+        return Markup("")
+    top = max(p.duration or 0.0 for p in runs) or 1.0
+    width, height, left = 480.0, 110.0, 52.0
+    step = min(24.0, (width - left - 4) / max(len(runs), 1))  # a lone run is a bar, not a wall
+    bars = []
+    for i, p in enumerate(runs):
+        h = max(1.5, (p.duration or 0.0) / top * (height - 26))
+        cls = ' class="f"' if p.kind == "fail" or (p.exit_status or 0) != 0 else ""
+        x = left + i * step + step * 0.15
+        bars.append(
+            f'<rect{cls} x="{x:.1f}" y="{height - 16 - h:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}">'
+            f"<title>{escape(label(p))}</title></rect>"
+        )
+    axis = (
+        f'<line x1="{left}" x2="{width}" y1="{height - 16}" y2="{height - 16}"/>'
+        f'<line x1="{left}" x2="{width}" y1="10" y2="10" class="g"/>'
+        f'<text x="{left - 6}" y="14" text-anchor="end">{escape(run_time(top))}</text>'
+        f'<text x="{left - 6}" y="{height - 13}" text-anchor="end">0</text>'
+        f'<text x="{left}" y="{height - 2}">older</text>'
+        f'<text x="{width}" y="{height - 2}" text-anchor="end">newest</text>'
+    )
+    return Markup(
+        f'<svg class="chart durations" viewBox="0 0 {width:.0f} {height:.0f}" role="img"'
+        f' aria-label="run durations of the last {len(runs)} runs"><g class="axis">{axis}</g>{"".join(bars)}</svg>'
     )
 
 
@@ -84,33 +118,72 @@ def bars_svg(bars: int | None) -> Markup:
     return Markup(f'<svg class="bars" viewBox="0 0 19 12" aria-hidden="true">{"".join(rects)}</svg>')
 
 
+SIGNAL_SPANS = (3600.0, 3 * 3600.0, 6 * 3600.0, 12 * 3600.0, 86400.0)
+
+
+def signal_span(history: Sequence[ModemLogRow], now: float) -> float:
+    """The chart's time span: the shortest of 1, 3, 6, 12 or 24 h holding every reading, so a new
+    modem's first minutes are a line, not a dot at the right edge of a day."""
+    first = history[0].at if history else now
+    return next((span for span in SIGNAL_SPANS if now - first <= span), SIGNAL_SPANS[-1])
+
+
 def signal_svg(history: Sequence[ModemLogRow], now: float) -> Markup:
-    """The last 24 h of signal readings (dBm) as a step line: a reading holds until the next one
-    (or now); disconnected stretches are gaps."""
-    width, height, since = 480.0, 80.0, now - 86400
+    """Signal readings as a step line on axes: dBm on the left, bars on the right, time ago below,
+    over ``signal_span``. A reading holds until the next one (or now); disconnected stretches are
+    gaps (shaded), as is the time before the first reading."""
+    width, height, left, right, bottom, top = 520.0, 160.0, 44.0, 30.0, 20.0, 18.0
+    span = signal_span(history, now)
+    since = now - span
 
     def x(at: float) -> float:
-        return 3 + (max(since, min(now, at)) - since) / 86400 * (width - 6)
+        return left + (max(since, min(now, at)) - since) / span * (width - left - right)
 
-    def y(dbm: int) -> float:
-        return (-51 - max(-113, min(-51, dbm))) / 62 * (height - 8) + 4
+    def y(dbm: float) -> float:
+        return top + (-51 - max(-113, min(-51, dbm))) / 62 * (height - top - bottom)
 
     lines: list[list[str]] = [[]]
+    gaps: list[tuple[float, float]] = []
     for i, row in enumerate(history):
         dbm = row.signal_dbm
+        until = history[i + 1].at if i + 1 < len(history) else now
         if not row.connected or dbm is None:
+            gaps.append((row.at, until))
             if lines[-1]:
                 lines.append([])
             continue
-        until = history[i + 1].at if i + 1 < len(history) else now
         lines[-1] += [f"{x(row.at):.1f},{y(dbm):.1f}", f"{x(until):.1f},{y(dbm):.1f}"]
     polys = "".join(f'<polyline points="{" ".join(pts)}"/>' for pts in lines if pts)
-    grid = "".join(f'<line x1="0" x2="{width:.0f}" y1="{g}" y2="{g}"/>' for g in (21, 41, 61))
+    parts = []
+    for dbm in (-51, -73, -93, -113):
+        parts.append(f'<line class="g" x1="{left}" x2="{width - right}" y1="{y(dbm):.1f}" y2="{y(dbm):.1f}"/>')
+        parts.append(f'<text x="{left - 5}" y="{y(dbm) + 3:.1f}" text-anchor="end">{dbm}</text>')
+    for bars, dbm in ((5, -73), (4, -83), (3, -93), (2, -103), (1, -111)):
+        parts.append(f'<text x="{width - right + 5}" y="{y(dbm) + 3:.1f}">{bars}▮</text>')
+    for k in range(5):
+        ago = span * (4 - k) / 4
+        label = "now" if k == 4 else f"{humanize(ago)} ago"
+        anchor = "end" if k == 4 else "start" if k == 0 else "middle"
+        parts.append(f'<text x="{x(now - ago):.1f}" y="{height - 5}" text-anchor="{anchor}">{label}</text>')
+    parts.append(f'<text x="{left - 5}" y="10" text-anchor="end" class="u">dBm</text>')
+    parts.append(f'<text x="{width - right + 5}" y="10" class="u">bars</text>')
+    first = history[0].at if history else now
+    shade = ""
+    for a, b in ([(since, first)] if first > since + span / 100 else []) + gaps:
+        w = x(b) - x(a)
+        if w > 0.5:
+            shade += f'<rect class="nodata" x="{x(a):.1f}" y="{top}" width="{w:.1f}" height="{height - top - bottom}"/>'
     return Markup(
-        f'<svg class="signal" viewBox="0 0 {width:.0f} {height:.0f}" role="img"'
-        f' aria-label="signal over the last 24 hours"><g class="grid">{grid}</g>'
-        f"{polys}</svg>"
+        f'<svg class="chart signal" viewBox="0 0 {width:.0f} {height:.0f}" role="img"'
+        f' aria-label="signal over the last {humanize(span)}, in dBm and bars">{shade}'
+        f'<g class="axis">{"".join(parts)}</g>{polys}</svg>'
     )
+
+
+def schedule_text(check: Any) -> str:
+    """A check's schedule for the overview: "every 15 min" or "cron 0 3 * * *"."""
+    sched = check.schedule
+    return f"cron {sched.cron}" if sched.cron else f"every {humanize(sched.period)}"
 
 
 class Pages:
@@ -150,11 +223,24 @@ class Pages:
             urlpath=lambda url: urlsplit(url).path,
             fdur=format_duration,
             q=quote,
+            recipient=lambda r, channel=None: show_recipient(channel, r),
+            pct=lambda share: "—" if share is None else f"{share * 100:.3g} %" if share < 1 else "100 %",
+            schedule=schedule_text,
         )
         env.globals.update(
-            spark=spark_svg, bars_svg=bars_svg, signal_svg=signal_svg, asset=self.asset, statuses=list(STATUS_ORDER)
+            beats=lambda pings: beats_svg(pings, BEATS, self._beat_label),
+            durations=lambda pings: durations_svg(pings, self._beat_label),
+            bars_svg=bars_svg,
+            signal_svg=signal_svg,
+            signal_span=signal_span,
+            asset=self.asset,
+            statuses=list(STATUS_ORDER),
         )
         self.env = env
+        # The one-time messages for a session (a new API key, shown once after the redirect):
+        # memory only, by session key; lost on restart, which is fine for "shown once".
+        self._flash: dict[str, tuple[float, Any]] = {}
+        self._flash_lock = threading.Lock()
 
     # ------------------------------------------------------------------ helpers
 
@@ -170,6 +256,33 @@ class Pages:
             return ""
         return dt.datetime.fromtimestamp(ts, self._zone()).strftime("%Y-%m-%d %H:%M:%S %Z")
 
+    def _beat_label(self, p: Ping) -> str:
+        what = p.kind.value if p.kind.value != "ign" else "ignored"
+        if p.exit_status:
+            what += f" (exit {p.exit_status})"
+        if p.duration is not None:
+            what += f", ran {run_time(p.duration)}"
+        return f"{self._when(p.at)}: {what}"
+
+    def flash(self, value: Any) -> None:
+        """Keep ``value`` for this session's next page (and only that one)."""
+        session = self.auth.session()
+        if session is None:
+            return
+        now = self.service.clock()
+        with self._flash_lock:
+            self._flash = {k: v for k, v in self._flash.items() if v[0] > now - 600}
+            self._flash[session.key] = (now, value)
+
+    def take_flash(self) -> Any:
+        """This session's one-time value (None when there is none); it is gone afterwards."""
+        session = self.auth.session()
+        if session is None:
+            return None
+        with self._flash_lock:
+            entry = self._flash.pop(session.key, None)
+        return entry[1] if entry and entry[0] > self.service.clock() - 600 else None
+
     def _ago(self, ts: float | None, now: float) -> str:
         if ts is None:
             return "never"
@@ -181,11 +294,14 @@ class Pages:
     def render(self, template: str, status: int = 200, **ctx: Any) -> bytes:
         session = self.auth.session()
         ctx.setdefault("errors", {})
+        ctx.setdefault("live", "/partial/banner" if session else "")
+        ctx.setdefault("every", 10000)
         html = self.env.get_template(template).render(
             csrf=session.csrf if session else "",
             logged_in=session is not None,
             demo=self.config.demo,
             path=bottle.request.path,
+            banner=self.service.views.banner() if session else None,
             **ctx,
         )
         resp = bottle.response
@@ -245,6 +361,9 @@ class Pages:
         r("/logout", "POST", self.logout, auth="page")
         r("/", "GET", self.index, auth="page")
         r("/partial/overview", "GET", self.partial_overview, auth="page")
+        r("/partial/banner", "GET", self.partial_banner, auth="page")
+        r("/partial/check/<name>", "GET", self.partial_check, auth="page")
+        r("/partial/modem", "GET", self.partial_modem, auth="page")
         r("/checks", "POST", self.add_check, auth="page")
         r("/sms", "POST", self.toggle_sms, auth="page")
         r("/checks/<name>", ["GET", "POST"], self.check, auth="page")
@@ -265,7 +384,35 @@ class Pages:
         r("/settings/password", "POST", self.change_password, auth="page")
         r("/settings/api-keys", "POST", self.create_api_key, auth="page")
         r("/settings/api-keys/<key_id:int>/revoke", "POST", self.revoke_api_key, auth="page")
-        assert app is self.app
+        app.add_hook("before_request", self._styled_errors)
+
+    def _styled_errors(self) -> None:
+        """A browser asking for an unknown page (or with the wrong method, like a bookmarked
+        ``GET /logout``) gets the answer in the page layout; the APIs keep their plain errors."""
+        req = bottle.request
+        if "text/html" not in req.get_header("Accept", "") or req.path.startswith(("/api/", "/hc-api/", "/ping/")):
+            return
+        try:
+            self.app.router.match(req.environ)
+        except bottle.HTTPError as e:
+            if e.status_code == 404:
+                body = self.render(
+                    "error.html", 404, title="Page not found", message=f"There is no page at {req.path}."
+                )
+            elif e.status_code == 405:
+                body = self.render(
+                    "error.html",
+                    405,
+                    title="Use the button",
+                    message="This address takes a form's button, not a link or a reload.",
+                    logout=req.path == "/logout" and self.auth.session() is not None,
+                )
+            else:
+                return
+            resp = bottle.HTTPResponse(body, e.status_code)
+            for k, v in bottle.response.headerlist:
+                resp.set_header(k, v)
+            raise resp from None
 
     def static(self, path: str) -> Any:
         resp = bottle.static_file(path, root=str(STATIC))
@@ -316,11 +463,47 @@ class Pages:
 
     # -- the status table
 
+    def _filter(self) -> dict[str, str]:
+        query = bottle.request.query
+        return {"q": (query.getunicode("q") or "").strip(), "tag": (query.getunicode("tag") or "").strip()}
+
+    def _overview_ctx(self, **ctx: Any) -> dict[str, Any]:
+        flt = self._filter()
+        qs = urllib.parse.urlencode({k: v for k, v in flt.items() if v})
+        return {
+            "ov": self.service.views.overview(flt["q"], flt["tag"]),
+            "flt": flt,
+            "qs": qs,
+            "live": "/partial/overview" + ("?" + qs if qs else ""),
+            **ctx,
+        }
+
     def index(self) -> bytes:
-        return self.render("index.html", ov=self.service.views.overview(), add={}, errors={})
+        return self.render("index.html", add={}, errors={}, **self._overview_ctx())
 
     def partial_overview(self) -> bytes:
-        return self.render("_overview.html", ov=self.service.views.overview())
+        return self.render("_partial.html", parts=["overview"], **self._overview_ctx())
+
+    def partial_banner(self) -> bytes:
+        return self.render("_partial.html", parts=[])
+
+    def partial_check(self, name: str) -> bytes:
+        try:
+            page = self.service.views.check_page(name)
+        except NotFound:
+            return self.not_found(name)
+        return self.render(
+            "_partial.html", parts=["check_status", "check_chart", "check_pings", "check_events"], page=page
+        )
+
+    def partial_modem(self) -> bytes:
+        page = self.service.views.modem_page()
+        return self.render(
+            "_partial.html",
+            parts=["modem_status", "phone_screen", "outbox", "inbox"],
+            page=page,
+            phone=self._phone(page),
+        )
 
     def add_check(self) -> bytes:
         f = self.form()
@@ -332,11 +515,9 @@ class Pages:
                 grace=parse_duration_field("grace", values["grace"]),
             )
         except ValidationError as e:
-            return self.render(
-                "index.html", 400, ov=self.service.views.overview(), add=values, errors={e.field: str(e)}
-            )
+            return self.render("index.html", 400, add=values, errors={e.field: str(e)}, **self._overview_ctx())
         except Conflict as e:
-            return self.render("index.html", 400, ov=self.service.views.overview(), add=values, errors={"name": str(e)})
+            return self.render("index.html", 400, add=values, errors={"name": str(e)}, **self._overview_ctx())
         self.redirect(f"/checks/{quote(check.name)}")
 
     def toggle_sms(self) -> bytes:
@@ -438,6 +619,7 @@ class Pages:
             new_url=bool(bottle.request.query.get("new-url")),
             ladders=self.service.settings.ladder_names,
             has_ladder=bool(self.service.settings.escalation),
+            live=f"/partial/check/{quote(page.check.name)}",
         )
 
     def _check_values(self, page: CheckPage) -> dict[str, Any]:
@@ -523,7 +705,9 @@ class Pages:
             "modem.html",
             status,
             page=page,
-            sms=sms or {"number": "", "text": ""},
+            live="/partial/modem",
+            every=3000,
+            sms=sms or {"number": page.owner_numbers[0] if page.owner_numbers else "", "text": ""},
             errors=errors or {},
             phone=self._phone(page),
             reply=reply,
@@ -588,7 +772,6 @@ class Pages:
         status: int = 200,
         errors: dict[str, str] | None = None,
         alerts: dict[str, str] | None = None,
-        new_key: tuple[ApiKey, str] | None = None,
         key_label: str = "",
         password_changed: bool = False,
     ) -> bytes:
@@ -624,7 +807,7 @@ class Pages:
             email=self.config.email,
             config_file=self.config.source,
             keys=self.service.accounts.list_api_keys(),
-            new_key=new_key,
+            new_key=self.take_flash() if status == 200 else None,
             key_label=key_label,
             password_changed=password_changed or bool(bottle.request.query.get("password")),
             saved=bool(bottle.request.query.get("saved")),
@@ -664,8 +847,10 @@ class Pages:
             new_key = self.service.accounts.create_api_key(label, f.get("scope") or "write")
         except ValidationError as e:
             return self.settings(status=400, errors={e.field: str(e)}, key_label=label)
-        # Rendered, not redirected: the key is shown this once and never travels in a URL.
-        return self.settings(new_key=new_key)
+        # Post/redirect/get: the key waits server-side for this session's next page, where it
+        # is shown once; it never travels in a URL, and reloading creates no second key.
+        self.flash(new_key)
+        self.redirect("/settings#api-keys")
 
     def revoke_api_key(self, key_id: int) -> bytes:
         try:
