@@ -470,10 +470,10 @@ class Views:
 
     def _setup_troubles(self) -> list[str]:
         a, troubles = self.service.settings, []
-        if not a.sms_to and not a.email_to:
+        if not a.sms_to and not a.email_to and not a.push_to and not a.escalation:
             troubles.append(
                 "nobody to alert: add a phone number or an email address on the"
-                " settings page ([alerts] sms_to, email_to)"
+                " settings page ([alerts] sms_to, email_to, push_to, or an escalation ladder)"
             )
         if a.sms_to and self.config.modem.backend == "none":
             troubles.append("SMS numbers are set but no modem is configured ([modem] backend)")

@@ -341,3 +341,10 @@ def test_an_ntfy_server_that_is_down_gets_the_alert_once_it_is_back(
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
+
+
+def test_push_targets_alone_are_someone_to_alert(tmp_path: Path) -> None:
+    with Gateway(tmp_path / "pushed", alerts={"sms_to": [], "email_to": [], "push_to": [NTFY]}) as g:
+        assert not any("nobody to alert" in t for t in g.service.views.alert_troubles())
+    with Gateway(tmp_path / "nobody", alerts={"sms_to": [], "email_to": []}) as g:
+        assert any("nobody to alert" in t for t in g.service.views.alert_troubles())

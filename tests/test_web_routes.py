@@ -479,7 +479,8 @@ def test_every_page_says_when_alerts_cannot_go_out(tmp_path: Path) -> None:
         c = WebClient(d.url)
         assert c.login(PASSWORD).status == 303
         nobody = (
-            "nobody to alert: add a phone number or an email address on the settings page ([alerts] sms_to, email_to)."
+            "nobody to alert: add a phone number or an email address on the settings page"
+            " ([alerts] sms_to, email_to, push_to, or an escalation ladder)."
         )
         for path in ("/", "/modem", "/settings", "/partial/banner", "/partial/overview", "/partial/modem"):
             assert troubles_on(c.get(path).text) == [nobody], path
