@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway.cli import run_time
+from gateway.rules.durations import run_time
 from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
 
 UUID = "123e4567-e89b-12d3-a456-426614174000"

@@ -100,12 +100,14 @@ def humanize(seconds: float) -> str:
 
 
 def run_time(seconds: float) -> str:
-    """How long a job ran, to the precision people compare runs by: "0.4 s", "12.3 s",
-    "4 min 12 s", then as :func:`humanize` from an hour on."""
-    s = max(0.0, seconds)
+    """How long a run took, for people: "0.35 s", "3.1 s", "42 s", "4 min 12 s", "1 h 5 min"."""
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.2g} s" if seconds < 1 else f"{seconds:.1f} s"
+    s = round(seconds)
     if s < 60:
-        return f"{s:.1f} s"
+        return f"{s} s"
     if s < 3600:
-        m, rest = divmod(int(s), 60)
+        m, rest = divmod(s, 60)
         return f"{m} min {rest} s" if rest else f"{m} min"
     return humanize(s)
