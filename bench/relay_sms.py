@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from deadline_to_sms import sent, sim_start, ts, wait_sms
-from smtp_heartbeats import CLIENTS, SmtpError, _expect, _reply
+from smtp_heartbeats import CLIENTS, SmtpError, _expect, _reply, close
 
 from bench._common import Daemon, db_scalar, machine_line, percentile, result, temp_dir
 
@@ -64,11 +64,7 @@ async def send_one(host: str, port: int, i: int) -> float | None:
         at = time.time()
         return at if code == 250 else None
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except OSError:
-            pass
+        await close(writer)
 
 
 def accept_phase(host: str, port: int, n: int, offset: int) -> tuple[int, int, float]:

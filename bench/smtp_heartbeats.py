@@ -115,11 +115,15 @@ async def _session(host: str, port: int, jobs: list[tuple[str, bytes]], phase: P
         writer.write(b"QUIT\r\n")
         await _expect(reader, 221)
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except OSError:
-            pass
+        await close(writer)
+
+
+async def close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
 
 
 async def _client(host: str, port: int, queue: asyncio.Queue[list[tuple[str, bytes]]], phase: Phase) -> None:

@@ -237,24 +237,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         elif args.action == "rm":
             check = service.remove_check(args.name)
             _poke_daemon(config)
-            if args.json:
-                _print_json(service.views.describe(check))
-            else:
-                print(f"removed {check.name}")
+            _done(service, check, args.json, f"removed {check.name}")
         elif args.action == "pause":
             check = service.pause(args.name)
             _poke_daemon(config)
-            if args.json:
-                _print_json(service.views.describe(check))
-            else:
-                print(f"paused {check.name}")
+            _done(service, check, args.json, f"paused {check.name}")
         elif args.action == "resume":
             check = service.resume(args.name)
             _poke_daemon(config)
-            if args.json:
-                _print_json(service.views.describe(check))
-            else:
-                print(f"resumed {check.name}")
+            _done(service, check, args.json, f"resumed {check.name}")
         elif args.action == "new-url":
             check = service.replace_token(args.name)
             if args.json:
@@ -265,3 +256,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         store.close()
+
+
+def _done(service: Service, check: Check, as_json: bool, said: str) -> None:
+    """What a command that changed ``check`` prints: its JSON form, or ``said``."""
+    if as_json:
+        _print_json(service.views.describe(check))
+    else:
+        print(said)
