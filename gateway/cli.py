@@ -224,16 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
 
     p = sub.add_parser("ack", help="acknowledge a check's outage: no more reminders or escalation steps")
-    p.add_argument("name")
+    p.add_argument("name", help="a check, or tag:NAME for every check with that tag")
     p.add_argument("--json", action="store_true", help="print the check as JSON")
     _data_args(p)
-    p = sub.add_parser("mute", help="no alerts for a check for a while (e.g. hbgw mute web1 2h)")
-    p.add_argument("name")
+    p = sub.add_parser(
+        "mute", help="no alerts for a check for a while (e.g. hbgw mute web1 2h, hbgw mute tag:office 2h)"
+    )
+    p.add_argument("name", help="a check, or tag:NAME for every check with that tag")
     p.add_argument("duration", help="1m to 30d, e.g. 30m, 2h, 1d")
     p.add_argument("--json", action="store_true", help="print the check as JSON")
     _data_args(p)
     p = sub.add_parser("unmute", help="end a mute (every check's, without NAME)")
-    p.add_argument("name", nargs="?")
+    p.add_argument("name", nargs="?", help="a check, or tag:NAME for every check with that tag")
     p.add_argument("--json", action="store_true", help="print the unmuted checks as a JSON list")
     _data_args(p)
 
@@ -257,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway import cliimport  # here, not at the top: it imports helpers from this module
 
     cliimport.register(sub)
+    from gateway import climaint  # here, not at the top: it imports helpers from this module
+
+    climaint.register(sub)
 
     p = sub.add_parser("simulate-modem", help="run a simulated GSM modem on a pty or TCP port")
     from modem import simulator
@@ -680,6 +685,10 @@ def cmd_ack(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     store, service = _open(config, args)
     try:
+        if args.name and args.name.casefold().startswith("tag:"):
+            from gateway import climaint
+
+            return climaint.tagged_action(args, config, service)
         if args.command == "ack":
             before = service.get_check(args.name)
             if before.acked:
@@ -707,6 +716,18 @@ def cmd_ack(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         store.close()
+
+
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    from gateway import climaint
+
+    return climaint.cmd_maintenance(args)
+
+
+def cmd_snooze(args: argparse.Namespace) -> int:
+    from gateway import climaint
+
+    return climaint.cmd_snooze(args)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -847,6 +868,8 @@ COMMANDS = {
     "ack": cmd_ack,
     "mute": cmd_ack,
     "unmute": cmd_ack,
+    "maintenance": cmd_maintenance,
+    "snooze": cmd_snooze,
 }
 
 

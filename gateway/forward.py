@@ -40,7 +40,9 @@ class Forwarder:
         s = service.settings
         parsed = None
         if allowed and mode == "all":
-            parsed = cmds.parse(text, names=[c.name for c in service.list_checks()], pin=s.sms_pin)
+            checks = service.list_checks()
+            tags = sorted({t for c in checks for t in c.tag_list})
+            parsed = cmds.parse(text, names=[c.name for c in checks], pin=s.sms_pin, tags=tags)
         ours = sender in {service.config.modem.own_number, service.smspath.state().number} - {None}
         canary = smspath.canary_token(text) is not None
         if not rules.wanted(mode, allowed=allowed, parsed=parsed, canary=canary, ours=ours):

@@ -79,6 +79,8 @@ class Check:
     methods: str = ""  # "" any of HEAD/GET/POST; "POST": other methods' pings are ignored
     last_duration: float | None = None  # seconds from the matching /start to the last success or fail
     last_start_rid: str | None = None  # the run id (?rid=) of the /start in last_start
+    snooze_until_up: bool = False  # the mute (muted_until) is a snooze that the first good ping ends
+    outage_told: bool = True  # someone heard of the current outage (a DOWN, reminder or step went out)
 
     @property
     def tag_list(self) -> list[str]:
@@ -90,7 +92,7 @@ class Check:
 
     def evolve(self, **changes: Any) -> Check:
         """A copy with ``changes``: what ``dataclasses.replace`` does, without running
-        ``__init__`` over all 36 fields again (about a tenth of its cost; the ping path makes
+        ``__init__`` over all 38 fields again (about a tenth of its cost; the ping path makes
         several copies per heartbeat on the store's writer thread). Unknown names raise."""
         unknown = changes.keys() - _CHECK_FIELDS
         if unknown:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from gateway.config import Config
 from gateway.model import Check, Event, InboxRow, ModemLogRow, ModemReport, OutboxRow, Ping, Status, iso
-from gateway.rules import keywords, smspath
+from gateway.rules import keywords, maintenance, smspath
 from gateway.rules import status as st
 from gateway.rules.durations import humanize
 from gateway.rules.phone import mask
@@ -224,6 +224,8 @@ class Views:
             "acked_by": check.acked_by,
             "acked_at": iso(check.acked_at),
             "muted_until": iso(check.muted_until) if check.muted_until and check.muted_until > now else None,
+            "snooze_until_up": check.snooze_until_up,
+            "maintenance_until": iso(maintenance.active_end(self.service.settings.maintenance, check, now)),
             "ladder": check.ladder,
             "escalation_steps_taken": check.ladder_step,
             "slug": check.slug,

@@ -21,6 +21,7 @@ from gateway.accounts import Accounts
 from gateway.config import Config, parse_hostport
 from gateway.errors import ValidationError
 from gateway.model import Check, Flip, ModemReport, PingKind, PingMeta, Schedule, Status
+from gateway.quiet import Quiet
 from gateway.readmodels import Views
 from gateway.relay import Relay
 from gateway.rules import checkfields, keywords, lifecycle
@@ -82,6 +83,7 @@ class Service:
         self.accounts = Accounts(store, config, clock=clock)  # logins, sessions, API keys
         self.smspath = SmsPath(self)  # the daily canary and the prepaid balance
         self.relay = Relay(self)  # messages others in the house send through the modem
+        self.quiet = Quiet(self)  # maintenance windows, snoozes, tag selectors
         self.views = Views(self)  # what pages, the CLI and /metrics show
         # Set by the daemon: a callable giving the modem's current status for pages and probes.
         self.modem_status_source: Callable[[], ModemReport | None] | None = None
@@ -412,11 +414,11 @@ class Service:
             raise ValidationError("for", "a mute lasts from 1m to 30d")
         until = self.clock() + seconds
         event = f"muted by {by}" if by else "muted"
-        return self._update(name, lambda c: dataclasses.replace(c, muted_until=until), event)
+        return self._update(name, lambda c: c.evolve(muted_until=until, snooze_until_up=False), event)
 
     def unmute(self, name: str, by: str = "") -> Check:
         event = f"unmuted by {by}" if by else "unmuted"
-        return self._update(name, lambda c: dataclasses.replace(c, muted_until=None), event)
+        return self._update(name, lambda c: c.evolve(muted_until=None, snooze_until_up=False), event)
 
     # ------------------------------------------------------------------ the owner's SMS commands
 
@@ -458,6 +460,8 @@ class Service:
                 (k.name, self.status_of(k, now), now - k.last_ping if k.last_ping else None) for k in self.list_checks()
             ]
             return cmds.render_status(rows), None
+        if c.tag is not None or c.verb is cmds.Verb.MAINT:
+            return await self.quiet.carry_out(c, by)
         if c.verb is cmds.Verb.ACK:
             name = c.name
             if name is None:
@@ -613,10 +617,14 @@ class Service:
         return {k: v for k, v in saved.items() if k in rules.EDITABLE}
 
     def _load_settings(self) -> Settings:
-        return rules.apply(self.config.alerts, self._saved_overrides())
+        # the maintenance windows in force, and those over or ended in the last WINDOW_MEMORY:
+        # policy asks whether a past alert fell in one (ended early: when it ended)
+        windows = tuple(self.store.list_windows(self.clock() - WINDOW_MEMORY))
+        return dataclasses.replace(rules.apply(self.config.alerts, self._saved_overrides()), maintenance=windows)
 
     def load_owner_settings(self) -> Settings:
-        """Read the saved settings again and put them in force; returns them."""
+        """Read the saved settings and the maintenance windows again and put them in force
+        (also on the daemon's SIGHUP, after the command line changed them); returns them."""
         self._settings = self._load_settings()
         return self._settings
 
@@ -716,9 +724,9 @@ def _command_change(c: cmds.Command, now: float) -> tuple[Callable[[Check], Chec
         return (lambda k: dataclasses.replace(k, sms_enabled=on)), "sms on" if on else "sms off"
     if c.verb is cmds.Verb.MUTE:
         until = now + (c.duration or 3600.0)
-        return (lambda k: dataclasses.replace(k, muted_until=until)), "muted"
+        return (lambda k: k.evolve(muted_until=until, snooze_until_up=False)), "muted"
     if c.verb is cmds.Verb.UNMUTE:
-        return (lambda k: dataclasses.replace(k, muted_until=None)), "unmuted"
+        return (lambda k: k.evolve(muted_until=None, snooze_until_up=False)), "unmuted"
     if c.verb is cmds.Verb.PAUSE:
         return st.apply_pause, "paused"
     if c.verb is cmds.Verb.RESUME:
@@ -742,6 +750,7 @@ def _base_url(config: Config) -> str:
 
 
 OWNER_SETTINGS_KEY = "owner_settings"
+WINDOW_MEMORY = 30 * 86400.0
 LAST_ALIVE_KEY = "last_alive"
 NO_VOICE_KEY = "no_voice"  # why the modem could not make the ladder's calls (cleared on a new modem)
 SUMMARY_DAY_KEY = "daily_summary_day"  # the local date of the last daily summary queued

@@ -335,9 +335,10 @@ def test_it_parses_what_it_documents_whatever_the_case_and_noise(
     verb: Verb, name: str, noise: str, upper: bool
 ) -> None:
     word = verb.value if upper else verb.value.capitalize()
-    tail = " 2h" if verb is Verb.MUTE else ""
+    timed = verb in (Verb.MUTE, Verb.MAINT)
+    tail = " 2h" if timed else ""
     result = parse(f" {word} {name}{tail}{noise}", names=NAMES, pin=None)
-    assert result == Command(verb, name, 2 * H if verb is Verb.MUTE else None)
+    assert result == Command(verb, name, 2 * H if timed else None)
 
 
 status_st = hs.sampled_from(list(Status))

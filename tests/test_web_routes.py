@@ -142,6 +142,17 @@ def _key_id(gw: Daemon, name: str) -> int:
     return int(query(gw, "SELECT id FROM api_keys WHERE label = ?", name)[0][0])
 
 
+_WINDOW_OF = (
+    "SELECT m.id, m.ended_early FROM maintenance m JOIN checks c ON m.scope = 'checks:' || c.id WHERE c.name = ?"
+)
+
+
+def _window(c: WebClient, gw: Daemon, name: str) -> None:
+    add_check(c, name)
+    form = {"csrf": c.csrf(), "scope": "checks", "checks": name, "length": "1h"}
+    assert c.post("/maintenance", form).status == 303
+
+
 MUTATIONS = {
     "add check": Mutation(
         "/checks",
@@ -213,6 +224,17 @@ MUTATIONS = {
         lambda gw, n: query(gw, "SELECT revoked FROM api_keys WHERE label = ?", n)[0][0] is not None,
         prepare=_key,
     ),
+    "add maintenance window": Mutation(
+        "/maintenance",
+        lambda n: {"scope": "checks", "checks": n, "length": "1h"},
+        lambda gw, n: bool(query(gw, _WINDOW_OF, n)),
+    ),
+    "end maintenance window": Mutation(
+        "/maintenance/{window}/end",
+        lambda n: {},
+        lambda gw, n: query(gw, _WINDOW_OF, n)[0][1] is not None,
+        prepare=_window,
+    ),
     "logout": Mutation("/logout", lambda n: {}, lambda gw, n: True, prepare=lambda c, gw, n: None),
 }
 
@@ -225,7 +247,11 @@ def test_it_guards_every_mutating_route(gw: Daemon, admin: WebClient, route: str
     m = MUTATIONS[route]
     name = f"t-{uuid.uuid4().hex[:10]}"
     m.prepare(admin, gw, name)
-    path = m.path.format(name=name, key=_key_id(gw, name) if "{key}" in m.path else 0)
+    path = m.path.format(
+        name=name,
+        key=_key_id(gw, name) if "{key}" in m.path else 0,
+        window=query(gw, _WINDOW_OF, name)[0][0] if "{window}" in m.path else 0,
+    )
     user = client(gw)
     form = m.form(name)
     headers: dict[str, str] = {}

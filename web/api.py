@@ -24,6 +24,12 @@ name that exists.
     POST   /api/v1/checks/<name>/new-url    check with a new ping URL and email address (the old
                                             ones answer 404 from now on)
     GET    /api/v1/checks/<name>/pings      {"pings": [...]}, newest first (?limit=1-1000)
+    POST   /api/v1/checks/<name>/snooze     {"for": "30m", "until_up"?: true} -> check
+    GET    /api/v1/maintenance              {"windows": [window, ...]} in force (?all=1: every one)
+    POST   /api/v1/maintenance              {"checks": [name, ...] | "tag": "office" | "all": true,
+                                             "from"?: "02:00" | ISO, "cron"?, "tz"?, "for": "1h"}
+                                             → 201 window
+    POST   /api/v1/maintenance/<id>/end     window (ended now)
 
 Durations are seconds or strings such as "15m". Tags are a space-separated string on input and a
 list in a check. A read-only key may only GET. Healthchecks' own API (``X-Api-Key``, trailing
@@ -40,6 +46,7 @@ from typing import Any
 import bottle
 
 from gateway.errors import ValidationError
+from gateway.quiet import WindowRequest
 from gateway.rules import settings as settings_rules
 from gateway.service import Service, parse_duration_field
 from gateway.store import Conflict, NotFound
@@ -185,6 +192,52 @@ def install(app: bottle.Bottle, service: Service) -> None:
     def unmute(name: str) -> str:
         return reply(200, service.views.describe(service.unmute(name, "api")))
 
+    def snooze(name: str) -> str:
+        data = body()
+        seconds = parse_duration_field("for", data.get("for"))
+        if seconds is None:
+            raise ValidationError("for", 'how long, e.g. "30m" (1m to 7d)')
+        check = service.quiet.snooze(name, seconds, _flag(data, "until_up", False), "api")
+        return reply(200, service.views.describe(check))
+
+    def list_windows() -> str:
+        every = bottle.request.query.get("all") in ("1", "true")
+        names = service.quiet.check_names()
+        windows = service.quiet.windows(all_windows=every)
+        return reply(200, {"windows": [service.quiet.describe(w, names) for w in windows]})
+
+    def add_window() -> str:
+        data = body()
+        allowed = {"checks", "tag", "all", "from", "cron", "tz", "for"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValidationError(unknown[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
+        checks = data.get("checks") or []
+        if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
+            raise ValidationError("checks", "a list of check names")
+        length = parse_duration_field("for", data.get("for"))
+        if length is None:
+            raise ValidationError("for", 'how long, e.g. "1h"')
+        req = WindowRequest(
+            length=length,
+            checks=tuple(checks),
+            tag=_text(data, "tag"),
+            all_checks=_flag(data, "all", False),
+            start=_text(data, "from"),
+            cron=_text(data, "cron"),
+            tz=_text(data, "tz"),
+        )
+        return reply(201, service.quiet.describe(service.quiet.add(req, "api")))
+
+    def end_window(wid: str) -> str:
+        if not wid.isdigit():
+            return reply(404, {"error": "no such maintenance window"})
+        try:
+            w = service.quiet.end(int(wid), "api")
+        except NotFound:
+            return reply(404, {"error": "no such maintenance window"})
+        return reply(200, service.quiet.describe(w))
+
     def new_url(name: str) -> str:
         return reply(200, service.views.describe(service.replace_token(name)))
 
@@ -228,6 +281,10 @@ def install(app: bottle.Bottle, service: Service) -> None:
     route("/api/v1/checks/<name>/mute", "POST", mute)
     route("/api/v1/checks/<name>/unmute", "POST", unmute)
     route("/api/v1/checks/<name>/pings", "GET", pings)
+    route("/api/v1/checks/<name>/snooze", "POST", snooze)
+    route("/api/v1/maintenance", "GET", list_windows)
+    route("/api/v1/maintenance", "POST", add_window)
+    route("/api/v1/maintenance/<wid>/end", "POST", end_window)
 
     smsapi.install(app, service)  # before the catch-all below, which stays the last /api route
 

@@ -217,6 +217,7 @@ class Pages:
         env.filters.update(
             ago=self._ago,
             when=self._when,
+            hm=lambda ts: dt.datetime.fromtimestamp(ts, self._zone()).strftime("%H:%M"),
             iso=iso,
             dur=humanize,
             runtime=run_time,
@@ -235,6 +236,8 @@ class Pages:
             signal_span=signal_span,
             asset=self.asset,
             statuses=list(STATUS_ORDER),
+            # the end of the maintenance window a check is in now, or None
+            maintenance_until=lambda check: self.service.quiet.open_for(check),
         )
         self.env = env
         # The one-time messages for a session (a new API key, shown once after the redirect):
@@ -384,6 +387,9 @@ class Pages:
         r("/settings/password", "POST", self.change_password, auth="page")
         r("/settings/api-keys", "POST", self.create_api_key, auth="page")
         r("/settings/api-keys/<key_id:int>/revoke", "POST", self.revoke_api_key, auth="page")
+        from web import maintpages
+
+        maintpages.install(self)
         app.add_hook("before_request", self._styled_errors)
 
     def _styled_errors(self) -> None:

@@ -1,6 +1,7 @@
 """The Healthchecks-compatible ping API: parse, authenticate, one service call, a plain reply.
 
-``/ping/<token>[/start|/fail|/log|/<exit status 0-255>][/]`` and
+``/ping/<token>[/start|/fail|/log|/<exit status 0-255>][/]``,
+``/ping/<token>/snooze?for=30m[&until_up=1]`` (a mute before a planned reboot, not a heartbeat) and
 ``/ping/<ping-key>/<slug>[/<action>][/]`` (``?create=1`` makes a check for a new slug, 201),
 with ``?rid=<uuid>`` pairing a /start with its end; and Uptime Kuma's push URL
 ``/api/push/<token>?status=up|down&msg=...&ping=...``. As Healthchecks does: any body is read up
@@ -24,7 +25,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from gateway.errors import ValidationError
 from gateway.model import PingKind, PingMeta
+from gateway.rules.durations import parse_duration
 from gateway.rules.slugs import valid_rid
 from gateway.service import PingOutcome, Service
 from gateway.store import BODY_EXCERPT, StoreError
@@ -74,7 +77,18 @@ class PingRequest:
     note: str | None = None  # Kuma's msg and ping, stored as the body
 
 
+@dataclasses.dataclass(frozen=True)
+class SnoozeRequest:
+    """``/ping/<token>/snooze?for=30m[&until_up=1]``: mute the check for ``seconds``; with
+    ``until_up`` its first good ping ends the snooze."""
+
+    token: str
+    seconds: float
+    until_up: bool = False
+
+
 NOT_FOUND = Reply(404, "not found")
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
 
 
 def parse_action(action: str | None) -> tuple[PingKind, int | None] | None:
@@ -98,7 +112,9 @@ def is_ping_path(path: str) -> bool:
     return path == "/ping" or path.startswith("/ping/") or path.startswith(KUMA_PREFIX)
 
 
-def route(method: str, path: str, is_ping_key: Callable[[str], bool], query: str = "") -> Reply | PingRequest:
+def route(
+    method: str, path: str, is_ping_key: Callable[[str], bool], query: str = ""
+) -> Reply | PingRequest | SnoozeRequest:
     """What ``method path?query`` (the decoded path, under /ping or /api/push) asks for, or the
     reply refusing it.
 
@@ -131,12 +147,33 @@ def route(method: str, path: str, is_ping_key: Callable[[str], bool], query: str
             return Reply(400, "bad request: malformed token")
         if c is not None:
             return NOT_FOUND  # /ping/<wrong key>/<slug>/<action>
+        if b == "snooze":
+            return _snooze(method, a, args)
         act = parse_action(b)
         if act is None:
             return NOT_FOUND  # /ping/<wrong key>/<slug>
         return PingRequest(a, None, *act, rid=rid)
     except BadRequest as e:
         return Reply(400, f"bad request: {e}")
+
+
+def _snooze(method: str, token: str, args: dict[str, list[str]]) -> Reply | SnoozeRequest:
+    """``for`` (required, with a unit, 1m to 7d) and ``until_up`` (1/0, true/false)."""
+    if method == "HEAD":
+        return Reply(400, "bad request: snooze with GET or POST")
+    raw = args.get("for", [None])[0]
+    if raw is None:
+        return Reply(400, "bad request: say how long, e.g. snooze?for=30m")
+    try:
+        seconds = parse_duration(raw)
+    except ValueError as e:
+        return Reply(400, f"bad request: for: {e}")
+    if not 60 <= seconds <= 7 * 86400:
+        return Reply(400, "bad request: for: a snooze lasts from 1m to 7d")
+    flag = args.get("until_up", [""])[0].strip().casefold()
+    if flag not in _FLAGS:
+        return Reply(400, "bad request: until_up is 1 or 0")
+    return SnoozeRequest(token, seconds, _FLAGS[flag])
 
 
 def _kuma(method: str, token: str, query: str) -> Reply | PingRequest:
@@ -225,6 +262,14 @@ class PingApi:
         req = route(method, scope["path"], self.service.check_ping_key, query)
         if isinstance(req, Reply):
             return req.status, req.text
+        if isinstance(req, SnoozeRequest):
+            try:
+                snoozed = await self.service.quiet.snooze_by_token(req.token, req.seconds, req.until_up)
+            except ValidationError as e:
+                return 400, f"bad request: {e}"
+            except StoreError:
+                return 503, "storage unavailable, try again"
+            return (200, "OK") if snoozed is not None else (NOT_FOUND.status, NOT_FOUND.text)
         length_header = user_agent = forwarded = ""
         chunked = False
         for name, value in scope["headers"]:

@@ -29,7 +29,9 @@ class CommandRunner:
         """Carry out ``text`` from ``sender`` (already allow-listed); returns the reply sent, or
         None when nothing is answered (wrong PIN, reply rate limit)."""
         service = self.service
-        parsed = cmds.parse(text, names=[c.name for c in service.list_checks()], pin=service.settings.sms_pin)
+        checks = service.list_checks()
+        tags = sorted({t for c in checks for t in c.tag_list})
+        parsed = cmds.parse(text, names=[c.name for c in checks], pin=service.settings.sms_pin, tags=tags)
         reply_to = None if isinstance(parsed, cmds.PinRejected) else sender
         if reply_to is not None and not self._may_reply(sender):
             logger.warning("reply limit reached for %s; not answering", mask(sender))

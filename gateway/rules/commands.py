@@ -10,6 +10,10 @@ Grammar (case-insensitive; ``[x]`` optional; the full reference is the README)::
     [PIN] ON name               [PIN] OFF name
     [PIN] MUTE [name] duration  [PIN] UNMUTE [name]
     [PIN] PAUSE name            [PIN] RESUME name
+    [PIN] MAINT name duration   (a maintenance window from now)
+
+``MUTE``, ``UNMUTE``, ``ACK`` and ``MAINT`` take ``tag:NAME`` for every check with that tag
+(``MUTE tag:office 2h``); ``MAINT`` also takes ``all``.
 
 - Tolerant of what phone keyboards add: an autocapitalised first letter, surrounding spaces,
   a trailing ``.``/``!``/``?``, smart quotes and dashes, non-breaking and zero-width spaces,
@@ -58,22 +62,28 @@ class Verb(StrEnum):
     UNMUTE = "UNMUTE"
     PAUSE = "PAUSE"
     RESUME = "RESUME"
+    MAINT = "MAINT"
     HELP = "HELP"
 
 
 _NAME_REQUIRED = frozenset((Verb.ON, Verb.OFF, Verb.PAUSE, Verb.RESUME))
-_TAKES_ALL = frozenset((Verb.STATUS, Verb.MUTE, Verb.UNMUTE))
-_ALIASES = {"ACKNOWLEDGE": Verb.ACK}
+_TAKES_ALL = frozenset((Verb.STATUS, Verb.MUTE, Verb.UNMUTE, Verb.MAINT))
+_TAKES_TAG = frozenset((Verb.ACK, Verb.MUTE, Verb.UNMUTE, Verb.MAINT))
+_TIMED = frozenset((Verb.MUTE, Verb.MAINT))
+_ALIASES = {"ACKNOWLEDGE": Verb.ACK, "MAINTENANCE": Verb.MAINT}
+TAG_PREFIX = "tag:"
 
 
 @dataclass(frozen=True)
 class Command:
     """A parsed command. ``name`` is the check's stored name (None: no name given, i.e. all
-    checks, or for ACK the most recent alert); ``duration`` is seconds, MUTE only."""
+    checks, or for ACK the most recent alert); ``duration`` is seconds, MUTE and MAINT only;
+    ``tag``: every check with that tag instead of one name (``MUTE tag:office 2h``)."""
 
     verb: Verb
     name: str | None = None
     duration: float | None = None
+    tag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ class ParseError:
     """A message from an authenticated sender that is not a valid command.
 
     ``code`` is for logs and tests ("empty", "unknown-command", "missing-name", "unknown-name",
-    "missing-duration", "bad-duration"); ``reply`` is the SMS to send back; ``suggestion`` the
+    "missing-duration", "bad-duration", "unknown-tag"); ``reply`` is the SMS to send back; ``suggestion`` the
     verb or check name a near miss probably meant.
     """
 
@@ -178,8 +188,11 @@ def _duration_splits(words: list[str]) -> list[tuple[list[str], float]]:
 _PIN_PREFIX = re.compile(r"(\d+)[\s.,:;#*-]*")
 
 
-def parse(text: str, *, names: Sequence[str], pin: str | None) -> Command | ParseError | PinRejected:
-    """Parse one SMS ``text`` against the existing check ``names``.
+def parse(
+    text: str, *, names: Sequence[str], pin: str | None, tags: Sequence[str] = ()
+) -> Command | ParseError | PinRejected:
+    """Parse one SMS ``text`` against the existing check ``names`` (and ``tags``, the tags the
+    checks carry, for ``tag:NAME``).
 
     Never raises. With ``pin`` set, the text must start with it (else :data:`BAD_PIN`: do not
     reply). Returns a :class:`Command` whose ``name`` is one of ``names``, or a
@@ -203,7 +216,7 @@ def parse(text: str, *, names: Sequence[str], pin: str | None) -> Command | Pars
         return _unknown_command(first)
     if verb is Verb.HELP:
         return Command(Verb.HELP)
-    return _arguments(verb, rest.strip(_EDGE), names)
+    return _arguments(verb, rest.strip(_EDGE), names, tags)
 
 
 def _unknown_command(word: str) -> ParseError:
@@ -216,13 +229,15 @@ def _unknown_command(word: str) -> ParseError:
     return ParseError("unknown-command", f"Unknown command '{shown}'. Send HELP for the commands.")
 
 
-def _arguments(verb: Verb, rest: str, names: Sequence[str]) -> Command | ParseError:
+def _arguments(verb: Verb, rest: str, names: Sequence[str], tags: Sequence[str] = ()) -> Command | ParseError:
     known: dict[str, str] = {}
     for n in names:
         known.setdefault(_key(n), n)
     words = rest.split()
-    if verb is Verb.MUTE:
-        return _mute(words, known, names)
+    if verb in _TAKES_TAG and words and words[0].casefold().startswith(TAG_PREFIX):
+        return _tagged(verb, words, tags, names)
+    if verb in _TIMED:
+        return _mute(verb, words, known, names)
     if not words:
         if verb in _NAME_REQUIRED:
             return ParseError("missing-name", f"{verb} needs a check name, e.g. {verb} {_example(names)}.")
@@ -242,17 +257,48 @@ def _named(verb: Verb, words: list[str], known: dict[str, str], duration: float 
     return None
 
 
-def _mute(words: list[str], known: dict[str, str], names: Sequence[str]) -> Command | ParseError:
+def _mute(verb: Verb, words: list[str], known: dict[str, str], names: Sequence[str]) -> Command | ParseError:
     splits = _duration_splits(words)
     if not splits:
-        return ParseError("missing-duration", f"MUTE needs a duration, e.g. MUTE {_example(names)} 2h or MUTE all 30m.")
+        return ParseError(
+            "missing-duration", f"{verb} needs a duration, e.g. {verb} {_example(names)} 2h or {verb} all 30m."
+        )
     for before, seconds in splits:  # the longest name that leaves a duration wins
-        command = _named(Verb.MUTE, before, known, seconds)
+        if verb is Verb.MAINT and not before:
+            continue  # a window needs a scope: a name, tag:NAME or all
+        command = _named(verb, before, known, seconds)
         if command is not None:
             if not MUTE_MIN <= seconds <= MUTE_MAX:
-                return ParseError("bad-duration", "MUTE for 1m to 30d, e.g. MUTE all 2h.")
+                return ParseError("bad-duration", f"{verb} for 1m to 30d, e.g. {verb} all 2h.")
             return command
+    if verb is Verb.MAINT and not splits[0][0]:
+        return ParseError("missing-name", f"MAINT needs a check, tag:NAME or all, e.g. MAINT {_example(names)} 1h.")
     return _unknown_name(" ".join(splits[0][0]), known)
+
+
+def _tagged(verb: Verb, words: list[str], tags: Sequence[str], names: Sequence[str]) -> Command | ParseError:
+    """``tag:NAME`` and, for MUTE and MAINT, a duration after it."""
+    tag = words[0][len(TAG_PREFIX) :].strip(_EDGE)
+    if not tag:
+        return ParseError("unknown-tag", f"Give the tag after tag:, e.g. {verb} tag:office.")
+    found = next((t for t in tags if t == tag), None) or next((t for t in tags if t.casefold() == tag.casefold()), None)
+    if found is None:
+        shown = _shorten(_gsm(tag), NAME_SHOWN)
+        listed = ", ".join(_shorten(_gsm(t), 20) for t in list(tags)[:5])
+        more = f" Tags: {listed}." if listed else " No check has a tag."
+        return ParseError("unknown-tag", _fit(f"No check has tag '{shown}'.{more}"))
+    rest = words[1:]
+    if verb not in _TIMED:
+        if rest:
+            return ParseError("bad-tag", f"{verb} tag:{_gsm(found)} takes nothing after the tag.")
+        return Command(verb, None, None, found)
+    splits = [(b, sec) for b, sec in _duration_splits(rest) if not b]
+    if not splits:
+        return ParseError("missing-duration", f"{verb} needs a duration, e.g. {verb} tag:{_gsm(found)} 2h.")
+    seconds = splits[0][1]
+    if not MUTE_MIN <= seconds <= MUTE_MAX:
+        return ParseError("bad-duration", f"{verb} for 1m to 30d, e.g. {verb} tag:{_gsm(found)} 2h.")
+    return Command(verb, None, seconds, found)
 
 
 def _match(words: list[str], known: dict[str, str]) -> str | None:
@@ -369,8 +415,8 @@ def is_reply_safe(text: str) -> bool:
 def render_help(*, pin_required: bool = False) -> str:
     """The HELP reply (never contains the PIN itself)."""
     text = (
-        "Commands: STATUS [name], ACK [name], ON name, OFF name, MUTE [name] 2h, "
-        "UNMUTE [name], PAUSE name, RESUME name, HELP."
+        "Commands: STATUS [name], ACK [name], ON/OFF name, MUTE [name] 2h, "
+        "UNMUTE [name], PAUSE/RESUME name, MAINT name 1h, HELP."
     )
     if pin_required:
         text += " Start each with your PIN."
@@ -425,6 +471,8 @@ def render_done(command: Command) -> str:
     """The confirmation after the service carried out ``command`` (``name`` as resolved by
     the caller; None means all checks)."""
     who = _shorten(_gsm(command.name), NAME_SHOWN * 2) if command.name else "all"
+    if command.tag is not None:
+        who = "tag:" + _shorten(_gsm(command.tag), NAME_SHOWN)
     v = command.verb
     if v is Verb.ON:
         text = f"ON {who}: SMS alerts on"
@@ -440,6 +488,8 @@ def render_done(command: Command) -> str:
         text = f"PAUSE {who}: paused, no alerts until RESUME or its next ping"
     elif v is Verb.RESUME:
         text = f"RESUME {who}: watching again"
+    elif v is Verb.MAINT:
+        text = f"MAINT {who}: maintenance for {humanize(command.duration or 0)}, alerts wait until it ends"
     else:
         return render_help()
     return _fit(text)
@@ -448,3 +498,32 @@ def render_done(command: Command) -> str:
 def render_nothing_to_ack() -> str:
     """ACK without a name when no alert is outstanding."""
     return "Nothing to acknowledge: no check is down."
+
+
+def render_tagged(command: Command, n: int) -> str:
+    """The confirmation of ACK, MUTE or UNMUTE ``tag:NAME`` done to ``n`` checks."""
+    who = "tag:" + _shorten(_gsm(command.tag or ""), NAME_SHOWN)
+    checks = f"{n} check" + ("" if n == 1 else "s")
+    v = command.verb
+    if v is Verb.ACK:
+        if not n:
+            return _fit(f"ACK {who}: nothing to acknowledge, no check with that tag is down")
+        return _fit(f"ACK {who}: {checks} acknowledged, no more reminders until they recover")
+    if v is Verb.MUTE:
+        return _fit(f"MUTE {who}: {checks}, no reminders for {humanize(command.duration or 0)}")
+    if v is Verb.UNMUTE:
+        return _fit(f"UNMUTE {who}: {checks}, reminders back on")
+    return render_done(command)
+
+
+def render_maint(command: Command, until: str) -> str:
+    """The confirmation of MAINT: the window added and when it ends (``until``, "04:00")."""
+    who = _shorten(_gsm(command.name), NAME_SHOWN * 2) if command.name else "all"
+    if command.tag is not None:
+        who = "tag:" + _shorten(_gsm(command.tag), NAME_SHOWN)
+    return _fit(f"MAINT {who}: maintenance until {until}, alerts wait until then")
+
+
+def render_failed(command: Command, why: str) -> str:
+    """A command the service refused (``why``: its words)."""
+    return _fit(f"{command.verb} not done: {_gsm(why)}")

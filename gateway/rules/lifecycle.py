@@ -55,13 +55,26 @@ def transition(before: Check, after: Check, now: float, reason: str, s: Settings
     went_down = after.status is Status.DOWN and before.status is not Status.DOWN
     recovered = before.status is Status.DOWN and after.status is not Status.DOWN
     if went_down:
-        first = escalation.first_steps(policy.ladder(after, s)) if not _silent_flip(before, after, now) else 0
+        silent = _silent_flip(after, now, s)
+        first = escalation.first_steps(policy.ladder(after, s)) if not silent else 0
         after = after.evolve(
-            down_since=now, last_alert=now, acked=False, acked_by=None, acked_at=None, ladder_step=first
+            down_since=now,
+            last_alert=now,
+            acked=False,
+            acked_by=None,
+            acked_at=None,
+            ladder_step=first,
+            outage_told=not silent,
         )
     elif recovered:
         after = after.evolve(
-            down_since=None, acked=False, acked_by=None, acked_at=None, muted_until=None, ladder_step=0
+            down_since=None,
+            acked=False,
+            acked_by=None,
+            acked_at=None,
+            muted_until=None,
+            snooze_until_up=False,
+            ladder_step=0,
         )
     alert_at = policy.next_alert(after, after.last_alert or now, s) if after.status is Status.DOWN else None
     if after.alert_at != alert_at:  # skip a copy when nothing changes (the ping path)
@@ -81,10 +94,10 @@ def transition(before: Check, after: Check, now: float, reason: str, s: Settings
     return Decision(after, flip, alerts=tuple(alerts), wait=s.coalesce)
 
 
-def _silent_flip(before: Check, after: Check, now: float) -> bool:
-    """A DOWN flip that tells nobody (a muted check): the ladder's first steps are not taken
-    then, so they run when the mute ends."""
-    return after.muted_until is not None and after.muted_until > now
+def _silent_flip(after: Check, now: float, s: Settings) -> bool:
+    """A DOWN flip that tells nobody (a muted or snoozed check, one in a maintenance window):
+    the ladder's first steps are not taken then, so they run when the silence ends."""
+    return policy.silenced(after, now, s)
 
 
 def flip_key(flip: Flip, n_pings: int) -> str:
@@ -109,7 +122,14 @@ def ping(
         reason = "deadline"  # an ignored ping changes nothing but what time alone changes
     else:
         reason = "fail" if kind is PingKind.FAIL or exit_status not in (None, 0) else "ping"
-    return transition(before, st.apply_ping(before, kind, exit_status, now, rid), now, reason, s, body)
+    after = st.apply_ping(before, kind, exit_status, now, rid)
+    good = kind is PingKind.SUCCESS and reason == "ping"
+    if before.snooze_until_up and good:
+        # a snooze "until up" ends at the first good ping after it (the reboot is over)
+        after = after.evolve(muted_until=None, snooze_until_up=False)
+        d = transition(before, after, now, reason, s, body)
+        return dataclasses.replace(d, events=(Note("unsnoozed", "by a good ping", before.id), *d.events))
+    return transition(before, after, now, reason, s, body)
 
 
 def change(before: Check, after: Check, now: float, event: str | None, s: Settings) -> Decision:
@@ -143,6 +163,8 @@ def advance(before: Check, now: float, s: Settings) -> Decision:
             if taken:
                 due += steps
                 after = after.evolve(ladder_step=after.ladder_step + taken, last_alert=now)
+            if due and not after.outage_told:
+                after = after.evolve(outage_told=True)  # the owner hears of the outage now
             after = after.evolve(alert_at=policy.next_alert(after, after.last_alert or now, s))
             d = dataclasses.replace(d, check=after, alerts=(*d.alerts, *due), wait=s.coalesce)
     except Exception as e:

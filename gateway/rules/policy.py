@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.model import Check, Flip, Status
-from gateway.rules import escalation
+from gateway.rules import escalation, maintenance
 from gateway.rules.durations import humanize
 from gateway.rules.settings import Settings, push_key
 
@@ -183,8 +183,32 @@ def step_alerts(
     return out
 
 
-def _silenced(check: Check, now: float) -> bool:
-    return check.muted_until is not None and check.muted_until > now
+def silence_end(check: Check, s: Settings, t: float) -> float | None:
+    """When the silence ``check`` is in at ``t`` ends: its mute (or snooze) and the maintenance
+    windows covering it, one after the other when they overlap or touch; None when nothing
+    silences it at ``t``. A silenced check tells nobody: its DOWN waits, and so do its reminders
+    and ladder steps, until this time."""
+    end: float | None = None
+    at = t
+    for _ in range(16):  # windows chained end to start; bounded, a cycle cannot happen
+        later = at
+        if check.muted_until is not None and check.muted_until > later:
+            later = check.muted_until
+        window = maintenance.active_end(s.maintenance, check, later)
+        if window is not None and window > later:
+            later = window
+        if later == at:
+            break
+        end = at = later
+    return end
+
+
+def silenced(check: Check, now: float, s: Settings) -> bool:
+    return silence_end(check, s, now) is not None
+
+
+def _silenced(check: Check, now: float, s: Settings) -> bool:
+    return silenced(check, now, s)
 
 
 def alerts_for_flip(
@@ -200,13 +224,14 @@ def alerts_for_flip(
 ) -> list[Outgoing]:
     """What a status change sends: DOWN (or FAIL with the exit status and body excerpt) when a
     check goes down, UP with the downtime when it comes back, nothing otherwise. Respects the
-    check's SMS and email toggles and a mute; never alerts for a paused check."""
+    check's SMS and email toggles, a mute and maintenance windows (the DOWN waits; an UP
+    follows only an outage someone heard of); never alerts for a paused check."""
     if after.status is Status.PAUSED or before.status is Status.PAUSED:
         return []
     sms, email = after.sms_enabled, after.email_enabled
-    if _silenced(after, now):
-        return []
     if after.status is Status.DOWN and before.status is not Status.DOWN:
+        if _silenced(after, now, s):
+            return []
         text = fail_text(after, body, s, now) if flip.reason == "fail" else down_text(after, s, now)
         kind = "fail" if flip.reason == "fail" else "down"
         steps = ladder(after, s)
@@ -214,6 +239,10 @@ def alerts_for_flip(
             return step_alerts(after, steps[: escalation.first_steps(steps)], 0, key, s, text, kind)
         return _fan_out(kind, after, text, key, s, sms=sms, email=email)
     if before.status is Status.DOWN and after.status in (Status.UP, Status.NEW):
+        if not before.outage_told or (after.muted_until is not None and after.muted_until > now):
+            # nobody heard it went down (a mute, a snooze, a maintenance window); an outage
+            # that was told gets its UP even inside a window (the owner would think it down)
+            return []
         up = up_text(after, down_since, now)
         return _fan_out("up", after, up, key, s, sms=sms, email=email, to=told(before, s))
     return []
@@ -221,21 +250,26 @@ def alerts_for_flip(
 
 def next_reminder(check: Check, last_alert: float, s: Settings) -> float | None:
     """When the next reminder for a down check is due, or None when none will be: recovered,
-    paused, acknowledged, or both its channels off. A mute or quiet hours push it later."""
+    paused, acknowledged, or both its channels off. A mute, a maintenance window or quiet hours
+    push it later. When the last alert fell in a maintenance window (a DOWN that told nobody, a
+    reminder held back), the owner has heard nothing since: it is due when the silence ends.
+    (Not so for a mute: ``muted_until`` does not say when the mute began, so an alert before it
+    cannot be told from one it held back; the reminder keeps its interval then.)"""
     if check.status is not Status.DOWN or check.acked:
         return None
     phones, emails, pushes = told(check, s)
     if not (check.sms_enabled and phones) and not (check.email_enabled and (emails or pushes)):
         return None
     due = last_alert + (check.repeat or s.repeat)
-    if check.muted_until is not None and check.muted_until > due:
-        due = check.muted_until
+    if maintenance.active_end(s.maintenance, check, last_alert) is not None:
+        due = silence_end(check, s, last_alert) or due
+    due = silence_end(check, s, due) or due
     return quiet_until(due, s) or due
 
 
 def reminders(check: Check, *, down_since: float, s: Settings, now: float) -> list[Outgoing]:
     """The reminder due now for a check that is still down (the caller checked ``next_reminder``)."""
-    if check.status is not Status.DOWN or check.acked or _silenced(check, now):
+    if check.status is not Status.DOWN or check.acked or _silenced(check, now, s):
         return []
     key = f"rem{check.id}@{int(now)}"
     return _fan_out(
@@ -252,13 +286,14 @@ def reminders(check: Check, *, down_since: float, s: Settings, now: float) -> li
 
 def next_step(check: Check, s: Settings) -> float | None:
     """When the ladder's next step is due for a down check, or None: no ladder, every step
-    taken, acknowledged, or not down. Quiet hours hold a "wait" step; a mute holds every step."""
+    taken, acknowledged, or not down. Quiet hours hold a "wait" step; a mute or a maintenance
+    window holds every step."""
     steps = ladder(check, s)
     if not steps or check.status is not Status.DOWN or check.acked or check.down_since is None:
         return None
     due = escalation.next_at(steps, check.ladder_step, check.down_since, lambda t: quiet_until(t, s))
-    if due is not None and check.muted_until is not None and check.muted_until > due:
-        due = check.muted_until
+    if due is not None:
+        due = silence_end(check, s, due) or due
     return due
 
 
@@ -271,7 +306,7 @@ def next_alert(check: Check, last_alert: float, s: Settings) -> float | None:
 def escalations(check: Check, s: Settings, now: float) -> tuple[list[Outgoing], int]:
     """The escalation steps due now for a down check (the caller saw ``next_step`` ≤ now):
     their rows, and how many steps that takes (to add to ``ladder_step``)."""
-    if check.status is not Status.DOWN or check.acked or _silenced(check, now) or check.down_since is None:
+    if check.status is not Status.DOWN or check.acked or _silenced(check, now, s) or check.down_since is None:
         return [], 0
     due = next_step(check, s)
     if due is None or due > now:  # not yet, or held by quiet hours

@@ -28,6 +28,7 @@ from gateway.rules.durations import format_duration, parse_duration
 
 if TYPE_CHECKING:
     from gateway.rules.escalation import Step
+    from gateway.rules.maintenance import Window
 
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+")
@@ -69,6 +70,9 @@ class Settings:
     # apprise URLs told of every alert like sms_to and email_to; they hold tokens: never shown
     # (the outbox, logs and pages see push_key(url) instead). Config file only.
     push_to: tuple[str, ...] = field(default=(), repr=False)
+    # the maintenance windows in force (gateway.rules.maintenance): kept in the database, put
+    # here by the service when it loads the settings and whenever a window is added or ended
+    maintenance: tuple[Window, ...] = ()
 
     def ladder(self, name: str | None) -> tuple[Step, ...]:
         """The steps a check with ``ladder`` = ``name`` follows: the default ladder for None (or

@@ -181,7 +181,7 @@ class Daemon:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stopping.set)
-            loop.add_signal_handler(signal.SIGHUP, watchdog.wake)
+            loop.add_signal_handler(signal.SIGHUP, _reload, service, watchdog)
 
             tasks: list[asyncio.Task[Any]] = []
             stack.push_async_callback(_cancel, tasks)
@@ -308,3 +308,13 @@ async def _quietly_async(fn: Callable[[], Awaitable[object]], what: str) -> None
         await fn()
     except Exception as e:
         logger.error("%s: %s", what, e)
+
+
+def _reload(service: Service, watchdog: Watchdog) -> None:
+    """SIGHUP: the command line changed checks or maintenance windows: put the windows in force
+    again and re-read deadlines."""
+    try:
+        service.load_owner_settings()
+    except Exception:
+        logger.exception("cannot reload the settings and maintenance windows")
+    watchdog.wake()

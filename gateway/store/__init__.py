@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from gateway.model import ApiKey, Check, Event, InboxRow, ModemLogRow, OutboxRow, Ping, PingKind, PingMeta, Schedule
 from gateway.rules.lifecycle import Decision
+from gateway.rules.maintenance import Window
 from gateway.rules.slugs import slugify
 from gateway.store import tx
 from gateway.store.backup import DatabaseInfo, backup_database, restore_database
@@ -531,6 +532,41 @@ class Store:
     def clock_back(self, now: float, decide: DecideAll) -> list[Decision]:
         """``decide`` for the checks anchored or alerted after ``now`` (the clock went back)."""
         return self.write(tx.decide_all, tx.STAMPED_AFTER, now, decide, durable=True)
+
+    def retime_down(self, now: float, decide: DecideAll) -> list[Decision]:
+        """``decide`` for the checks that are down (a maintenance window was added or ended:
+        their next alert times move)."""
+        return self.write(tx.decide_all, tx.DOWN_NOW, now, decide, durable=True)
+
+    # ---------------------------------------------------------------- maintenance windows
+
+    def add_window(self, w: Window, detail: str) -> Window:
+        """Store a maintenance window (and an event row with ``detail``); returns it with its id."""
+        return self.write(tx.add_window, w, detail, durable=True)
+
+    def end_window(self, wid: int, now: float, by: str) -> Window | None:
+        """End window ``wid`` now (once: ending it again changes nothing); None: no such window."""
+        return self.write(tx.end_window, wid, now, by, durable=True)
+
+    async def aadd_window(self, w: Window, detail: str) -> Window:
+        return await self.awrite(tx.add_window, w, detail, durable=True)
+
+    async def aend_window(self, wid: int, now: float, by: str) -> Window | None:
+        return await self.awrite(tx.end_window, wid, now, by, durable=True)
+
+    async def aretime_down(self, now: float, decide: DecideAll) -> list[Decision]:
+        return await self.awrite(tx.decide_all, tx.DOWN_NOW, now, decide, durable=True)
+
+    def list_windows(self, since: float | None = None) -> list[Window]:
+        """Maintenance windows, newest first; with ``since``, only those still in force then
+        (not ended early before it, recurring or ending after it)."""
+        sql = f"SELECT {tx.WINDOW_COLUMNS} FROM maintenance"
+        args: tuple[Any, ...] = ()
+        if since is not None:
+            sql += ' WHERE (ended_early IS NULL OR ended_early > ?) AND (cron IS NOT NULL OR "end" > ?)'
+            args = (since, since)
+        rows = self._reader().execute(sql + " ORDER BY id DESC", args).fetchall()
+        return [tx.window_from_row(r) for r in rows]
 
     def set_setting(self, key: str, value: str) -> None:
         self.write(tx.set_setting, key, value)

@@ -10,7 +10,8 @@ CHECK_COLUMNS = (
     "id, name, token, period, grace, cron, tz, status, anchor, last_ping, last_start, "
     "last_failed, last_exit_status, next_deadline, sms_enabled, email_enabled, created, "
     "n_pings, repeat, muted_until, acked, filters, down_since, last_alert, alert_at, ladder_step, acked_by, "
-    "acked_at, ladder, slug, tags, description, manual_resume, methods, last_duration, last_start_rid"
+    "acked_at, ladder, slug, tags, description, manual_resume, methods, last_duration, last_start_rid, "
+    "snooze_until_up, outage_told"
 )
 
 
@@ -49,6 +50,8 @@ def check_from_row(r: sqlite3.Row) -> Check:
         methods=r["methods"],
         last_duration=r["last_duration"],
         last_start_rid=r["last_start_rid"],
+        snooze_until_up=bool(r["snooze_until_up"]),
+        outage_told=bool(r["outage_told"]),
     )
 
 

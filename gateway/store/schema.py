@@ -185,6 +185,25 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN origin TEXT;
     CREATE INDEX outbox_relayed ON outbox(created) WHERE kind = 'relay';
     """,
+    # v9: maintenance windows (gateway.rules.maintenance): one-off (start, end) or recurring
+    # (cron, tz, duration); scope 'all', 'tag:NAME' or 'checks:ID,ID'. And a snooze that the
+    # first good ping ends (snooze_until_up, with muted_until as the snooze's end); whether the
+    # owner heard of the current outage (outage_told: an UP follows only a DOWN someone got).
+    """
+    CREATE TABLE maintenance (
+        id INTEGER PRIMARY KEY,
+        scope TEXT NOT NULL,
+        start REAL,
+        "end" REAL,
+        cron TEXT,
+        tz TEXT NOT NULL DEFAULT 'UTC',
+        duration REAL,
+        created REAL NOT NULL,
+        ended_early REAL
+    );
+    ALTER TABLE checks ADD COLUMN snooze_until_up INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE checks ADD COLUMN outage_told INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 

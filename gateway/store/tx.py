@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.model import Check, Flip, OutboxRow, PingKind, PingMeta, Schedule
 from gateway.rules.lifecycle import Decision
+from gateway.rules.maintenance import Window
 from gateway.rules.policy import Outgoing
 from gateway.rules.slugs import slugify
 from gateway.rules.status import effective_kind
@@ -52,8 +53,8 @@ def save_check(conn: sqlite3.Connection, c: Check) -> None:
         " filters=:filters, down_since=:down_since, last_alert=:last_alert, alert_at=:alert_at,"
         " ladder_step=:ladder_step, acked_by=:acked_by, acked_at=:acked_at, ladder=:ladder, token=:token,"
         " name=:name, slug=:slug, tags=:tags, description=:description, manual_resume=:manual_resume,"
-        " methods=:methods, last_duration=:last_duration, last_start_rid=:last_start_rid"
-        " WHERE id=:id",
+        " methods=:methods, last_duration=:last_duration, last_start_rid=:last_start_rid,"
+        " snooze_until_up=:snooze_until_up, outage_told=:outage_told WHERE id=:id",
         {
             "status": c.status.value,
             "anchor": c.anchor,
@@ -89,6 +90,8 @@ def save_check(conn: sqlite3.Connection, c: Check) -> None:
             "methods": c.methods,
             "last_duration": c.last_duration,
             "last_start_rid": c.last_start_rid,
+            "snooze_until_up": int(c.snooze_until_up),
+            "outage_told": int(c.outage_told),
             "id": c.id,
         },
     )
@@ -590,6 +593,8 @@ DEADLINE_PASSED = "next_deadline IS NOT NULL AND next_deadline <= :now"
 
 
 STAMPED_AFTER = "anchor > :now OR last_alert > :now"
+# checks whose alert times a new or ended maintenance window may move
+DOWN_NOW = "status = 'down'"
 
 
 # The newest row of events and outbox always stays, so their ids never restart (an email
@@ -644,3 +649,45 @@ def first_ping_id_at(conn: sqlite3.Connection, since: float) -> int | None:
         else:
             lo = mid + 1
     return int(lo)
+
+
+# ---------------------------------------------------------------- maintenance windows
+
+WINDOW_COLUMNS = 'id, scope, start, "end", cron, tz, duration, created, ended_early'
+
+
+def window_from_row(r: sqlite3.Row) -> Window:
+    return Window(
+        id=r["id"],
+        scope=r["scope"],
+        start=r["start"],
+        end=r["end"],
+        cron=r["cron"],
+        tz=r["tz"],
+        duration=r["duration"],
+        created=r["created"],
+        ended_early=r["ended_early"],
+    )
+
+
+def add_window(conn: sqlite3.Connection, w: Window, detail: str) -> Window:
+    """Store ``w`` (its id is given here) with an event row saying what was added."""
+    wid = insert(
+        conn,
+        'INSERT INTO maintenance (scope, start, "end", cron, tz, duration, created) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        (w.scope, w.start, w.end, w.cron, w.tz, w.duration, w.created),
+    )
+    add_event(conn, None, w.created, "maintenance", None, None, f"window {wid} added: {detail}")
+    return dataclasses.replace(w, id=wid)
+
+
+def end_window(conn: sqlite3.Connection, wid: int, now: float, by: str) -> Window | None:
+    """End window ``wid`` at ``now`` (compare-and-set: a window ended already stays as it was).
+    Returns the window as stored after, or None when there is no such window."""
+    n = execute(conn, "UPDATE maintenance SET ended_early = ? WHERE id = ? AND ended_early IS NULL", (now, wid))
+    r = conn.execute(f"SELECT {WINDOW_COLUMNS} FROM maintenance WHERE id = ?", (wid,)).fetchone()
+    if r is None:
+        return None
+    if n:
+        add_event(conn, None, now, "maintenance", None, None, f"window {wid} ended by {by}")
+    return window_from_row(r)
