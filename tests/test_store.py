@@ -263,3 +263,18 @@ def test_it_commits_a_ping_with_fsync_before_answering(tmp_path: Path, monkeypat
     settings = [sql for sql in executed[:insert] if sql.startswith("PRAGMA synchronous")]
     assert settings[-1:] == ["PRAGMA synchronous=FULL"]
     assert "COMMIT" in executed[insert:]
+
+
+def test_a_check_read_from_its_row_has_every_field_and_reads_back_the_same(tmp_path: Path) -> None:
+    """check_from_row fills the record without __init__ (the ping path's speed): a field added
+    to Check and not to the row mapping would be missing, not defaulted."""
+    import dataclasses
+
+    from gateway.store.rows import CHECK_COLUMNS, check_from_row
+
+    with Store(tmp_path / "db.sqlite3") as store:
+        made = store.add_check("web1", "t" * 24, Schedule(900, 60, "*/15 * * * *", "Europe/Paris"), 1.0)
+        row = store._reader().execute(f"SELECT {CHECK_COLUMNS} FROM checks").fetchone()
+        check = check_from_row(row)
+        assert set(vars(check)) == {f.name for f in dataclasses.fields(check)}
+        assert check == made and check.schedule.tz == "Europe/Paris" and check.status.value == "new"

@@ -47,8 +47,8 @@ _ACTIONS = {"start": PingKind.START, "fail": PingKind.FAIL, "log": PingKind.LOG}
 USER_AGENT_MAX = 200
 STORED = BODY_EXCERPT  # bytes of a body that are kept (Healthchecks' default is the same)
 KUMA_PREFIX = "/api/push/"
-CORS = [
-    (b"access-control-allow-origin", b"*"),
+CORS = [(b"access-control-allow-origin", b"*")]  # on every reply, as Healthchecks sends it
+PREFLIGHT = [  # and what a browser's OPTIONS asks for
     (b"access-control-allow-methods", b"GET, POST, HEAD, OPTIONS"),
     (b"access-control-allow-headers", b"Content-Type"),
     (b"access-control-max-age", b"86400"),
@@ -232,7 +232,7 @@ class PingApi:
             return
         kuma = scope["path"].startswith(KUMA_PREFIX)
         if scope["method"] == "OPTIONS":  # a browser's CORS preflight: not a ping
-            await send({"type": "http.response.start", "status": 204, "headers": self._headers})
+            await send({"type": "http.response.start", "status": 204, "headers": [*self._headers, *PREFLIGHT]})
             await send({"type": "http.response.body", "body": b""})
             return
         try:
@@ -258,7 +258,8 @@ class PingApi:
 
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, str]:
         method: str = scope["method"]
-        query = scope.get("query_string", b"").decode("latin-1")
+        raw_query = scope.get("query_string")
+        query = raw_query.decode("latin-1") if raw_query else ""
         req = route(method, scope["path"], self.service.check_ping_key, query)
         if isinstance(req, Reply):
             return req.status, req.text
