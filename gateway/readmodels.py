@@ -54,7 +54,7 @@ class CheckRow:
     down_since: float | None
     late_at: float | None
     down_at: float | None
-    beats: list[Ping]  # the newest BEATS pings, oldest first
+    beats: str  # the newest BEATS pings' outcomes, oldest first, a letter each (see beat_letters)
     uptime: Uptime
 
 
@@ -144,6 +144,15 @@ def delivery_reports(outbox: Sequence[OutboxRow], now: float) -> str | None:
     return "no delivery reports from this network: messages show as sent, without a delivery confirmation"
 
 
+def beat_letters(outcomes: Sequence[tuple[str, int | None]]) -> str:
+    """One letter per ping, oldest first, from (kind, exit status) newest first: "o" success,
+    "f" failure (a fail, or a non-zero exit status), "s" start or log, "i" ignored."""
+    return "".join(
+        "f" if kind == "fail" or (code or 0) != 0 else "o" if kind == "success" else "i" if kind == "ign" else "s"
+        for kind, code in reversed(outcomes)
+    )
+
+
 def signal_bars(dbm: int | None) -> int | None:
     """Signal strength in dBm → 0-5 bars, as phones show it (None: unknown)."""
     if dbm is None:
@@ -191,6 +200,7 @@ class Views:
         self.service = service
         self.store = service.store
         self.config = service.config
+        self._beat_cache: dict[int, tuple[int, str]] = {}  # check id -> (n_pings, beat letters)
 
     def _now(self) -> float:
         return self.service.clock()
@@ -253,7 +263,7 @@ class Views:
             tags.update(check.tag_list)
             if not matches(check, q, tag):
                 continue
-            beats = self.store.list_pings(check.id, BEATS)[::-1]
+            beats = self._beats(check)
             row = CheckRow(check, ev.status, _down_since(check, ev), ev.late_at, ev.down_at, beats, self.uptime(check))
             rows.append(row)
         rows.sort(key=lambda r: (STATUS_ORDER[r.status], r.check.name.casefold()))
@@ -266,6 +276,16 @@ class Views:
             tags=sorted(tags, key=str.casefold),
             total=len(statuses),
         )
+
+    def _beats(self, check: Check) -> str:
+        """:func:`beat_letters` of the check's newest pings, kept until its next ping (the
+        overview is polled every few seconds: only checks pinged since are read again)."""
+        cached = self._beat_cache.get(check.id)
+        if cached is not None and cached[0] == check.n_pings:
+            return cached[1]
+        letters = beat_letters(self.store.recent_outcomes(check.id, BEATS))
+        self._beat_cache[check.id] = (check.n_pings, letters)
+        return letters
 
     def uptime(self, check: Check) -> Uptime:
         """Uptime over 24 h and 30 days, from the check's status flips."""

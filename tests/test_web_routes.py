@@ -719,3 +719,15 @@ def test_the_check_page_edits_tags_slug_description_and_ping_rules_and_shows_run
     assert badge, "the status badge, by a path on this origin (the CSP allows only 'self')"
     anonymous = urllib.request.urlopen(f"{gw.url}{badge.group(1)}", timeout=10)
     assert anonymous.status == 200 and b"nightly backup" in anonymous.read()
+
+
+def test_the_overview_heartbeat_bar_is_small_and_says_what_each_ping_was() -> None:
+    from gateway.readmodels import beat_letters
+    from web.pages import beat_bar
+
+    newest_first = [("success", 0), ("fail", None), ("success", 2), ("start", None), ("ign", None), ("log", None)]
+    assert beat_letters(newest_first) == "sisffo"  # oldest first; exit status 2 is a failure
+    svg = str(beat_bar("sisffo", 30))
+    assert svg.count("<path") == 5  # one path per colour: empty slots, start/log, ignored, failed, ok
+    assert 'class="f" d="M162 0h4v18h-4zM168 0h4v18h-4z"' in svg  # the 28th and 29th of 30 slots
+    assert len(str(beat_bar("o" * 30, 30))) < 600

@@ -30,7 +30,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.model import ApiKey, Check, Event, InboxRow, ModemLogRow, OutboxRow, Ping, PingKind, PingMeta, Schedule
+from gateway.model import (
+    ApiKey,
+    Check,
+    Event,
+    InboxRow,
+    ModemLogRow,
+    OutboxRow,
+    Ping,
+    PingKind,
+    PingMeta,
+    Schedule,
+)
 from gateway.rules.lifecycle import Decision
 from gateway.rules.maintenance import Window
 from gateway.rules.slugs import slugify
@@ -447,6 +458,15 @@ class Store:
             .fetchall()
         )
         return [Ping(r[0], r[1], r[2], PingKind(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows]
+
+    def recent_outcomes(self, check_id: int, limit: int) -> list[tuple[str, int | None]]:
+        """(kind, exit status) of a check's newest pings, newest first: a heartbeat bar's data."""
+        cur = self._reader().cursor()
+        cur.row_factory = None  # plain tuples: the overview reads 30 of these per check
+        cur.execute(
+            "SELECT kind, exit_status FROM pings WHERE check_id = ? ORDER BY id DESC LIMIT ?", (check_id, limit)
+        )
+        return cur.fetchall()
 
     def count_pings(self, check_id: int) -> int:
         return int(self._reader().execute("SELECT count(*) FROM pings WHERE check_id = ?", (check_id,)).fetchone()[0])
