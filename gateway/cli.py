@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--name", dest="new_name", metavar="NEW", help="rename it (its ping URL stays the same)")
     a.add_argument("--slug", help='its slug for /ping/<ping key>/<slug> ("" for none)')
     a.add_argument("--tags", help='space-separated tags ("" for none)')
+    a.add_argument("--depends-on", metavar="NAMES", help='its parents, e.g. "router,switch" ("" for none)')
     a.add_argument("--desc", help="a description")
     a.add_argument("--manual-resume", choices=["on", "off"], help="when paused, ignore pings until resumed by hand")
     a.add_argument("--methods", choices=["any", "post"], help="which ping methods count: any, or POST only")

@@ -10,7 +10,8 @@ from typing import Any
 
 from gateway.cli import EXIT_OK, UsageError, _open, _poke_daemon, _print_json, resolve_config
 from gateway.errors import ValidationError
-from gateway.model import Check
+from gateway.model import Check, Status
+from gateway.rules import dependencies as deps
 from gateway.rules.durations import format_duration, humanize, run_time
 from gateway.service import Service
 
@@ -28,7 +29,7 @@ def _render_list(service: Service, rows: list[dict[str, Any]]) -> str:
         lines.append(
             (
                 r["name"],
-                r["status"],
+                deps.label(Status(r["status"]), r["behind"]),
                 last,
                 schedule,
                 format_duration(r["grace"]),
@@ -45,7 +46,7 @@ def _render_show(d: dict[str, Any], check: Check, service: Service) -> str:
     only the addresses that work (see :func:`_addresses`)."""
     slug_url, email, note = _slug_url(service, check), _email(service, check), _base_url_note(service)
     schedule = f"cron {d['cron']} ({d['tz']})" if d["cron"] else "every " + format_duration(d["period"])
-    status = d["status"]
+    status = deps.label(Status(d["status"]), d["behind"])
     if check.last_start is not None:
         status += f" (running since {_clock_time(check.last_start)})"
     rows = [
@@ -67,6 +68,7 @@ def _render_show(d: dict[str, Any], check: Check, service: Service) -> str:
         *([("slug ping URL", slug_url)] if slug_url else []),
         *([("email", email)] if email else []),
         ("tags", " ".join(d["tags"]) or "-"),
+        ("depends on", ", ".join(d["depends_on"]) or "-"),
         ("description", d["desc"] or "-"),
         ("manual resume", "on" if d["manual_resume"] else "off"),
         ("POST only", "yes" if d["methods"] == "POST" else "no (HEAD, GET and POST count)"),
@@ -226,7 +228,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             for key in ("period", "grace", "cron", "tz"):
                 if getattr(args, key) is not None:
                     changes[key] = getattr(args, key)
-            check = service.patch_check(args.name, **changes)
+            if args.depends_on is not None:
+                check = service.deps.set(args.name, args.depends_on)
+            if changes or args.depends_on is None:
+                check = service.patch_check(args.name, **changes)
             _poke_daemon(config)
             if args.json:
                 _print_json(service.views.describe(check))

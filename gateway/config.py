@@ -423,6 +423,7 @@ def parse(data: dict[str, Any], source: str = "<config>", base_dir: Path | None 
             "repeat", (str, int, float), da.repeat, lambda k, v: rules.duration(k, _with_unit(k, v), rules.REPEAT_MIN)
         ),
         coalesce=r.duration("coalesce", da.coalesce),
+        dependency_window=r.duration("dependency_window", da.dependency_window),
         max_sms_per_hour=r.checked(
             "max_sms_per_hour", int, da.max_sms_per_hour, lambda k, v: rules.whole_number(k, v, 1, rules.BUDGET_MAX)
         ),
@@ -640,6 +641,7 @@ email_to = []
 # push_to = ["ntfy://ntfy.sh/my-secret-topic"]
 repeat = "15m"        # reminder interval while a server stays down
 coalesce = "3s"       # alerts this close together become one SMS
+# dependency_window = "2m"  # a server's DOWN waits this long for its parent (--depends-on) to go down
 max_sms_per_hour = 30 # beyond it: one summary SMS, the rest by email
 # quiet_hours = "22:00-07:00"  # reminders wait until the end (a first DOWN still goes out)
 # tz = "Europe/Paris"          # for times in messages; defaults to this machine's zone

@@ -211,6 +211,7 @@ class Views:
         """The stable JSON form of a check (CLI ``--json`` and the API)."""
         now = self._now() if now is None else now
         ev = st.evaluate(check, now)
+        parents = self.service.store.parents_of(check.id)
         return {
             "name": check.name,
             "status": ev.status.value,
@@ -245,6 +246,8 @@ class Views:
             "methods": check.methods,
             "started": check.last_start is not None,
             "last_duration": check.last_duration,
+            "depends_on": [n for n, _ in parents],
+            "behind": [n for n, st_ in parents if st_ == "down"] if ev.status is Status.DOWN else [],
         }
 
     def snippets(self, check: Check) -> list[Snippet]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from gateway.accounts import Accounts
 from gateway.config import Config, parse_hostport
+from gateway.depends import Dependencies
 from gateway.errors import ValidationError
 from gateway.model import Check, Flip, ModemReport, PingKind, PingMeta, Schedule, Status
 from gateway.quiet import Quiet
@@ -84,6 +85,7 @@ class Service:
         self.smspath = SmsPath(self)  # the daily canary and the prepaid balance
         self.relay = Relay(self)  # messages others in the house send through the modem
         self.quiet = Quiet(self)  # maintenance windows, snoozes, tag selectors
+        self.deps = Dependencies(self)  # check dependencies (--depends-on)
         self.views = Views(self)  # what pages, the CLI and /metrics show
         # Set by the daemon: a callable giving the modem's current status for pages and probes.
         self.modem_status_source: Callable[[], ModemReport | None] | None = None
@@ -181,13 +183,13 @@ class Service:
         an event row saying what they did and whatever it does to alerts."""
         now, s = self.clock(), self.settings
         return self._updated(
-            self.store.change_check(name, lambda c: lifecycle.change(c, change(c), now, event, s), now)
+            self.store.change_check(name, lambda c, p: lifecycle.change(c, change(c), now, event, s, p), now)
         )
 
     async def _aupdate(self, name: str, change: Callable[[Check], Check], event: str | None) -> Check:
         """:meth:`_update` for async callers: awaits the commit."""
         now, s = self.clock(), self.settings
-        d = await self.store.achange_check(name, lambda c: lifecycle.change(c, change(c), now, event, s), now)
+        d = await self.store.achange_check(name, lambda c, p: lifecycle.change(c, change(c), now, event, s, p), now)
         return self._updated(d)
 
     def _updated(self, d: lifecycle.Decision) -> Check:
@@ -245,8 +247,8 @@ class Service:
         meta = meta or PingMeta()
         now, settings = self.clock(), self.settings
 
-        def decide(check: Check, body: str | None, counted: PingKind) -> lifecycle.Decision:
-            return lifecycle.ping(check, counted, exit_status, now, settings, body, meta.rid)
+        def decide(check: Check, body: str | None, counted: PingKind, parents: lifecycle.Parents) -> lifecycle.Decision:
+            return lifecycle.ping(check, counted, exit_status, now, settings, body, meta.rid, parents)
 
         if name is None:
             stored = self.store.submit_ping(key, None, decide, meta, kind, exit_status, now)
@@ -301,12 +303,12 @@ class Service:
         queue the reminders that are due (sync callers: the CLI, tests)."""
         now = self.clock() if now is None else now
         s = self.settings
-        return self._advanced(self.store.advance(now, lambda c: lifecycle.advance(c, now, s)))
+        return self._advanced(self.store.advance(now, lambda c, p: lifecycle.advance(c, now, s, p)))
 
     async def advance_async(self, now: float) -> list[Flip]:
         """:meth:`advance` for the watchdog: awaits the commit, parks no thread."""
         s = self.settings
-        return self._advanced(await self.store.aadvance(now, lambda c: lifecycle.advance(c, now, s)))
+        return self._advanced(await self.store.aadvance(now, lambda c, p: lifecycle.advance(c, now, s, p)))
 
     def _advanced(self, decisions: list[lifecycle.Decision]) -> list[Flip]:
         for d in decisions:

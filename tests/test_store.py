@@ -30,7 +30,7 @@ def ping(
     return store.submit_ping(
         token,
         None,
-        lambda c, body, counted: lifecycle.ping(c, counted, None, now, SETTINGS, body),
+        lambda c, body, counted, parents: lifecycle.ping(c, counted, None, now, SETTINGS, body, None, parents),
         meta,
         kind,
         None,
@@ -39,7 +39,9 @@ def ping(
 
 
 def advance(store: Store, now: float) -> list[Flip]:
-    return [d.flip for d in store.advance(now, lambda c: lifecycle.advance(c, now, SETTINGS)) if d.flip]
+    return [
+        d.flip for d in store.advance(now, lambda c, parents: lifecycle.advance(c, now, SETTINGS, parents)) if d.flip
+    ]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ name that exists.
     POST   /api/v1/checks/<name>            {"period"?, "grace"?, "cron"?, "tz"?, "sms_enabled"?,
     PATCH  /api/v1/checks/<name>             "email_enabled"?, "repeat"?, "ladder"?, "name"?,
                                              "slug"?, "tags"?, "desc"?, "manual_resume"?,
-                                             "methods"?} → check (fields left out stay)
+                                             "methods"?, "depends_on"?} → check (fields left out stay)
     DELETE /api/v1/checks/<name>            {"deleted": name}
     POST   /api/v1/checks/<name>/pause      check
     POST   /api/v1/checks/<name>/ack        check (acknowledge the outage)
@@ -154,6 +154,7 @@ def install(app: bottle.Bottle, service: Service) -> None:
         data = body()
         allowed = {"period", "grace", "cron", "tz", "sms_enabled", "email_enabled", "repeat", "ladder"}
         allowed |= {"name", "slug", "tags", "desc", "manual_resume", "methods"}
+        allowed |= {"depends_on"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ValidationError(unknown[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
@@ -163,10 +164,17 @@ def install(app: bottle.Bottle, service: Service) -> None:
                 changes[key] = parse_duration_field(key, data[key])
             elif key in ("cron", "tz", "ladder"):
                 changes[key] = _text(data, key)
-            elif key in ("name", "slug", "tags", "desc", "manual_resume", "methods"):
+            elif key in ("name", "slug", "tags", "desc", "manual_resume", "methods", "depends_on"):
                 changes[key] = data[key]  # checked by the service (rules.checkfields)
             else:
                 changes[key] = _flag(data, key, False)
+        if "depends_on" in changes:
+            depends_on = changes.pop("depends_on")
+            if depends_on is not None and not isinstance(depends_on, (list, str)):
+                raise ValidationError("depends_on", "a list of check names")
+            service.deps.set(name, depends_on)
+            if not changes:
+                return reply(200, service.views.describe(service.get_check(name)))
         # one transaction, merged with the check as stored then: two edits never undo each other
         return reply(200, service.views.describe(service.patch_check(name, **changes)))
 

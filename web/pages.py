@@ -29,6 +29,7 @@ from gateway.config import Config
 from gateway.errors import ValidationError
 from gateway.model import ModemLogRow, Ping, iso
 from gateway.readmodels import BEATS, CheckPage, ModemPage, beat_letters, show_recipient
+from gateway.rules import dependencies as deps
 from gateway.rules.durations import format_duration, humanize, run_time
 from gateway.rules.settings import format_quiet_hours
 from gateway.rules.status import STATUS_ORDER
@@ -254,6 +255,9 @@ class Pages:
             statuses=list(STATUS_ORDER),
             # the end of the maintenance window a check is in now, or None
             maintenance_until=lambda check: self.service.quiet.open_for(check),
+            # the parents a check depends on, and those of them down now ("behind router")
+            parents_of=lambda check: self.service.deps.parents(check),
+            behind=lambda check: self.service.deps.behind(check),
         )
         self.env = env
         # The one-time messages for a session (a new API key, shown once after the redirect):
@@ -580,6 +584,7 @@ class Pages:
                 "slug",
                 "tags",
                 "desc",
+                "depends_on",
             )
         }
         values.update(
@@ -591,7 +596,10 @@ class Pages:
             post_only=f.get("post_only") == "1",
         )
         try:
-            # every field of the form at once, in one transaction (Service.patch_check)
+            current = self.service.deps.parents(self.service.get_check(name))
+            if list(deps.parse_list(values["depends_on"])) != current:
+                self.service.deps.set(name, values["depends_on"])  # its own transaction, checked first
+            # every other field of the form at once, in one transaction (Service.patch_check)
             self.service.patch_check(
                 name,
                 slug=values["slug"],
@@ -663,6 +671,7 @@ class Pages:
             "slug": c.slug,
             "tags": c.tags,
             "desc": c.desc,
+            "depends_on": ", ".join(self.service.deps.parents(c)),
             "manual_resume": c.manual_resume,
             "post_only": c.methods == "POST",
         }

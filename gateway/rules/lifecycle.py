@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.model import Check, Flip, PingKind, Status, iso
+from gateway.rules import dependencies as deps
 from gateway.rules import escalation, policy
 from gateway.rules import status as st
 from gateway.rules.policy import Outgoing
@@ -47,15 +48,33 @@ class Decision:
     alerts: tuple[Outgoing, ...] = ()
     wait: float = 0.0  # seconds the alerts wait for others to the same recipient (coalescing)
     error: str | None = field(default=None, compare=False)  # a check that could not be evaluated
+    # what the flip does to the check's children (gateway.rules.dependencies), for the store to
+    # write in the same transaction: ("down", since): children down since then fall silent
+    # behind it; ("up", now): children still down and never told alert after their own grace
+    children: tuple[str, float] | None = None
 
 
-def transition(before: Check, after: Check, now: float, reason: str, s: Settings, body: str | None = None) -> Decision:
+Parents = tuple[deps.Parent, ...]
+
+
+def transition(
+    before: Check,
+    after: Check,
+    now: float,
+    reason: str,
+    s: Settings,
+    body: str | None = None,
+    parents: Parents = (),
+) -> Decision:
     """``before`` becomes ``after`` at ``now`` (``reason``: ping, fail, deadline, or an owner's
-    action). Keeps the outage bookkeeping right and decides the alerts a status change causes."""
+    action). Keeps the outage bookkeeping right and decides the alerts a status change causes.
+    ``parents``: the check's parents and their status now (loaded only for a check that is
+    down after the change); a check going down behind a down parent tells nobody."""
     went_down = after.status is Status.DOWN and before.status is not Status.DOWN
     recovered = before.status is Status.DOWN and after.status is not Status.DOWN
+    behind = deps.is_behind(parents)
     if went_down:
-        silent = _silent_flip(after, now, s)
+        silent = _silent_flip(after, now, s) or behind
         first = escalation.first_steps(policy.ladder(after, s)) if not silent else 0
         after = after.evolve(
             down_since=now,
@@ -76,7 +95,7 @@ def transition(before: Check, after: Check, now: float, reason: str, s: Settings
             snooze_until_up=False,
             ladder_step=0,
         )
-    alert_at = policy.next_alert(after, after.last_alert or now, s) if after.status is Status.DOWN else None
+    alert_at = _alert_at(before, after, now, s, parents, went_down)
     if after.alert_at != alert_at:  # skip a copy when nothing changes (the ping path)
         after = after.evolve(alert_at=alert_at)
     if before.status is after.status:
@@ -91,13 +110,45 @@ def transition(before: Check, after: Check, now: float, reason: str, s: Settings
     alerts = policy.alerts_for_flip(
         told, after, flip, key=flip_key(flip, after.n_pings), down_since=down_since, body=body, s=s, now=now
     )
-    return Decision(after, flip, alerts=tuple(alerts), wait=s.coalesce)
+    wait = s.coalesce
+    if went_down and behind:
+        alerts = []  # the parent's messages tell it ("DOWN router (1 behind it silent: web1)")
+    elif went_down and parents:
+        wait = max(wait, s.dependency_window)  # a parent going down soon makes this one silent
+    children: tuple[str, float] | None = None
+    if went_down:
+        children = ("down", now - s.dependency_window)
+    elif recovered:
+        children = ("up", now)
+    return Decision(after, flip, alerts=tuple(alerts), wait=wait, children=children)
+
+
+def _alert_at(before: Check, after: Check, now: float, s: Settings, parents: Parents, went_down: bool) -> float | None:
+    """The next alert time of ``after``: its next reminder or ladder step; for a check behind
+    a down parent only the next reminder time (when it looks again; nothing goes out); for a
+    child never told of its outage whose parents are all up, the time its parent's recovery set
+    (its own grace: :func:`advance` sends its own DOWN then)."""
+    if after.status is not Status.DOWN:
+        return None
+    if deps.is_behind(parents):
+        return _look_again(after, after.last_alert or now, s)
+    own_time = parents and not went_down and not after.outage_told and before.alert_at is not None
+    if own_time and not policy.silenced(after, now, s):
+        return before.alert_at
+    return policy.next_alert(after, after.last_alert or now, s)
 
 
 def _silent_flip(after: Check, now: float, s: Settings) -> bool:
     """A DOWN flip that tells nobody (a muted or snoozed check, one in a maintenance window):
     the ladder's first steps are not taken then, so they run when the silence ends."""
     return policy.silenced(after, now, s)
+
+
+def _look_again(check: Check, t: float, s: Settings) -> float:
+    """When a check behind a down parent is looked at again (its reminder time; a reminder
+    interval when it has none, say a ladder that has told nobody yet): it says nothing then
+    unless its parents are back (their recovery also sets its time, see :class:`Decision`)."""
+    return policy.next_reminder(check, t, s) or t + (check.repeat or s.repeat)
 
 
 def flip_key(flip: Flip, n_pings: int) -> str:
@@ -115,6 +166,7 @@ def ping(
     s: Settings,
     body: str | None,
     rid: str | None = None,
+    parents: Parents = (),
 ) -> Decision:
     """A heartbeat of ``kind`` (with ``exit_status``, ``body``, run id ``rid``) reached ``before``
     at ``now``. ``kind`` is what the ping counts as (:func:`status.effective_kind`)."""
@@ -127,33 +179,52 @@ def ping(
     if before.snooze_until_up and good:
         # a snooze "until up" ends at the first good ping after it (the reboot is over)
         after = after.evolve(muted_until=None, snooze_until_up=False)
-        d = transition(before, after, now, reason, s, body)
+        d = transition(before, after, now, reason, s, body, parents)
         return dataclasses.replace(d, events=(Note("unsnoozed", "by a good ping", before.id), *d.events))
-    return transition(before, after, now, reason, s, body)
+    return transition(before, after, now, reason, s, body, parents)
 
 
-def change(before: Check, after: Check, now: float, event: str | None, s: Settings) -> Decision:
+def change(before: Check, after: Check, now: float, event: str | None, s: Settings, parents: Parents = ()) -> Decision:
     """The owner changed ``before`` into ``after`` (pause, resume, ack, mute, edit...): the change,
     an event row saying what they did, and whatever the change does to alerts."""
     if after == before:
         return Decision(before)
-    d = transition(before, after, now, event or "update", s)
+    d = transition(before, after, now, event or "update", s, parents=parents)
     if event:
         d = dataclasses.replace(d, events=(Note(event, None, before.id), *d.events))
     return d
 
 
-def advance(before: Check, now: float, s: Settings) -> Decision:
+def advance(before: Check, now: float, s: Settings, parents: Parents = ()) -> Decision:
     """The watchdog reached ``before``'s deadline or reminder time: flip it late or down, queue
     the reminder that is due, and set the next times. Never leaves a time at or before ``now``
     (the watchdog would spin on the row); a check that cannot be evaluated (say, a cron
     expression a library upgrade no longer accepts) is pushed an hour out with ``error`` set,
-    so one poison row cannot crash-loop the watchdog."""
+    so one poison row cannot crash-loop the watchdog. ``parents``: as for :func:`transition`;
+    a check behind a down parent sends no reminder and takes no ladder step, and a child never
+    told of its outage sends its own DOWN once its parents are up and its time has come."""
     try:
-        d = transition(before, st.refresh(before, now), now, "deadline", s)
+        d = transition(before, st.refresh(before, now), now, "deadline", s, parents=parents)
         after = d.check
         assert after is not None
-        if after.alert_at is not None and after.alert_at <= now:
+        if after.alert_at is not None and after.alert_at <= now and deps.is_behind(parents):
+            after = after.evolve(last_alert=now)  # nothing to say: look again a reminder later
+            after = after.evolve(alert_at=_look_again(after, now, s))
+            d = dataclasses.replace(d, check=after)
+        elif (
+            after.alert_at is not None
+            and after.alert_at <= now
+            and parents
+            and not after.outage_told
+            and after.status is Status.DOWN
+            and not policy.silenced(after, now, s)
+        ):
+            # its parent is back and it is not: a real problem of its own, told now
+            own, first = policy.own_down(after, s, now)
+            after = after.evolve(last_alert=now, outage_told=True, ladder_step=first)
+            after = after.evolve(alert_at=policy.next_alert(after, now, s))
+            d = dataclasses.replace(d, check=after, alerts=(*d.alerts, *own), wait=s.coalesce)
+        elif after.alert_at is not None and after.alert_at <= now:
             due: list[policy.Outgoing] = []
             reminder = policy.next_reminder(after, after.last_alert or now, s)
             if reminder is not None and reminder <= now:

@@ -248,6 +248,21 @@ def alerts_for_flip(
     return []
 
 
+def own_down(check: Check, s: Settings, now: float) -> tuple[list[Outgoing], int]:
+    """The DOWN of a child that was silent behind a down parent (gateway.rules.dependencies)
+    and is still down after the parent recovered and its own grace passed: its rows, and the
+    ladder steps that takes (its first steps, as at a DOWN)."""
+    if check.status is not Status.DOWN or check.acked:
+        return [], 0
+    key = f"own{check.id}@{check.down_since!r}"
+    text = down_text(check, s, now)
+    steps = ladder(check, s)
+    if steps:
+        n = escalation.first_steps(steps)
+        return step_alerts(check, steps[:n], 0, key, s, text, "down"), n
+    return _fan_out("down", check, text, key, s, sms=check.sms_enabled, email=check.email_enabled), 0
+
+
 def next_reminder(check: Check, last_alert: float, s: Settings) -> float | None:
     """When the next reminder for a down check is due, or None when none will be: recovered,
     paused, acknowledged, or both its channels off. A mute, a maintenance window or quiet hours

@@ -52,6 +52,8 @@ class Settings:
     sms_pin: str | None = field(default=None, repr=False)  # commands must start with it
     repeat: float = 900.0  # seconds between reminders while a check stays down
     coalesce: float = 3.0  # seconds an alert waits for others to the same recipient
+    # seconds a check's DOWN waits when it has parents: a parent down by then makes it silent
+    dependency_window: float = 120.0
     max_sms_per_hour: int = 30
     silent_summary_min: int = 3  # this many DOWNs together read "N of M servers silent"
     quiet_hours: tuple[int, int] | None = None  # minutes after midnight (start, end), local time

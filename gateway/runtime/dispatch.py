@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from gateway.config import Config
 from gateway.model import OutboxRow, Status
+from gateway.rules import dependencies as deps
 from gateway.rules import policy
 from gateway.rules.phone import mask
 from gateway.runtime.channels import Channel, ChannelError
@@ -123,7 +124,8 @@ class Dispatcher:
             logger.warning("SMS budget reached: %d message(s) to email instead", n)
             self.nudge()
             return
-        text = self._text(rows, full=channel_name in ("email", "push"))
+        behind: list[int] = []  # rows of checks behind a down parent: told by the parent's row
+        text = self._text(rows, full=channel_name in ("email", "push"), behind=behind)
         if not text:
             # Every row is stale (a reminder for a server up again, an UP for one down again):
             # the owner already knows the state now, so nothing is sent.
@@ -140,7 +142,9 @@ class Dispatcher:
         except ChannelError as e:
             await self._failed(rows, e)
             return
-        await self.store.mark_sent(ids, ref, self.clock())
+        await self.store.mark_sent([i for i in ids if i not in behind], ref, self.clock())
+        if behind:
+            await self.store.mark_superseded(behind, self.clock())
         logger.info("sent %s to %s (%d alert(s) in one message)", channel_name, mask(recipient), len(rows))
         if channel_name == "sms":
             await self.service.smspath.sent_with_refs(recipient, ref)
@@ -213,18 +217,44 @@ class Dispatcher:
                 error,
             )
 
-    def _text(self, rows: list[OutboxRow], *, full: bool) -> str:
+    def _text(self, rows: list[OutboxRow], *, full: bool, behind: list[int] | None = None) -> str:
         """One message for the rows, describing the checks' state now ("" when there is nothing
         left to say); ``full`` (email) adds every alert's own text below the summary line, since
-        an email (or a push notification) has no 160-character limit."""
-        pending = [policy.Pending(r.kind, r.check_name, r.text, r.created, r.state == "sent") for r in rows]
+        an email (or a push notification) has no 160-character limit. ``behind`` gets the ids
+        of the rows left out because their check is behind a down parent."""
         named = {r.check_id: r.check_name for r in rows if r.check_id is not None and r.check_name}
         now = self.store.check_statuses(list(named))
         statuses = {name: Status(now[i]) for i, name in named.items() if i in now}
+        pending = self._pending(rows, {i: Status(v) for i, v in now.items()}, behind if behind is not None else [])
         headline = policy.merge(pending, watched=self.store.count_watched(), s=self.service.settings, statuses=statuses)
         if not full or not headline or len(rows) == 1:
             return headline
         return headline + "\n\n" + "\n".join(p.text for p in pending if not p.sent)
+
+    def _pending(self, rows: list[OutboxRow], now: dict[int, Status], skipped: list[int]) -> list[policy.Pending]:
+        """The rows as the merge sees them, with the checks' dependencies as they are now
+        (gateway.rules.dependencies): a row of a check behind a down parent is superseded (the
+        parent's messages tell it), and a parent's rows name the children silent behind it."""
+        alerts = [r for r in rows if r.check_id is not None and r.kind in policy.ALERT_KINDS]
+        alert_ids = {r.id for r in alerts}
+        behind = self.store.behind_map() if alerts else {}
+        kids = self.store.children_of(sorted({r.check_id for r in alerts if r.check_id is not None}))
+        out = []
+        for r in rows:
+            text, done = r.text, r.state == "sent"
+            cid = r.check_id
+            if cid is not None and r.id in alert_ids:
+                if not done and deps.superseded(r.kind, now.get(cid), behind.get(cid, ())):
+                    done = True
+                    skipped.append(r.id)
+                elif cid in kids and r.check_name:
+                    children = [deps.Child(n, Status(st), inv) for n, st, inv in kids[cid]]
+                    if r.kind == "up":
+                        text = deps.up_text(text, children)
+                    elif r.kind in ("down", "fail", "reminder", "escalation"):
+                        text = deps.down_text(text, r.check_name, children)
+            out.append(policy.Pending(r.kind, r.check_name, text, r.created, done))
+        return out
 
     def _over_budget(self, now: float, budget: int) -> bool:
         return self.store.sms_sent_since(now - HOUR) >= budget

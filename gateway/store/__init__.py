@@ -647,6 +647,53 @@ class Store:
         rows = self._reader().execute(f"SELECT id, status FROM checks WHERE id IN ({marks})", ids)
         return {int(r[0]): str(r[1]) for r in rows}
 
+    def set_parents(self, name: str, parents: Sequence[str], now: float) -> tuple[str, ...]:
+        """Make ``parents`` the parents of ``name`` (gateway.rules.dependencies). Raises
+        NotFound, CycleError."""
+        return self.write(tx.set_parents, name, list(parents), now, durable=True)
+
+    def parents_of(self, check_id: int) -> list[tuple[str, str]]:
+        """(name, status) of each parent of a check, by name."""
+        rows = self._reader().execute(
+            "SELECT c.name, c.status FROM check_parents p JOIN checks c ON c.id = p.parent_id"
+            " WHERE p.child_id = ? ORDER BY c.name",
+            (check_id,),
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def behind_map(self) -> dict[int, list[str]]:
+        """For each check behind a down parent, the names of its parents down now."""
+        rows = self._reader().execute(
+            "SELECT p.child_id, c.name FROM check_parents p JOIN checks c ON c.id = p.parent_id"
+            " WHERE c.status = 'down' ORDER BY c.name"
+        )
+        out: dict[int, list[str]] = {}
+        for r in rows:
+            out.setdefault(int(r[0]), []).append(str(r[1]))
+        return out
+
+    def children_of(self, ids: list[int]) -> dict[int, list[tuple[str, str, bool]]]:
+        """For each of these checks that has children: (name, status now, involved) of each,
+        ``involved``: down now, or back from an outage after the parent last went down (what
+        the parent's messages say of them)."""
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        rows = self._reader().execute(
+            "SELECT p.parent_id, c.name, c.status,"
+            " (SELECT max(at) FROM events e WHERE e.check_id = c.id AND e.kind = 'flip' AND e.old_status = 'down'),"
+            " (SELECT max(at) FROM events e WHERE e.check_id = p.parent_id AND e.kind = 'flip'"
+            "  AND e.new_status = 'down')"
+            f" FROM check_parents p JOIN checks c ON c.id = p.child_id WHERE p.parent_id IN ({marks})"
+            " ORDER BY c.name",
+            ids,
+        )
+        out: dict[int, list[tuple[str, str, bool]]] = {}
+        for parent, name, status, back_at, down_at in rows:
+            involved = status == "down" or (back_at is not None and down_at is not None and back_at >= down_at)
+            out.setdefault(int(parent), []).append((str(name), str(status), involved))
+        return out
+
     def list_outbox(self, limit: int = 100) -> list[OutboxRow]:
         rows = self._reader().execute(f"SELECT {OUTBOX_COLUMNS} FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
         return [outbox_from_row(r) for r in rows]

@@ -204,6 +204,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE checks ADD COLUMN snooze_until_up INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE checks ADD COLUMN outage_told INTEGER NOT NULL DEFAULT 1;
     """,
+    # v10: check dependencies (gateway.rules.dependencies): a row per (child, parent); removing
+    # either check removes the row. Looked up by child (its decision) and by parent (its
+    # messages and its recovery).
+    """
+    CREATE TABLE check_parents (
+        child_id INTEGER NOT NULL REFERENCES checks(id) ON DELETE CASCADE,
+        parent_id INTEGER NOT NULL REFERENCES checks(id) ON DELETE CASCADE,
+        PRIMARY KEY (child_id, parent_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX check_parents_by_parent ON check_parents(parent_id, child_id);
+    """,
 ]
 
 

@@ -5,13 +5,15 @@ caller chose (:mod:`gateway.rules.lifecycle`) and saved: SQL and row mapping onl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gateway.model import Check, Flip, OutboxRow, PingKind, PingMeta, Schedule
-from gateway.rules.lifecycle import Decision
+from gateway.model import Check, Flip, OutboxRow, PingKind, PingMeta, Schedule, Status
+from gateway.rules import dependencies as deps
+from gateway.rules.lifecycle import Decision, Parents
 from gateway.rules.maintenance import Window
 from gateway.rules.policy import Outgoing
 from gateway.rules.slugs import slugify
@@ -28,10 +30,10 @@ PRUNE_EVERY = 50  # prune in batches: at most PING_HISTORY + PRUNE_EVERY - 1 row
 BODY_EXCERPT = 10_000  # characters of a ping body that are stored (web.ping cuts at as many bytes)
 
 
-Decide = Callable[[Check], Decision]
+Decide = Callable[[Check, Parents], Decision]  # (check, its parents' states: () unless it is down)
 
 
-DecidePing = Callable[[Check, "str | None", PingKind], Decision]  # (check, stored body excerpt, kind)
+DecidePing = Callable[[Check, "str | None", PingKind, Parents], Decision]  # (..., stored body excerpt, kind, ...)
 
 
 DecideAll = Callable[[list[Check]], list[Decision]]
@@ -112,6 +114,52 @@ def add_event(
     )
 
 
+def load_parents(conn: sqlite3.Connection, check_id: int) -> Parents:
+    """The parents of a check with their status now (gateway.rules.dependencies)."""
+    rows = conn.execute(
+        "SELECT c.name, c.status FROM check_parents p JOIN checks c ON c.id = p.parent_id"
+        " WHERE p.child_id = ? ORDER BY c.name",
+        (check_id,),
+    ).fetchall()
+    return tuple(deps.Parent(r[0], Status(r[1])) for r in rows)
+
+
+def decide_check(conn: sqlite3.Connection, before: Check, decide: Callable[[Parents], Decision]) -> Decision:
+    """``decide`` for ``before``; again with its parents' states when the check is down after
+    it (only then do they matter): a check that is up pays no lookup on the ping path."""
+    d = decide(())
+    if d.check is not None and d.check.status is Status.DOWN:
+        parents = load_parents(conn, before.id)
+        if parents:
+            d = decide(parents)
+    return d
+
+
+def apply_children(conn: sqlite3.Connection, d: Decision) -> None:
+    """What a flip does to the checks behind it (``d.children``): a parent going down silences
+    its children that went down within the dependency window (their DOWN, still waiting in the
+    outbox, is dropped at send time); a parent coming back sets the next alert time of its
+    children still down and never told (behind no other down parent) to their own grace from
+    now, when they alert on their own."""
+    if d.children is None or d.check is None:
+        return
+    what, at = d.children
+    if what == "down":
+        conn.execute(
+            "UPDATE checks SET outage_told = 0, ladder_step = 0 WHERE status = 'down' AND down_since >= ?"
+            " AND id IN (SELECT child_id FROM check_parents WHERE parent_id = ?)",
+            (at, d.check.id),
+        )
+    else:
+        conn.execute(
+            "UPDATE checks SET alert_at = ? + grace WHERE status = 'down' AND outage_told = 0 AND acked = 0"
+            " AND id IN (SELECT child_id FROM check_parents WHERE parent_id = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM check_parents q JOIN checks o ON o.id = q.parent_id"
+            " WHERE q.child_id = checks.id AND o.status = 'down')",
+            (at, d.check.id),
+        )
+
+
 def apply(conn: sqlite3.Connection, d: Decision, before: Check | None, now: float) -> None:
     """Write what a decision says: the check (when it changed), its events, the flip as an event
     row, the alerts as outbox rows. Runs inside the transaction that loaded ``before``."""
@@ -123,6 +171,7 @@ def apply(conn: sqlite3.Connection, d: Decision, before: Check | None, now: floa
         f = d.flip
         add_event(conn, f.check_id, f.at, "flip", f.old.value, f.new.value, f.reason)
     queue_rows(conn, d.alerts, now, d.wait)
+    apply_children(conn, d)
 
 
 def queue_rows(conn: sqlite3.Connection, rows: Sequence[Outgoing], now: float, wait: float) -> int:
@@ -214,7 +263,7 @@ def change_check(conn: sqlite3.Connection, name: str, decide: Decide, now: float
     before = load_check(conn, "name = ?", name)
     if before is None:
         raise NotFound(name)
-    d = decide(before)
+    d = decide_check(conn, before, lambda parents: decide(before, parents))
     try:
         apply(conn, d, before, now)
     except sqlite3.IntegrityError:
@@ -246,7 +295,8 @@ def record_ping(
         return None
     body = meta.body[:BODY_EXCERPT] if meta.body else None
     kind = effective_kind(before, kind, meta.method)
-    d = decide(before, body, kind)
+    found = before
+    d = decide_check(conn, before, lambda parents: decide(found, body, kind, parents))
     apply(conn, d, before, now)
     after = d.check or before
     duration = after.last_duration if kind in (PingKind.SUCCESS, PingKind.FAIL) else None
@@ -283,7 +333,7 @@ def advance(conn: sqlite3.Connection, now: float, decide: Decide) -> list[Decisi
     out = []
     for row in rows:
         before = check_from_row(row)
-        d = decide(before)
+        d = decide_check(conn, before, functools.partial(decide, before))
         apply(conn, d, before, now)
         out.append(d)
     return out
@@ -691,3 +741,40 @@ def end_window(conn: sqlite3.Connection, wid: int, now: float, by: str) -> Windo
     if n:
         add_event(conn, None, now, "maintenance", None, None, f"window {wid} ended by {by}")
     return window_from_row(r)
+
+
+# ---------------------------------------------------------------- check dependencies
+
+
+def parents_graph(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    """Every check's parents by name (the cycle check's graph)."""
+    out: dict[str, list[str]] = {}
+    for child, parent in conn.execute(
+        "SELECT c.name, p.name FROM check_parents r JOIN checks c ON c.id = r.child_id"
+        " JOIN checks p ON p.id = r.parent_id ORDER BY c.name, p.name"
+    ):
+        out.setdefault(child, []).append(parent)
+    return out
+
+
+def set_parents(conn: sqlite3.Connection, name: str, parents: Sequence[str], now: float) -> tuple[str, ...]:
+    """Make ``parents`` (names) the parents of the check ``name``, replacing its others.
+    Raises NotFound (the check, or a parent), deps.CycleError (a loop). Returns the parents'
+    names as stored."""
+    child = load_check(conn, "name = ?", name)
+    if child is None:
+        raise NotFound(name)
+    found: list[Check] = []
+    for p in parents:
+        c = load_check(conn, "name = ?", p)
+        if c is None:
+            raise NotFound(p)
+        found.append(c)
+    names = deps.check_parents(child.name, [c.name for c in found], parents_graph(conn))
+    conn.execute("DELETE FROM check_parents WHERE child_id = ?", (child.id,))
+    conn.executemany(
+        "INSERT OR IGNORE INTO check_parents (child_id, parent_id) VALUES (?, ?)",
+        [(child.id, c.id) for c in found],
+    )
+    add_event(conn, child.id, now, "depends_on", detail=", ".join(names) or "none")
+    return names

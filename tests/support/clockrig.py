@@ -154,6 +154,10 @@ class Gateway:
     def add(self, name: str, period: float, grace: float) -> None:
         self.service.add_check(name, period=period, grace=grace)
 
+    def depends_on(self, name: str, *parents: str) -> None:
+        """``name``'s parents become ``parents`` (as ``hbgw check set NAME --depends-on``)."""
+        self.service.deps.set(name, list(parents))
+
     def ping(self, *names: str, kind: PingKind = PingKind.SUCCESS, exit_status: int | None = None) -> None:
         for name in names:
             token = self.service.get_check(name).token
