@@ -144,6 +144,22 @@ def delivery_reports(outbox: Sequence[OutboxRow], now: float) -> str | None:
     return "no delivery reports from this network: messages show as sent, without a delivery confirmation"
 
 
+def by_tag(rows: Sequence[CheckRow], grouped: bool) -> list[tuple[str | None, CheckRow]]:
+    """The overview's rows, each with the heading to show above it (None: none). Grouped, a
+    check stands under each of its tags (tags in name order, untagged last under ""), in the
+    rows' own order within a group; ungrouped, the rows as they are."""
+    if not grouped:
+        return [(None, r) for r in rows]
+    groups: dict[str, list[CheckRow]] = {}
+    for r in rows:
+        for t in r.check.tag_list or [""]:
+            groups.setdefault(t, []).append(r)
+    out: list[tuple[str | None, CheckRow]] = []
+    for tag in sorted(groups, key=lambda t: (t == "", t.casefold())):
+        out += [(tag if i == 0 else None, r) for i, r in enumerate(groups[tag])]
+    return out
+
+
 def beat_letters(outcomes: Sequence[tuple[str, int | None]]) -> str:
     """One letter per ping, oldest first, from (kind, exit status) newest first: "o" success,
     "f" failure (a fail, or a non-zero exit status), "s" start or log, "i" ignored."""

@@ -731,3 +731,23 @@ def test_the_overview_heartbeat_bar_is_small_and_says_what_each_ping_was() -> No
     assert svg.count("<path") == 5  # one path per colour: empty slots, start/log, ignored, failed, ok
     assert 'class="f" d="M162 0h4v18h-4zM168 0h4v18h-4z"' in svg  # the 28th and 29th of 30 slots
     assert len(str(beat_bar("o" * 30, 30))) < 600
+
+
+def test_the_overview_groups_by_tag(gw: Daemon, admin: WebClient) -> None:
+    from gateway.readmodels import by_tag
+
+    for name, tags in (("grp-web", "office"), ("grp-db", "office lab"), ("grp-x", "")):
+        add_check(admin, name, "1h")
+        form = {"csrf": admin.csrf(), "period": "1h", "grace": "1h", "tz": "UTC", "sms": "1", "email": "1"}
+        assert admin.post(f"/checks/{name}", {**form, "tags": tags}).status == 303
+    page = admin.get("/?group=tag&q=grp-").text
+    order = re.findall(
+        r'<tr class="group"><th colspan="7" scope="rowgroup">(?:<a[^>]*>)?([^<]+)|href="/checks/(grp-[a-z]+)"', page
+    )
+    flat = [h or n for h, n in order]
+    assert flat == ["lab", "grp-db", "office", "grp-db", "grp-web", "no tag", "grp-x"]
+    assert 'href="/?q=grp-">Ungroup</a>' in page
+    assert "Group by tag" in admin.get("/?q=grp-").text
+    live = admin.get("/partial/overview?group=tag&q=grp-").text  # the page's live updates keep the grouping
+    assert 'scope="rowgroup"' in live
+    assert by_tag([], grouped=True) == []

@@ -28,7 +28,7 @@ from gateway.accounts import LoginRefused
 from gateway.config import Config
 from gateway.errors import ValidationError
 from gateway.model import ModemLogRow, Ping, iso
-from gateway.readmodels import BEATS, CheckPage, ModemPage, beat_letters, show_recipient
+from gateway.readmodels import BEATS, CheckPage, ModemPage, beat_letters, by_tag, show_recipient
 from gateway.rules import dependencies as deps
 from gateway.rules.durations import format_duration, humanize, run_time
 from gateway.rules.settings import format_quiet_hours
@@ -491,13 +491,19 @@ class Pages:
 
     def _filter(self) -> dict[str, str]:
         query = bottle.request.query
-        return {"q": (query.getunicode("q") or "").strip(), "tag": (query.getunicode("tag") or "").strip()}
+        return {
+            "q": (query.getunicode("q") or "").strip(),
+            "tag": (query.getunicode("tag") or "").strip(),
+            "group": "tag" if query.getunicode("group") == "tag" else "",
+        }
 
     def _overview_ctx(self, **ctx: Any) -> dict[str, Any]:
         flt = self._filter()
         qs = urllib.parse.urlencode({k: v for k, v in flt.items() if v})
+        ov = self.service.views.overview(flt["q"], flt["tag"])
         return {
-            "ov": self.service.views.overview(flt["q"], flt["tag"]),
+            "ov": ov,
+            "rows": by_tag(ov.rows, grouped=flt["group"] == "tag"),
             "flt": flt,
             "qs": qs,
             "live": "/partial/overview" + ("?" + qs if qs else ""),
