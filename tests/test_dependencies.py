@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from gateway.rules.escalation import Contact, Step
 from gateway.rules.settings import Settings
 from tests.support.browser import WebClient
 from tests.support.clockrig import T0, Gateway
+from tests.support.curl import curl
 from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
 from tests.support.rig import Rig, rig
 
@@ -424,14 +424,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         yield d
 
 
-def _curl(url: str, *args: str) -> tuple[int, str]:
-    out = subprocess.run(
-        ["curl", "-sS", "-m", "10", "-w", "\n%{http_code}", *args, url], capture_output=True, text=True, check=True
-    ).stdout
-    body, _, code = out.rpartition("\n")
-    return int(code), body.strip()
-
-
 @pytest.mark.slow
 def test_the_cli_the_api_and_the_pages_set_and_show_dependencies(gw: Daemon) -> None:
     cfg = gw.cfg  # type: ignore[attr-defined]
@@ -445,14 +437,14 @@ def test_the_cli_the_api_and_the_pages_set_and_show_dependencies(gw: Daemon) -> 
     key = re.search(r'<pre id="new-key">([^<]+)</pre>', admin.get("/settings").text)
     assert key is not None
     auth = ["-H", f"Authorization: Bearer {key.group(1)}", "-H", "Content-Type: application/json"]
-    code, body = _curl(gw.url + "/api/v1/checks/db1", *auth, "-X", "PATCH", "-d", '{"depends_on": ["router"]}')
+    code, body = curl(gw.url + "/api/v1/checks/db1", *auth, "-X", "PATCH", "-d", '{"depends_on": ["router"]}')
     assert code == 200 and json.loads(body)["depends_on"] == ["router"]
-    code, body = _curl(gw.url + "/api/v1/checks/router", *auth, "-X", "PATCH", "-d", '{"depends_on": ["db1"]}')
+    code, body = curl(gw.url + "/api/v1/checks/router", *auth, "-X", "PATCH", "-d", '{"depends_on": ["db1"]}')
     assert code == 400 and "router → db1 → router" in body
     # router and web1 report failures: web1 is down behind the router
     for name in ("router", "web1"):
         url = gw.url + urlsplit(str(hbgw_json("check", "show", name, config=cfg)["ping_url"])).path
-        assert _curl(url + "/fail")[0] == 200
+        assert curl(url + "/fail")[0] == 200
     assert hbgw_json("check", "show", "web1", config=cfg)["behind"] == ["router"]
     shown = hbgw("check", "show", "web1", config=cfg).stdout
     assert "down (behind router)" in shown and "router" in shown.split("depends on")[1].splitlines()[0]

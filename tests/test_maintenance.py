@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from gateway.rules.maintenance import MaintenanceError, Window
 from gateway.rules.settings import Settings
 from tests.support.browser import WebClient
 from tests.support.clockrig import T0, Clocks, Gateway
+from tests.support.curl import curl
 from tests.support.daemon import Daemon, hbgw, hbgw_json, wait_for, write_config
 
 ME = "+15551230001"
@@ -357,15 +357,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     with Daemon(data, config=cfg) as d:
         d.cfg = cfg  # type: ignore[attr-defined]
         yield d
-
-
-def curl(url: str, *args: str) -> tuple[int, str]:
-    """The HTTP status and body of a curl request."""
-    out = subprocess.run(
-        ["curl", "-sS", "-m", "10", "-w", "\n%{http_code}", *args, url], capture_output=True, text=True, check=True
-    ).stdout
-    body, _, code = out.rpartition("\n")
-    return int(code), body.strip()
 
 
 def show(gw: Daemon, name: str) -> dict[str, Any]:

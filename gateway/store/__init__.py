@@ -52,9 +52,11 @@ from gateway.store.rows import (
     API_KEY_COLUMNS,
     CHECK_COLUMNS,
     OUTBOX_COLUMNS,
+    WINDOW_COLUMNS,
     api_key_from_row,
     check_from_row,
     outbox_from_row,
+    window_from_row,
 )
 from gateway.store.schema import MIGRATIONS, SCHEMA_VERSION
 from gateway.store.tx import BODY_EXCERPT, PING_HISTORY, PRUNE_EVERY, Decide, DecideAll, DecidePing, PingResult
@@ -580,13 +582,13 @@ class Store:
     def list_windows(self, since: float | None = None) -> list[Window]:
         """Maintenance windows, newest first; with ``since``, only those still in force then
         (not ended early before it, recurring or ending after it)."""
-        sql = f"SELECT {tx.WINDOW_COLUMNS} FROM maintenance"
+        sql = f"SELECT {WINDOW_COLUMNS} FROM maintenance"
         args: tuple[Any, ...] = ()
         if since is not None:
             sql += ' WHERE (ended_early IS NULL OR ended_early > ?) AND (cron IS NOT NULL OR "end" > ?)'
             args = (since, since)
         rows = self._reader().execute(sql + " ORDER BY id DESC", args).fetchall()
-        return [tx.window_from_row(r) for r in rows]
+        return [window_from_row(r) for r in rows]
 
     def set_setting(self, key: str, value: str) -> None:
         self.write(tx.set_setting, key, value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from gateway.model import ApiKey, Check, OutboxRow, Schedule, Status
+from gateway.rules.maintenance import Window
 
 CHECK_COLUMNS = (
     "id, name, token, period, grace, cron, tz, status, anchor, last_ping, last_start, "
@@ -109,3 +110,20 @@ API_KEY_COLUMNS = "id, label, prefix, created, last_used, revoked, scope"
 
 def api_key_from_row(r: sqlite3.Row) -> ApiKey:
     return ApiKey(r["id"], r["label"], r["prefix"], r["created"], r["last_used"], r["revoked"], r["scope"])
+
+
+WINDOW_COLUMNS = 'id, scope, start, "end", cron, tz, duration, created, ended_early'
+
+
+def window_from_row(r: sqlite3.Row) -> Window:
+    return Window(
+        id=r["id"],
+        scope=r["scope"],
+        start=r["start"],
+        end=r["end"],
+        cron=r["cron"],
+        tz=r["tz"],
+        duration=r["duration"],
+        created=r["created"],
+        ended_early=r["ended_early"],
+    )

@@ -19,7 +19,14 @@ from gateway.rules.policy import Outgoing
 from gateway.rules.slugs import slugify
 from gateway.rules.status import effective_kind
 from gateway.store.errors import Ambiguous, Conflict, NotFound, Refused
-from gateway.store.rows import CHECK_COLUMNS, OUTBOX_COLUMNS, check_from_row, outbox_from_row
+from gateway.store.rows import (
+    CHECK_COLUMNS,
+    OUTBOX_COLUMNS,
+    WINDOW_COLUMNS,
+    check_from_row,
+    outbox_from_row,
+    window_from_row,
+)
 
 PING_HISTORY = 1000  # newest pings kept per check
 
@@ -702,22 +709,6 @@ def first_ping_id_at(conn: sqlite3.Connection, since: float) -> int | None:
 
 
 # ---------------------------------------------------------------- maintenance windows
-
-WINDOW_COLUMNS = 'id, scope, start, "end", cron, tz, duration, created, ended_early'
-
-
-def window_from_row(r: sqlite3.Row) -> Window:
-    return Window(
-        id=r["id"],
-        scope=r["scope"],
-        start=r["start"],
-        end=r["end"],
-        cron=r["cron"],
-        tz=r["tz"],
-        duration=r["duration"],
-        created=r["created"],
-        ended_early=r["ended_early"],
-    )
 
 
 def add_window(conn: sqlite3.Connection, w: Window, detail: str) -> Window:
